@@ -1,0 +1,60 @@
+-- citybrain hub schema, version 1. Every table is keyed by tenant ('' is the default).
+CREATE TABLE tenants (
+    name       TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+-- Entities as expanded JSON documents; version grows with every write.
+CREATE TABLE entities (
+    tenant  TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    doc     TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+-- Type index: one row per (entity, type), for type queries and /types.
+CREATE TABLE entity_types (
+    tenant TEXT NOT NULL,
+    type   TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    PRIMARY KEY (tenant, type, id)
+) WITHOUT ROWID;
+-- Attribute history; times in Unix milliseconds. observed_at falls back to
+-- modified_at when the instance had no observedAt.
+CREATE TABLE history (
+    tenant      TEXT NOT NULL,
+    entity_id   TEXT NOT NULL,
+    attr        TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    dataset_id  TEXT,
+    observed_at INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    modified_at INTEGER NOT NULL,
+    deleted_at  INTEGER,
+    doc         TEXT NOT NULL
+);
+CREATE INDEX history_by_entity ON history (tenant, entity_id, attr, observed_at);
+CREATE UNIQUE INDEX history_by_instance ON history (tenant, entity_id, instance_id);
+CREATE TABLE subscriptions (
+    tenant TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    doc    TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+-- Notifications waiting for delivery (the durable queue).
+CREATE TABLE outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant          TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE contexts (
+    tenant     TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);

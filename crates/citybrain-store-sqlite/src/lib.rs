@@ -1,0 +1,640 @@
+//! # citybrain-store-sqlite — the embedded backend
+//!
+//! One SQLite file in WAL mode: one writer connection, a small pool of reader
+//! connections (WAL lets readers run beside the writer), all used from
+//! `spawn_blocking` so the async runtime never waits on disk.
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode — a committed transaction
+//! survives a crash of the process (`kill -9`); it can be lost only on power
+//! failure before the next checkpoint. `durability = Full` (the
+//! `?synchronous=full` URL option) makes every commit survive power loss too.
+//!
+//! What it does **not** do: NGSI-LD semantics. It pre-filters queries by id or
+//! type index and asks `EntityQuery::matches` for the rest.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use citybrain_ngsild::selector::EntityQuery;
+use citybrain_ngsild::temporal::{Instance, TimeProperty};
+use citybrain_ngsild::{time, Entity};
+use citybrain_store::{
+    ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store, StoreError, Stored,
+    SubscriptionRecord, TypeInfo, WriteSet,
+};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const READERS: usize = 4;
+
+/// How hard each commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives process crashes (WAL + synchronous=NORMAL).
+    #[default]
+    Normal,
+    /// Survives power loss too (synchronous=FULL).
+    Full,
+}
+
+struct Inner {
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+/// The SQLite store. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn be(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn ms(t: &time::Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and migrates it.
+    pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| be(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let writer = Connection::open(&path).map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
+        let sync = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        writer
+            .execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-65536;"
+            ))
+            .map_err(be)?;
+        migrate(&writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                .map_err(be)?;
+            r.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-32768;").map_err(be)?;
+            readers.push(r);
+        }
+        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(writer), readers: Mutex::new(readers), path }) })
+    }
+
+    /// Parses `sqlite:PATH`, `sqlite://PATH` or `sqlite:///ABS` with an
+    /// optional `?synchronous=full`.
+    pub fn open_url(url: &str) -> Result<Self> {
+        let rest = url.strip_prefix("sqlite:").ok_or_else(|| be(format!("'{url}' is not a sqlite: URL")))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(be(format!("'{url}' names no file (try sqlite:./citybrain.db)")));
+        }
+        let durability = match query {
+            "" | "synchronous=normal" => Durability::Normal,
+            "synchronous=full" => Durability::Full,
+            other => return Err(be(format!("unknown sqlite URL option '{other}' (synchronous=normal|full)"))),
+        };
+        Self::open(path, durability)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().map_err(be)?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    // All pooled readers busy: open a short-lived one.
+                    let c = Connection::open_with_flags(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                        .map_err(be)?;
+                    c.busy_timeout(std::time::Duration::from_secs(5)).map_err(be)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            let mut pool = inner.readers.lock().map_err(be)?;
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(be)?
+    }
+
+    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(be)?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(be)?
+    }
+}
+
+fn migrate(c: &Connection) -> Result<()> {
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(be)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = c.unchecked_transaction().map_err(be)?;
+        tx.execute_batch(sql).map_err(|e| be(format!("migration {} failed: {e}", i + 1)))?;
+        tx.execute_batch(&format!("PRAGMA user_version={}", i + 1)).map_err(be)?;
+        tx.commit().map_err(be)?;
+    }
+    c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES ('', ?1)", [time::format(&chrono::Utc::now())])
+        .map_err(be)?;
+    Ok(())
+}
+
+fn parse_entity(doc: &str) -> Result<Entity> {
+    serde_json::from_str(doc).map_err(|e| be(format!("corrupt entity document: {e}")))
+}
+
+fn time_column(p: TimeProperty) -> &'static str {
+    match p {
+        TimeProperty::ObservedAt => "observed_at",
+        TimeProperty::CreatedAt => "created_at",
+        TimeProperty::ModifiedAt => "modified_at",
+        TimeProperty::DeletedAt => "deleted_at",
+    }
+}
+
+fn history_where(q: &HistoryQuery, attr: Option<&str>) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let col = time_column(q.timeproperty);
+    let mut sql = String::from("tenant=?1 AND entity_id=?2");
+    let mut args: Vec<V> = Vec::new();
+    if let Some(a) = attr {
+        args.push(V::Text(a.to_string()));
+        sql.push_str(&format!(" AND attr=?{}", args.len() + 2));
+    }
+    if let Some(f) = q.from {
+        args.push(V::Integer(ms(&f)));
+        sql.push_str(&format!(" AND {col}>=?{}", args.len() + 2));
+    }
+    if let Some(t) = q.to {
+        args.push(V::Integer(ms(&t)));
+        sql.push_str(&format!(" AND {col}<?{}", args.len() + 2));
+    }
+    if q.timeproperty == TimeProperty::DeletedAt {
+        sql.push_str(" AND deleted_at IS NOT NULL");
+    }
+    (sql, args)
+}
+
+fn attrs_of(c: &Connection, tenant: &str, entity_id: &str) -> Result<Vec<String>> {
+    let mut st = c.prepare_cached("SELECT DISTINCT attr FROM history WHERE tenant=?1 AND entity_id=?2 ORDER BY attr").map_err(be)?;
+    let rows = st.query_map(params![tenant, entity_id], |r| r.get::<_, String>(0)).map_err(be)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().map_err(be)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn tenant_exists(&self, tenant: &str) -> Result<bool> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT 1 FROM tenants WHERE name=?1", [t], |_| Ok(())).optional().map(|o| o.is_some()).map_err(be)
+        })
+        .await
+    }
+
+    async fn ensure_tenant(&self, tenant: &str) -> Result<()> {
+        let t = tenant.to_string();
+        self.write(move |c| {
+            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)", params![t, time::format(&chrono::Utc::now())])
+                .map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT name FROM tenants ORDER BY name").map_err(be)?;
+            let rows = st.query_map([], |r| r.get(0)).map_err(be)?;
+            rows.collect::<std::result::Result<Vec<String>, _>>().map_err(be)
+        })
+        .await
+    }
+
+    async fn get(&self, tenant: &str, ids: &[String]) -> Result<Vec<Stored>> {
+        let t = tenant.to_string();
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1 AND id=?2").map_err(be)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let row: Option<(i64, String)> =
+                    st.query_row(params![t, id], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(be)?;
+                if let Some((v, doc)) = row {
+                    out.push(Stored { entity: parse_entity(&doc)?, version: v as u64 });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn query(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
+        let t = tenant.to_string();
+        let q = q.clone();
+        self.read(move |c| {
+            use rusqlite::types::Value as V;
+            let mut args: Vec<V> = vec![V::Text(t)];
+            let sql = if let Some(ids) = q.exact_ids() {
+                let marks = (0..ids.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(",");
+                args.extend(ids.into_iter().map(V::Text));
+                format!("SELECT doc FROM entities WHERE tenant=?1 AND id IN ({marks}) ORDER BY id")
+            } else if let Some(types) = q.candidate_types() {
+                let marks = (0..types.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(",");
+                args.extend(types.into_iter().map(V::Text));
+                format!("SELECT doc FROM entities WHERE tenant=?1 AND id IN (SELECT id FROM entity_types WHERE tenant=?1 AND type IN ({marks})) ORDER BY id")
+            } else {
+                "SELECT doc FROM entities WHERE tenant=?1 ORDER BY id".to_string()
+            };
+            let mut st = c.prepare_cached(&sql).map_err(be)?;
+            let mut rows = st.query(params_from_iter(args)).map_err(be)?;
+            let mut out = Vec::new();
+            let mut matched = 0usize;
+            while let Some(row) = rows.next().map_err(be)? {
+                let doc: String = row.get(0).map_err(be)?;
+                let e = parse_entity(&doc)?;
+                if !q.matches(&e) {
+                    continue;
+                }
+                if matched >= page.offset && out.len() < page.limit {
+                    out.push(e);
+                }
+                matched += 1;
+                if !page.count && out.len() >= page.limit {
+                    break;
+                }
+            }
+            Ok(QueryResult { entities: out, total: page.count.then_some(matched) })
+        })
+        .await
+    }
+
+    async fn commit(&self, tenant: &str, w: WriteSet) -> Result<Vec<i64>> {
+        let t = tenant.to_string();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(be)?;
+            let mut seqs = Vec::with_capacity(w.outbox.len());
+            {
+                tx.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)", params![t, time::format(&chrono::Utc::now())])
+                    .map_err(be)?;
+                let mut ver = tx.prepare_cached("SELECT version FROM entities WHERE tenant=?1 AND id=?2").map_err(be)?;
+                let mut ins = tx.prepare_cached("INSERT INTO entities(tenant, id, version, doc) VALUES (?1, ?2, 1, ?3)").map_err(be)?;
+                let mut upd = tx.prepare_cached("UPDATE entities SET version=version+1, doc=?3 WHERE tenant=?1 AND id=?2 AND version=?4").map_err(be)?;
+                let mut del = tx.prepare_cached("DELETE FROM entities WHERE tenant=?1 AND id=?2 AND version=?3").map_err(be)?;
+                let mut del_types = tx.prepare_cached("DELETE FROM entity_types WHERE tenant=?1 AND id=?2").map_err(be)?;
+                let mut ins_type = tx.prepare_cached("INSERT OR IGNORE INTO entity_types(tenant, type, id) VALUES (?1, ?2, ?3)").map_err(be)?;
+                for put in &w.puts {
+                    let e = &put.entity;
+                    let doc = serde_json::to_string(e).map_err(be)?;
+                    match put.expected_version {
+                        None => {
+                            let exists: Option<i64> = ver.query_row(params![t, e.id], |r| r.get(0)).optional().map_err(be)?;
+                            if exists.is_some() {
+                                return Err(StoreError::Conflict(e.id.clone()));
+                            }
+                            ins.execute(params![t, e.id, doc]).map_err(be)?;
+                        }
+                        Some(v) => {
+                            if upd.execute(params![t, e.id, doc, v as i64]).map_err(be)? != 1 {
+                                return Err(StoreError::Conflict(e.id.clone()));
+                            }
+                            del_types.execute(params![t, e.id]).map_err(be)?;
+                        }
+                    }
+                    for ty in &e.types {
+                        ins_type.execute(params![t, ty, e.id]).map_err(be)?;
+                    }
+                }
+                for (id, v) in &w.deletes {
+                    if del.execute(params![t, id, *v as i64]).map_err(be)? != 1 {
+                        return Err(StoreError::Conflict(id.clone()));
+                    }
+                    del_types.execute(params![t, id]).map_err(be)?;
+                }
+                let mut hist = tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO history(tenant, entity_id, attr, instance_id, dataset_id, observed_at, created_at, modified_at, deleted_at, doc)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(be)?;
+                for hd in &w.history_deletes {
+                    match hd {
+                        HistoryDelete::Entity(id) => {
+                            tx.execute("DELETE FROM history WHERE tenant=?1 AND entity_id=?2", params![t, id]).map_err(be)?;
+                        }
+                        HistoryDelete::Attribute { entity_id, attr, dataset_id } => match dataset_id {
+                            None => {
+                                tx.execute("DELETE FROM history WHERE tenant=?1 AND entity_id=?2 AND attr=?3", params![t, entity_id, attr])
+                                    .map_err(be)?;
+                            }
+                            Some(ds) => {
+                                tx.execute(
+                                    "DELETE FROM history WHERE tenant=?1 AND entity_id=?2 AND attr=?3 AND dataset_id IS ?4",
+                                    params![t, entity_id, attr, ds],
+                                )
+                                .map_err(be)?;
+                            }
+                        },
+                        HistoryDelete::Instance { entity_id, attr, instance_id } => {
+                            tx.execute(
+                                "DELETE FROM history WHERE tenant=?1 AND entity_id=?2 AND attr=?3 AND instance_id=?4",
+                                params![t, entity_id, attr, instance_id],
+                            )
+                            .map_err(be)?;
+                        }
+                    }
+                }
+                for (eid, i) in &w.history {
+                    let doc = serde_json::to_string(i).map_err(be)?;
+                    hist.execute(params![
+                        t,
+                        eid,
+                        i.attr,
+                        i.instance_id,
+                        i.dataset_id,
+                        ms(&i.observed_at.unwrap_or(i.modified_at)),
+                        ms(&i.created_at),
+                        ms(&i.modified_at),
+                        i.deleted_at.as_ref().map(ms),
+                        doc
+                    ])
+                    .map_err(be)?;
+                }
+                let mut out = tx.prepare_cached("INSERT INTO outbox(tenant, subscription_id, payload) VALUES (?1, ?2, ?3)").map_err(be)?;
+                for (sub, payload) in &w.outbox {
+                    out.execute(params![t, sub, payload]).map_err(be)?;
+                    seqs.push(tx.last_insert_rowid());
+                }
+            }
+            tx.commit().map_err(be)?;
+            Ok(seqs)
+        })
+        .await
+    }
+
+    async fn types(&self, tenant: &str) -> Result<Vec<TypeInfo>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            use std::collections::BTreeMap;
+            let mut st = c.prepare("SELECT doc FROM entities WHERE tenant=?1").map_err(be)?;
+            let mut rows = st.query([t]).map_err(be)?;
+            let mut map: BTreeMap<String, (usize, BTreeMap<String, std::collections::BTreeSet<String>>)> = BTreeMap::new();
+            while let Some(row) = rows.next().map_err(be)? {
+                let e = parse_entity(&row.get::<_, String>(0).map_err(be)?)?;
+                for ty in &e.types {
+                    let entry = map.entry(ty.clone()).or_default();
+                    entry.0 += 1;
+                    for (name, list) in &e.attrs {
+                        let kinds = entry.1.entry(name.clone()).or_default();
+                        for a in list {
+                            kinds.insert(citybrain_ngsild::model::kind_of(a).to_string());
+                        }
+                    }
+                }
+            }
+            Ok(map
+                .into_iter()
+                .map(|(type_iri, (entity_count, attrs))| TypeInfo {
+                    type_iri,
+                    entity_count,
+                    attrs: attrs.into_iter().map(|(a, k)| (a, k.into_iter().collect())).collect(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn history(&self, tenant: &str, q: &HistoryQuery) -> Result<Vec<Instance>> {
+        let t = tenant.to_string();
+        let q = q.clone();
+        self.read(move |c| {
+            let attrs = match &q.attrs {
+                Some(a) => a.clone(),
+                None => attrs_of(c, &t, &q.entity_id)?,
+            };
+            let col = time_column(q.timeproperty);
+            let mut out = Vec::new();
+            for a in attrs {
+                let (cond, args) = history_where(&q, Some(&a));
+                let (order, limit) = match q.last_n {
+                    Some(n) => ("DESC", n.min(q.limit)),
+                    None => ("ASC", q.limit),
+                };
+                let sql = format!("SELECT doc FROM history WHERE {cond} ORDER BY {col} {order}, rowid {order} LIMIT {limit}");
+                let mut st = c.prepare_cached(&sql).map_err(be)?;
+                let mut all: Vec<rusqlite::types::Value> = vec![t.clone().into(), q.entity_id.clone().into()];
+                all.extend(args);
+                let rows = st.query_map(params_from_iter(all), |r| r.get::<_, String>(0)).map_err(be)?;
+                let mut list = Vec::new();
+                for r in rows {
+                    let doc = r.map_err(be)?;
+                    list.push(serde_json::from_str::<Instance>(&doc).map_err(|e| be(format!("corrupt history row: {e}")))?);
+                }
+                if q.last_n.is_some() {
+                    list.reverse();
+                }
+                out.extend(list);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn history_count(&self, tenant: &str, q: &HistoryQuery) -> Result<usize> {
+        let t = tenant.to_string();
+        let q = q.clone();
+        self.read(move |c| {
+            let attrs = match &q.attrs {
+                Some(a) => a.clone(),
+                None => attrs_of(c, &t, &q.entity_id)?,
+            };
+            let mut max = 0usize;
+            for a in attrs {
+                let (cond, args) = history_where(&q, Some(&a));
+                let mut all: Vec<rusqlite::types::Value> = vec![t.clone().into(), q.entity_id.clone().into()];
+                all.extend(args);
+                let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM history WHERE {cond}"), params_from_iter(all), |r| r.get(0)).map_err(be)?;
+                max = max.max(n as usize);
+            }
+            Ok(max)
+        })
+        .await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT tenant, id, doc FROM subscriptions ORDER BY tenant, id").map_err(be)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(be)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (tenant, id, doc) = r.map_err(be)?;
+                let doc = serde_json::from_str(&doc).map_err(|e| be(format!("corrupt subscription {id}: {e}")))?;
+                out.push(SubscriptionRecord { tenant, id, doc });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_subscription(&self, s: &SubscriptionRecord) -> Result<()> {
+        let s = s.clone();
+        self.write(move |c| {
+            let doc = serde_json::to_string(&s.doc).map_err(be)?;
+            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)", params![s.tenant, time::format(&chrono::Utc::now())])
+                .map_err(be)?;
+            c.execute("INSERT OR REPLACE INTO subscriptions(tenant, id, doc) VALUES (?1, ?2, ?3)", params![s.tenant, s.id, doc]).map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, tenant: &str, id: &str) -> Result<bool> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        self.write(move |c| {
+            let n = c.execute("DELETE FROM subscriptions WHERE tenant=?1 AND id=?2", params![t, id]).map_err(be)?;
+            c.execute("DELETE FROM outbox WHERE tenant=?1 AND subscription_id=?2", params![t, id]).map_err(be)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn pending_notifications(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached("SELECT seq, tenant, subscription_id, payload, attempts, next_attempt_ms FROM outbox ORDER BY seq LIMIT ?1")
+                .map_err(be)?;
+            let rows = st
+                .query_map([limit as i64], |r| {
+                    Ok(OutboxItem {
+                        seq: r.get(0)?,
+                        tenant: r.get(1)?,
+                        subscription_id: r.get(2)?,
+                        payload: r.get(3)?,
+                        attempts: r.get::<_, i64>(4)? as u32,
+                        next_attempt_ms: r.get(5)?,
+                    })
+                })
+                .map_err(be)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>().map_err(be)
+        })
+        .await
+    }
+
+    async fn ack_notifications(&self, seqs: &[i64]) -> Result<()> {
+        let seqs = seqs.to_vec();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(be)?;
+            {
+                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE seq=?1").map_err(be)?;
+                for s in &seqs {
+                    st.execute([s]).map_err(be)?;
+                }
+            }
+            tx.commit().map_err(be)
+        })
+        .await
+    }
+
+    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64) -> Result<()> {
+        self.write(move |c| {
+            c.execute("UPDATE outbox SET attempts=?2, next_attempt_ms=?3 WHERE seq=?1", params![seq, attempts as i64, next_attempt_ms])
+                .map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn contexts(&self, tenant: &str) -> Result<Vec<ContextRecord>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare("SELECT id, url, kind, body, created_at FROM contexts WHERE tenant=?1 ORDER BY id").map_err(be)?;
+            let rows = st
+                .query_map([t], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))
+                .map_err(be)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (id, url, kind, body, created) = r.map_err(be)?;
+                out.push(ContextRecord {
+                    id,
+                    url,
+                    kind,
+                    body: serde_json::from_str(&body).map_err(be)?,
+                    created_at: time::parse(&created).ok_or_else(|| be("corrupt context timestamp"))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_context(&self, tenant: &str, ctx: &ContextRecord) -> Result<()> {
+        let (t, ctx) = (tenant.to_string(), ctx.clone());
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO contexts(tenant, id, url, kind, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![t, ctx.id, ctx.url, ctx.kind, ctx.body.to_string(), time::format(&ctx.created_at)],
+            )
+            .map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_context(&self, tenant: &str, id: &str) -> Result<bool> {
+        let (t, id) = (tenant.to_string(), id.to_string());
+        self.write(move |c| Ok(c.execute("DELETE FROM contexts WHERE tenant=?1 AND id=?2", params![t, id]).map_err(be)? > 0)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_storage_story() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("story.db"), Durability::Normal).unwrap();
+        citybrain_store::story::run(&s).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("re.db");
+        {
+            let s = SqliteStore::open(&p, Durability::Full).unwrap();
+            s.ensure_tenant("x").await.unwrap();
+        }
+        let s = SqliteStore::open_url(&format!("sqlite:{}", p.display())).unwrap();
+        assert!(s.tenant_exists("x").await.unwrap());
+    }
+
+    #[test]
+    fn url_errors_are_clear() {
+        assert!(SqliteStore::open_url("postgres://x").err().unwrap().to_string().contains("not a sqlite"));
+        assert!(SqliteStore::open_url("sqlite:").err().unwrap().to_string().contains("names no file"));
+        assert!(SqliteStore::open_url("sqlite:x.db?foo=bar").err().unwrap().to_string().contains("unknown sqlite URL option"));
+    }
+}
