@@ -1,1 +1,191 @@
+//! # citybrain-hub — the context hub (中枢)
+//!
+//! The NGSI-LD broker's operations, independent of HTTP: entity writes with
+//! their history and the notifications they cause, queries, temporal
+//! retrieval, subscriptions with durable delivery and in-process streams,
+//! tenants and @contexts. Every other part of citybrain reads and writes city
+//! state through a [`Hub`].
+//!
+//! What it deliberately does **not** do: parse HTTP requests or speak SQL.
+//! The API crate turns requests into calls here; a [`citybrain_store::Store`]
+//! keeps the data.
+//!
+//! **Architecture Invariant:** a write returns only after its entity rows,
+//! history and outgoing notifications are committed together; delivery then
+//! works from the durable outbox, so a crash or an unreachable receiver loses
+//! no notification (delivery is at-least-once).
+//!
+//! ## Helpful terminology
+//! - **working set**: the entities one request touches, loaded at a version,
+//!   changed in memory, and committed at once (retried on a version conflict).
+//! - **outbox / deliverer**: queued notifications and the task that POSTs them.
+//! - **stream**: an in-process feed of one subscription's notifications (SSE).
 
+#![forbid(unsafe_code)]
+
+pub mod contexts;
+mod delivery;
+mod entities;
+mod subscriptions;
+mod temporal;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use citybrain_ngsild::input::InputLimits;
+use citybrain_ngsild::time::Timestamp;
+use citybrain_ngsild::{ErrorKind, NgsiError};
+use citybrain_store::Store;
+use tokio::sync::mpsc;
+
+pub use contexts::RequestContext;
+pub use entities::{BatchError, BatchOp, BatchResult, UpdateResult};
+pub use subscriptions::{StreamEvent, StreamSubscription};
+pub use temporal::{TemporalEntity, TemporalRequest};
+
+pub type Result<T, E = NgsiError> = std::result::Result<T, E>;
+
+/// Limits on what one request may ask for. Every breach is a clear error.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Entities per batch operation.
+    pub max_batch: usize,
+    /// Default page size of queries.
+    pub default_page: usize,
+    /// Largest `limit` a query may ask for (above: 403 TooManyResults).
+    pub max_page: usize,
+    /// Longest `q` / `scopeQ` accepted.
+    pub max_query_len: usize,
+    /// Attributes per entity, coordinates per geometry, nesting depth.
+    pub input: InputLimits,
+    /// Default number of temporal instances per attribute (21..=40 per the spec's advice).
+    pub temporal_page: usize,
+    /// Largest temporal page a client may ask for with `lastN` or `limit`.
+    pub max_temporal_page: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch: 1000,
+            default_page: 20,
+            max_page: 1000,
+            max_query_len: 4096,
+            input: InputLimits::default(),
+            temporal_page: 30,
+            max_temporal_page: 1000,
+        }
+    }
+}
+
+/// How the hub behaves; every field has a sensible default.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub limits: Limits,
+    /// Remote @context URL → local file, for sites without internet.
+    pub context_map: HashMap<String, PathBuf>,
+    pub context_fetch_timeout: Duration,
+    /// Notification POST timeout.
+    pub notify_timeout: Duration,
+    /// How long an undeliverable notification is retried before it is dropped.
+    pub notify_retry_window: Duration,
+    /// Largest backoff between two delivery attempts.
+    pub notify_max_backoff: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            limits: Limits::default(),
+            context_map: HashMap::new(),
+            context_fetch_timeout: Duration::from_secs(5),
+            notify_timeout: Duration::from_secs(10),
+            notify_retry_window: Duration::from_secs(3600),
+            notify_max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    config: HubConfig,
+    contexts: contexts::Resolver,
+    subs: subscriptions::Registry,
+    deliver_tx: mpsc::UnboundedSender<delivery::Job>,
+    http: reqwest::Client,
+}
+
+/// The hub. Cheap to clone; all clones share state.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl Hub {
+    /// Starts a hub over a store: loads subscriptions and starts the
+    /// notification deliverer and the periodic tasks (on the current runtime).
+    pub async fn start(store: Arc<dyn Store>, config: HubConfig) -> Result<Hub> {
+        let http = reqwest::Client::builder()
+            .timeout(config.notify_timeout)
+            .build()
+            .map_err(|e| NgsiError::internal(format!("cannot build HTTP client: {e}")))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hub = Hub {
+            inner: Arc::new(Inner {
+                contexts: contexts::Resolver::new(config.context_map.clone(), config.context_fetch_timeout, http.clone()),
+                subs: subscriptions::Registry::default(),
+                store,
+                config,
+                deliver_tx: tx,
+                http,
+            }),
+        };
+        hub.load_subscriptions().await?;
+        delivery::spawn(hub.clone(), rx).await?;
+        subscriptions::spawn_periodic(hub.clone());
+        Ok(hub)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
+
+    /// Fails with 404 NonexistentTenant unless the tenant exists (reads and updates).
+    pub async fn require_tenant(&self, tenant: &str) -> Result<()> {
+        if tenant.is_empty() || self.inner.store.tenant_exists(tenant).await? {
+            Ok(())
+        } else {
+            Err(NgsiError::new(ErrorKind::NonexistentTenant, format!("tenant '{tenant}' does not exist")))
+        }
+    }
+
+    /// Validates a tenant name from the `NGSILD-Tenant` header.
+    pub fn check_tenant_name(name: &str) -> Result<()> {
+        let ok = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        if ok {
+            Ok(())
+        } else {
+            Err(NgsiError::bad_data(format!("tenant '{name}' must be at most 64 characters of A-Z a-z 0-9 _ - .")))
+        }
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<String>> {
+        Ok(self.inner.store.tenants().await?)
+    }
+}
+
+pub(crate) fn now() -> Timestamp {
+    // Millisecond precision, the precision of every output.
+    let t = chrono::Utc::now();
+    citybrain_ngsild::time::parse(&citybrain_ngsild::time::format(&t)).unwrap_or(t)
+}

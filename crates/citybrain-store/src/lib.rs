@@ -181,3 +181,15 @@ pub trait Store: Send + Sync + 'static {
     async fn put_context(&self, tenant: &str, c: &ContextRecord) -> Result<()>;
     async fn delete_context(&self, tenant: &str, id: &str) -> Result<bool>;
 }
+
+impl From<StoreError> for citybrain_ngsild::NgsiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(id) => citybrain_ngsild::NgsiError::new(
+                citybrain_ngsild::ErrorKind::Conflict,
+                format!("entity {id} was changed by another request; retry"),
+            ),
+            StoreError::Backend(msg) => citybrain_ngsild::NgsiError::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,594 @@
+//! Entity operations (clauses 5.6, 5.7): every write goes through one
+//! working-set commit that records history and queues notifications.
+
+use std::collections::{BTreeMap, HashSet};
+
+use citybrain_ngsild::input::{self, parse_attr, parse_attr_patch, parse_entity, Fragment, Mode};
+use citybrain_ngsild::model::{AttrChange, AttrInput, ChangeKind, Entity, NotUpdated, WriteMode};
+use citybrain_ngsild::selector::EntityQuery;
+use citybrain_ngsild::temporal::Instance;
+use citybrain_ngsild::time::Timestamp;
+use citybrain_ngsild::{ErrorKind, NgsiError};
+use citybrain_store::{EntityPut, HistoryDelete, Page, QueryResult, Stored, TypeInfo, WriteSet};
+use serde_json::Value;
+
+use crate::contexts::RequestContext;
+use crate::{now, Hub, Result};
+
+const CONFLICT_RETRIES: usize = 8;
+
+/// Outcome of an attribute append/update: what was written and what was not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateResult {
+    pub updated: Vec<String>,
+    pub not_updated: Vec<NotUpdated>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchError {
+    pub entity_id: String,
+    pub error: NgsiError,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchResult {
+    pub success: Vec<String>,
+    pub errors: Vec<BatchError>,
+    /// Ids that were created (for upsert's 201 vs 204).
+    pub created: Vec<String>,
+}
+
+/// One entity in a working set.
+#[derive(Debug, Clone)]
+pub(crate) struct Slot {
+    version: Option<u64>,
+    pub(crate) before: Option<Entity>,
+    pub(crate) after: Option<Entity>,
+    pub(crate) changes: Vec<AttrChange>,
+    /// Whole-history deletion (entity deleted).
+    drop_history: bool,
+    /// Extra history rows (temporal provision).
+    pub(crate) extra_history: Vec<Instance>,
+    pub(crate) history_deletes: Vec<HistoryDelete>,
+}
+
+/// The entities a request touches, by id.
+pub(crate) struct WorkingSet {
+    pub(crate) slots: BTreeMap<String, Slot>,
+    pub(crate) now: Timestamp,
+}
+
+impl WorkingSet {
+    pub(crate) fn slot(&mut self, id: &str) -> &mut Slot {
+        self.slots.entry(id.to_string()).or_insert_with(|| Slot {
+            version: None,
+            before: None,
+            after: None,
+            changes: Vec::new(),
+            drop_history: false,
+            extra_history: Vec::new(),
+            history_deletes: Vec::new(),
+        })
+    }
+
+    pub(crate) fn current(&self, id: &str) -> Option<&Entity> {
+        self.slots.get(id).and_then(|s| s.after.as_ref())
+    }
+
+    /// Creates an entity; AlreadyExists if it exists.
+    pub(crate) fn create(&mut self, e: Entity) -> Result<()> {
+        let now = self.now;
+        let slot = self.slot(&e.id);
+        if slot.after.is_some() {
+            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("entity {} already exists", e.id)));
+        }
+        for (name, list) in &e.attrs {
+            for a in list {
+                slot.changes.push(AttrChange {
+                    name: name.clone(),
+                    dataset_id: citybrain_ngsild::model::dataset_id(a).map(str::to_string),
+                    kind: ChangeKind::Created,
+                    previous: None,
+                    current: Some(a.clone()),
+                });
+            }
+        }
+        let mut e = e;
+        e.created_at = now;
+        e.modified_at = now;
+        slot.after = Some(e);
+        Ok(())
+    }
+
+    /// Replaces the whole entity (keeps createdAt).
+    pub(crate) fn replace(&mut self, id: &str, frag: Fragment) -> Result<()> {
+        let now = self.now;
+        let slot = self.slot(id);
+        let old = slot.after.clone().ok_or_else(|| not_found(id))?;
+        let mut e = Entity::new(id.to_string(), frag.types.clone().unwrap_or_else(|| old.types.clone()), frag.scope.clone().unwrap_or_default(), now);
+        e.created_at = old.created_at;
+        for (name, list) in frag.attrs {
+            for i in list {
+                if let AttrInput::Set(mut a) = i {
+                    let prev = old.instance(&name, citybrain_ngsild::model::dataset_id(&a)).cloned();
+                    let stamp = Value::String(citybrain_ngsild::time::format(&now));
+                    let created = prev.as_ref().and_then(|p| p.get("createdAt").cloned()).unwrap_or(stamp.clone());
+                    a.insert("createdAt".into(), created);
+                    a.insert("modifiedAt".into(), stamp);
+                    slot.changes.push(AttrChange {
+                        name: name.clone(),
+                        dataset_id: citybrain_ngsild::model::dataset_id(&a).map(str::to_string),
+                        kind: if prev.is_some() { ChangeKind::Updated } else { ChangeKind::Created },
+                        previous: prev,
+                        current: Some(a.clone()),
+                    });
+                    e.attrs.entry(name.clone()).or_default().push(a);
+                }
+            }
+        }
+        for (name, list) in &old.attrs {
+            for a in list {
+                let ds = citybrain_ngsild::model::dataset_id(a);
+                if e.instance(name, ds).is_none() {
+                    slot.changes.push(AttrChange { name: name.clone(), dataset_id: ds.map(str::to_string), kind: ChangeKind::Deleted, previous: Some(a.clone()), current: None });
+                }
+            }
+        }
+        slot.after = Some(e);
+        Ok(())
+    }
+
+    /// Writes a fragment's attributes with a mode; returns what happened.
+    pub(crate) fn write(&mut self, id: &str, frag: Fragment, mode: WriteMode) -> Result<UpdateResult> {
+        let now = self.now;
+        let slot = self.slot(id);
+        let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
+        let mut r = UpdateResult::default();
+        if let Some(types) = frag.types {
+            // Types only ever grow by a write (NGSI-LD 5.6: types are added).
+            for t in types {
+                if !e.types.contains(&t) {
+                    e.types.push(t);
+                    e.modified_at = now;
+                }
+            }
+        }
+        if let Some(scope) = frag.scope {
+            match mode {
+                WriteMode::Merge | WriteMode::Overwrite => e.scope = scope,
+                _ => {
+                    for s in scope {
+                        if !e.scope.contains(&s) {
+                            e.scope.push(s);
+                        }
+                    }
+                }
+            }
+            e.modified_at = now;
+        }
+        for (name, list) in frag.attrs {
+            for input in list {
+                match e.write_attr(&name, input, mode, now) {
+                    Ok(Some(c)) => {
+                        if !r.updated.contains(&name) {
+                            r.updated.push(name.clone());
+                        }
+                        slot.changes.push(c);
+                    }
+                    Ok(None) => {
+                        if mode == WriteMode::OnlyExisting {
+                            r.not_updated.push(NotUpdated { name: name.clone(), reason: "attribute does not exist".into() });
+                        } else if !r.updated.contains(&name) {
+                            // Deleting something absent in a merge is not an error.
+                            r.updated.push(name.clone());
+                        }
+                    }
+                    Err(nu) => r.not_updated.push(nu),
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    pub(crate) fn delete(&mut self, id: &str) -> Result<()> {
+        let slot = self.slot(id);
+        if slot.after.take().is_none() {
+            return Err(not_found(id));
+        }
+        slot.drop_history = true;
+        Ok(())
+    }
+}
+
+pub(crate) fn not_found(id: &str) -> NgsiError {
+    NgsiError::not_found(format!("entity {id} does not exist"))
+}
+
+fn instance_id() -> String {
+    format!("urn:ngsi-ld:attribute:instance:{}", uuid::Uuid::new_v4())
+}
+
+/// History rows for the changes of one slot.
+pub(crate) fn history_of(changes: &[AttrChange], now: Timestamp) -> Vec<Instance> {
+    changes
+        .iter()
+        .filter_map(|c| {
+            let a = c.current.as_ref()?;
+            let observed = a.get("observedAt").and_then(Value::as_str).and_then(citybrain_ngsild::time::parse);
+            let created = a.get("createdAt").and_then(Value::as_str).and_then(citybrain_ngsild::time::parse).unwrap_or(now);
+            let mut value = a.clone();
+            value.remove("createdAt");
+            value.remove("modifiedAt");
+            Some(Instance {
+                attr: c.name.clone(),
+                instance_id: instance_id(),
+                dataset_id: c.dataset_id.clone(),
+                observed_at: observed,
+                created_at: created,
+                modified_at: now,
+                deleted_at: None,
+                value,
+            })
+        })
+        .collect()
+}
+
+impl Hub {
+    /// Loads the ids, runs `f` on the working set, commits, and on a version
+    /// conflict starts again from fresh data.
+    pub(crate) async fn transact<R>(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        mut f: impl FnMut(&mut WorkingSet) -> Result<R>,
+    ) -> Result<R> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let stored = self.inner.store.get(tenant, ids).await?;
+            let mut ws = WorkingSet { slots: BTreeMap::new(), now: now() };
+            for Stored { entity, version } in stored {
+                let id = entity.id.clone();
+                let slot = ws.slot(&id);
+                slot.version = Some(version);
+                slot.before = Some(entity.clone());
+                slot.after = Some(entity);
+            }
+            let r = f(&mut ws)?;
+            match self.commit_working_set(tenant, ws).await {
+                Ok(()) => return Ok(r),
+                Err(e) if e.kind == ErrorKind::Conflict && attempt < CONFLICT_RETRIES => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn commit_working_set(&self, tenant: &str, ws: WorkingSet) -> Result<()> {
+        let mut w = WriteSet::default();
+        let mut streams = Vec::new();
+        for (id, slot) in &ws.slots {
+            let changed = slot.before != slot.after || !slot.extra_history.is_empty() || !slot.history_deletes.is_empty();
+            if !changed {
+                continue;
+            }
+            match (&slot.after, slot.version) {
+                (Some(e), v) if slot.before.as_ref() != Some(e) => w.puts.push(EntityPut { entity: e.clone(), expected_version: v }),
+                (None, Some(v)) => w.deletes.push((id.clone(), v)),
+                _ => {}
+            }
+            if slot.drop_history {
+                w.history_deletes.push(HistoryDelete::Entity(id.clone()));
+            }
+            w.history_deletes.extend(slot.history_deletes.iter().cloned());
+            if slot.after.is_some() {
+                w.history.extend(history_of(&slot.changes, ws.now).into_iter().map(|i| (id.clone(), i)));
+            }
+            w.history.extend(slot.extra_history.iter().cloned().map(|i| (id.clone(), i)));
+            let (out, stream) = self.notifications_for(tenant, slot, ws.now);
+            w.outbox.extend(out);
+            streams.extend(stream);
+        }
+        if w.is_empty() {
+            return Ok(());
+        }
+        let outbox: Vec<(String, String)> = w.outbox.clone();
+        let seqs = self.inner.store.commit(tenant, w).await?;
+        metrics::counter!("citybrain_hub_commits_total").increment(1);
+        self.after_commit(tenant, outbox, seqs, streams);
+        Ok(())
+    }
+
+    fn parse_body(&self, body: &Value, ctx: &RequestContext, mode: Mode) -> Result<Fragment> {
+        parse_entity(body, &ctx.terms, &self.limits().input, mode)
+    }
+
+    /// POST /entities
+    pub async fn create_entity(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<String> {
+        let frag = self.parse_body(body, ctx, Mode::Create)?;
+        let id = frag.id.clone().ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
+        let e = frag.into_entity(now())?;
+        self.transact(tenant, std::slice::from_ref(&id), |ws| ws.create(e.clone())).await?;
+        Ok(id)
+    }
+
+    /// GET /entities/{id}
+    pub async fn retrieve_entity(&self, tenant: &str, id: &str) -> Result<Entity> {
+        self.require_tenant(tenant).await?;
+        self.inner.store.get(tenant, &[id.to_string()]).await?.pop().map(|s| s.entity).ok_or_else(|| not_found(id))
+    }
+
+    /// PUT /entities/{id}
+    pub async fn replace_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        self.require_tenant(tenant).await?;
+        let frag = self.parse_body(body, ctx, Mode::Create)?;
+        check_id_matches(id, &frag)?;
+        self.transact(tenant, &[id.to_string()], |ws| ws.replace(id, frag.clone())).await
+    }
+
+    /// PATCH /entities/{id} (merge)
+    pub async fn merge_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        self.require_tenant(tenant).await?;
+        let frag = self.parse_body(body, ctx, Mode::Merge)?;
+        check_id_matches(id, &frag)?;
+        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), WriteMode::Merge).map(|_| ())).await
+    }
+
+    /// DELETE /entities/{id}
+    pub async fn delete_entity(&self, tenant: &str, id: &str) -> Result<()> {
+        self.require_tenant(tenant).await?;
+        self.transact(tenant, &[id.to_string()], |ws| ws.delete(id)).await
+    }
+
+    /// POST /entities/{id}/attrs (append; `no_overwrite` keeps existing ones)
+    pub async fn append_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext, no_overwrite: bool) -> Result<UpdateResult> {
+        self.require_tenant(tenant).await?;
+        let frag = self.parse_body(body, ctx, Mode::Create)?;
+        check_id_matches(id, &frag)?;
+        let mode = if no_overwrite { WriteMode::NoOverwrite } else { WriteMode::Overwrite };
+        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), mode)).await
+    }
+
+    /// PATCH /entities/{id}/attrs (update existing attributes only)
+    pub async fn update_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<UpdateResult> {
+        self.require_tenant(tenant).await?;
+        let frag = self.parse_body(body, ctx, Mode::Merge)?;
+        check_id_matches(id, &frag)?;
+        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), WriteMode::OnlyExisting)).await
+    }
+
+    /// PATCH /entities/{id}/attrs/{attr} (partial update of one attribute)
+    pub async fn patch_attr(&self, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        self.require_tenant(tenant).await?;
+        input::validate_attr_name(attr)?;
+        let name = ctx.terms.expand(attr);
+        let patch = parse_attr_patch(attr, body, &ctx.terms, &self.limits().input)?;
+        self.transact(tenant, &[id.to_string()], |ws| {
+            let now = ws.now;
+            let slot = ws.slot(id);
+            let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
+            let c = e
+                .patch_attr(&name, patch.clone(), now)
+                .ok_or_else(|| NgsiError::not_found(format!("entity {id} has no attribute {attr}")))?;
+            slot.changes.push(c);
+            Ok(())
+        })
+        .await
+    }
+
+    /// PUT /entities/{id}/attrs/{attr} (replace one attribute)
+    pub async fn replace_attr(&self, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        self.require_tenant(tenant).await?;
+        input::validate_attr_name(attr)?;
+        let name = ctx.terms.expand(attr);
+        let list = parse_attr(attr, body, &ctx.terms, &self.limits().input, Mode::Create)?;
+        self.transact(tenant, &[id.to_string()], |ws| {
+            let now = ws.now;
+            let slot = ws.slot(id);
+            let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
+            if !e.attrs.contains_key(&name) {
+                return Err(NgsiError::not_found(format!("entity {id} has no attribute {attr}")));
+            }
+            for i in list.clone() {
+                if let Ok(Some(c)) = e.write_attr(&name, i, WriteMode::Overwrite, now) {
+                    slot.changes.push(c);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// DELETE /entities/{id}/attrs/{attr}
+    pub async fn delete_attr(&self, tenant: &str, id: &str, attr: &str, ctx: &RequestContext, dataset_id: Option<&str>, all: bool) -> Result<()> {
+        self.require_tenant(tenant).await?;
+        let name = ctx.terms.expand(attr);
+        self.transact(tenant, &[id.to_string()], |ws| {
+            let now = ws.now;
+            let slot = ws.slot(id);
+            let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
+            let changes = e.delete_attr(&name, dataset_id, all, now);
+            if changes.is_empty() {
+                let which = dataset_id.map(|d| format!(" with datasetId {d}")).unwrap_or_default();
+                return Err(NgsiError::not_found(format!("entity {id} has no attribute {attr}{which}")));
+            }
+            slot.changes.extend(changes);
+            Ok(())
+        })
+        .await
+    }
+
+    /// GET /entities, POST /entityOperations/query
+    pub async fn query_entities(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
+        if page.limit > self.limits().max_page {
+            return Err(NgsiError::new(
+                ErrorKind::TooManyResults,
+                format!("limit {} is above the maximum page size {}", page.limit, self.limits().max_page),
+            ));
+        }
+        self.require_tenant(tenant).await?;
+        metrics::counter!("citybrain_hub_queries_total").increment(1);
+        Ok(self.inner.store.query(tenant, q, page).await?)
+    }
+
+    /// DELETE /entities?... (purge): deletes every match; returns how many.
+    pub async fn purge(&self, tenant: &str, q: &EntityQuery) -> Result<usize> {
+        self.require_tenant(tenant).await?;
+        let mut deleted = 0;
+        loop {
+            let page = self.inner.store.query(tenant, q, Page { offset: 0, limit: 500, count: false }).await?;
+            if page.entities.is_empty() {
+                return Ok(deleted);
+            }
+            let ids: Vec<String> = page.entities.iter().map(|e| e.id.clone()).collect();
+            let n = self
+                .transact(tenant, &ids, |ws| {
+                    let mut n = 0;
+                    for id in &ids {
+                        if ws.delete(id).is_ok() {
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })
+                .await?;
+            deleted += n;
+            if n == 0 {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    pub async fn types(&self, tenant: &str) -> Result<Vec<TypeInfo>> {
+        self.require_tenant(tenant).await?;
+        Ok(self.inner.store.types(tenant).await?)
+    }
+
+    fn check_batch(&self, n: usize) -> Result<()> {
+        if n > self.limits().max_batch {
+            return Err(NgsiError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("batch of {n} entities is above the limit of {}", self.limits().max_batch),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Batch create / upsert / update / merge, one commit for the whole batch.
+    pub async fn batch_write(&self, tenant: &str, items: &[Value], ctx: &RequestContext, op: BatchOp) -> Result<BatchResult> {
+        self.check_batch(items.len())?;
+        if !matches!(op, BatchOp::Create | BatchOp::Upsert { .. }) {
+            self.require_tenant(tenant).await?;
+        }
+        let mode = if matches!(op, BatchOp::Update { .. } | BatchOp::Merge) { Mode::Merge } else { Mode::Create };
+        let mut parsed: Vec<std::result::Result<Fragment, BatchError>> = Vec::with_capacity(items.len());
+        for (i, v) in items.iter().enumerate() {
+            let id_hint = v.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("(entity #{i})"));
+            parsed.push(
+                self.parse_body(v, ctx, mode)
+                    .and_then(|f| match (&f.id, &f.types, op) {
+                        (None, _, _) => Err(NgsiError::bad_data("entity has no 'id'")),
+                        (_, None, BatchOp::Create | BatchOp::Upsert { .. }) => Err(NgsiError::bad_data("entity has no 'type'")),
+                        _ => Ok(f),
+                    })
+                    .map_err(|error| BatchError { entity_id: id_hint, error }),
+            );
+        }
+        let ids: Vec<String> = {
+            let mut seen = HashSet::new();
+            parsed.iter().filter_map(|p| p.as_ref().ok()?.id.clone()).filter(|id| seen.insert(id.clone())).collect()
+        };
+        self.transact(tenant, &ids, |ws| {
+            let mut r = BatchResult::default();
+            for p in &parsed {
+                let f = match p {
+                    Ok(f) => f.clone(),
+                    Err(e) => {
+                        r.errors.push(e.clone());
+                        continue;
+                    }
+                };
+                let id = f.id.clone().unwrap_or_default();
+                let exists = ws.current(&id).is_some();
+                let outcome: Result<()> = match op {
+                    BatchOp::Create => f.into_entity(ws.now).and_then(|e| ws.create(e)),
+                    BatchOp::Upsert { replace } => {
+                        if !exists {
+                            let created = f.into_entity(ws.now).and_then(|e| ws.create(e));
+                            if created.is_ok() && !r.created.contains(&id) {
+                                r.created.push(id.clone());
+                            }
+                            created
+                        } else if replace {
+                            ws.replace(&id, f)
+                        } else {
+                            ws.write(&id, f, WriteMode::Overwrite).map(|_| ())
+                        }
+                    }
+                    BatchOp::Update { no_overwrite } => {
+                        let mode = if no_overwrite { WriteMode::NoOverwrite } else { WriteMode::Overwrite };
+                        if !exists {
+                            Err(not_found(&id))
+                        } else {
+                            ws.write(&id, f, mode).map(|_| ())
+                        }
+                    }
+                    BatchOp::Merge => ws.write(&id, f, WriteMode::Merge).map(|_| ()),
+                };
+                match outcome {
+                    Ok(()) => {
+                        if !r.success.contains(&id) {
+                            r.success.push(id)
+                        }
+                    }
+                    Err(error) => r.errors.push(BatchError { entity_id: id, error }),
+                }
+            }
+            Ok(r)
+        })
+        .await
+    }
+
+    /// POST /entityOperations/delete
+    pub async fn batch_delete(&self, tenant: &str, ids: &[Value]) -> Result<BatchResult> {
+        self.check_batch(ids.len())?;
+        self.require_tenant(tenant).await?;
+        let mut r = BatchResult::default();
+        let mut valid = Vec::new();
+        for v in ids {
+            match v.as_str().filter(|s| citybrain_ngsild::context::looks_like_iri(s)) {
+                Some(id) => valid.push(id.to_string()),
+                None => r.errors.push(BatchError { entity_id: v.to_string(), error: NgsiError::bad_data("not an entity id (URI)") }),
+            }
+        }
+        let done = self
+            .transact(tenant, &valid, |ws| {
+                let mut out = BatchResult::default();
+                for id in &valid {
+                    match ws.delete(id) {
+                        Ok(()) => out.success.push(id.clone()),
+                        Err(error) => out.errors.push(BatchError { entity_id: id.clone(), error }),
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        r.success = done.success;
+        r.errors.extend(done.errors);
+        Ok(r)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOp {
+    Create,
+    Upsert { replace: bool },
+    Update { no_overwrite: bool },
+    Merge,
+}
+
+fn check_id_matches(id: &str, f: &Fragment) -> Result<()> {
+    match &f.id {
+        Some(other) if other != id => Err(NgsiError::bad_data(format!("body id {other} differs from the id in the URL {id}"))),
+        _ => Ok(()),
+    }
+}
