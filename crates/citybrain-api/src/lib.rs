@@ -1,1 +1,201 @@
+//! # citybrain-api — the only HTTP crate
+//!
+//! axum routers over a [`citybrain_hub::Hub`]: the NGSI-LD API under
+//! `/ngsi-ld/v1` (entities, batch operations, discovery, temporal,
+//! subscriptions with SSE streams, @contexts), `/health` and `/metrics`.
+//! Handlers are thin: parse the request, call the hub, shape the response.
+//! Errors become ProblemDetails in one place (`error.rs`).
+//!
+//! What it deliberately does **not** do: NGSI-LD semantics (the hub and the
+//! ngsild crate own those) or storage.
 
+#![forbid(unsafe_code)]
+
+mod entities;
+pub mod error;
+mod extract;
+mod respond;
+mod subscriptions;
+mod temporal;
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use citybrain_hub::Hub;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tower::Layer;
+use tower_http::normalize_path::{NormalizePath, NormalizePathLayer};
+
+use crate::error::ApiError;
+
+/// HTTP-level limits.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Hub,
+    pub limits: ApiLimits,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The NGSI-LD routes, `/health`, `/metrics`, as a service that also accepts
+/// trailing slashes (real clients send them).
+pub fn app(state: AppState) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state))
+}
+
+/// The router alone (no trailing-slash normalisation), for embedding.
+pub fn router(state: AppState) -> Router {
+    use entities as e;
+    use subscriptions as s;
+    use temporal as t;
+    let ngsi = Router::new()
+        .route("/entities", get(e::query).post(e::create).delete(e::purge))
+        .route(
+            "/entities/{id}",
+            get(e::retrieve)
+                .put(e::replace)
+                .patch(e::merge)
+                .delete(e::delete),
+        )
+        .route(
+            "/entities/{id}/attrs",
+            post(e::append_attrs).patch(e::update_attrs),
+        )
+        .route(
+            "/entities/{id}/attrs/{attr}",
+            axum::routing::patch(e::patch_attr)
+                .put(e::replace_attr)
+                .delete(e::delete_attr),
+        )
+        .route("/entityOperations/{op}", post(e::batch))
+        .route("/types", get(e::types))
+        .route("/types/{type}", get(e::type_info))
+        .route("/attributes", get(e::attributes))
+        .route("/attributes/{attr}", get(e::attribute_info))
+        .route("/temporal/entities", get(t::query).post(t::create))
+        .route(
+            "/temporal/entities/{id}",
+            get(t::retrieve).delete(t::delete),
+        )
+        .route("/temporal/entities/{id}/attrs", post(t::add_attrs))
+        .route(
+            "/temporal/entities/{id}/attrs/{attr}",
+            axum::routing::delete(t::delete_attr),
+        )
+        .route(
+            "/temporal/entities/{id}/attrs/{attr}/{instance}",
+            axum::routing::patch(t::patch_instance).delete(t::delete_instance),
+        )
+        .route("/temporal/entityOperations/query", post(t::query_post))
+        .route("/subscriptions", get(s::list).post(s::create))
+        .route(
+            "/subscriptions/{id}",
+            get(s::get).patch(s::update).delete(s::delete),
+        )
+        .route("/subscriptions/{id}/stream", get(s::stream))
+        .route(
+            "/jsonldContexts",
+            get(s::list_contexts).post(s::add_context),
+        )
+        .route(
+            "/jsonldContexts/{id}",
+            get(s::get_context).delete(s::delete_context),
+        );
+    Router::new()
+        .nest("/ngsi-ld/v1", ngsi)
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::http(
+        StatusCode::NOT_FOUND,
+        format!("no resource at {}", req.uri().path()),
+    )
+}
+
+/// Request metrics, tracing, and ProblemDetails for the bare 405s axum produces.
+async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let elapsed = started.elapsed();
+    metrics::counter!("citybrain_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
+    metrics::histogram!("citybrain_http_request_seconds", "method" => method.to_string(), "route" => route).record(elapsed.as_secs_f64());
+    tracing::debug!(%method, %path, status = status.as_u16(), micros = elapsed.as_micros() as u64, "request");
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && resp.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        let allow = resp.headers().get(header::ALLOW).cloned();
+        let mut r = ApiError::http(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        )
+        .into_response();
+        if let Some(a) = allow {
+            r.headers_mut().insert(header::ALLOW, a);
+        }
+        return r;
+    }
+    resp
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let ok = s.hub.store().tenant_exists("").await.is_ok();
+    let body = json!({"status": if ok { "ok" } else { "degraded" }, "backend": s.hub.store().backend(), "version": env!("CARGO_PKG_VERSION")});
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    respond::plain(status, body)
+}
+
+async fn version() -> Response {
+    respond::plain(
+        StatusCode::OK,
+        json!({"name": "citybrain", "version": env!("CARGO_PKG_VERSION"), "ngsi-ld": "1.8"}),
+    )
+}
+
+async fn metrics_text(State(s): State<AppState>) -> Response {
+    let text = match &s.metrics {
+        Some(h) => h.render(),
+        None => "# metrics recorder not installed\n".to_string(),
+    };
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

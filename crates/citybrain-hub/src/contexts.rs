@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use citybrain_ngsild::context::{is_core_context_url, parse_context_value, ContextRef, CORE_CONTEXT_URL};
+use citybrain_ngsild::context::{
+    is_core_context_url, parse_context_value, ContextRef, CORE_CONTEXT_URL,
+};
 use citybrain_ngsild::{ErrorKind, NgsiError, TermMap};
 use citybrain_store::ContextRecord;
 use serde_json::{json, Map, Value};
@@ -29,7 +31,10 @@ pub struct RequestContext {
 
 impl RequestContext {
     pub fn core() -> Self {
-        RequestContext { terms: TermMap::core(), value: Value::String(CORE_CONTEXT_URL.into()) }
+        RequestContext {
+            terms: TermMap::core(),
+            value: Value::String(CORE_CONTEXT_URL.into()),
+        }
     }
 
     /// The URL to put in a Link header: the client's own URL when it gave
@@ -37,7 +42,11 @@ impl RequestContext {
     pub fn link_url(&self) -> String {
         match &self.value {
             Value::String(s) => s.clone(),
-            Value::Array(a) => match a.iter().filter_map(Value::as_str).find(|u| !is_core_context_url(u)) {
+            Value::Array(a) => match a
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|u| !is_core_context_url(u))
+            {
                 Some(u) => u.to_string(),
                 None => CORE_CONTEXT_URL.into(),
             },
@@ -54,7 +63,10 @@ impl RequestContext {
                     Value::Array(a) => a.clone(),
                     v => vec![v.clone()],
                 };
-                if !items.iter().any(|i| i.as_str().is_some_and(is_core_context_url)) {
+                if !items
+                    .iter()
+                    .any(|i| i.as_str().is_some_and(is_core_context_url))
+                {
                     items.push(Value::String(CORE_CONTEXT_URL.into()));
                 }
                 Value::Array(items)
@@ -73,8 +85,18 @@ pub(crate) struct Resolver {
 }
 
 impl Resolver {
-    pub(crate) fn new(map: HashMap<String, PathBuf>, timeout: Duration, http: reqwest::Client) -> Self {
-        Resolver { map, timeout, http, fetched: Mutex::new(HashMap::new()), terms: Mutex::new(HashMap::new()) }
+    pub(crate) fn new(
+        map: HashMap<String, PathBuf>,
+        timeout: Duration,
+        http: reqwest::Client,
+    ) -> Self {
+        Resolver {
+            map,
+            timeout,
+            http,
+            fetched: Mutex::new(HashMap::new()),
+            terms: Mutex::new(HashMap::new()),
+        }
     }
 
     fn invalidate(&self) {
@@ -85,22 +107,43 @@ impl Resolver {
 }
 
 fn not_available(url: &str, why: impl std::fmt::Display) -> NgsiError {
-    NgsiError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} could not be retrieved: {why}"))
+    NgsiError::new(
+        ErrorKind::LdContextNotAvailable,
+        format!("@context {url} could not be retrieved: {why}"),
+    )
 }
 
 fn context_of(url: &str, doc: &Value) -> Result<Value> {
-    doc.get("@context")
-        .cloned()
-        .ok_or_else(|| NgsiError::invalid(format!("@context {url} is not a JSON-LD context document (no \"@context\" member)")))
+    doc.get("@context").cloned().ok_or_else(|| {
+        NgsiError::invalid(format!(
+            "@context {url} is not a JSON-LD context document (no \"@context\" member)"
+        ))
+    })
 }
 
 impl Hub {
     /// Resolves the @context of a request (None: the core context only).
-    pub async fn resolve_context(&self, tenant: &str, value: Option<&Value>) -> Result<RequestContext> {
-        let Some(value) = value else { return Ok(RequestContext::core()) };
+    pub async fn resolve_context(
+        &self,
+        tenant: &str,
+        value: Option<&Value>,
+    ) -> Result<RequestContext> {
+        let Some(value) = value else {
+            return Ok(RequestContext::core());
+        };
         let key = format!("{tenant}\u{1}{value}");
-        if let Some(t) = self.inner.contexts.terms.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(RequestContext { terms: t, value: value.clone() });
+        if let Some(t) = self
+            .inner
+            .contexts
+            .terms
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned())
+        {
+            return Ok(RequestContext {
+                terms: t,
+                value: value.clone(),
+            });
         }
         let mut objects: Vec<Map<String, Value>> = Vec::new();
         self.collect(tenant, value, 0, &mut objects).await?;
@@ -111,7 +154,10 @@ impl Hub {
             }
             m.insert(key, terms.clone());
         }
-        Ok(RequestContext { terms, value: value.clone() })
+        Ok(RequestContext {
+            terms,
+            value: value.clone(),
+        })
     }
 
     fn collect<'a>(
@@ -123,7 +169,9 @@ impl Hub {
     ) -> futures::future::BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if depth > MAX_NESTING {
-                return Err(NgsiError::invalid("@context nests remote contexts more than 4 levels deep"));
+                return Err(NgsiError::invalid(
+                    "@context nests remote contexts more than 4 levels deep",
+                ));
             }
             for r in parse_context_value(value).map_err(|e| NgsiError::invalid(e.detail))? {
                 match r {
@@ -144,7 +192,10 @@ impl Hub {
         // Hosted here: by id at the end of our own /jsonldContexts/ URL, or by the URL it was cached under.
         let hosted = self.inner.store.contexts(tenant).await?;
         let by_id = url.rsplit_once("/jsonldContexts/").map(|(_, id)| id);
-        if let Some(c) = hosted.iter().find(|c| c.url == url || Some(c.id.as_str()) == by_id) {
+        if let Some(c) = hosted
+            .iter()
+            .find(|c| c.url == url || Some(c.id.as_str()) == by_id)
+        {
             return Ok(c.body.clone());
         }
         let r = &self.inner.contexts;
@@ -152,8 +203,12 @@ impl Hub {
             return Ok(doc);
         }
         let doc = if let Some(path) = r.map.get(url) {
-            let text = tokio::fs::read_to_string(path).await.map_err(|e| not_available(url, format!("mapped file {}: {e}", path.display())))?;
-            serde_json::from_str::<Value>(&text).map_err(|e| NgsiError::invalid(format!("@context file {} is not JSON: {e}", path.display())))?
+            let text = tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| not_available(url, format!("mapped file {}: {e}", path.display())))?;
+            serde_json::from_str::<Value>(&text).map_err(|e| {
+                NgsiError::invalid(format!("@context file {} is not JSON: {e}", path.display()))
+            })?
         } else if url.starts_with("http://") || url.starts_with("https://") {
             let resp = r
                 .http
@@ -168,38 +223,60 @@ impl Hub {
             }
             let bytes = resp.bytes().await.map_err(|e| not_available(url, e))?;
             if bytes.len() > MAX_CONTEXT_BYTES {
-                return Err(NgsiError::invalid(format!("@context {url} is larger than 1 MiB")));
+                return Err(NgsiError::invalid(format!(
+                    "@context {url} is larger than 1 MiB"
+                )));
             }
-            serde_json::from_slice::<Value>(&bytes).map_err(|e| NgsiError::invalid(format!("@context {url} is not JSON: {e}")))?
+            serde_json::from_slice::<Value>(&bytes)
+                .map_err(|e| NgsiError::invalid(format!("@context {url} is not JSON: {e}")))?
         } else {
-            return Err(not_available(url, "only http(s) URLs, hosted contexts and mapped files can be resolved"));
+            return Err(not_available(
+                url,
+                "only http(s) URLs, hosted contexts and mapped files can be resolved",
+            ));
         };
         context_of(url, &doc)?;
         if let Ok(mut m) = r.fetched.lock() {
             m.insert(url.to_string(), doc.clone());
         }
         // Remember what we fetched, so /jsonldContexts lists it as Cached.
-        let rec = ContextRecord { id: uuid::Uuid::new_v4().simple().to_string(), url: url.to_string(), kind: "Cached".into(), body: doc.clone(), created_at: now() };
+        let rec = ContextRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            url: url.to_string(),
+            kind: "Cached".into(),
+            body: doc.clone(),
+            created_at: now(),
+        };
         self.inner.store.put_context(tenant, &rec).await?;
         Ok(doc)
     }
 
     /// POST /jsonldContexts: stores a context and returns its record.
     pub async fn add_context(&self, tenant: &str, body: Value) -> Result<ContextRecord> {
-        let ctx = body
-            .get("@context")
-            .ok_or_else(|| NgsiError::bad_data("the body must be a JSON object with an \"@context\" member"))?;
+        let ctx = body.get("@context").ok_or_else(|| {
+            NgsiError::bad_data("the body must be a JSON object with an \"@context\" member")
+        })?;
         // Validate by resolving it.
         let mut objs = Vec::new();
         self.collect(tenant, ctx, 0, &mut objs).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let rec = ContextRecord { url: format!("urn:ngsi-ld:context:{id}"), id, kind: "Hosted".into(), body, created_at: now() };
+        let rec = ContextRecord {
+            url: format!("urn:ngsi-ld:context:{id}"),
+            id,
+            kind: "Hosted".into(),
+            body,
+            created_at: now(),
+        };
         self.inner.store.ensure_tenant(tenant).await?;
         self.inner.store.put_context(tenant, &rec).await?;
         Ok(rec)
     }
 
-    pub async fn list_contexts(&self, tenant: &str, kind: Option<&str>) -> Result<Vec<ContextRecord>> {
+    pub async fn list_contexts(
+        &self,
+        tenant: &str,
+        kind: Option<&str>,
+    ) -> Result<Vec<ContextRecord>> {
         let mut all = self.inner.store.contexts(tenant).await?;
         if let Some(k) = kind {
             all.retain(|c| c.kind.eq_ignore_ascii_case(k));
@@ -210,7 +287,8 @@ impl Hub {
     /// A stored context by id, or the core context by its URL.
     pub async fn get_context(&self, tenant: &str, id: &str) -> Result<Value> {
         if is_core_context_url(id) || id == "core" {
-            let core: Value = serde_json::from_str(citybrain_ngsild::context::CORE_CONTEXT_V1_8).map_err(|e| NgsiError::internal(e.to_string()))?;
+            let core: Value = serde_json::from_str(citybrain_ngsild::context::CORE_CONTEXT_V1_8)
+                .map_err(|e| NgsiError::internal(e.to_string()))?;
             return Ok(core);
         }
         self.inner
@@ -226,7 +304,9 @@ impl Hub {
     pub async fn delete_context(&self, tenant: &str, id: &str) -> Result<()> {
         let all = self.inner.store.contexts(tenant).await?;
         let Some(c) = all.into_iter().find(|c| c.id == id || c.url == id) else {
-            return Err(NgsiError::not_found(format!("@context {id} is not held by this hub")));
+            return Err(NgsiError::not_found(format!(
+                "@context {id} is not held by this hub"
+            )));
         };
         self.inner.store.delete_context(tenant, &c.id).await?;
         if let Ok(mut m) = self.inner.contexts.fetched.lock() {

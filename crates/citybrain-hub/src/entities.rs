@@ -80,7 +80,10 @@ impl WorkingSet {
         let now = self.now;
         let slot = self.slot(&e.id);
         if slot.after.is_some() {
-            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("entity {} already exists", e.id)));
+            return Err(NgsiError::new(
+                ErrorKind::AlreadyExists,
+                format!("entity {} already exists", e.id),
+            ));
         }
         for (name, list) in &e.attrs {
             for a in list {
@@ -105,20 +108,34 @@ impl WorkingSet {
         let now = self.now;
         let slot = self.slot(id);
         let old = slot.after.clone().ok_or_else(|| not_found(id))?;
-        let mut e = Entity::new(id.to_string(), frag.types.clone().unwrap_or_else(|| old.types.clone()), frag.scope.clone().unwrap_or_default(), now);
+        let mut e = Entity::new(
+            id.to_string(),
+            frag.types.clone().unwrap_or_else(|| old.types.clone()),
+            frag.scope.clone().unwrap_or_default(),
+            now,
+        );
         e.created_at = old.created_at;
         for (name, list) in frag.attrs {
             for i in list {
                 if let AttrInput::Set(mut a) = i {
-                    let prev = old.instance(&name, citybrain_ngsild::model::dataset_id(&a)).cloned();
+                    let prev = old
+                        .instance(&name, citybrain_ngsild::model::dataset_id(&a))
+                        .cloned();
                     let stamp = Value::String(citybrain_ngsild::time::format(&now));
-                    let created = prev.as_ref().and_then(|p| p.get("createdAt").cloned()).unwrap_or(stamp.clone());
+                    let created = prev
+                        .as_ref()
+                        .and_then(|p| p.get("createdAt").cloned())
+                        .unwrap_or(stamp.clone());
                     a.insert("createdAt".into(), created);
                     a.insert("modifiedAt".into(), stamp);
                     slot.changes.push(AttrChange {
                         name: name.clone(),
                         dataset_id: citybrain_ngsild::model::dataset_id(&a).map(str::to_string),
-                        kind: if prev.is_some() { ChangeKind::Updated } else { ChangeKind::Created },
+                        kind: if prev.is_some() {
+                            ChangeKind::Updated
+                        } else {
+                            ChangeKind::Created
+                        },
                         previous: prev,
                         current: Some(a.clone()),
                     });
@@ -130,7 +147,13 @@ impl WorkingSet {
             for a in list {
                 let ds = citybrain_ngsild::model::dataset_id(a);
                 if e.instance(name, ds).is_none() {
-                    slot.changes.push(AttrChange { name: name.clone(), dataset_id: ds.map(str::to_string), kind: ChangeKind::Deleted, previous: Some(a.clone()), current: None });
+                    slot.changes.push(AttrChange {
+                        name: name.clone(),
+                        dataset_id: ds.map(str::to_string),
+                        kind: ChangeKind::Deleted,
+                        previous: Some(a.clone()),
+                        current: None,
+                    });
                 }
             }
         }
@@ -139,7 +162,12 @@ impl WorkingSet {
     }
 
     /// Writes a fragment's attributes with a mode; returns what happened.
-    pub(crate) fn write(&mut self, id: &str, frag: Fragment, mode: WriteMode) -> Result<UpdateResult> {
+    pub(crate) fn write(
+        &mut self,
+        id: &str,
+        frag: Fragment,
+        mode: WriteMode,
+    ) -> Result<UpdateResult> {
         let now = self.now;
         let slot = self.slot(id);
         let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
@@ -177,7 +205,10 @@ impl WorkingSet {
                     }
                     Ok(None) => {
                         if mode == WriteMode::OnlyExisting {
-                            r.not_updated.push(NotUpdated { name: name.clone(), reason: "attribute does not exist".into() });
+                            r.not_updated.push(NotUpdated {
+                                name: name.clone(),
+                                reason: "attribute does not exist".into(),
+                            });
                         } else if !r.updated.contains(&name) {
                             // Deleting something absent in a merge is not an error.
                             r.updated.push(name.clone());
@@ -214,8 +245,15 @@ pub(crate) fn history_of(changes: &[AttrChange], now: Timestamp) -> Vec<Instance
         .iter()
         .filter_map(|c| {
             let a = c.current.as_ref()?;
-            let observed = a.get("observedAt").and_then(Value::as_str).and_then(citybrain_ngsild::time::parse);
-            let created = a.get("createdAt").and_then(Value::as_str).and_then(citybrain_ngsild::time::parse).unwrap_or(now);
+            let observed = a
+                .get("observedAt")
+                .and_then(Value::as_str)
+                .and_then(citybrain_ngsild::time::parse);
+            let created = a
+                .get("createdAt")
+                .and_then(Value::as_str)
+                .and_then(citybrain_ngsild::time::parse)
+                .unwrap_or(now);
             let mut value = a.clone();
             value.remove("createdAt");
             value.remove("modifiedAt");
@@ -246,7 +284,10 @@ impl Hub {
         loop {
             attempt += 1;
             let stored = self.inner.store.get(tenant, ids).await?;
-            let mut ws = WorkingSet { slots: BTreeMap::new(), now: now() };
+            let mut ws = WorkingSet {
+                slots: BTreeMap::new(),
+                now: now(),
+            };
             for Stored { entity, version } in stored {
                 let id = entity.id.clone();
                 let slot = ws.slot(&id);
@@ -267,23 +308,34 @@ impl Hub {
         let mut w = WriteSet::default();
         let mut streams = Vec::new();
         for (id, slot) in &ws.slots {
-            let changed = slot.before != slot.after || !slot.extra_history.is_empty() || !slot.history_deletes.is_empty();
+            let changed = slot.before != slot.after
+                || !slot.extra_history.is_empty()
+                || !slot.history_deletes.is_empty();
             if !changed {
                 continue;
             }
             match (&slot.after, slot.version) {
-                (Some(e), v) if slot.before.as_ref() != Some(e) => w.puts.push(EntityPut { entity: e.clone(), expected_version: v }),
+                (Some(e), v) if slot.before.as_ref() != Some(e) => w.puts.push(EntityPut {
+                    entity: e.clone(),
+                    expected_version: v,
+                }),
                 (None, Some(v)) => w.deletes.push((id.clone(), v)),
                 _ => {}
             }
             if slot.drop_history {
                 w.history_deletes.push(HistoryDelete::Entity(id.clone()));
             }
-            w.history_deletes.extend(slot.history_deletes.iter().cloned());
+            w.history_deletes
+                .extend(slot.history_deletes.iter().cloned());
             if slot.after.is_some() {
-                w.history.extend(history_of(&slot.changes, ws.now).into_iter().map(|i| (id.clone(), i)));
+                w.history.extend(
+                    history_of(&slot.changes, ws.now)
+                        .into_iter()
+                        .map(|i| (id.clone(), i)),
+                );
             }
-            w.history.extend(slot.extra_history.iter().cloned().map(|i| (id.clone(), i)));
+            w.history
+                .extend(slot.extra_history.iter().cloned().map(|i| (id.clone(), i)));
             let (out, stream) = self.notifications_for(tenant, slot, ws.now);
             w.outbox.extend(out);
             streams.extend(stream);
@@ -303,61 +355,123 @@ impl Hub {
     }
 
     /// POST /entities
-    pub async fn create_entity(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<String> {
+    pub async fn create_entity(
+        &self,
+        tenant: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<String> {
         let frag = self.parse_body(body, ctx, Mode::Create)?;
-        let id = frag.id.clone().ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
+        let id = frag
+            .id
+            .clone()
+            .ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
         let e = frag.into_entity(now())?;
-        self.transact(tenant, std::slice::from_ref(&id), |ws| ws.create(e.clone())).await?;
+        self.transact(tenant, std::slice::from_ref(&id), |ws| ws.create(e.clone()))
+            .await?;
         Ok(id)
     }
 
     /// GET /entities/{id}
     pub async fn retrieve_entity(&self, tenant: &str, id: &str) -> Result<Entity> {
         self.require_tenant(tenant).await?;
-        self.inner.store.get(tenant, &[id.to_string()]).await?.pop().map(|s| s.entity).ok_or_else(|| not_found(id))
+        self.inner
+            .store
+            .get(tenant, &[id.to_string()])
+            .await?
+            .pop()
+            .map(|s| s.entity)
+            .ok_or_else(|| not_found(id))
     }
 
     /// PUT /entities/{id}
-    pub async fn replace_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn replace_entity(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Create)?;
         check_id_matches(id, &frag)?;
-        self.transact(tenant, &[id.to_string()], |ws| ws.replace(id, frag.clone())).await
+        self.transact(tenant, &[id.to_string()], |ws| ws.replace(id, frag.clone()))
+            .await
     }
 
     /// PATCH /entities/{id} (merge)
-    pub async fn merge_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn merge_entity(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Merge)?;
         check_id_matches(id, &frag)?;
-        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), WriteMode::Merge).map(|_| ())).await
+        self.transact(tenant, &[id.to_string()], |ws| {
+            ws.write(id, frag.clone(), WriteMode::Merge).map(|_| ())
+        })
+        .await
     }
 
     /// DELETE /entities/{id}
     pub async fn delete_entity(&self, tenant: &str, id: &str) -> Result<()> {
         self.require_tenant(tenant).await?;
-        self.transact(tenant, &[id.to_string()], |ws| ws.delete(id)).await
+        self.transact(tenant, &[id.to_string()], |ws| ws.delete(id))
+            .await
     }
 
     /// POST /entities/{id}/attrs (append; `no_overwrite` keeps existing ones)
-    pub async fn append_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext, no_overwrite: bool) -> Result<UpdateResult> {
+    pub async fn append_attrs(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &Value,
+        ctx: &RequestContext,
+        no_overwrite: bool,
+    ) -> Result<UpdateResult> {
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Create)?;
         check_id_matches(id, &frag)?;
-        let mode = if no_overwrite { WriteMode::NoOverwrite } else { WriteMode::Overwrite };
-        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), mode)).await
+        let mode = if no_overwrite {
+            WriteMode::NoOverwrite
+        } else {
+            WriteMode::Overwrite
+        };
+        self.transact(tenant, &[id.to_string()], |ws| {
+            ws.write(id, frag.clone(), mode)
+        })
+        .await
     }
 
     /// PATCH /entities/{id}/attrs (update existing attributes only)
-    pub async fn update_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<UpdateResult> {
+    pub async fn update_attrs(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<UpdateResult> {
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Merge)?;
         check_id_matches(id, &frag)?;
-        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), WriteMode::OnlyExisting)).await
+        self.transact(tenant, &[id.to_string()], |ws| {
+            ws.write(id, frag.clone(), WriteMode::OnlyExisting)
+        })
+        .await
     }
 
     /// PATCH /entities/{id}/attrs/{attr} (partial update of one attribute)
-    pub async fn patch_attr(&self, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn patch_attr(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         input::validate_attr_name(attr)?;
         let name = ctx.terms.expand(attr);
@@ -366,9 +480,9 @@ impl Hub {
             let now = ws.now;
             let slot = ws.slot(id);
             let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
-            let c = e
-                .patch_attr(&name, patch.clone(), now)
-                .ok_or_else(|| NgsiError::not_found(format!("entity {id} has no attribute {attr}")))?;
+            let c = e.patch_attr(&name, patch.clone(), now).ok_or_else(|| {
+                NgsiError::not_found(format!("entity {id} has no attribute {attr}"))
+            })?;
             slot.changes.push(c);
             Ok(())
         })
@@ -376,7 +490,14 @@ impl Hub {
     }
 
     /// PUT /entities/{id}/attrs/{attr} (replace one attribute)
-    pub async fn replace_attr(&self, tenant: &str, id: &str, attr: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn replace_attr(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         input::validate_attr_name(attr)?;
         let name = ctx.terms.expand(attr);
@@ -386,7 +507,9 @@ impl Hub {
             let slot = ws.slot(id);
             let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
             if !e.attrs.contains_key(&name) {
-                return Err(NgsiError::not_found(format!("entity {id} has no attribute {attr}")));
+                return Err(NgsiError::not_found(format!(
+                    "entity {id} has no attribute {attr}"
+                )));
             }
             for i in list.clone() {
                 if let Ok(Some(c)) = e.write_attr(&name, i, WriteMode::Overwrite, now) {
@@ -399,7 +522,15 @@ impl Hub {
     }
 
     /// DELETE /entities/{id}/attrs/{attr}
-    pub async fn delete_attr(&self, tenant: &str, id: &str, attr: &str, ctx: &RequestContext, dataset_id: Option<&str>, all: bool) -> Result<()> {
+    pub async fn delete_attr(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        ctx: &RequestContext,
+        dataset_id: Option<&str>,
+        all: bool,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         self.transact(tenant, &[id.to_string()], |ws| {
@@ -408,8 +539,12 @@ impl Hub {
             let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
             let changes = e.delete_attr(&name, dataset_id, all, now);
             if changes.is_empty() {
-                let which = dataset_id.map(|d| format!(" with datasetId {d}")).unwrap_or_default();
-                return Err(NgsiError::not_found(format!("entity {id} has no attribute {attr}{which}")));
+                let which = dataset_id
+                    .map(|d| format!(" with datasetId {d}"))
+                    .unwrap_or_default();
+                return Err(NgsiError::not_found(format!(
+                    "entity {id} has no attribute {attr}{which}"
+                )));
             }
             slot.changes.extend(changes);
             Ok(())
@@ -418,11 +553,20 @@ impl Hub {
     }
 
     /// GET /entities, POST /entityOperations/query
-    pub async fn query_entities(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
+    pub async fn query_entities(
+        &self,
+        tenant: &str,
+        q: &EntityQuery,
+        page: Page,
+    ) -> Result<QueryResult> {
         if page.limit > self.limits().max_page {
             return Err(NgsiError::new(
                 ErrorKind::TooManyResults,
-                format!("limit {} is above the maximum page size {}", page.limit, self.limits().max_page),
+                format!(
+                    "limit {} is above the maximum page size {}",
+                    page.limit,
+                    self.limits().max_page
+                ),
             ));
         }
         self.require_tenant(tenant).await?;
@@ -435,7 +579,19 @@ impl Hub {
         self.require_tenant(tenant).await?;
         let mut deleted = 0;
         loop {
-            let page = self.inner.store.query(tenant, q, Page { offset: 0, limit: 500, count: false }).await?;
+            let page = self
+                .inner
+                .store
+                .query(
+                    tenant,
+                    q,
+                    Page {
+                        offset: 0,
+                        limit: 500,
+                        count: false,
+                    },
+                )
+                .await?;
             if page.entities.is_empty() {
                 return Ok(deleted);
             }
@@ -467,35 +623,62 @@ impl Hub {
         if n > self.limits().max_batch {
             return Err(NgsiError::new(
                 ErrorKind::PayloadTooLarge,
-                format!("batch of {n} entities is above the limit of {}", self.limits().max_batch),
+                format!(
+                    "batch of {n} entities is above the limit of {}",
+                    self.limits().max_batch
+                ),
             ));
         }
         Ok(())
     }
 
     /// Batch create / upsert / update / merge, one commit for the whole batch.
-    pub async fn batch_write(&self, tenant: &str, items: &[Value], ctx: &RequestContext, op: BatchOp) -> Result<BatchResult> {
+    pub async fn batch_write(
+        &self,
+        tenant: &str,
+        items: &[Value],
+        ctx: &RequestContext,
+        op: BatchOp,
+    ) -> Result<BatchResult> {
         self.check_batch(items.len())?;
         if !matches!(op, BatchOp::Create | BatchOp::Upsert { .. }) {
             self.require_tenant(tenant).await?;
         }
-        let mode = if matches!(op, BatchOp::Update { .. } | BatchOp::Merge) { Mode::Merge } else { Mode::Create };
-        let mut parsed: Vec<std::result::Result<Fragment, BatchError>> = Vec::with_capacity(items.len());
+        let mode = if matches!(op, BatchOp::Update { .. } | BatchOp::Merge) {
+            Mode::Merge
+        } else {
+            Mode::Create
+        };
+        let mut parsed: Vec<std::result::Result<Fragment, BatchError>> =
+            Vec::with_capacity(items.len());
         for (i, v) in items.iter().enumerate() {
-            let id_hint = v.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("(entity #{i})"));
+            let id_hint = v
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("(entity #{i})"));
             parsed.push(
                 self.parse_body(v, ctx, mode)
                     .and_then(|f| match (&f.id, &f.types, op) {
                         (None, _, _) => Err(NgsiError::bad_data("entity has no 'id'")),
-                        (_, None, BatchOp::Create | BatchOp::Upsert { .. }) => Err(NgsiError::bad_data("entity has no 'type'")),
+                        (_, None, BatchOp::Create | BatchOp::Upsert { .. }) => {
+                            Err(NgsiError::bad_data("entity has no 'type'"))
+                        }
                         _ => Ok(f),
                     })
-                    .map_err(|error| BatchError { entity_id: id_hint, error }),
+                    .map_err(|error| BatchError {
+                        entity_id: id_hint,
+                        error,
+                    }),
             );
         }
         let ids: Vec<String> = {
             let mut seen = HashSet::new();
-            parsed.iter().filter_map(|p| p.as_ref().ok()?.id.clone()).filter(|id| seen.insert(id.clone())).collect()
+            parsed
+                .iter()
+                .filter_map(|p| p.as_ref().ok()?.id.clone())
+                .filter(|id| seen.insert(id.clone()))
+                .collect()
         };
         self.transact(tenant, &ids, |ws| {
             let mut r = BatchResult::default();
@@ -525,7 +708,11 @@ impl Hub {
                         }
                     }
                     BatchOp::Update { no_overwrite } => {
-                        let mode = if no_overwrite { WriteMode::NoOverwrite } else { WriteMode::Overwrite };
+                        let mode = if no_overwrite {
+                            WriteMode::NoOverwrite
+                        } else {
+                            WriteMode::Overwrite
+                        };
                         if !exists {
                             Err(not_found(&id))
                         } else {
@@ -540,7 +727,10 @@ impl Hub {
                             r.success.push(id)
                         }
                     }
-                    Err(error) => r.errors.push(BatchError { entity_id: id, error }),
+                    Err(error) => r.errors.push(BatchError {
+                        entity_id: id,
+                        error,
+                    }),
                 }
             }
             Ok(r)
@@ -555,9 +745,15 @@ impl Hub {
         let mut r = BatchResult::default();
         let mut valid = Vec::new();
         for v in ids {
-            match v.as_str().filter(|s| citybrain_ngsild::context::looks_like_iri(s)) {
+            match v
+                .as_str()
+                .filter(|s| citybrain_ngsild::context::looks_like_iri(s))
+            {
                 Some(id) => valid.push(id.to_string()),
-                None => r.errors.push(BatchError { entity_id: v.to_string(), error: NgsiError::bad_data("not an entity id (URI)") }),
+                None => r.errors.push(BatchError {
+                    entity_id: v.to_string(),
+                    error: NgsiError::bad_data("not an entity id (URI)"),
+                }),
             }
         }
         let done = self
@@ -566,7 +762,10 @@ impl Hub {
                 for id in &valid {
                     match ws.delete(id) {
                         Ok(()) => out.success.push(id.clone()),
-                        Err(error) => out.errors.push(BatchError { entity_id: id.clone(), error }),
+                        Err(error) => out.errors.push(BatchError {
+                            entity_id: id.clone(),
+                            error,
+                        }),
                     }
                 }
                 Ok(out)
@@ -588,7 +787,9 @@ pub enum BatchOp {
 
 fn check_id_matches(id: &str, f: &Fragment) -> Result<()> {
     match &f.id {
-        Some(other) if other != id => Err(NgsiError::bad_data(format!("body id {other} differs from the id in the URL {id}"))),
+        Some(other) if other != id => Err(NgsiError::bad_data(format!(
+            "body id {other} differs from the id in the URL {id}"
+        ))),
         _ => Ok(()),
     }
 }

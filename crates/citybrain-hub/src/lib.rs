@@ -134,7 +134,11 @@ impl Hub {
         let (tx, rx) = mpsc::unbounded_channel();
         let hub = Hub {
             inner: Arc::new(Inner {
-                contexts: contexts::Resolver::new(config.context_map.clone(), config.context_fetch_timeout, http.clone()),
+                contexts: contexts::Resolver::new(
+                    config.context_map.clone(),
+                    config.context_fetch_timeout,
+                    http.clone(),
+                ),
                 subs: subscriptions::Registry::default(),
                 store,
                 config,
@@ -165,17 +169,25 @@ impl Hub {
         if tenant.is_empty() || self.inner.store.tenant_exists(tenant).await? {
             Ok(())
         } else {
-            Err(NgsiError::new(ErrorKind::NonexistentTenant, format!("tenant '{tenant}' does not exist")))
+            Err(NgsiError::new(
+                ErrorKind::NonexistentTenant,
+                format!("tenant '{tenant}' does not exist"),
+            ))
         }
     }
 
     /// Validates a tenant name from the `NGSILD-Tenant` header.
     pub fn check_tenant_name(name: &str) -> Result<()> {
-        let ok = name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        let ok = name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
         if ok {
             Ok(())
         } else {
-            Err(NgsiError::bad_data(format!("tenant '{name}' must be at most 64 characters of A-Z a-z 0-9 _ - .")))
+            Err(NgsiError::bad_data(format!(
+                "tenant '{name}' must be at most 64 characters of A-Z a-z 0-9 _ - ."
+            )))
         }
     }
 

@@ -70,7 +70,10 @@ pub(crate) struct SubEntry {
 
 impl SubEntry {
     fn publish(&self, data: Arc<str>) {
-        let ev = StreamEvent { id: self.next_event.fetch_add(1, Ordering::SeqCst) + 1, data };
+        let ev = StreamEvent {
+            id: self.next_event.fetch_add(1, Ordering::SeqCst) + 1,
+            data,
+        };
         if let Ok(mut b) = self.backlog.lock() {
             if b.len() >= BACKLOG {
                 b.pop_front();
@@ -109,7 +112,11 @@ pub(crate) struct Registry {
 
 impl Registry {
     fn list(&self, tenant: &str) -> Vec<Arc<SubEntry>> {
-        self.by_tenant.read().ok().and_then(|m| m.get(tenant).cloned()).unwrap_or_default()
+        self.by_tenant
+            .read()
+            .ok()
+            .and_then(|m| m.get(tenant).cloned())
+            .unwrap_or_default()
     }
     pub(crate) fn get(&self, tenant: &str, id: &str) -> Option<Arc<SubEntry>> {
         self.list(tenant).into_iter().find(|s| s.id == id)
@@ -128,7 +135,10 @@ impl Registry {
         Some(list.remove(pos))
     }
     fn all(&self) -> Vec<Arc<SubEntry>> {
-        self.by_tenant.read().map(|m| m.values().flatten().cloned().collect()).unwrap_or_default()
+        self.by_tenant
+            .read()
+            .map(|m| m.values().flatten().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -137,14 +147,26 @@ fn parse_ts(v: Option<&Value>) -> Option<Timestamp> {
 }
 
 impl Hub {
-    fn build_entry(&self, tenant: &str, doc: Map<String, Value>, ctx: RequestContext, previous: Option<&SubEntry>) -> Result<Arc<SubEntry>> {
+    fn build_entry(
+        &self,
+        tenant: &str,
+        doc: Map<String, Value>,
+        ctx: RequestContext,
+        previous: Option<&SubEntry>,
+    ) -> Result<Arc<SubEntry>> {
         let compiled = compile(&doc, &ctx.terms, self.limits().input.max_geo_points)?;
         let n = doc.get("notification");
         let status = match previous {
             Some(p) => p.status.lock().map(|s| s.clone()).unwrap_or_default(),
             None => Status {
-                times_sent: n.and_then(|n| n.get("timesSent")).and_then(Value::as_u64).unwrap_or(0),
-                times_failed: n.and_then(|n| n.get("timesFailed")).and_then(Value::as_u64).unwrap_or(0),
+                times_sent: n
+                    .and_then(|n| n.get("timesSent"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                times_failed: n
+                    .and_then(|n| n.get("timesFailed"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
                 last_notification: parse_ts(n.and_then(|n| n.get("lastNotification"))),
                 last_success: parse_ts(n.and_then(|n| n.get("lastSuccess"))),
                 last_failure: parse_ts(n.and_then(|n| n.get("lastFailure"))),
@@ -177,7 +199,10 @@ impl Hub {
 
     pub(crate) async fn load_subscriptions(&self) -> Result<()> {
         for rec in self.inner.store.subscriptions().await? {
-            let ctx = match self.resolve_context(&rec.tenant, rec.doc.get("@context")).await {
+            let ctx = match self
+                .resolve_context(&rec.tenant, rec.doc.get("@context"))
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(subscription = %rec.id, error = %e, "cannot resolve the subscription's @context; using the core context");
@@ -186,25 +211,41 @@ impl Hub {
             };
             match self.build_entry(&rec.tenant, rec.doc.clone(), ctx, None) {
                 Ok(e) => self.inner.subs.put(e),
-                Err(error) => tracing::warn!(subscription = %rec.id, %error, "stored subscription no longer valid; skipped"),
+                Err(error) => {
+                    tracing::warn!(subscription = %rec.id, %error, "stored subscription no longer valid; skipped")
+                }
             }
         }
         Ok(())
     }
 
     /// POST /subscriptions
-    pub async fn create_subscription(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<String> {
-        let mut doc = body.as_object().cloned().ok_or_else(|| NgsiError::bad_data("a subscription must be a JSON object"))?;
+    pub async fn create_subscription(
+        &self,
+        tenant: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<String> {
+        let mut doc = body
+            .as_object()
+            .cloned()
+            .ok_or_else(|| NgsiError::bad_data("a subscription must be a JSON object"))?;
         let id = match doc.get("id") {
             Some(Value::String(s)) if citybrain_ngsild::context::looks_like_iri(s) => s.clone(),
             Some(_) => return Err(NgsiError::bad_data("subscription id must be a URI")),
             None => format!("urn:ngsi-ld:Subscription:{}", uuid::Uuid::new_v4()),
         };
         if self.inner.subs.get(tenant, &id).is_some() {
-            return Err(NgsiError::new(ErrorKind::AlreadyExists, format!("subscription {id} already exists")));
+            return Err(NgsiError::new(
+                ErrorKind::AlreadyExists,
+                format!("subscription {id} already exists"),
+            ));
         }
         if self.inner.subs.list(tenant).len() >= MAX_SUBSCRIPTIONS {
-            return Err(NgsiError::new(ErrorKind::OperationNotSupported, format!("tenant already has {MAX_SUBSCRIPTIONS} subscriptions")));
+            return Err(NgsiError::new(
+                ErrorKind::OperationNotSupported,
+                format!("tenant already has {MAX_SUBSCRIPTIONS} subscriptions"),
+            ));
         }
         for k in STATUS_MEMBERS {
             doc.remove(*k);
@@ -218,24 +259,46 @@ impl Hub {
         doc.insert("createdAt".into(), stamp.clone());
         doc.insert("modifiedAt".into(), stamp);
         let entry = self.build_entry(tenant, doc.clone(), ctx.clone(), None)?;
-        self.inner.store.put_subscription(&SubscriptionRecord { tenant: tenant.into(), id: id.clone(), doc }).await?;
+        self.inner
+            .store
+            .put_subscription(&SubscriptionRecord {
+                tenant: tenant.into(),
+                id: id.clone(),
+                doc,
+            })
+            .await?;
         self.inner.subs.put(entry);
         Ok(id)
     }
 
     /// GET /subscriptions
-    pub async fn list_subscriptions(&self, tenant: &str, page: Page) -> Result<(Vec<Value>, usize)> {
+    pub async fn list_subscriptions(
+        &self,
+        tenant: &str,
+        page: Page,
+    ) -> Result<(Vec<Value>, usize)> {
         self.require_tenant(tenant).await?;
         let mut all = self.inner.subs.list(tenant);
         all.sort_by(|a, b| a.id.cmp(&b.id));
         let total = all.len();
-        Ok((all.iter().skip(page.offset).take(page.limit).map(|s| self.render_subscription(s)).collect(), total))
+        Ok((
+            all.iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .map(|s| self.render_subscription(s))
+                .collect(),
+            total,
+        ))
     }
 
     /// GET /subscriptions/{id}
     pub async fn get_subscription(&self, tenant: &str, id: &str) -> Result<Value> {
         self.require_tenant(tenant).await?;
-        let s = self.inner.subs.get(tenant, id).ok_or_else(|| sub_not_found(id))?;
+        let s = self
+            .inner
+            .subs
+            .get(tenant, id)
+            .ok_or_else(|| sub_not_found(id))?;
         Ok(self.render_subscription(&s))
     }
 
@@ -253,10 +316,17 @@ impl Hub {
         doc.insert("status".into(), Value::String(state.into()));
         doc.insert("isActive".into(), Value::Bool(s.compiled.is_active));
         if let Some(Value::Object(n)) = doc.get_mut("notification") {
-            n.insert("status".into(), Value::String(if st.failed { "failed" } else { "ok" }.into()));
+            n.insert(
+                "status".into(),
+                Value::String(if st.failed { "failed" } else { "ok" }.into()),
+            );
             n.insert("timesSent".into(), json!(st.times_sent));
             n.insert("timesFailed".into(), json!(st.times_failed));
-            for (k, v) in [("lastNotification", st.last_notification), ("lastSuccess", st.last_success), ("lastFailure", st.last_failure)] {
+            for (k, v) in [
+                ("lastNotification", st.last_notification),
+                ("lastSuccess", st.last_success),
+                ("lastFailure", st.last_failure),
+            ] {
                 if let Some(t) = v {
                     n.insert(k.into(), Value::String(time::format(&t)));
                 }
@@ -267,10 +337,22 @@ impl Hub {
 
     /// PATCH /subscriptions/{id}: merges the fragment (notification and its
     /// endpoint one level deep) and re-validates the whole.
-    pub async fn update_subscription(&self, tenant: &str, id: &str, patch: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn update_subscription(
+        &self,
+        tenant: &str,
+        id: &str,
+        patch: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
-        let old = self.inner.subs.get(tenant, id).ok_or_else(|| sub_not_found(id))?;
-        let patch = patch.as_object().ok_or_else(|| NgsiError::bad_data("a subscription fragment must be a JSON object"))?;
+        let old = self
+            .inner
+            .subs
+            .get(tenant, id)
+            .ok_or_else(|| sub_not_found(id))?;
+        let patch = patch
+            .as_object()
+            .ok_or_else(|| NgsiError::bad_data("a subscription fragment must be a JSON object"))?;
         if let Some(pid) = patch.get("id") {
             if pid.as_str() != Some(id) {
                 return Err(NgsiError::bad_data("a subscription's id cannot be changed"));
@@ -305,13 +387,24 @@ impl Hub {
             }
         }
         // Terms in the fragment are read with the fragment's context when it has one.
-        let ctx = if ctx.value != RequestContext::core().value { ctx.clone() } else { old.ctx.clone() };
+        let ctx = if ctx.value != RequestContext::core().value {
+            ctx.clone()
+        } else {
+            old.ctx.clone()
+        };
         if ctx.value != RequestContext::core().value {
             doc.insert("@context".into(), ctx.value.clone());
         }
         doc.insert("modifiedAt".into(), Value::String(time::format(&now())));
         let entry = self.build_entry(tenant, doc.clone(), ctx, Some(&old))?;
-        self.inner.store.put_subscription(&SubscriptionRecord { tenant: tenant.into(), id: id.into(), doc }).await?;
+        self.inner
+            .store
+            .put_subscription(&SubscriptionRecord {
+                tenant: tenant.into(),
+                id: id.into(),
+                doc,
+            })
+            .await?;
         self.inner.subs.put(entry);
         Ok(())
     }
@@ -328,12 +421,25 @@ impl Hub {
     }
 
     /// Opens the in-process stream of a subscription's notifications.
-    pub async fn stream(&self, tenant: &str, id: &str, last_event_id: Option<u64>) -> Result<StreamSubscription> {
+    pub async fn stream(
+        &self,
+        tenant: &str,
+        id: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<StreamSubscription> {
         self.require_tenant(tenant).await?;
-        let s = self.inner.subs.get(tenant, id).ok_or_else(|| sub_not_found(id))?;
+        let s = self
+            .inner
+            .subs
+            .get(tenant, id)
+            .ok_or_else(|| sub_not_found(id))?;
         // Subscribe before reading the backlog so nothing falls between them.
         let rx = s.stream.subscribe();
-        let backlog = s.backlog.lock().map(|b| b.iter().cloned().collect::<Vec<_>>()).unwrap_or_default();
+        let backlog = s
+            .backlog
+            .lock()
+            .map(|b| b.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
         let (backlog, gap) = match last_event_id {
             None => (Vec::new(), false),
             Some(last) => {
@@ -348,19 +454,32 @@ impl Hub {
 
     /// Payloads for every subscription one changed entity notifies:
     /// (outbox rows, stream events to publish after the commit).
-    pub(crate) fn notifications_for(&self, tenant: &str, slot: &Slot, at: Timestamp) -> (Vec<(String, String)>, Vec<(Arc<SubEntry>, Arc<str>)>) {
+    pub(crate) fn notifications_for(
+        &self,
+        tenant: &str,
+        slot: &Slot,
+        at: Timestamp,
+    ) -> (Vec<(String, String)>, Vec<(Arc<SubEntry>, Arc<str>)>) {
         let mut outbox = Vec::new();
         let mut streams = Vec::new();
         let subs = self.inner.subs.list(tenant);
-        if subs.is_empty() || (slot.changes.is_empty() && slot.before.is_some() == slot.after.is_some()) {
+        if subs.is_empty()
+            || (slot.changes.is_empty() && slot.before.is_some() == slot.after.is_some())
+        {
             return (outbox, streams);
         }
-        let ev = ChangeEvent { before: slot.before.as_ref(), after: slot.after.as_ref(), changes: &slot.changes };
+        let ev = ChangeEvent {
+            before: slot.before.as_ref(),
+            after: slot.after.as_ref(),
+            changes: &slot.changes,
+        };
         for s in subs {
             if !s.compiled.active_at(at) {
                 continue;
             }
-            let Some(reason) = s.compiled.trigger(&ev) else { continue };
+            let Some(reason) = s.compiled.trigger(&ev) else {
+                continue;
+            };
             if let Some(th) = s.compiled.throttling_s {
                 let mut last = s.last_sent.lock().unwrap_or_else(|p| p.into_inner());
                 if last.is_some_and(|l| l.elapsed() < Duration::from_secs_f64(th)) {
@@ -373,8 +492,19 @@ impl Hub {
                 (None, Some(e)) => {
                     let mut m = Map::new();
                     m.insert("id".into(), Value::String(e.id.clone()));
-                    let types: Vec<Value> = e.types.iter().map(|t| Value::String(s.ctx.terms.compact(t))).collect();
-                    m.insert("type".into(), if types.len() == 1 { types[0].clone() } else { Value::Array(types) });
+                    let types: Vec<Value> = e
+                        .types
+                        .iter()
+                        .map(|t| Value::String(s.ctx.terms.compact(t)))
+                        .collect();
+                    m.insert(
+                        "type".into(),
+                        if types.len() == 1 {
+                            types[0].clone()
+                        } else {
+                            Value::Array(types)
+                        },
+                    );
                     m.insert("deletedAt".into(), Value::String(time::format(&at)));
                     Value::Object(m)
                 }
@@ -393,11 +523,18 @@ impl Hub {
         let mut data = render::entity(e, &s.ctx.terms, &s.compiled.render);
         if s.compiled.show_changes && s.compiled.render.format == render::Format::Normalized {
             if let (Some(slot), Value::Object(m)) = (slot, &mut data) {
-                for c in slot.changes.iter().filter(|c| c.kind == ChangeKind::Updated) {
+                for c in slot
+                    .changes
+                    .iter()
+                    .filter(|c| c.kind == ChangeKind::Updated)
+                {
                     let Some(prev) = &c.previous else { continue };
                     let member = value_member(citybrain_ngsild::model::kind_of(prev));
-                    let prev_name = format!("previous{}{}", member[..1].to_uppercase(), &member[1..]);
-                    if let (Some(Value::Object(attr)), Some(pv)) = (m.get_mut(&s.ctx.terms.compact(&c.name)), prev.get(member)) {
+                    let prev_name =
+                        format!("previous{}{}", member[..1].to_uppercase(), &member[1..]);
+                    if let (Some(Value::Object(attr)), Some(pv)) =
+                        (m.get_mut(&s.ctx.terms.compact(&c.name)), prev.get(member))
+                    {
                         attr.insert(prev_name, pv.clone());
                     }
                 }
@@ -407,9 +544,19 @@ impl Hub {
     }
 
     /// The notification body and the outbox envelope (endpoint, headers, body).
-    fn envelope(&self, tenant: &str, s: &SubEntry, data: Vec<Value>, reason: Option<&str>, at: Timestamp) -> (Arc<str>, String) {
+    fn envelope(
+        &self,
+        tenant: &str,
+        s: &SubEntry,
+        data: Vec<Value>,
+        reason: Option<&str>,
+        at: Timestamp,
+    ) -> (Arc<str>, String) {
         let mut body = Map::new();
-        body.insert("id".into(), Value::String(format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4())));
+        body.insert(
+            "id".into(),
+            Value::String(format!("urn:ngsi-ld:Notification:{}", uuid::Uuid::new_v4())),
+        );
         body.insert("type".into(), Value::String("Notification".into()));
         body.insert("subscriptionId".into(), Value::String(s.id.clone()));
         body.insert("notifiedAt".into(), Value::String(time::format(&at)));
@@ -425,7 +572,11 @@ impl Hub {
             headers.insert("Content-Type".into(), "application/json".into());
             headers.insert(
                 "Link".into(),
-                Value::String(format!("<{}>; rel=\"{}\"; type=\"application/ld+json\"", s.ctx.link_url(), citybrain_ngsild::context::LINK_REL)),
+                Value::String(format!(
+                    "<{}>; rel=\"{}\"; type=\"application/ld+json\"",
+                    s.ctx.link_url(),
+                    citybrain_ngsild::context::LINK_REL
+                )),
             );
         }
         if !tenant.is_empty() {
@@ -436,16 +587,26 @@ impl Hub {
         }
         let body = Value::Object(body);
         let text: Arc<str> = Arc::from(body.to_string());
-        let env = json!({"endpoint": s.compiled.endpoint, "headers": headers, "body": body}).to_string();
+        let env =
+            json!({"endpoint": s.compiled.endpoint, "headers": headers, "body": body}).to_string();
         (text, env)
     }
 
     /// After a commit: hand queued notifications to the deliverer, publish streams.
-    pub(crate) fn after_commit(&self, tenant: &str, outbox: Vec<(String, String)>, seqs: Vec<i64>, streams: Vec<(Arc<SubEntry>, Arc<str>)>) {
+    pub(crate) fn after_commit(
+        &self,
+        tenant: &str,
+        outbox: Vec<(String, String)>,
+        seqs: Vec<i64>,
+        streams: Vec<(Arc<SubEntry>, Arc<str>)>,
+    ) {
         for ((sub, payload), seq) in outbox.into_iter().zip(seqs) {
             let job = Job::new(seq, tenant.to_string(), sub, Arc::from(payload), 0);
             if self.inner.deliver_tx.send(job).is_err() {
-                tracing::warn!(seq, "deliverer stopped; notification stays queued for the next start");
+                tracing::warn!(
+                    seq,
+                    "deliverer stopped; notification stays queued for the next start"
+                );
             }
         }
         for (s, body) in streams {
@@ -466,7 +627,9 @@ impl Hub {
         let mut sent = 0;
         let at = now();
         for s in self.inner.subs.all() {
-            let Some(every) = s.compiled.time_interval_s else { continue };
+            let Some(every) = s.compiled.time_interval_s else {
+                continue;
+            };
             if !s.compiled.active_at(at) {
                 continue;
             }
@@ -484,17 +647,43 @@ impl Hub {
                 scope_q: s.compiled.scope_q.clone(),
                 ..Default::default()
             };
-            let r = self.inner.store.query(&s.tenant, &q, Page { offset: 0, limit: self.limits().max_page, count: false }).await?;
+            let r = self
+                .inner
+                .store
+                .query(
+                    &s.tenant,
+                    &q,
+                    Page {
+                        offset: 0,
+                        limit: self.limits().max_page,
+                        count: false,
+                    },
+                )
+                .await?;
             if r.entities.is_empty() {
                 continue;
             }
-            let data = r.entities.iter().map(|e| self.render_for(&s, e, None)).collect();
+            let data = r
+                .entities
+                .iter()
+                .map(|e| self.render_for(&s, e, None))
+                .collect();
             let (body, envelope) = self.envelope(&s.tenant, &s, data, None, at);
-            let outbox = if s.is_http() { vec![(s.id.clone(), envelope)] } else { vec![] };
+            let outbox = if s.is_http() {
+                vec![(s.id.clone(), envelope)]
+            } else {
+                vec![]
+            };
             let seqs = self
                 .inner
                 .store
-                .commit(&s.tenant, citybrain_store::WriteSet { outbox: outbox.clone(), ..Default::default() })
+                .commit(
+                    &s.tenant,
+                    citybrain_store::WriteSet {
+                        outbox: outbox.clone(),
+                        ..Default::default()
+                    },
+                )
                 .await?;
             self.after_commit(&s.tenant, outbox, seqs, vec![(s.clone(), body)]);
             sent += 1;
@@ -519,7 +708,14 @@ impl Hub {
                     doc.insert("@context".into(), c.clone());
                 }
                 let _ = st;
-                self.inner.store.put_subscription(&SubscriptionRecord { tenant: s.tenant.clone(), id: s.id.clone(), doc }).await?;
+                self.inner
+                    .store
+                    .put_subscription(&SubscriptionRecord {
+                        tenant: s.tenant.clone(),
+                        id: s.id.clone(),
+                        doc,
+                    })
+                    .await?;
             }
         }
         Ok(())

@@ -24,7 +24,12 @@ pub struct TemporalRequest {
     pub tq: TemporalQuery,
     /// Instances per attribute; None for the configured default.
     pub limit: Option<usize>,
+    /// Aggregating: read every instance in the window (up to [`MAX_AGGREGATED`]).
+    pub aggregate: bool,
 }
+
+/// Most instances per attribute one aggregation reads.
+pub const MAX_AGGREGATED: usize = 100_000;
 
 /// One entity's history, ready to render.
 #[derive(Debug, Clone)]
@@ -40,11 +45,18 @@ pub struct TemporalEntity {
 impl Hub {
     fn history_query(&self, id: &str, req: &TemporalRequest) -> Result<HistoryQuery> {
         let limits = self.limits();
-        let limit = req.limit.or(req.tq.last_n).unwrap_or(limits.temporal_page);
-        if limit > limits.max_temporal_page {
+        let limit = if req.aggregate {
+            MAX_AGGREGATED
+        } else {
+            req.limit.or(req.tq.last_n).unwrap_or(limits.temporal_page)
+        };
+        if !req.aggregate && limit > limits.max_temporal_page {
             return Err(NgsiError::new(
                 citybrain_ngsild::ErrorKind::TooManyResults,
-                format!("at most {} instances per attribute can be asked for", limits.max_temporal_page),
+                format!(
+                    "at most {} instances per attribute can be asked for",
+                    limits.max_temporal_page
+                ),
             ));
         }
         let (from, to) = req.tq.bounds();
@@ -59,7 +71,12 @@ impl Hub {
         })
     }
 
-    async fn temporal_of(&self, tenant: &str, e: &Entity, req: &TemporalRequest) -> Result<TemporalEntity> {
+    async fn temporal_of(
+        &self,
+        tenant: &str,
+        e: &Entity,
+        req: &TemporalRequest,
+    ) -> Result<TemporalEntity> {
         let hq = self.history_query(&e.id, req)?;
         let list = self.inner.store.history(tenant, &hq).await?;
         let mut attrs: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
@@ -67,27 +84,49 @@ impl Hub {
             attrs.entry(i.attr.clone()).or_default().push(i);
         }
         let mut truncated = None;
-        if attrs.values().any(|l| l.len() >= hq.limit) {
+        // lastN asks for exactly the newest N: that answer is complete.
+        let asked_exactly = req.tq.last_n.is_some_and(|n| n <= hq.limit);
+        if !asked_exactly && attrs.values().any(|l| l.len() >= hq.limit) {
             let total = self.inner.store.history_count(tenant, &hq).await?;
             let returned = attrs.values().map(Vec::len).max().unwrap_or(0);
             if total > returned {
-                let times: Vec<Timestamp> = attrs.values().flatten().filter_map(|i| req.tq.timeproperty.of(i)).collect();
+                let times: Vec<Timestamp> = attrs
+                    .values()
+                    .flatten()
+                    .filter_map(|i| req.tq.timeproperty.of(i))
+                    .collect();
                 if let (Some(a), Some(b)) = (times.iter().min(), times.iter().max()) {
                     truncated = Some((*a, *b, total));
                 }
             }
         }
-        Ok(TemporalEntity { id: e.id.clone(), types: e.types.clone(), attrs, truncated })
+        Ok(TemporalEntity {
+            id: e.id.clone(),
+            types: e.types.clone(),
+            attrs,
+            truncated,
+        })
     }
 
     /// GET /temporal/entities/{id}
-    pub async fn temporal_retrieve(&self, tenant: &str, id: &str, req: &TemporalRequest) -> Result<TemporalEntity> {
+    pub async fn temporal_retrieve(
+        &self,
+        tenant: &str,
+        id: &str,
+        req: &TemporalRequest,
+    ) -> Result<TemporalEntity> {
         let e = self.retrieve_entity(tenant, id).await?;
         self.temporal_of(tenant, &e, req).await
     }
 
     /// GET /temporal/entities, POST /temporal/entityOperations/query
-    pub async fn temporal_query(&self, tenant: &str, q: &EntityQuery, req: &TemporalRequest, page: Page) -> Result<(Vec<TemporalEntity>, Option<usize>)> {
+    pub async fn temporal_query(
+        &self,
+        tenant: &str,
+        q: &EntityQuery,
+        req: &TemporalRequest,
+        page: Page,
+    ) -> Result<(Vec<TemporalEntity>, Option<usize>)> {
         let r = self.query_entities(tenant, q, page).await?;
         let mut out = Vec::with_capacity(r.entities.len());
         for e in &r.entities {
@@ -97,8 +136,14 @@ impl Hub {
     }
 
     /// Parses a temporal body: every attribute an array of instances.
-    fn parse_instances(&self, body: &Value, ctx: &RequestContext) -> Result<(Option<String>, Option<Vec<String>>, Vec<Instance>)> {
-        let obj = body.as_object().ok_or_else(|| NgsiError::bad_data("a temporal entity must be a JSON object"))?;
+    fn parse_instances(
+        &self,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<(Option<String>, Option<Vec<String>>, Vec<Instance>)> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| NgsiError::bad_data("a temporal entity must be a JSON object"))?;
         // id, type and scope are checked by the ordinary parser.
         let mut head = serde_json::Map::new();
         for k in ["id", "type", "scope"] {
@@ -106,11 +151,19 @@ impl Hub {
                 head.insert(k.into(), v.clone());
             }
         }
-        let frag = parse_entity(&Value::Object(head), &ctx.terms, &self.limits().input, Mode::Create)?;
+        let frag = parse_entity(
+            &Value::Object(head),
+            &ctx.terms,
+            &self.limits().input,
+            Mode::Create,
+        )?;
         let at = now();
         let mut out = Vec::new();
         for (k, v) in obj {
-            if matches!(k.as_str(), "id" | "type" | "scope" | "@context" | "createdAt" | "modifiedAt") {
+            if matches!(
+                k.as_str(),
+                "id" | "type" | "scope" | "@context" | "createdAt" | "modifiedAt"
+            ) {
                 continue;
             }
             citybrain_ngsild::input::validate_attr_name(k)?;
@@ -119,17 +172,25 @@ impl Hub {
                 v => vec![v],
             };
             if out.len() + items.len() > self.limits().input.max_attrs * 10 {
-                return Err(NgsiError::bad_data("too many temporal instances in one request"));
+                return Err(NgsiError::bad_data(
+                    "too many temporal instances in one request",
+                ));
             }
             for item in items {
                 for i in parse_attr(k, item, &ctx.terms, &self.limits().input, Mode::Create)? {
                     if let AttrInput::Set(mut a) = i {
-                        let observed = a.get("observedAt").and_then(Value::as_str).and_then(time::parse);
+                        let observed = a
+                            .get("observedAt")
+                            .and_then(Value::as_str)
+                            .and_then(time::parse);
                         a.remove("createdAt");
                         a.remove("modifiedAt");
                         out.push(Instance {
                             attr: ctx.terms.expand(k),
-                            instance_id: format!("urn:ngsi-ld:attribute:instance:{}", uuid::Uuid::new_v4()),
+                            instance_id: format!(
+                                "urn:ngsi-ld:attribute:instance:{}",
+                                uuid::Uuid::new_v4()
+                            ),
                             dataset_id: dataset_id(&a).map(str::to_string),
                             observed_at: observed,
                             created_at: at,
@@ -147,7 +208,12 @@ impl Hub {
     /// POST /temporal/entities: creates the entity (its current state is the
     /// newest instance of each attribute) or appends to an existing history.
     /// Returns true when the entity was created.
-    pub async fn temporal_create(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<bool> {
+    pub async fn temporal_create(
+        &self,
+        tenant: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<bool> {
         let (id, types, instances) = self.parse_instances(body, ctx)?;
         let id = id.ok_or_else(|| NgsiError::bad_data("temporal entity has no 'id'"))?;
         let types = types.ok_or_else(|| NgsiError::bad_data("temporal entity has no 'type'"))?;
@@ -160,12 +226,20 @@ impl Hub {
                 for i in &instances {
                     let key = (i.attr.clone(), i.dataset_id.clone());
                     let t = i.observed_at.unwrap_or(i.modified_at);
-                    if newest.get(&key).is_none_or(|cur| cur.observed_at.unwrap_or(cur.modified_at) <= t) {
+                    if newest
+                        .get(&key)
+                        .is_none_or(|cur| cur.observed_at.unwrap_or(cur.modified_at) <= t)
+                    {
                         newest.insert(key, i);
                     }
                 }
                 for ((attr, _), i) in newest {
-                    let _ = e.write_attr(&attr, AttrInput::Set(i.value.clone()), citybrain_ngsild::model::WriteMode::Overwrite, at);
+                    let _ = e.write_attr(
+                        &attr,
+                        AttrInput::Set(i.value.clone()),
+                        citybrain_ngsild::model::WriteMode::Overwrite,
+                        at,
+                    );
                 }
                 ws.create(e)?;
             }
@@ -179,11 +253,19 @@ impl Hub {
     }
 
     /// POST /temporal/entities/{id}/attrs
-    pub async fn temporal_add_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn temporal_add_attrs(
+        &self,
+        tenant: &str,
+        id: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let (bid, _, instances) = self.parse_instances(body, ctx)?;
         if bid.is_some_and(|b| b != id) {
-            return Err(NgsiError::bad_data("body id differs from the id in the URL"));
+            return Err(NgsiError::bad_data(
+                "body id differs from the id in the URL",
+            ));
         }
         self.transact(tenant, &[id.to_string()], |ws| {
             let slot = ws.slot(id);
@@ -197,7 +279,15 @@ impl Hub {
     }
 
     /// DELETE /temporal/entities/{id}/attrs/{attr}
-    pub async fn temporal_delete_attr(&self, tenant: &str, id: &str, attr: &str, ctx: &RequestContext, ds: Option<&str>, all: bool) -> Result<()> {
+    pub async fn temporal_delete_attr(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        ctx: &RequestContext,
+        ds: Option<&str>,
+        all: bool,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         self.transact(tenant, &[id.to_string()], |ws| {
@@ -208,14 +298,24 @@ impl Hub {
             slot.history_deletes.push(HistoryDelete::Attribute {
                 entity_id: id.to_string(),
                 attr: name.clone(),
-                dataset_id: if all { None } else { Some(ds.map(str::to_string)) },
+                dataset_id: if all {
+                    None
+                } else {
+                    Some(ds.map(str::to_string))
+                },
             });
             Ok(())
         })
         .await
     }
 
-    async fn find_instance(&self, tenant: &str, id: &str, attr: &str, instance_id: &str) -> Result<Instance> {
+    async fn find_instance(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        instance_id: &str,
+    ) -> Result<Instance> {
         let hq = HistoryQuery {
             entity_id: id.into(),
             attrs: Some(vec![attr.into()]),
@@ -231,20 +331,48 @@ impl Hub {
             .await?
             .into_iter()
             .find(|i| i.instance_id == instance_id)
-            .ok_or_else(|| NgsiError::not_found(format!("attribute instance {instance_id} does not exist")))
+            .ok_or_else(|| {
+                NgsiError::not_found(format!("attribute instance {instance_id} does not exist"))
+            })
     }
 
     /// PATCH /temporal/entities/{id}/attrs/{attr}/{instanceId}
-    pub async fn temporal_patch_instance(&self, tenant: &str, id: &str, attr: &str, instance_id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+    pub async fn temporal_patch_instance(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        instance_id: &str,
+        body: &Value,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         let mut inst = self.find_instance(tenant, id, &name, instance_id).await?;
-        let item = body.get(attr).and_then(|v| if let Value::Array(a) = v { a.first() } else { Some(v) }).unwrap_or(body);
-        let patch = citybrain_ngsild::input::parse_attr_patch(attr, item, &ctx.terms, &self.limits().input)?;
+        let item = body
+            .get(attr)
+            .and_then(|v| {
+                if let Value::Array(a) = v {
+                    a.first()
+                } else {
+                    Some(v)
+                }
+            })
+            .unwrap_or(body);
+        let patch = citybrain_ngsild::input::parse_attr_patch(
+            attr,
+            item,
+            &ctx.terms,
+            &self.limits().input,
+        )?;
         for (k, v) in patch {
             inst.value.insert(k, v);
         }
-        inst.observed_at = inst.value.get("observedAt").and_then(Value::as_str).and_then(time::parse);
+        inst.observed_at = inst
+            .value
+            .get("observedAt")
+            .and_then(Value::as_str)
+            .and_then(time::parse);
         inst.modified_at = now();
         self.transact(tenant, &[id.to_string()], |ws| {
             let slot = ws.slot(id);
@@ -255,12 +383,23 @@ impl Hub {
     }
 
     /// DELETE /temporal/entities/{id}/attrs/{attr}/{instanceId}
-    pub async fn temporal_delete_instance(&self, tenant: &str, id: &str, attr: &str, instance_id: &str, ctx: &RequestContext) -> Result<()> {
+    pub async fn temporal_delete_instance(
+        &self,
+        tenant: &str,
+        id: &str,
+        attr: &str,
+        instance_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         self.find_instance(tenant, id, &name, instance_id).await?;
         self.transact(tenant, &[id.to_string()], |ws| {
-            ws.slot(id).history_deletes.push(HistoryDelete::Instance { entity_id: id.into(), attr: name.clone(), instance_id: instance_id.into() });
+            ws.slot(id).history_deletes.push(HistoryDelete::Instance {
+                entity_id: id.into(),
+                attr: name.clone(),
+                instance_id: instance_id.into(),
+            });
             Ok(())
         })
         .await

@@ -29,7 +29,8 @@ pub const LINK_REL: &str = "http://www.w3.org/ns/json-ld#context";
 
 /// True for every URL that names the core context (v1.x, versioned or not).
 pub fn is_core_context_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context") else {
+    let Some(rest) = url.strip_prefix("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context")
+    else {
         return false;
     };
     rest == ".jsonld"
@@ -181,8 +182,7 @@ impl TermMap {
                     let (a, b) = (preferred.contains_key(term), preferred.contains_key(cur));
                     (a && !b)
                         || (a == b
-                            && (term.len() < cur.len()
-                                || (term.len() == cur.len() && term < cur)))
+                            && (term.len() < cur.len() || (term.len() == cur.len() && term < cur)))
                 }
             };
             if better {
@@ -252,7 +252,9 @@ pub fn looks_like_iri(s: &str) -> bool {
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
-        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
 }
 
 #[cfg(test)]
@@ -263,10 +265,16 @@ mod tests {
     #[test]
     fn core_terms_expand_and_compact() {
         let m = TermMap::core();
-        assert_eq!(m.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
+        assert_eq!(
+            m.expand("location"),
+            "https://uri.etsi.org/ngsi-ld/location"
+        );
         assert_eq!(m.expand("speed"), format!("{DEFAULT_VOCAB}speed"));
         assert_eq!(m.compact(&format!("{DEFAULT_VOCAB}speed")), "speed");
-        assert_eq!(m.compact("https://uri.etsi.org/ngsi-ld/location"), "location");
+        assert_eq!(
+            m.compact("https://uri.etsi.org/ngsi-ld/location"),
+            "location"
+        );
         assert_eq!(m.expand("https://example.org/x"), "https://example.org/x");
     }
 
@@ -276,18 +284,31 @@ mod tests {
                          "OffStreetParking": {"@id": "https://smartdatamodels.org/dataModel.Parking/OffStreetParking"},
                          "location": "https://example.org/not-allowed"});
         let m = TermMap::build(&[ctx.as_object().unwrap().clone()]).unwrap();
-        assert_eq!(m.expand("availableSpotNumber"), "https://smartdatamodels.org/availableSpotNumber");
-        assert_eq!(m.compact("https://smartdatamodels.org/availableSpotNumber"), "availableSpotNumber");
+        assert_eq!(
+            m.expand("availableSpotNumber"),
+            "https://smartdatamodels.org/availableSpotNumber"
+        );
+        assert_eq!(
+            m.compact("https://smartdatamodels.org/availableSpotNumber"),
+            "availableSpotNumber"
+        );
         assert_eq!(m.expand("sdm:other"), "https://smartdatamodels.org/other");
         // The core context is protected: `location` keeps its core meaning.
-        assert_eq!(m.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
+        assert_eq!(
+            m.expand("location"),
+            "https://uri.etsi.org/ngsi-ld/location"
+        );
     }
 
     #[test]
     fn core_urls_recognised() {
         assert!(is_core_context_url(CORE_CONTEXT_URL));
-        assert!(is_core_context_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"));
-        assert!(is_core_context_url("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"));
+        assert!(is_core_context_url(
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
+        ));
+        assert!(is_core_context_url(
+            "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.6.jsonld"
+        ));
         assert!(!is_core_context_url("https://example.org/ctx.jsonld"));
     }
 

@@ -6,9 +6,7 @@
 //! (haversine) distance in metres to the closest point of the entity's geometry.
 
 use geo::{Closest, Distance, Haversine, HaversineClosestPoint, Relate};
-use geo::{
-    Coord, Geometry, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon,
-};
+use geo::{Coord, Geometry, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon};
 use serde_json::Value;
 
 use crate::error::{NgsiError, Result};
@@ -79,8 +77,12 @@ fn coord(v: &Value, budget: &mut usize) -> Result<Coord<f64>> {
         .as_array()
         .filter(|a| a.len() == 2 || a.len() == 3)
         .ok_or_else(|| NgsiError::bad_data("a position must be [longitude, latitude]"))?;
-    let lon = a[0].as_f64().ok_or_else(|| NgsiError::bad_data("longitude must be a number"))?;
-    let lat = a[1].as_f64().ok_or_else(|| NgsiError::bad_data("latitude must be a number"))?;
+    let lon = a[0]
+        .as_f64()
+        .ok_or_else(|| NgsiError::bad_data("longitude must be a number"))?;
+    let lat = a[1]
+        .as_f64()
+        .ok_or_else(|| NgsiError::bad_data("latitude must be a number"))?;
     if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
         return Err(NgsiError::bad_data(format!(
             "position [{lon}, {lat}] is outside WGS84 ranges (longitude first)"
@@ -95,7 +97,9 @@ fn line(v: &Value, budget: &mut usize) -> Result<LineString<f64>> {
         .map(|c| coord(c, budget))
         .collect::<Result<Vec<_>>>()?;
     if pts.len() < 2 {
-        return Err(NgsiError::bad_data("a LineString needs at least 2 positions"));
+        return Err(NgsiError::bad_data(
+            "a LineString needs at least 2 positions",
+        ));
     }
     Ok(LineString(pts))
 }
@@ -175,7 +179,9 @@ impl GeoRel {
             }
         };
         if parts.next().is_some() {
-            return Err(NgsiError::bad_data(format!("georel: '{head}' takes no modifiers")));
+            return Err(NgsiError::bad_data(format!(
+                "georel: '{head}' takes no modifiers"
+            )));
         }
         Ok(rel)
     }
@@ -195,14 +201,21 @@ impl GeoQuery {
         if matches!(rel, GeoRel::Near { .. }) && !matches!(geometry, Geometry::Point(_)) {
             return Err(NgsiError::bad_data("georel near needs a Point geometry"));
         }
-        Ok(GeoQuery { rel, geometry, property })
+        Ok(GeoQuery {
+            rel,
+            geometry,
+            property,
+        })
     }
 
     /// Tests the relation between an entity geometry (`a`) and the query's.
     pub fn test(&self, a: &Geometry<f64>) -> bool {
         let b = &self.geometry;
         match &self.rel {
-            GeoRel::Near { max_distance, min_distance } => {
+            GeoRel::Near {
+                max_distance,
+                min_distance,
+            } => {
                 let Geometry::Point(p) = b else { return false };
                 let d = distance_m(a, p);
                 max_distance.is_none_or(|m| d <= m) && min_distance.is_none_or(|m| d >= m)
@@ -259,9 +272,12 @@ mod tests {
         assert!(q(GeoRel::Disjoint).test(&outside));
         assert!(q(GeoRel::Intersects).test(&inside));
         assert!(q(GeoRel::Equals).test(&square));
-        let big = g(json!({"type":"Polygon","coordinates":[[[-1,-1],[-1,2],[2,2],[2,-1],[-1,-1]]]}));
+        let big =
+            g(json!({"type":"Polygon","coordinates":[[[-1,-1],[-1,2],[2,2],[2,-1],[-1,-1]]]}));
         assert!(q(GeoRel::Contains).test(&big));
-        let shifted = g(json!({"type":"Polygon","coordinates":[[[0.5,0.5],[0.5,1.5],[1.5,1.5],[1.5,0.5],[0.5,0.5]]]}));
+        let shifted = g(
+            json!({"type":"Polygon","coordinates":[[[0.5,0.5],[0.5,1.5],[1.5,1.5],[1.5,0.5],[0.5,0.5]]]}),
+        );
         assert!(q(GeoRel::Overlaps).test(&shifted));
     }
 
@@ -270,7 +286,9 @@ mod tests {
         // Two points 0.01 degrees of latitude apart: about 1112 m.
         let p = g(json!({"type":"Point","coordinates":[120.17,30.26]}));
         let e = g(json!({"type":"Point","coordinates":[120.17,30.27]}));
-        let near = |spec: &str| GeoQuery::new(GeoRel::parse(spec).unwrap(), p.clone(), "l".into()).unwrap();
+        let near = |spec: &str| {
+            GeoQuery::new(GeoRel::parse(spec).unwrap(), p.clone(), "l".into()).unwrap()
+        };
         assert!(near("near;maxDistance==1200").test(&e));
         assert!(!near("near;maxDistance==1000").test(&e));
         assert!(near("near;minDistance==1000").test(&e));
@@ -282,7 +300,11 @@ mod tests {
     #[test]
     fn invalid_geometries_rejected() {
         assert!(parse_geometry(&json!({"type":"Point","coordinates":[200,0]}), 10).is_err());
-        assert!(parse_geometry(&json!({"type":"Polygon","coordinates":[[[0,0],[1,1],[0,1]]]}), 10).is_err());
+        assert!(parse_geometry(
+            &json!({"type":"Polygon","coordinates":[[[0,0],[1,1],[0,1]]]}),
+            10
+        )
+        .is_err());
         assert!(parse_geometry(&json!({"type":"Circle","coordinates":[0,0]}), 10).is_err());
         let many = json!({"type":"LineString","coordinates":[[0,0],[1,1],[2,2]]});
         assert!(parse_geometry(&many, 2).is_err());

@@ -24,7 +24,11 @@ pub struct InputLimits {
 
 impl Default for InputLimits {
     fn default() -> Self {
-        InputLimits { max_attrs: 1000, max_geo_points: 10_000, max_depth: 16 }
+        InputLimits {
+            max_attrs: 1000,
+            max_geo_points: 10_000,
+            max_depth: 16,
+        }
     }
 }
 
@@ -47,14 +51,23 @@ pub struct Fragment {
 impl Fragment {
     /// Turns a create body into a new entity (all attributes created at `now`).
     pub fn into_entity(self, now: Timestamp) -> Result<Entity> {
-        let id = self.id.ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
-        let types = self.types.ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no 'type'")))?;
+        let id = self
+            .id
+            .ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
+        let types = self
+            .types
+            .ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no 'type'")))?;
         let mut e = Entity::new(id, types, self.scope.unwrap_or_default(), now);
         for (name, list) in self.attrs {
             for input in list {
                 if let AttrInput::Set(a) = input {
                     // Cannot fail: fresh entity, overwrite mode.
-                    let _ = e.write_attr(&name, AttrInput::Set(a), crate::model::WriteMode::Overwrite, now);
+                    let _ = e.write_attr(
+                        &name,
+                        AttrInput::Set(a),
+                        crate::model::WriteMode::Overwrite,
+                        now,
+                    );
                 }
             }
         }
@@ -63,7 +76,12 @@ impl Fragment {
 }
 
 /// Parses an entity body (compacted with `ctx`).
-pub fn parse_entity(v: &Value, ctx: &TermMap, limits: &InputLimits, mode: Mode) -> Result<Fragment> {
+pub fn parse_entity(
+    v: &Value,
+    ctx: &TermMap,
+    limits: &InputLimits,
+    mode: Mode,
+) -> Result<Fragment> {
     let obj = v
         .as_object()
         .ok_or_else(|| NgsiError::bad_data("an entity must be a JSON object"))?;
@@ -99,14 +117,18 @@ pub fn parse_entity(v: &Value, ctx: &TermMap, limits: &InputLimits, mode: Mode) 
 }
 
 pub fn parse_id(v: &Value) -> Result<String> {
-    let s = v.as_str().ok_or_else(|| NgsiError::bad_data("entity 'id' must be a string"))?;
+    let s = v
+        .as_str()
+        .ok_or_else(|| NgsiError::bad_data("entity 'id' must be a string"))?;
     if !looks_like_iri(s) {
         return Err(NgsiError::bad_data(format!(
             "entity id '{s}' is not a URI (e.g. urn:ngsi-ld:Parking:1)"
         )));
     }
     if s.len() > 1024 {
-        return Err(NgsiError::bad_data("entity id is longer than 1024 characters"));
+        return Err(NgsiError::bad_data(
+            "entity id is longer than 1024 characters",
+        ));
     }
     Ok(s.to_string())
 }
@@ -116,9 +138,16 @@ pub fn parse_types(v: &Value, ctx: &TermMap) -> Result<Vec<String>> {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) if !a.is_empty() => a
             .iter()
-            .map(|t| t.as_str().ok_or_else(|| NgsiError::bad_data("entity types must be strings")))
+            .map(|t| {
+                t.as_str()
+                    .ok_or_else(|| NgsiError::bad_data("entity types must be strings"))
+            })
             .collect::<Result<_>>()?,
-        _ => return Err(NgsiError::bad_data("entity 'type' must be a string or a non-empty array")),
+        _ => {
+            return Err(NgsiError::bad_data(
+                "entity 'type' must be a string or a non-empty array",
+            ))
+        }
     };
     let mut out = Vec::with_capacity(names.len());
     for n in names {
@@ -139,43 +168,74 @@ pub fn parse_scope(v: &Value) -> Result<Vec<String>> {
     items
         .into_iter()
         .map(|s| {
-            let s = s.as_str().ok_or_else(|| NgsiError::bad_data("scope must be a string or an array of strings"))?;
+            let s = s.as_str().ok_or_else(|| {
+                NgsiError::bad_data("scope must be a string or an array of strings")
+            })?;
             let ok = s.starts_with('/')
-                && (s == "/" || s[1..].split('/').all(|seg| !seg.is_empty() && !seg.contains(['#', '+'])));
+                && (s == "/"
+                    || s[1..]
+                        .split('/')
+                        .all(|seg| !seg.is_empty() && !seg.contains(['#', '+'])));
             if !ok {
-                return Err(NgsiError::bad_data(format!("scope '{s}' is not a path like /district/street")));
+                return Err(NgsiError::bad_data(format!(
+                    "scope '{s}' is not a path like /district/street"
+                )));
             }
             Ok(s.to_string())
         })
         .collect()
 }
 
-const FORBIDDEN: &[char] = &['<', '>', '"', '\'', '=', ';', '(', ')', ' ', '\t', '\n', '\r', '\\', '&', '?', '[', ']'];
+const FORBIDDEN: &[char] = &[
+    '<', '>', '"', '\'', '=', ';', '(', ')', ' ', '\t', '\n', '\r', '\\', '&', '?', '[', ']',
+];
 
 pub fn validate_attr_name(k: &str) -> Result<()> {
     if k.is_empty() || k.len() > 512 || k.contains(FORBIDDEN) || k.chars().any(char::is_control) {
-        return Err(NgsiError::bad_data(format!("'{k}' is not a valid attribute name")));
+        return Err(NgsiError::bad_data(format!(
+            "'{k}' is not a valid attribute name"
+        )));
     }
     Ok(())
 }
 
 fn validate_type_name(k: &str) -> Result<()> {
-    if k.is_empty() || k.len() > 512 || k.contains(FORBIDDEN) || k.contains(',') || k.chars().any(char::is_control) {
-        return Err(NgsiError::bad_data(format!("'{k}' is not a valid entity type")));
+    if k.is_empty()
+        || k.len() > 512
+        || k.contains(FORBIDDEN)
+        || k.contains(',')
+        || k.chars().any(char::is_control)
+    {
+        return Err(NgsiError::bad_data(format!(
+            "'{k}' is not a valid entity type"
+        )));
     }
     Ok(())
 }
 
 /// Parses one attribute's value into its instances (several for multi-attributes).
-pub fn parse_attr(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mode: Mode) -> Result<Vec<AttrInput>> {
+pub fn parse_attr(
+    name: &str,
+    v: &Value,
+    ctx: &TermMap,
+    limits: &InputLimits,
+    mode: Mode,
+) -> Result<Vec<AttrInput>> {
     if let Value::Array(items) = v {
-        if !items.is_empty() && items.iter().all(|i| i.as_object().is_some_and(is_attribute_object)) {
+        if !items.is_empty()
+            && items
+                .iter()
+                .all(|i| i.as_object().is_some_and(is_attribute_object))
+        {
             let mut out = Vec::with_capacity(items.len());
             let mut seen: Vec<Option<String>> = Vec::new();
             for i in items {
                 let inst = parse_instance(name, i, ctx, limits, mode, 0)?;
                 let ds = match &inst {
-                    AttrInput::Set(a) => a.get("datasetId").and_then(Value::as_str).map(str::to_string),
+                    AttrInput::Set(a) => a
+                        .get("datasetId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     AttrInput::Delete { dataset_id } => dataset_id.clone(),
                 };
                 if seen.contains(&ds) {
@@ -194,26 +254,63 @@ pub fn parse_attr(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mo
 }
 
 fn is_attribute_object(m: &Map<String, Value>) -> bool {
-    m.get("type").and_then(Value::as_str).is_some_and(|t| ATTR_KINDS.contains(&t) || t.starts_with("https://uri.etsi.org/ngsi-ld/"))
-        || ["value", "object", "languageMap", "vocab", "json", "valueList", "objectList"].iter().any(|k| m.contains_key(*k))
+    m.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| ATTR_KINDS.contains(&t) || t.starts_with("https://uri.etsi.org/ngsi-ld/"))
+        || [
+            "value",
+            "object",
+            "languageMap",
+            "vocab",
+            "json",
+            "valueList",
+            "objectList",
+        ]
+        .iter()
+        .any(|k| m.contains_key(*k))
 }
 
 fn kind_name(t: &str) -> Option<&'static str> {
-    let short = t.strip_prefix("https://uri.etsi.org/ngsi-ld/").or_else(|| t.strip_prefix("ngsi-ld:")).unwrap_or(t);
+    let short = t
+        .strip_prefix("https://uri.etsi.org/ngsi-ld/")
+        .or_else(|| t.strip_prefix("ngsi-ld:"))
+        .unwrap_or(t);
     ATTR_KINDS.iter().copied().find(|k| *k == short)
 }
 
-const GEOJSON_TYPES: &[&str] = &["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"];
+const GEOJSON_TYPES: &[&str] = &[
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+];
 
-fn parse_instance(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mode: Mode, depth: usize) -> Result<AttrInput> {
+fn parse_instance(
+    name: &str,
+    v: &Value,
+    ctx: &TermMap,
+    limits: &InputLimits,
+    mode: Mode,
+    depth: usize,
+) -> Result<AttrInput> {
     if depth > limits.max_depth {
-        return Err(NgsiError::bad_data(format!("attribute {name}: sub-attributes nest deeper than {}", limits.max_depth)));
+        return Err(NgsiError::bad_data(format!(
+            "attribute {name}: sub-attributes nest deeper than {}",
+            limits.max_depth
+        )));
     }
     if is_null_marker(v) {
         if mode == Mode::Create {
-            return Err(NgsiError::bad_data(format!("attribute {name}: null (urn:ngsi-ld:null) is only allowed when merging")));
+            return Err(NgsiError::bad_data(format!(
+                "attribute {name}: null (urn:ngsi-ld:null) is only allowed when merging"
+            )));
         }
-        let dataset_id = v.get("datasetId").and_then(Value::as_str).map(str::to_string);
+        let dataset_id = v
+            .get("datasetId")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         return Ok(AttrInput::Delete { dataset_id });
     }
     let obj = match v {
@@ -271,22 +368,31 @@ fn parse_instance(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mo
     let bad = |what: String| NgsiError::bad_data(format!("attribute {name}: {what}"));
     match kind {
         "Property" => {
-            let val = obj.get("value").ok_or_else(|| bad("a Property needs a 'value'".into()))?;
+            let val = obj
+                .get("value")
+                .ok_or_else(|| bad("a Property needs a 'value'".into()))?;
             if val.is_null() {
                 return Err(bad("'value' must not be null".into()));
             }
             a.insert("value".into(), val.clone());
         }
         "GeoProperty" => {
-            let val = obj.get("value").ok_or_else(|| bad("a GeoProperty needs a 'value'".into()))?;
+            let val = obj
+                .get("value")
+                .ok_or_else(|| bad("a GeoProperty needs a 'value'".into()))?;
             geo::parse_geometry(val, limits.max_geo_points).map_err(|e| prefix(name, e))?;
             a.insert("value".into(), val.clone());
         }
         "Relationship" => {
-            let o = obj.get("object").ok_or_else(|| bad("a Relationship needs an 'object'".into()))?;
+            let o = obj
+                .get("object")
+                .ok_or_else(|| bad("a Relationship needs an 'object'".into()))?;
             let ok = match o {
                 Value::String(s) => looks_like_iri(s),
-                Value::Array(items) => !items.is_empty() && items.iter().all(|i| i.as_str().is_some_and(looks_like_iri)),
+                Value::Array(items) => {
+                    !items.is_empty()
+                        && items.iter().all(|i| i.as_str().is_some_and(looks_like_iri))
+                }
                 _ => false,
             };
             if !ok {
@@ -294,11 +400,19 @@ fn parse_instance(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mo
             }
             a.insert("object".into(), o.clone());
             if let Some(t) = obj.get("objectType") {
-                a.insert("objectType".into(), expand_strings(t, ctx).ok_or_else(|| bad("'objectType' must be a type name or array of names".into()))?);
+                a.insert(
+                    "objectType".into(),
+                    expand_strings(t, ctx).ok_or_else(|| {
+                        bad("'objectType' must be a type name or array of names".into())
+                    })?,
+                );
             }
         }
         "LanguageProperty" => {
-            let m = obj.get("languageMap").and_then(Value::as_object).ok_or_else(|| bad("a LanguageProperty needs a 'languageMap' object".into()))?;
+            let m = obj
+                .get("languageMap")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad("a LanguageProperty needs a 'languageMap' object".into()))?;
             for (lang, text) in m {
                 let ok = match text {
                     Value::String(_) => true,
@@ -306,31 +420,49 @@ fn parse_instance(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mo
                     _ => false,
                 };
                 if !ok || lang.is_empty() {
-                    return Err(bad(format!("languageMap entry '{lang}' must map a language tag to a string")));
+                    return Err(bad(format!(
+                        "languageMap entry '{lang}' must map a language tag to a string"
+                    )));
                 }
             }
             a.insert("languageMap".into(), Value::Object(m.clone()));
         }
         "VocabProperty" => {
-            let voc = obj.get("vocab").ok_or_else(|| bad("a VocabProperty needs a 'vocab'".into()))?;
-            a.insert("vocab".into(), expand_strings(voc, ctx).ok_or_else(|| bad("'vocab' must be a term or array of terms".into()))?);
+            let voc = obj
+                .get("vocab")
+                .ok_or_else(|| bad("a VocabProperty needs a 'vocab'".into()))?;
+            a.insert(
+                "vocab".into(),
+                expand_strings(voc, ctx)
+                    .ok_or_else(|| bad("'vocab' must be a term or array of terms".into()))?,
+            );
         }
         "JsonProperty" => {
-            let j = obj.get("json").ok_or_else(|| bad("a JsonProperty needs a 'json' member".into()))?;
+            let j = obj
+                .get("json")
+                .ok_or_else(|| bad("a JsonProperty needs a 'json' member".into()))?;
             if !(j.is_object() || j.is_array()) {
                 return Err(bad("'json' must be a JSON object or array".into()));
             }
             a.insert("json".into(), j.clone());
         }
         "ListProperty" => {
-            let l = obj.get("valueList").and_then(Value::as_array).ok_or_else(|| bad("a ListProperty needs a 'valueList' array".into()))?;
+            let l = obj
+                .get("valueList")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("a ListProperty needs a 'valueList' array".into()))?;
             a.insert("valueList".into(), Value::Array(l.clone()));
         }
         "ListRelationship" => {
-            let l = obj.get("objectList").and_then(Value::as_array).ok_or_else(|| bad("a ListRelationship needs an 'objectList' array".into()))?;
+            let l = obj
+                .get("objectList")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("a ListRelationship needs an 'objectList' array".into()))?;
             let mut out = Vec::with_capacity(l.len());
             for i in l {
-                let uri = i.as_str().or_else(|| i.get("object").and_then(Value::as_str));
+                let uri = i
+                    .as_str()
+                    .or_else(|| i.get("object").and_then(Value::as_str));
                 match uri {
                     Some(u) if looks_like_iri(u) => out.push(Value::String(u.into())),
                     _ => return Err(bad("'objectList' must hold URIs".into())),
@@ -342,10 +474,13 @@ fn parse_instance(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mo
     }
     for (k, v) in obj {
         match k.as_str() {
-            "type" | "value" | "object" | "objectType" | "languageMap" | "vocab" | "json" | "valueList" | "objectList" => {}
+            "type" | "value" | "object" | "objectType" | "languageMap" | "vocab" | "json"
+            | "valueList" | "objectList" => {}
             "createdAt" | "modifiedAt" | "instanceId" | "deletedAt" => {}
             "observedAt" | "expiresAt" => {
-                let s = v.as_str().ok_or_else(|| bad(format!("'{k}' must be a date-time string")))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad(format!("'{k}' must be a date-time string")))?;
                 let t = time::parse_field(&format!("{name}.{k}"), s)?;
                 a.insert(k.clone(), Value::String(time::format(&t)));
             }
@@ -380,7 +515,12 @@ fn parse_instance(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mo
 
 /// Parses a partial attribute for PATCH /entities/{id}/attrs/{attr}: the
 /// members given replace the stored ones; `type` may be left out.
-pub fn parse_attr_patch(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits) -> Result<Attr> {
+pub fn parse_attr_patch(
+    name: &str,
+    v: &Value,
+    ctx: &TermMap,
+    limits: &InputLimits,
+) -> Result<Attr> {
     let obj = match v {
         Value::Object(m) => m.clone(),
         other => {
@@ -399,11 +539,16 @@ pub fn parse_attr_patch(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimi
     }
     let parsed = match parse_instance(name, &Value::Object(probe), ctx, limits, Mode::Merge, 0)? {
         AttrInput::Set(a) => a,
-        AttrInput::Delete { .. } => return Err(NgsiError::bad_data(format!("attribute {name}: use DELETE to remove an attribute"))),
+        AttrInput::Delete { .. } => {
+            return Err(NgsiError::bad_data(format!(
+                "attribute {name}: use DELETE to remove an attribute"
+            )))
+        }
     };
     let mut out = Attr::new();
     for (k, v) in parsed {
-        let sent = obj.contains_key(&k) || (!is_reserved_member(&k) && obj.keys().any(|ok| ctx.expand(ok) == k));
+        let sent = obj.contains_key(&k)
+            || (!is_reserved_member(&k) && obj.keys().any(|ok| ctx.expand(ok) == k));
         if sent || (k == "type" && declared) {
             out.insert(k, v);
         }
@@ -414,7 +559,11 @@ pub fn parse_attr_patch(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimi
 fn expand_strings(v: &Value, ctx: &TermMap) -> Option<Value> {
     match v {
         Value::String(s) => Some(Value::String(ctx.expand(s))),
-        Value::Array(items) => items.iter().map(|i| i.as_str().map(|s| Value::String(ctx.expand(s)))).collect::<Option<Vec<_>>>().map(Value::Array),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(|s| Value::String(ctx.expand(s))))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
         _ => None,
     }
 }
@@ -442,13 +591,19 @@ mod tests {
             "m": [{"type":"Property","value":1},{"type":"Property","value":2,"datasetId":"urn:ds:2"}]}))
         .unwrap();
         let k = |n: &str| &f.attrs[&TermMap::core().expand(n)];
-        let set = |i: &AttrInput| match i { AttrInput::Set(a) => a.clone(), _ => panic!() };
+        let set = |i: &AttrInput| match i {
+            AttrInput::Set(a) => a.clone(),
+            _ => panic!(),
+        };
         assert_eq!(set(&k("n")[0])["type"], json!("Property"));
         assert_eq!(set(&k("c")[0])["value"], json!({"a":1}));
         assert_eq!(set(&k("r")[0])["type"], json!("Relationship"));
         assert_eq!(set(&k("location")[0])["type"], json!("GeoProperty"));
         assert_eq!(set(&k("l")[0])["type"], json!("LanguageProperty"));
-        assert!(set(&k("v")[0])["vocab"].as_str().unwrap().ends_with("/Open"));
+        assert!(set(&k("v")[0])["vocab"]
+            .as_str()
+            .unwrap()
+            .ends_with("/Open"));
         assert_eq!(k("m").len(), 2);
     }
 
@@ -456,13 +611,34 @@ mod tests {
     fn errors_name_the_attribute() {
         let cases = [
             (json!({"id":"nope","type":"T"}), "not a URI"),
-            (json!({"id":"urn:x:1","type":"T","a":{"type":"Relationship","object":"x"}}), "attribute a"),
-            (json!({"id":"urn:x:1","type":"T","a":{"type":"Magic","value":1}}), "unknown attribute type"),
-            (json!({"id":"urn:x:1","type":"T","a":{"type":"Property"}}), "needs a 'value'"),
-            (json!({"id":"urn:x:1","type":"T","a":{"type":"Property","value":1,"observedAt":"soon"}}), "a.observedAt"),
-            (json!({"id":"urn:x:1","type":"T","location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[500,1]}}}), "attribute location"),
-            (json!({"id":"urn:x:1","type":"T","a=b":1}), "not a valid attribute name"),
-            (json!({"id":"urn:x:1","type":"T","a":"urn:ngsi-ld:null"}), "only allowed when merging"),
+            (
+                json!({"id":"urn:x:1","type":"T","a":{"type":"Relationship","object":"x"}}),
+                "attribute a",
+            ),
+            (
+                json!({"id":"urn:x:1","type":"T","a":{"type":"Magic","value":1}}),
+                "unknown attribute type",
+            ),
+            (
+                json!({"id":"urn:x:1","type":"T","a":{"type":"Property"}}),
+                "needs a 'value'",
+            ),
+            (
+                json!({"id":"urn:x:1","type":"T","a":{"type":"Property","value":1,"observedAt":"soon"}}),
+                "a.observedAt",
+            ),
+            (
+                json!({"id":"urn:x:1","type":"T","location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[500,1]}}}),
+                "attribute location",
+            ),
+            (
+                json!({"id":"urn:x:1","type":"T","a=b":1}),
+                "not a valid attribute name",
+            ),
+            (
+                json!({"id":"urn:x:1","type":"T","a":"urn:ngsi-ld:null"}),
+                "only allowed when merging",
+            ),
             (json!({"id":"urn:x:1","type":"T","scope":"nope"}), "scope"),
         ];
         for (v, want) in cases {
@@ -479,16 +655,31 @@ mod tests {
         for i in 0..5 {
             m.insert(format!("a{i}"), json!(i));
         }
-        let limits = InputLimits { max_attrs: 4, ..Default::default() };
+        let limits = InputLimits {
+            max_attrs: 4,
+            ..Default::default()
+        };
         assert!(parse_entity(&Value::Object(m), &TermMap::core(), &limits, Mode::Create).is_err());
     }
 
     #[test]
     fn patch_keeps_only_sent_members() {
-        let p = parse_attr_patch("a", &json!({"value": 5}), &TermMap::core(), &InputLimits::default()).unwrap();
+        let p = parse_attr_patch(
+            "a",
+            &json!({"value": 5}),
+            &TermMap::core(),
+            &InputLimits::default(),
+        )
+        .unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p["value"], json!(5));
-        let p = parse_attr_patch("a", &json!({"observedAt": "2026-01-01T00:00:00Z"}), &TermMap::core(), &InputLimits::default()).unwrap();
+        let p = parse_attr_patch(
+            "a",
+            &json!({"observedAt": "2026-01-01T00:00:00Z"}),
+            &TermMap::core(),
+            &InputLimits::default(),
+        )
+        .unwrap();
         assert!(!p.contains_key("value"));
         assert!(p.contains_key("observedAt"));
     }

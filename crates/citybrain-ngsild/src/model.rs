@@ -333,8 +333,11 @@ fn merge_members(target: &mut Attr, patch: Attr) {
         }
         match (target.get_mut(&k), v) {
             (Some(Value::Object(existing)), Value::Object(sub)) => {
-                let same_kind =
-                    kind_of(existing) == sub.get("type").and_then(Value::as_str).unwrap_or("Property");
+                let same_kind = kind_of(existing)
+                    == sub
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Property");
                 if same_kind {
                     merge_members(existing, sub);
                 } else {
@@ -353,9 +356,20 @@ pub fn is_null_marker(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s == "urn:ngsi-ld:null",
-        Value::Object(m) => ["value", "object", "languageMap", "vocab", "json", "valueList", "objectList"]
-            .iter()
-            .any(|k| m.get(*k).is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))),
+        Value::Object(m) => [
+            "value",
+            "object",
+            "languageMap",
+            "vocab",
+            "json",
+            "valueList",
+            "objectList",
+        ]
+        .iter()
+        .any(|k| {
+            m.get(*k)
+                .is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))
+        }),
         _ => false,
     }
 }
@@ -370,7 +384,10 @@ mod tests {
     }
 
     fn prop(v: Value) -> Attr {
-        json!({"type": "Property", "value": v}).as_object().unwrap().clone()
+        json!({"type": "Property", "value": v})
+            .as_object()
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -378,15 +395,40 @@ mod tests {
         let t0 = t("2026-01-01T00:00:00Z");
         let t1 = t("2026-01-01T00:01:00Z");
         let mut e = Entity::new("urn:x:1".into(), vec!["T".into()], vec![], t0);
-        let c = e.write_attr("a", AttrInput::Set(prop(json!(1))), WriteMode::Overwrite, t0).unwrap().unwrap();
+        let c = e
+            .write_attr(
+                "a",
+                AttrInput::Set(prop(json!(1))),
+                WriteMode::Overwrite,
+                t0,
+            )
+            .unwrap()
+            .unwrap();
         assert_eq!(c.kind, ChangeKind::Created);
-        let nu = e.write_attr("a", AttrInput::Set(prop(json!(2))), WriteMode::NoOverwrite, t1).unwrap_err();
+        let nu = e
+            .write_attr(
+                "a",
+                AttrInput::Set(prop(json!(2))),
+                WriteMode::NoOverwrite,
+                t1,
+            )
+            .unwrap_err();
         assert!(nu.reason.contains("noOverwrite"));
-        assert!(e.write_attr("b", AttrInput::Set(prop(json!(2))), WriteMode::OnlyExisting, t1).is_err());
+        assert!(e
+            .write_attr(
+                "b",
+                AttrInput::Set(prop(json!(2))),
+                WriteMode::OnlyExisting,
+                t1
+            )
+            .is_err());
         assert!(!e.attrs.contains_key("b"));
         let mut with_sub = prop(json!(3));
         with_sub.insert("urn:sub".into(), json!({"type": "Property", "value": "s"}));
-        let c = e.write_attr("a", AttrInput::Set(with_sub), WriteMode::Merge, t1).unwrap().unwrap();
+        let c = e
+            .write_attr("a", AttrInput::Set(with_sub), WriteMode::Merge, t1)
+            .unwrap()
+            .unwrap();
         assert_eq!(c.kind, ChangeKind::Updated);
         assert_eq!(c.previous.unwrap()["value"], json!(1));
         let a = e.instance("a", None).unwrap();
@@ -394,7 +436,15 @@ mod tests {
         assert_eq!(a["createdAt"], json!("2026-01-01T00:00:00.000Z"));
         assert_eq!(a["modifiedAt"], json!("2026-01-01T00:01:00.000Z"));
         assert_eq!(e.modified_at, t1);
-        let gone = e.write_attr("a", AttrInput::Delete { dataset_id: None }, WriteMode::Merge, t1).unwrap().unwrap();
+        let gone = e
+            .write_attr(
+                "a",
+                AttrInput::Delete { dataset_id: None },
+                WriteMode::Merge,
+                t1,
+            )
+            .unwrap()
+            .unwrap();
         assert_eq!(gone.kind, ChangeKind::Deleted);
         assert!(e.attrs.is_empty());
     }
@@ -405,8 +455,15 @@ mod tests {
         let mut e = Entity::new("urn:x:1".into(), vec!["T".into()], vec![], t0);
         let mut a = prop(json!(1));
         a.insert("datasetId".into(), json!("urn:ds:1"));
-        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0).unwrap();
-        e.write_attr("a", AttrInput::Set(prop(json!(0))), WriteMode::Overwrite, t0).unwrap();
+        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0)
+            .unwrap();
+        e.write_attr(
+            "a",
+            AttrInput::Set(prop(json!(0))),
+            WriteMode::Overwrite,
+            t0,
+        )
+        .unwrap();
         assert_eq!(e.attrs["a"].len(), 2);
         assert_eq!(e.delete_attr("a", Some("urn:ds:1"), false, t0).len(), 1);
         assert_eq!(e.attrs["a"].len(), 1);
@@ -421,8 +478,12 @@ mod tests {
         let mut a = prop(json!(1));
         a.insert("urn:s1".into(), json!({"type": "Property", "value": 1}));
         a.insert("urn:s2".into(), json!({"type": "Property", "value": 2}));
-        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0).unwrap();
-        let patch = json!({"urn:s1": {"value": 10}, "urn:s2": "urn:ngsi-ld:null"}).as_object().unwrap().clone();
+        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0)
+            .unwrap();
+        let patch = json!({"urn:s1": {"value": 10}, "urn:s2": "urn:ngsi-ld:null"})
+            .as_object()
+            .unwrap()
+            .clone();
         e.patch_attr("a", patch, t0).unwrap();
         let a = e.instance("a", None).unwrap();
         assert_eq!(a["urn:s1"]["value"], json!(10));

@@ -80,12 +80,25 @@ pub enum Lit {
     Bool(bool),
 }
 
-const META_MEMBERS: &[&str] = &["observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt", "objectType"];
+const META_MEMBERS: &[&str] = &[
+    "observedAt",
+    "unitCode",
+    "datasetId",
+    "createdAt",
+    "modifiedAt",
+    "objectType",
+];
 
 impl Query {
     /// Parses `q`, expanding attribute names with `ctx`.
     pub fn parse(src: &str, ctx: &TermMap) -> Result<Query> {
-        let mut p = Parser { s: src.as_bytes(), src, i: 0, ctx, terms: 0 };
+        let mut p = Parser {
+            s: src.as_bytes(),
+            src,
+            i: 0,
+            ctx,
+            terms: 0,
+        };
         let q = p.expr(0)?;
         if p.i != p.s.len() {
             return Err(p.err("unexpected text"));
@@ -136,7 +149,12 @@ fn resolve<'a>(e: &'a Entity, p: &Path) -> Vec<&'a Value> {
     out
 }
 
-fn resolve_instance<'a>(inst: &'a Attr, sub: &[String], compound: &[String], out: &mut Vec<&'a Value>) {
+fn resolve_instance<'a>(
+    inst: &'a Attr,
+    sub: &[String],
+    compound: &[String],
+    out: &mut Vec<&'a Value>,
+) {
     if let Some((first, rest)) = sub.split_first() {
         if META_MEMBERS.contains(&first.as_str()) {
             if let Some(v) = inst.get(first) {
@@ -192,7 +210,9 @@ fn matches(v: &Value, op: Op, operand: &Operand) -> bool {
     match operand {
         Operand::Pattern(re) => v.as_str().is_some_and(|s| re.is_match(s)),
         Operand::One(l) => compare(v, l).is_some_and(|o| op_holds(op, o)),
-        Operand::List(ls) => op == Op::Eq && ls.iter().any(|l| compare(v, l) == Some(Ordering::Equal)),
+        Operand::List(ls) => {
+            op == Op::Eq && ls.iter().any(|l| compare(v, l) == Some(Ordering::Equal))
+        }
         Operand::Range(lo, hi) => {
             op == Op::Eq
                 && compare(v, lo).is_some_and(|o| o != Ordering::Less)
@@ -247,7 +267,10 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn err(&self, what: &str) -> NgsiError {
-        NgsiError::bad_data(format!("q: {what} at position {} in '{}'", self.i, self.src))
+        NgsiError::bad_data(format!(
+            "q: {what} at position {} in '{}'",
+            self.i, self.src
+        ))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -265,13 +288,19 @@ impl<'a> Parser<'a> {
 
     fn expr(&mut self, depth: usize) -> Result<Query> {
         if depth > MAX_DEPTH {
-            return Err(NgsiError::too_complex(format!("q nests deeper than {MAX_DEPTH} levels")));
+            return Err(NgsiError::too_complex(format!(
+                "q nests deeper than {MAX_DEPTH} levels"
+            )));
         }
         let mut ors = vec![self.and(depth)?];
         while self.eat(b'|') {
             ors.push(self.and(depth)?);
         }
-        Ok(if ors.len() == 1 { ors.pop().unwrap_or(Query::And(vec![])) } else { Query::Or(ors) })
+        Ok(if ors.len() == 1 {
+            ors.pop().unwrap_or(Query::And(vec![]))
+        } else {
+            Query::Or(ors)
+        })
     }
 
     fn and(&mut self, depth: usize) -> Result<Query> {
@@ -279,13 +308,19 @@ impl<'a> Parser<'a> {
         while self.eat(b';') {
             ands.push(self.factor(depth)?);
         }
-        Ok(if ands.len() == 1 { ands.pop().unwrap_or(Query::And(vec![])) } else { Query::And(ands) })
+        Ok(if ands.len() == 1 {
+            ands.pop().unwrap_or(Query::And(vec![]))
+        } else {
+            Query::And(ands)
+        })
     }
 
     fn factor(&mut self, depth: usize) -> Result<Query> {
         self.terms += 1;
         if self.terms > MAX_TERMS {
-            return Err(NgsiError::too_complex(format!("q has more than {MAX_TERMS} terms")));
+            return Err(NgsiError::too_complex(format!(
+                "q has more than {MAX_TERMS} terms"
+            )));
         }
         if self.eat(b'(') {
             let q = self.expr(depth + 1)?;
@@ -308,7 +343,9 @@ impl<'a> Parser<'a> {
         } else {
             self.value()?
         };
-        if matches!(operand, Operand::List(_) | Operand::Range(..)) && !matches!(op, Op::Eq | Op::Ne) {
+        if matches!(operand, Operand::List(_) | Operand::Range(..))
+            && !matches!(op, Op::Eq | Op::Ne)
+        {
             return Err(self.err("lists and ranges only work with == and !="));
         }
         Ok(Query::Compare(path, op, operand))
@@ -359,7 +396,11 @@ impl<'a> Parser<'a> {
         let mut sub = Vec::new();
         while self.eat(b'.') {
             let n = self.name()?;
-            sub.push(if META_MEMBERS.contains(&n.as_str()) { n } else { self.ctx.expand(&n) });
+            sub.push(if META_MEMBERS.contains(&n.as_str()) {
+                n
+            } else {
+                self.ctx.expand(&n)
+            });
         }
         let mut compound = Vec::new();
         if self.eat(b'[') {
@@ -373,7 +414,11 @@ impl<'a> Parser<'a> {
                 return Err(self.err("missing ']'"));
             }
         }
-        Ok(Path { attr, sub, compound })
+        Ok(Path {
+            attr,
+            sub,
+            compound,
+        })
     }
 
     fn pattern(&mut self) -> Result<Operand> {
@@ -431,7 +476,9 @@ impl<'a> Parser<'a> {
                     return Ok(out);
                 }
                 Some('\\') => {
-                    let c = chars.next().ok_or_else(|| self.err("unterminated string"))?;
+                    let c = chars
+                        .next()
+                        .ok_or_else(|| self.err("unterminated string"))?;
                     out.push(c);
                     self.i += 1 + c.len_utf8();
                 }
@@ -455,7 +502,7 @@ impl<'a> Parser<'a> {
             self.i += 1;
         }
         let raw = &self.src[start..self.i];
-        if raw.is_empty() {
+        if raw.is_empty() || raw.starts_with(['=', '<', '>', '!', '~']) {
             return Err(self.err("expected a value"));
         }
         Ok(match raw {
@@ -477,7 +524,8 @@ mod tests {
 
     fn entity(v: Value) -> Entity {
         let f = parse_entity(&v, &TermMap::core(), &InputLimits::default(), Mode::Create).unwrap();
-        f.into_entity(time::parse("2026-01-01T00:00:00Z").unwrap()).unwrap()
+        f.into_entity(time::parse("2026-01-01T00:00:00Z").unwrap())
+            .unwrap()
     }
 
     fn q(src: &str, e: &Entity) -> bool {
@@ -524,11 +572,16 @@ mod tests {
     #[test]
     fn parse_errors_name_the_position() {
         let ctx = TermMap::core();
-        for bad in ["", "a==", "(a==1", "a==1)", "a>1,2", "a~=(", "a==\"x", "a[b==1"] {
+        for bad in [
+            "", "a==", "(a==1", "a==1)", "a>1,2", "a~=(", "a==\"x", "a[b==1", "a>>", "a==<3",
+        ] {
             let err = Query::parse(bad, &ctx).unwrap_err();
             assert!(err.detail.starts_with("q:"), "{bad}: {}", err.detail);
         }
         let deep = format!("{}a{}", "(".repeat(40), ")".repeat(40));
-        assert_eq!(Query::parse(&deep, &ctx).unwrap_err().kind, crate::ErrorKind::TooComplexQuery);
+        assert_eq!(
+            Query::parse(&deep, &ctx).unwrap_err().kind,
+            crate::ErrorKind::TooComplexQuery
+        );
     }
 }

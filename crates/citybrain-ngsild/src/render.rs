@@ -59,12 +59,22 @@ pub fn entity(e: &Entity, ctx: &TermMap, o: &RenderOptions) -> Value {
         out.insert("type".into(), compact_list(&e.types, ctx));
     }
     if !e.scope.is_empty() && wanted(o, "scope") {
-        let s = if e.scope.len() == 1 { Value::String(e.scope[0].clone()) } else { json!(e.scope) };
+        let s = if e.scope.len() == 1 {
+            Value::String(e.scope[0].clone())
+        } else {
+            json!(e.scope)
+        };
         out.insert("scope".into(), s);
     }
     if o.sys_attrs && o.format != Format::KeyValues {
-        out.insert("createdAt".into(), Value::String(time::format(&e.created_at)));
-        out.insert("modifiedAt".into(), Value::String(time::format(&e.modified_at)));
+        out.insert(
+            "createdAt".into(),
+            Value::String(time::format(&e.created_at)),
+        );
+        out.insert(
+            "modifiedAt".into(),
+            Value::String(time::format(&e.modified_at)),
+        );
     }
     for (name, instances) in &e.attrs {
         if !wanted(o, name) {
@@ -82,7 +92,11 @@ pub fn entity(e: &Entity, ctx: &TermMap, o: &RenderOptions) -> Value {
             continue;
         }
         let mut rendered: Vec<Value> = selected.iter().map(|a| instance(a, ctx, o)).collect();
-        let v = if rendered.len() == 1 { rendered.remove(0) } else { Value::Array(rendered) };
+        let v = if rendered.len() == 1 {
+            rendered.remove(0)
+        } else {
+            Value::Array(rendered)
+        };
         out.insert(ctx.compact(name), v);
     }
     Value::Object(out)
@@ -96,7 +110,12 @@ fn compact_list(types: &[String], ctx: &TermMap) -> Value {
     if types.len() == 1 {
         Value::String(ctx.compact(&types[0]))
     } else {
-        Value::Array(types.iter().map(|t| Value::String(ctx.compact(t))).collect())
+        Value::Array(
+            types
+                .iter()
+                .map(|t| Value::String(ctx.compact(t)))
+                .collect(),
+        )
     }
 }
 
@@ -114,7 +133,9 @@ fn key_value(a: &Attr, ctx: &TermMap, o: &RenderOptions) -> Value {
     let v = main_value(a).cloned().unwrap_or(Value::Null);
     match kind {
         "LanguageProperty" => match (&o.lang, &v) {
-            (Some(l), Value::Object(m)) if l != "*" => pick_language(m, l).map(|(_, s)| s).unwrap_or(Value::Null),
+            (Some(l), Value::Object(m)) if l != "*" => {
+                pick_language(m, l).map(|(_, s)| s).unwrap_or(Value::Null)
+            }
             _ => v,
         },
         "VocabProperty" => compact_values(&v, ctx),
@@ -163,7 +184,8 @@ fn normalized(a: &Attr, ctx: &TermMap, o: &RenderOptions) -> Map<String, Value> 
                     out.insert(k.clone(), v.clone());
                 }
             },
-            "type" if kind == "LanguageProperty" && o.lang.as_deref().is_some_and(|l| l != "*") => {}
+            "type" if kind == "LanguageProperty" && o.lang.as_deref().is_some_and(|l| l != "*") => {
+            }
             k if is_reserved_member(k) => {
                 out.insert(k.to_string(), v.clone());
             }
@@ -183,13 +205,27 @@ fn normalized(a: &Attr, ctx: &TermMap, o: &RenderOptions) -> Map<String, Value> 
 /// Concise form: `type` dropped where the other members imply it; a lone
 /// value collapses to the bare value.
 fn concise(mut m: Map<String, Value>) -> Value {
-    let kind = m.get("type").and_then(Value::as_str).unwrap_or("Property").to_string();
-    if kind == "Property" || kind == "Relationship" || kind == "LanguageProperty" || kind == "VocabProperty"
-        || kind == "JsonProperty" || kind == "ListProperty" || kind == "ListRelationship" || kind == "GeoProperty"
+    let kind = m
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("Property")
+        .to_string();
+    if kind == "Property"
+        || kind == "Relationship"
+        || kind == "LanguageProperty"
+        || kind == "VocabProperty"
+        || kind == "JsonProperty"
+        || kind == "ListProperty"
+        || kind == "ListRelationship"
+        || kind == "GeoProperty"
     {
         m.remove("type");
     }
-    let subs: Vec<String> = m.keys().filter(|k| !is_reserved_member(k)).cloned().collect();
+    let subs: Vec<String> = m
+        .keys()
+        .filter(|k| !is_reserved_member(k))
+        .cloned()
+        .collect();
     for k in subs {
         if let Some(Value::Object(s)) = m.remove(&k) {
             m.insert(k, concise(s));
@@ -254,20 +290,54 @@ mod tests {
         let e = sample();
         let ctx = TermMap::core();
         let n = entity(&e, &ctx, &RenderOptions::default());
-        assert_eq!(n["free"], json!({"type":"Property","value":5,"unitCode":"C62"}));
+        assert_eq!(
+            n["free"],
+            json!({"type":"Property","value":5,"unitCode":"C62"})
+        );
         assert_eq!(n["type"], json!("Parking"));
         assert!(n.get("createdAt").is_none());
-        let c = entity(&e, &ctx, &RenderOptions { format: Format::Concise, ..Default::default() });
+        let c = entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                format: Format::Concise,
+                ..Default::default()
+            },
+        );
         assert_eq!(c["n"], json!(3));
         assert_eq!(c["free"], json!({"value":5,"unitCode":"C62"}));
         assert_eq!(c["location"], json!({"type":"Point","coordinates":[1,2]}));
         assert_eq!(c["r"], json!({"object":"urn:x:1"}));
-        let k = entity(&e, &ctx, &RenderOptions { format: Format::KeyValues, ..Default::default() });
+        let k = entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                format: Format::KeyValues,
+                ..Default::default()
+            },
+        );
         assert_eq!(k["free"], json!(5));
         assert_eq!(k["r"], json!("urn:x:1"));
-        let l = entity(&e, &ctx, &RenderOptions { lang: Some("zh".into()), ..Default::default() });
-        assert_eq!(l["label"], json!({"type":"Property","value":"门","lang":"zh"}));
-        let s = entity(&e, &ctx, &RenderOptions { sys_attrs: true, ..Default::default() });
+        let l = entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                lang: Some("zh".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            l["label"],
+            json!({"type":"Property","value":"门","lang":"zh"})
+        );
+        let s = entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                sys_attrs: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(s["createdAt"], json!("2026-01-01T00:00:00.000Z"));
         assert!(s["free"].get("modifiedAt").is_some());
     }
@@ -277,10 +347,25 @@ mod tests {
         let e = sample();
         let ctx = TermMap::core();
         let only: HashSet<String> = [ctx.expand("free")].into();
-        let p = entity(&e, &ctx, &RenderOptions { attrs: Some(only), ..Default::default() });
+        let p = entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                attrs: Some(only),
+                ..Default::default()
+            },
+        );
         assert_eq!(p.as_object().unwrap().len(), 3);
         let omit: HashSet<String> = [ctx.expand("free")].into();
-        let p = entity(&e, &ctx, &RenderOptions { omit, hide_type: true, ..Default::default() });
+        let p = entity(
+            &e,
+            &ctx,
+            &RenderOptions {
+                omit,
+                hide_type: true,
+                ..Default::default()
+            },
+        );
         assert!(p.get("free").is_none() && p.get("type").is_none() && p.get("n").is_some());
         let f = feature(&e, &ctx, &RenderOptions::default(), &ctx.expand("location"));
         assert_eq!(f["geometry"]["type"], json!("Point"));

@@ -14,10 +14,17 @@ pub enum ScopeQuery {
 
 impl ScopeQuery {
     pub fn parse(src: &str) -> Result<ScopeQuery> {
-        let mut p = P { s: src, i: 0, terms: 0 };
+        let mut p = P {
+            s: src,
+            i: 0,
+            terms: 0,
+        };
         let q = p.or()?;
         if p.i != src.len() {
-            return Err(NgsiError::bad_data(format!("scopeQ: unexpected text at position {} in '{src}'", p.i)));
+            return Err(NgsiError::bad_data(format!(
+                "scopeQ: unexpected text at position {} in '{src}'",
+                p.i
+            )));
         }
         Ok(q)
     }
@@ -33,7 +40,11 @@ impl ScopeQuery {
 }
 
 fn path_matches(pattern: &[String], scope: &str) -> bool {
-    let segs: Vec<&str> = scope.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = scope
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let mut i = 0;
     for p in pattern {
         match p.as_str() {
@@ -62,7 +73,10 @@ struct P<'a> {
 
 impl P<'_> {
     fn err(&self, what: &str) -> NgsiError {
-        NgsiError::bad_data(format!("scopeQ: {what} at position {} in '{}'", self.i, self.s))
+        NgsiError::bad_data(format!(
+            "scopeQ: {what} at position {} in '{}'",
+            self.i, self.s
+        ))
     }
     fn eat(&mut self, c: char) -> bool {
         if self.s[self.i..].starts_with(c) {
@@ -77,14 +91,22 @@ impl P<'_> {
         while self.eat(',') {
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { ScopeQuery::Or(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            ScopeQuery::Or(v)
+        })
     }
     fn and(&mut self) -> Result<ScopeQuery> {
         let mut v = vec![self.factor()?];
         while self.eat(';') {
             v.push(self.factor()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { ScopeQuery::And(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            ScopeQuery::And(v)
+        })
     }
     fn factor(&mut self) -> Result<ScopeQuery> {
         self.terms += 1;
@@ -109,10 +131,17 @@ impl P<'_> {
             self.i += c.len_utf8();
         }
         let body = &self.s[start..self.i];
-        let segs: Vec<String> = if body.is_empty() { vec![] } else { body.split('/').map(str::to_string).collect() };
+        let segs: Vec<String> = if body.is_empty() {
+            vec![]
+        } else {
+            body.split('/').map(str::to_string).collect()
+        };
         for (n, seg) in segs.iter().enumerate() {
             let last = n + 1 == segs.len();
-            if seg.is_empty() || (seg == "#" && !last) || (seg.contains(['#', '+']) && seg.len() > 1) {
+            if seg.is_empty()
+                || (seg == "#" && !last)
+                || (seg.contains(['#', '+']) && seg.len() > 1)
+            {
                 return Err(self.err(&format!("bad scope segment '{seg}'")));
             }
         }

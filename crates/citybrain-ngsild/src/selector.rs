@@ -23,10 +23,18 @@ pub enum TypeExpr {
 
 impl TypeExpr {
     pub fn parse(src: &str, ctx: &TermMap) -> Result<TypeExpr> {
-        let mut p = TP { s: src, i: 0, ctx, terms: 0 };
+        let mut p = TP {
+            s: src,
+            i: 0,
+            ctx,
+            terms: 0,
+        };
         let t = p.or()?;
         if p.i != src.len() {
-            return Err(NgsiError::bad_data(format!("type: unexpected text at position {} in '{src}'", p.i)));
+            return Err(NgsiError::bad_data(format!(
+                "type: unexpected text at position {} in '{src}'",
+                p.i
+            )));
         }
         Ok(t)
     }
@@ -76,14 +84,22 @@ impl TP<'_> {
         while self.eat(',') || self.eat('|') {
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { TypeExpr::Or(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            TypeExpr::Or(v)
+        })
     }
     fn and(&mut self) -> Result<TypeExpr> {
         let mut v = vec![self.factor()?];
         while self.eat(';') {
             v.push(self.factor()?);
         }
-        Ok(if v.len() == 1 { v.remove(0) } else { TypeExpr::And(v) })
+        Ok(if v.len() == 1 {
+            v.remove(0)
+        } else {
+            TypeExpr::And(v)
+        })
     }
     fn factor(&mut self) -> Result<TypeExpr> {
         self.terms += 1;
@@ -93,7 +109,10 @@ impl TP<'_> {
         if self.eat('(') {
             let t = self.or()?;
             if !self.eat(')') {
-                return Err(NgsiError::bad_data(format!("type: missing ')' in '{}'", self.s)));
+                return Err(NgsiError::bad_data(format!(
+                    "type: missing ')' in '{}'",
+                    self.s
+                )));
             }
             return Ok(t);
         }
@@ -106,7 +125,10 @@ impl TP<'_> {
         }
         let name = self.s[start..self.i].trim();
         if name.is_empty() {
-            return Err(NgsiError::bad_data(format!("type: empty type name in '{}'", self.s)));
+            return Err(NgsiError::bad_data(format!(
+                "type: empty type name in '{}'",
+                self.s
+            )));
         }
         Ok(TypeExpr::Type(self.ctx.expand(name)))
     }
@@ -133,7 +155,11 @@ pub fn id_pattern(p: &str) -> Result<Regex> {
     regex::RegexBuilder::new(p)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| NgsiError::bad_data(format!("idPattern '{p}' is not a valid regular expression: {e}")))
+        .map_err(|e| {
+            NgsiError::bad_data(format!(
+                "idPattern '{p}' is not a valid regular expression: {e}"
+            ))
+        })
 }
 
 /// A whole entity filter. Selectors are OR'ed (empty: any entity); every other
@@ -159,7 +185,11 @@ impl EntityQuery {
 
     /// True when the query says nothing about which entities it wants.
     pub fn is_unrestricted(&self) -> bool {
-        self.selectors.is_empty() && self.attrs.is_empty() && self.q.is_none() && self.scope_q.is_none() && self.geo.is_none()
+        self.selectors.is_empty()
+            && self.attrs.is_empty()
+            && self.q.is_none()
+            && self.scope_q.is_none()
+            && self.geo.is_none()
     }
 
     /// Exact ids, when every selector names ids (lets a backend look them up directly).
@@ -167,7 +197,11 @@ impl EntityQuery {
         if self.selectors.is_empty() || self.selectors.iter().any(|s| s.ids.is_empty()) {
             return None;
         }
-        let mut ids: Vec<String> = self.selectors.iter().flat_map(|s| s.ids.iter().cloned()).collect();
+        let mut ids: Vec<String> = self
+            .selectors
+            .iter()
+            .flat_map(|s| s.ids.iter().cloned())
+            .collect();
         ids.sort();
         ids.dedup();
         Some(ids)
@@ -189,7 +223,9 @@ impl EntityQuery {
 }
 
 fn geo_matches(g: &GeoQuery, e: &Entity) -> bool {
-    let Some(list) = e.attrs.get(&g.property) else { return false };
+    let Some(list) = e.attrs.get(&g.property) else {
+        return false;
+    };
     list.iter().any(|inst| {
         inst.get("value")
             .and_then(|v| geo::parse_geometry(v, usize::MAX).ok())

@@ -65,7 +65,11 @@ pub struct Compiled {
 /// `max_geo_points` limits the geoQ geometry.
 pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -> Result<Compiled> {
     let bad = |s: String| NgsiError::bad_data(format!("subscription: {s}"));
-    let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = doc
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if let Some(t) = doc.get("type") {
         if t.as_str() != Some("Subscription") {
             return Err(bad("'type' must be \"Subscription\"".into()));
@@ -73,19 +77,32 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
     }
     let mut selectors = Vec::new();
     if let Some(ents) = doc.get("entities") {
-        let arr = ents.as_array().filter(|a| !a.is_empty()).ok_or_else(|| bad("'entities' must be a non-empty array".into()))?;
+        let arr = ents
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| bad("'entities' must be a non-empty array".into()))?;
         for e in arr {
-            let o = e.as_object().ok_or_else(|| bad("each of 'entities' must be an object".into()))?;
+            let o = e
+                .as_object()
+                .ok_or_else(|| bad("each of 'entities' must be an object".into()))?;
             let mut s = EntitySelector::default();
             if let Some(i) = o.get("id") {
-                let i = i.as_str().filter(|s| looks_like_iri(s)).ok_or_else(|| bad("entities[].id must be a URI".into()))?;
+                let i = i
+                    .as_str()
+                    .filter(|s| looks_like_iri(s))
+                    .ok_or_else(|| bad("entities[].id must be a URI".into()))?;
                 s.ids.push(i.to_string());
             }
             if let Some(p) = o.get("idPattern") {
-                let p = p.as_str().ok_or_else(|| bad("entities[].idPattern must be a string".into()))?;
+                let p = p
+                    .as_str()
+                    .ok_or_else(|| bad("entities[].idPattern must be a string".into()))?;
                 s.id_pattern = Some(id_pattern(p)?);
             }
-            let t = o.get("type").and_then(Value::as_str).ok_or_else(|| bad("entities[] needs a 'type'".into()))?;
+            let t = o
+                .get("type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("entities[] needs a 'type'".into()))?;
             s.types = Some(TypeExpr::parse(t, ctx)?);
             selectors.push(s);
         }
@@ -94,38 +111,60 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         None => HashSet::new(),
         Some(Value::Array(a)) if !a.is_empty() => a
             .iter()
-            .map(|v| v.as_str().map(|s| ctx.expand(s)).ok_or_else(|| bad("watchedAttributes must be attribute names".into())))
+            .map(|v| {
+                v.as_str()
+                    .map(|s| ctx.expand(s))
+                    .ok_or_else(|| bad("watchedAttributes must be attribute names".into()))
+            })
             .collect::<Result<_>>()?,
         Some(_) => return Err(bad("'watchedAttributes' must be a non-empty array".into())),
     };
-    let time_interval_s = match doc.get("timeInterval") {
-        None => None,
-        Some(v) => Some(v.as_f64().filter(|n| *n > 0.0).ok_or_else(|| bad("'timeInterval' must be a positive number of seconds".into()))?),
-    };
+    let time_interval_s =
+        match doc.get("timeInterval") {
+            None => None,
+            Some(v) => Some(v.as_f64().filter(|n| *n > 0.0).ok_or_else(|| {
+                bad("'timeInterval' must be a positive number of seconds".into())
+            })?),
+        };
     if selectors.is_empty() && watched.is_empty() {
         return Err(bad("needs 'entities' or 'watchedAttributes'".into()));
     }
     if time_interval_s.is_some() && !watched.is_empty() {
-        return Err(bad("'timeInterval' and 'watchedAttributes' cannot be used together".into()));
+        return Err(bad(
+            "'timeInterval' and 'watchedAttributes' cannot be used together".into(),
+        ));
     }
     let triggers: HashSet<String> = match doc.get("notificationTrigger") {
-        None => ["attributeCreated", "attributeUpdated"].iter().map(|s| s.to_string()).collect(),
+        None => ["attributeCreated", "attributeUpdated"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         Some(Value::Array(a)) if !a.is_empty() => a
             .iter()
             .map(|v| match v.as_str() {
                 Some(t) if TRIGGERS.contains(&t) => Ok(t.to_string()),
-                _ => Err(bad(format!("notificationTrigger {v} is not one of {}", TRIGGERS.join(", ")))),
+                _ => Err(bad(format!(
+                    "notificationTrigger {v} is not one of {}",
+                    TRIGGERS.join(", ")
+                ))),
             })
             .collect::<Result<_>>()?,
         Some(_) => return Err(bad("'notificationTrigger' must be a non-empty array".into())),
     };
     let q = match doc.get("q") {
         None => None,
-        Some(v) => Some(Query::parse(v.as_str().ok_or_else(|| bad("'q' must be a string".into()))?, ctx)?),
+        Some(v) => Some(Query::parse(
+            v.as_str()
+                .ok_or_else(|| bad("'q' must be a string".into()))?,
+            ctx,
+        )?),
     };
     let scope_q = match doc.get("scopeQ") {
         None => None,
-        Some(v) => Some(ScopeQuery::parse(v.as_str().ok_or_else(|| bad("'scopeQ' must be a string".into()))?)?),
+        Some(v) => Some(ScopeQuery::parse(
+            v.as_str()
+                .ok_or_else(|| bad("'scopeQ' must be a string".into()))?,
+        )?),
     };
     let geo = match doc.get("geoQ") {
         None => None,
@@ -133,23 +172,40 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
     };
     let is_active = match doc.get("isActive") {
         None => true,
-        Some(v) => v.as_bool().ok_or_else(|| bad("'isActive' must be true or false".into()))?,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| bad("'isActive' must be true or false".into()))?,
     };
     let expires_at = match doc.get("expiresAt") {
         None => None,
-        Some(v) => Some(time::parse_field("subscription expiresAt", v.as_str().unwrap_or_default())?),
+        Some(v) => Some(time::parse_field(
+            "subscription expiresAt",
+            v.as_str().unwrap_or_default(),
+        )?),
     };
-    let throttling_s = match doc.get("throttling") {
-        None => None,
-        Some(v) => Some(v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| bad("'throttling' must be a non-negative number of seconds".into()))?),
-    };
+    let throttling_s =
+        match doc.get("throttling") {
+            None => None,
+            Some(v) => Some(v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| {
+                bad("'throttling' must be a non-negative number of seconds".into())
+            })?),
+        };
     let n = doc
         .get("notification")
         .and_then(Value::as_object)
         .ok_or_else(|| bad("'notification' with an 'endpoint' is required".into()))?;
-    let ep = n.get("endpoint").and_then(Value::as_object).ok_or_else(|| bad("notification.endpoint is required".into()))?;
-    let endpoint = ep.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
-    let scheme_ok = endpoint.starts_with("http://") || endpoint.starts_with("https://") || endpoint.starts_with("urn:citybrain:sse");
+    let ep = n
+        .get("endpoint")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("notification.endpoint is required".into()))?;
+    let endpoint = ep
+        .get("uri")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let scheme_ok = endpoint.starts_with("http://")
+        || endpoint.starts_with("https://")
+        || endpoint.starts_with("urn:citybrain:sse");
     if !scheme_ok || !looks_like_iri(&endpoint) {
         return Err(bad(format!(
             "notification.endpoint.uri '{endpoint}' must be an http(s) URL (or urn:citybrain:sse for a stream-only subscription)"
@@ -158,16 +214,27 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
     let accept_ld = match ep.get("accept").and_then(Value::as_str) {
         None | Some("application/json") => false,
         Some("application/ld+json") => true,
-        Some(other) => return Err(bad(format!("notification.endpoint.accept '{other}' is not application/json or application/ld+json"))),
+        Some(other) => return Err(bad(format!(
+            "notification.endpoint.accept '{other}' is not application/json or application/ld+json"
+        ))),
     };
     let mut receiver_info = Vec::new();
     if let Some(ri) = ep.get("receiverInfo") {
-        for kv in ri.as_array().ok_or_else(|| bad("receiverInfo must be an array of {key, value}".into()))? {
+        for kv in ri
+            .as_array()
+            .ok_or_else(|| bad("receiverInfo must be an array of {key, value}".into()))?
+        {
             let k = kv.get("key").and_then(Value::as_str);
             let v = kv.get("value").and_then(Value::as_str);
             match (k, v) {
-                (Some(k), Some(v)) if valid_header_name(k) && !v.contains(['\r', '\n']) => receiver_info.push((k.to_string(), v.to_string())),
-                _ => return Err(bad("receiverInfo entries need a header-safe 'key' and a string 'value'".into())),
+                (Some(k), Some(v)) if valid_header_name(k) && !v.contains(['\r', '\n']) => {
+                    receiver_info.push((k.to_string(), v.to_string()))
+                }
+                _ => {
+                    return Err(bad(
+                        "receiverInfo entries need a header-safe 'key' and a string 'value'".into(),
+                    ))
+                }
             }
         }
     }
@@ -181,7 +248,11 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
             None => Ok(None),
             Some(Value::Array(a)) => Ok(Some(
                 a.iter()
-                    .map(|v| v.as_str().map(|s| ctx.expand(s)).ok_or_else(|| bad(format!("notification.{key} must be attribute names"))))
+                    .map(|v| {
+                        v.as_str().map(|s| ctx.expand(s)).ok_or_else(|| {
+                            bad(format!("notification.{key} must be attribute names"))
+                        })
+                    })
                     .collect::<Result<_>>()?,
             )),
             Some(_) => Err(bad(format!("notification.{key} must be an array"))),
@@ -199,7 +270,10 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         render.omit = o;
     }
     render.lang = doc.get("lang").and_then(Value::as_str).map(str::to_string);
-    let show_changes = n.get("showChanges").and_then(Value::as_bool).unwrap_or(false);
+    let show_changes = n
+        .get("showChanges")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(Compiled {
         id,
         selectors,
@@ -221,21 +295,36 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
 }
 
 fn valid_header_name(k: &str) -> bool {
-    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Compiles a `geoQ` object (`{georel, geometry, coordinates, geoproperty}`).
 pub fn compile_geoq(g: &Value, ctx: &TermMap, max_points: usize) -> Result<GeoQuery> {
-    let o = g.as_object().ok_or_else(|| NgsiError::bad_data("geoQ must be an object"))?;
-    let rel = GeoRel::parse(o.get("georel").and_then(Value::as_str).ok_or_else(|| NgsiError::bad_data("geoQ.georel is required"))?)?;
-    let ty = o.get("geometry").and_then(Value::as_str).ok_or_else(|| NgsiError::bad_data("geoQ.geometry is required"))?;
+    let o = g
+        .as_object()
+        .ok_or_else(|| NgsiError::bad_data("geoQ must be an object"))?;
+    let rel = GeoRel::parse(
+        o.get("georel")
+            .and_then(Value::as_str)
+            .ok_or_else(|| NgsiError::bad_data("geoQ.georel is required"))?,
+    )?;
+    let ty = o
+        .get("geometry")
+        .and_then(Value::as_str)
+        .ok_or_else(|| NgsiError::bad_data("geoQ.geometry is required"))?;
     let coords = match o.get("coordinates") {
-        Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| NgsiError::bad_data("geoQ.coordinates is not a JSON array"))?,
+        Some(Value::String(s)) => serde_json::from_str(s)
+            .map_err(|_| NgsiError::bad_data("geoQ.coordinates is not a JSON array"))?,
         Some(v) => v.clone(),
         None => return Err(NgsiError::bad_data("geoQ.coordinates is required")),
     };
     let geometry = geo::build(ty, &coords, max_points)?;
-    let prop = o.get("geoproperty").and_then(Value::as_str).unwrap_or("location");
+    let prop = o
+        .get("geoproperty")
+        .and_then(Value::as_str)
+        .unwrap_or("location");
     GeoQuery::new(rel, geometry, ctx.expand(prop))
 }
 
@@ -268,9 +357,13 @@ impl Compiled {
                     return Some("entityCreated");
                 }
                 let created = ev.changes.iter().any(|c| watched(&c.name));
-                (self.triggers.contains("attributeCreated") && (created || self.watched.is_empty())).then_some("attributeCreated")
+                (self.triggers.contains("attributeCreated") && (created || self.watched.is_empty()))
+                    .then_some("attributeCreated")
             }
-            (Some(_), None) => self.triggers.contains("entityDeleted").then_some("entityDeleted"),
+            (Some(_), None) => self
+                .triggers
+                .contains("entityDeleted")
+                .then_some("entityDeleted"),
             (Some(_), Some(_)) => {
                 for c in ev.changes {
                     if !watched(&c.name) {
@@ -285,7 +378,8 @@ impl Compiled {
                         return Some(reason);
                     }
                 }
-                (self.triggers.contains("entityUpdated") && !ev.changes.is_empty()).then_some("entityUpdated")
+                (self.triggers.contains("entityUpdated") && !ev.changes.is_empty())
+                    .then_some("entityUpdated")
             }
             (None, None) => None,
         }
@@ -295,14 +389,19 @@ impl Compiled {
     pub fn filters_hold(&self, e: &Entity) -> bool {
         self.q.as_ref().is_none_or(|q| q.eval(e))
             && self.geo.as_ref().is_none_or(|g| {
-                crate::selector::EntityQuery { geo: Some(g.clone()), ..Default::default() }.matches(e)
+                crate::selector::EntityQuery {
+                    geo: Some(g.clone()),
+                    ..Default::default()
+                }
+                .matches(e)
             })
             && self.scope_q.as_ref().is_none_or(|s| s.matches(&e.scope))
     }
 
     /// Whether an entity is in scope of a periodic (timeInterval) subscription.
     pub fn selects(&self, e: &Entity) -> bool {
-        (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e))) && self.filters_hold(e)
+        (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
+            && self.filters_hold(e)
     }
 
     /// Active now: not paused, not expired.
@@ -356,24 +455,58 @@ mod tests {
         v["q"] = json!("free>0");
         let s = sub(v).unwrap();
         let mut before = Entity::new("urn:P:1".into(), vec![ctx.expand("Parking")], vec![], t0);
-        let set = |n: i64| AttrInput::Set(json!({"type":"Property","value":n}).as_object().unwrap().clone());
-        before.write_attr(&ctx.expand("free"), set(1), WriteMode::Overwrite, t0).unwrap();
+        let set = |n: i64| {
+            AttrInput::Set(
+                json!({"type":"Property","value":n})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+        };
+        before
+            .write_attr(&ctx.expand("free"), set(1), WriteMode::Overwrite, t0)
+            .unwrap();
         let mut after = before.clone();
-        let c = after.write_attr(&ctx.expand("free"), set(2), WriteMode::Overwrite, t0).unwrap().unwrap();
-        let ev = ChangeEvent { before: Some(&before), after: Some(&after), changes: std::slice::from_ref(&c) };
+        let c = after
+            .write_attr(&ctx.expand("free"), set(2), WriteMode::Overwrite, t0)
+            .unwrap()
+            .unwrap();
+        let ev = ChangeEvent {
+            before: Some(&before),
+            after: Some(&after),
+            changes: std::slice::from_ref(&c),
+        };
         assert_eq!(s.trigger(&ev), Some("attributeUpdated"));
         // An unwatched attribute does not notify.
         let mut other = after.clone();
-        let c2 = other.write_attr(&ctx.expand("other"), set(2), WriteMode::Overwrite, t0).unwrap().unwrap();
-        let ev = ChangeEvent { before: Some(&after), after: Some(&other), changes: std::slice::from_ref(&c2) };
+        let c2 = other
+            .write_attr(&ctx.expand("other"), set(2), WriteMode::Overwrite, t0)
+            .unwrap()
+            .unwrap();
+        let ev = ChangeEvent {
+            before: Some(&after),
+            after: Some(&other),
+            changes: std::slice::from_ref(&c2),
+        };
         assert_eq!(s.trigger(&ev), None);
         // q is evaluated on the new state.
         let mut zero = after.clone();
-        let c3 = zero.write_attr(&ctx.expand("free"), set(0), WriteMode::Overwrite, t0).unwrap().unwrap();
-        let ev = ChangeEvent { before: Some(&after), after: Some(&zero), changes: std::slice::from_ref(&c3) };
+        let c3 = zero
+            .write_attr(&ctx.expand("free"), set(0), WriteMode::Overwrite, t0)
+            .unwrap()
+            .unwrap();
+        let ev = ChangeEvent {
+            before: Some(&after),
+            after: Some(&zero),
+            changes: std::slice::from_ref(&c3),
+        };
         assert_eq!(s.trigger(&ev), None);
         // Deletion only with entityDeleted.
-        let ev = ChangeEvent { before: Some(&after), after: None, changes: &[] };
+        let ev = ChangeEvent {
+            before: Some(&after),
+            after: None,
+            changes: &[],
+        };
         assert_eq!(s.trigger(&ev), None);
     }
 }

@@ -42,7 +42,11 @@ impl TimeProperty {
             "createdAt" => TimeProperty::CreatedAt,
             "modifiedAt" => TimeProperty::ModifiedAt,
             "deletedAt" => TimeProperty::DeletedAt,
-            o => return Err(NgsiError::bad_data(format!("timeproperty '{o}' is not observedAt, createdAt, modifiedAt or deletedAt"))),
+            o => {
+                return Err(NgsiError::bad_data(format!(
+                    "timeproperty '{o}' is not observedAt, createdAt, modifiedAt or deletedAt"
+                )))
+            }
         })
     }
 
@@ -84,11 +88,22 @@ pub struct TemporalQuery {
 }
 
 impl TemporalQuery {
-    pub fn new(timerel: Option<&str>, time_at: Option<&str>, end_time_at: Option<&str>, timeproperty: Option<&str>, last_n: Option<&str>) -> Result<Self> {
-        let timeproperty = timeproperty.map(TimeProperty::parse).transpose()?.unwrap_or_default();
+    pub fn new(
+        timerel: Option<&str>,
+        time_at: Option<&str>,
+        end_time_at: Option<&str>,
+        timeproperty: Option<&str>,
+        last_n: Option<&str>,
+    ) -> Result<Self> {
+        let timeproperty = timeproperty
+            .map(TimeProperty::parse)
+            .transpose()?
+            .unwrap_or_default();
         let last_n = match last_n {
             None => None,
-            Some(s) => Some(s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| NgsiError::bad_data(format!("lastN '{s}' is not a positive integer")))?),
+            Some(s) => Some(s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                NgsiError::bad_data(format!("lastN '{s}' is not a positive integer"))
+            })?),
         };
         let timerel = match timerel {
             None => None,
@@ -97,9 +112,16 @@ impl TemporalQuery {
                     "before" => TimeRel::Before,
                     "after" => TimeRel::After,
                     "between" => TimeRel::Between,
-                    o => return Err(NgsiError::bad_data(format!("timerel '{o}' is not before, after or between"))),
+                    o => {
+                        return Err(NgsiError::bad_data(format!(
+                            "timerel '{o}' is not before, after or between"
+                        )))
+                    }
                 };
-                let at = time::parse_field("timeAt", time_at.ok_or_else(|| NgsiError::bad_data("timerel needs timeAt"))?)?;
+                let at = time::parse_field(
+                    "timeAt",
+                    time_at.ok_or_else(|| NgsiError::bad_data("timerel needs timeAt"))?,
+                )?;
                 let end = match (rel, end_time_at) {
                     (TimeRel::Between, Some(e)) => {
                         let e = time::parse_field("endTimeAt", e)?;
@@ -108,13 +130,19 @@ impl TemporalQuery {
                         }
                         Some(e)
                     }
-                    (TimeRel::Between, None) => return Err(NgsiError::bad_data("timerel=between needs endTimeAt")),
+                    (TimeRel::Between, None) => {
+                        return Err(NgsiError::bad_data("timerel=between needs endTimeAt"))
+                    }
                     _ => None,
                 };
                 Some((rel, at, end))
             }
         };
-        Ok(TemporalQuery { timerel, timeproperty, last_n })
+        Ok(TemporalQuery {
+            timerel,
+            timeproperty,
+            last_n,
+        })
     }
 
     /// The [from, to) interval the query selects, open ends as None.
@@ -128,7 +156,9 @@ impl TemporalQuery {
     }
 
     pub fn contains(&self, i: &Instance) -> bool {
-        let Some(t) = self.timeproperty.of(i) else { return false };
+        let Some(t) = self.timeproperty.of(i) else {
+            return false;
+        };
         let (from, to) = self.bounds();
         from.is_none_or(|f| t >= f) && to.is_none_or(|e| t < e)
     }
@@ -140,7 +170,10 @@ pub enum TemporalFormat {
     #[default]
     Normalized,
     TemporalValues,
-    Aggregated { methods: Vec<AggrMethod>, period_s: Option<f64> },
+    Aggregated {
+        methods: Vec<AggrMethod>,
+        period_s: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,8 +257,18 @@ pub fn render_entity(
 ) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), Value::String(id.into()));
-    let t: Vec<Value> = types.iter().map(|t| Value::String(ctx.compact(t))).collect();
-    out.insert("type".into(), if t.len() == 1 { t[0].clone() } else { Value::Array(t) });
+    let t: Vec<Value> = types
+        .iter()
+        .map(|t| Value::String(ctx.compact(t)))
+        .collect();
+    out.insert(
+        "type".into(),
+        if t.len() == 1 {
+            t[0].clone()
+        } else {
+            Value::Array(t)
+        },
+    );
     for (name, list) in attrs {
         if list.is_empty() {
             continue;
@@ -236,12 +279,25 @@ pub fn render_entity(
             TemporalFormat::Normalized => Value::Array(
                 list.iter()
                     .map(|i| {
-                        let mut r = render::instance(&i.value, ctx, &RenderOptions { format: render::Format::Normalized, ..opts.clone() });
+                        let mut r = render::instance(
+                            &i.value,
+                            ctx,
+                            &RenderOptions {
+                                format: render::Format::Normalized,
+                                ..opts.clone()
+                            },
+                        );
                         if let Value::Object(m) = &mut r {
                             m.insert("instanceId".into(), Value::String(i.instance_id.clone()));
                             if opts.sys_attrs {
-                                m.insert("createdAt".into(), Value::String(time::format(&i.created_at)));
-                                m.insert("modifiedAt".into(), Value::String(time::format(&i.modified_at)));
+                                m.insert(
+                                    "createdAt".into(),
+                                    Value::String(time::format(&i.created_at)),
+                                );
+                                m.insert(
+                                    "modifiedAt".into(),
+                                    Value::String(time::format(&i.modified_at)),
+                                );
                             }
                             if let Some(d) = &i.deleted_at {
                                 m.insert("deletedAt".into(), Value::String(time::format(d)));
@@ -256,7 +312,10 @@ pub fn render_entity(
                     .iter()
                     .filter_map(|i| {
                         let t = tq.timeproperty.of(i)?;
-                        Some(json!([main_value(&i.value).cloned().unwrap_or(Value::Null), time::format(&t)]))
+                        Some(json!([
+                            main_value(&i.value).cloned().unwrap_or(Value::Null),
+                            time::format(&t)
+                        ]))
                     })
                     .collect();
                 let mut m = Map::new();
@@ -279,13 +338,24 @@ pub fn render_entity(
 }
 
 /// Aggregates instances into periods: `[[value, startAt, endAt], ...]` per method.
-pub fn aggregate(list: &[Instance], methods: &[AggrMethod], period_s: Option<f64>, tq: &TemporalQuery) -> Vec<(AggrMethod, Vec<Value>)> {
-    let timed: Vec<(Timestamp, &Instance)> = list.iter().filter_map(|i| Some((tq.timeproperty.of(i)?, i))).collect();
+pub fn aggregate(
+    list: &[Instance],
+    methods: &[AggrMethod],
+    period_s: Option<f64>,
+    tq: &TemporalQuery,
+) -> Vec<(AggrMethod, Vec<Value>)> {
+    let timed: Vec<(Timestamp, &Instance)> = list
+        .iter()
+        .filter_map(|i| Some((tq.timeproperty.of(i)?, i)))
+        .collect();
     let (Some(first), Some(last)) = (timed.first().map(|t| t.0), timed.last().map(|t| t.0)) else {
         return methods.iter().map(|m| (*m, Vec::new())).collect();
     };
     let start = tq.bounds().0.unwrap_or(first);
-    let end = tq.bounds().1.unwrap_or(last + chrono::Duration::milliseconds(1));
+    let end = tq
+        .bounds()
+        .1
+        .unwrap_or(last + chrono::Duration::milliseconds(1));
     let period = period_s
         .map(|p| chrono::Duration::milliseconds((p * 1000.0).round().max(1.0) as i64))
         .unwrap_or(end - start);
@@ -328,7 +398,11 @@ fn apply(m: AggrMethod, items: &[&Instance]) -> Value {
             _ => None,
         })
         .collect();
-    let num = |x: f64| serde_json::Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null);
+    let num = |x: f64| {
+        serde_json::Number::from_f64(x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
+    };
     match m {
         AggrMethod::TotalCount => json!(values.len()),
         AggrMethod::DistinctCount => {
@@ -347,13 +421,22 @@ fn apply(m: AggrMethod, items: &[&Instance]) -> Value {
         AggrMethod::Min | AggrMethod::Max => {
             if !nums.is_empty() {
                 let it = nums.iter().copied();
-                num(if m == AggrMethod::Min { it.fold(f64::INFINITY, f64::min) } else { it.fold(f64::NEG_INFINITY, f64::max) })
+                num(if m == AggrMethod::Min {
+                    it.fold(f64::INFINITY, f64::min)
+                } else {
+                    it.fold(f64::NEG_INFINITY, f64::max)
+                })
             } else {
                 // Strings (e.g. date-times) compare lexicographically.
                 let mut s: Vec<&str> = values.iter().filter_map(|v| v.as_str()).collect();
                 s.sort();
-                let pick = if m == AggrMethod::Min { s.first() } else { s.last() };
-                pick.map(|x| Value::String(x.to_string())).unwrap_or(Value::Null)
+                let pick = if m == AggrMethod::Min {
+                    s.first()
+                } else {
+                    s.last()
+                };
+                pick.map(|x| Value::String(x.to_string()))
+                    .unwrap_or(Value::Null)
             }
         }
     }
@@ -373,17 +456,34 @@ mod tests {
             created_at: ts,
             modified_at: ts,
             deleted_at: None,
-            value: json!({"type":"Property","value":v}).as_object().unwrap().clone(),
+            value: json!({"type":"Property","value":v})
+                .as_object()
+                .unwrap()
+                .clone(),
         }
     }
 
     #[test]
     fn aggregation_by_period() {
-        let list = vec![inst(1.0, "2026-01-01T00:10:00Z"), inst(3.0, "2026-01-01T00:50:00Z"), inst(10.0, "2026-01-01T01:10:00Z")];
-        let tq = TemporalQuery::new(Some("between"), Some("2026-01-01T00:00:00Z"), Some("2026-01-01T02:00:00Z"), None, None).unwrap();
+        let list = vec![
+            inst(1.0, "2026-01-01T00:10:00Z"),
+            inst(3.0, "2026-01-01T00:50:00Z"),
+            inst(10.0, "2026-01-01T01:10:00Z"),
+        ];
+        let tq = TemporalQuery::new(
+            Some("between"),
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-01T02:00:00Z"),
+            None,
+            None,
+        )
+        .unwrap();
         let out = aggregate(&list, &AggrMethod::ALL, Some(3600.0), &tq);
         let get = |m: AggrMethod| out.iter().find(|(x, _)| *x == m).unwrap().1.clone();
-        assert_eq!(get(AggrMethod::Avg)[0], json!([2.0, "2026-01-01T00:00:00.000Z", "2026-01-01T01:00:00.000Z"]));
+        assert_eq!(
+            get(AggrMethod::Avg)[0],
+            json!([2.0, "2026-01-01T00:00:00.000Z", "2026-01-01T01:00:00.000Z"])
+        );
         assert_eq!(get(AggrMethod::Sum)[1][0], json!(10.0));
         assert_eq!(get(AggrMethod::TotalCount)[0][0], json!(2));
         assert_eq!(get(AggrMethod::Max)[0][0], json!(3.0));
@@ -395,11 +495,32 @@ mod tests {
 
     #[test]
     fn time_filters() {
-        let tq = TemporalQuery::new(Some("before"), Some("2026-01-01T00:30:00Z"), None, None, None).unwrap();
+        let tq = TemporalQuery::new(
+            Some("before"),
+            Some("2026-01-01T00:30:00Z"),
+            None,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(tq.contains(&inst(1.0, "2026-01-01T00:10:00Z")));
         assert!(!tq.contains(&inst(1.0, "2026-01-01T00:40:00Z")));
-        assert!(TemporalQuery::new(Some("between"), Some("2026-01-01T00:30:00Z"), None, None, None).is_err());
-        assert!(TemporalQuery::new(Some("whenever"), Some("2026-01-01T00:30:00Z"), None, None, None).is_err());
+        assert!(TemporalQuery::new(
+            Some("between"),
+            Some("2026-01-01T00:30:00Z"),
+            None,
+            None,
+            None
+        )
+        .is_err());
+        assert!(TemporalQuery::new(
+            Some("whenever"),
+            Some("2026-01-01T00:30:00Z"),
+            None,
+            None,
+            None
+        )
+        .is_err());
         assert!(TemporalQuery::new(None, None, None, None, Some("0")).is_err());
         assert!(AggrMethod::parse_list("avg,median").is_err());
     }

@@ -22,8 +22,8 @@ use citybrain_ngsild::selector::EntityQuery;
 use citybrain_ngsild::temporal::{Instance, TimeProperty};
 use citybrain_ngsild::{time, Entity};
 use citybrain_store::{
-    ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store, StoreError, Stored,
-    SubscriptionRecord, TypeInfo, WriteSet,
+    ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store,
+    StoreError, Stored, SubscriptionRecord, TypeInfo, WriteSet,
 };
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
@@ -65,9 +65,11 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| be(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| be(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let writer = Connection::open(&path).map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
+        let writer = Connection::open(&path)
+            .map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
@@ -80,27 +82,45 @@ impl SqliteStore {
         migrate(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let r = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            let r = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(be)?;
+            r.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-32768;")
                 .map_err(be)?;
-            r.execute_batch("PRAGMA busy_timeout=5000; PRAGMA cache_size=-32768;").map_err(be)?;
             readers.push(r);
         }
-        Ok(SqliteStore { inner: Arc::new(Inner { writer: Mutex::new(writer), readers: Mutex::new(readers), path }) })
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers: Mutex::new(readers),
+                path,
+            }),
+        })
     }
 
     /// Parses `sqlite:PATH`, `sqlite://PATH` or `sqlite:///ABS` with an
     /// optional `?synchronous=full`.
     pub fn open_url(url: &str) -> Result<Self> {
-        let rest = url.strip_prefix("sqlite:").ok_or_else(|| be(format!("'{url}' is not a sqlite: URL")))?;
+        let rest = url
+            .strip_prefix("sqlite:")
+            .ok_or_else(|| be(format!("'{url}' is not a sqlite: URL")))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let path = path.strip_prefix("//").unwrap_or(path);
         if path.is_empty() {
-            return Err(be(format!("'{url}' names no file (try sqlite:./citybrain.db)")));
+            return Err(be(format!(
+                "'{url}' names no file (try sqlite:./citybrain.db)"
+            )));
         }
         let durability = match query {
             "" | "synchronous=normal" => Durability::Normal,
             "synchronous=full" => Durability::Full,
-            other => return Err(be(format!("unknown sqlite URL option '{other}' (synchronous=normal|full)"))),
+            other => {
+                return Err(be(format!(
+                    "unknown sqlite URL option '{other}' (synchronous=normal|full)"
+                )))
+            }
         };
         Self::open(path, durability)
     }
@@ -109,7 +129,10 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.readers.lock().map_err(be)?.pop();
@@ -117,9 +140,13 @@ impl SqliteStore {
                 Some(c) => c,
                 None => {
                     // All pooled readers busy: open a short-lived one.
-                    let c = Connection::open_with_flags(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(be)?;
+                    c.busy_timeout(std::time::Duration::from_secs(5))
                         .map_err(be)?;
-                    c.busy_timeout(std::time::Duration::from_secs(5)).map_err(be)?;
                     c
                 }
             };
@@ -134,7 +161,10 @@ impl SqliteStore {
         .map_err(be)?
     }
 
-    async fn write<T: Send + 'static>(&self, f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static) -> Result<T> {
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().map_err(be)?;
@@ -146,15 +176,22 @@ impl SqliteStore {
 }
 
 fn migrate(c: &Connection) -> Result<()> {
-    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(be)?;
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(be)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = c.unchecked_transaction().map_err(be)?;
-        tx.execute_batch(sql).map_err(|e| be(format!("migration {} failed: {e}", i + 1)))?;
-        tx.execute_batch(&format!("PRAGMA user_version={}", i + 1)).map_err(be)?;
+        tx.execute_batch(sql)
+            .map_err(|e| be(format!("migration {} failed: {e}", i + 1)))?;
+        tx.execute_batch(&format!("PRAGMA user_version={}", i + 1))
+            .map_err(be)?;
         tx.commit().map_err(be)?;
     }
-    c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES ('', ?1)", [time::format(&chrono::Utc::now())])
-        .map_err(be)?;
+    c.execute(
+        "INSERT OR IGNORE INTO tenants(name, created_at) VALUES ('', ?1)",
+        [time::format(&chrono::Utc::now())],
+    )
+    .map_err(be)?;
     Ok(())
 }
 
@@ -195,8 +232,14 @@ fn history_where(q: &HistoryQuery, attr: Option<&str>) -> (String, Vec<rusqlite:
 }
 
 fn attrs_of(c: &Connection, tenant: &str, entity_id: &str) -> Result<Vec<String>> {
-    let mut st = c.prepare_cached("SELECT DISTINCT attr FROM history WHERE tenant=?1 AND entity_id=?2 ORDER BY attr").map_err(be)?;
-    let rows = st.query_map(params![tenant, entity_id], |r| r.get::<_, String>(0)).map_err(be)?;
+    let mut st = c
+        .prepare_cached(
+            "SELECT DISTINCT attr FROM history WHERE tenant=?1 AND entity_id=?2 ORDER BY attr",
+        )
+        .map_err(be)?;
+    let rows = st
+        .query_map(params![tenant, entity_id], |r| r.get::<_, String>(0))
+        .map_err(be)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().map_err(be)
 }
 
@@ -209,7 +252,10 @@ impl Store for SqliteStore {
     async fn tenant_exists(&self, tenant: &str) -> Result<bool> {
         let t = tenant.to_string();
         self.read(move |c| {
-            c.query_row("SELECT 1 FROM tenants WHERE name=?1", [t], |_| Ok(())).optional().map(|o| o.is_some()).map_err(be)
+            c.query_row("SELECT 1 FROM tenants WHERE name=?1", [t], |_| Ok(()))
+                .optional()
+                .map(|o| o.is_some())
+                .map_err(be)
         })
         .await
     }
@@ -217,8 +263,11 @@ impl Store for SqliteStore {
     async fn ensure_tenant(&self, tenant: &str) -> Result<()> {
         let t = tenant.to_string();
         self.write(move |c| {
-            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)", params![t, time::format(&chrono::Utc::now())])
-                .map_err(be)?;
+            c.execute(
+                "INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)",
+                params![t, time::format(&chrono::Utc::now())],
+            )
+            .map_err(be)?;
             Ok(())
         })
         .await
@@ -226,9 +275,12 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> Result<Vec<String>> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT name FROM tenants ORDER BY name").map_err(be)?;
+            let mut st = c
+                .prepare("SELECT name FROM tenants ORDER BY name")
+                .map_err(be)?;
             let rows = st.query_map([], |r| r.get(0)).map_err(be)?;
-            rows.collect::<std::result::Result<Vec<String>, _>>().map_err(be)
+            rows.collect::<std::result::Result<Vec<String>, _>>()
+                .map_err(be)
         })
         .await
     }
@@ -237,13 +289,20 @@ impl Store for SqliteStore {
         let t = tenant.to_string();
         let ids = ids.to_vec();
         self.read(move |c| {
-            let mut st = c.prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1 AND id=?2").map_err(be)?;
+            let mut st = c
+                .prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1 AND id=?2")
+                .map_err(be)?;
             let mut out = Vec::with_capacity(ids.len());
             for id in &ids {
-                let row: Option<(i64, String)> =
-                    st.query_row(params![t, id], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(be)?;
+                let row: Option<(i64, String)> = st
+                    .query_row(params![t, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(be)?;
                 if let Some((v, doc)) = row {
-                    out.push(Stored { entity: parse_entity(&doc)?, version: v as u64 });
+                    out.push(Stored {
+                        entity: parse_entity(&doc)?,
+                        version: v as u64,
+                    });
                 }
             }
             Ok(out)
@@ -398,9 +457,14 @@ impl Store for SqliteStore {
         let t = tenant.to_string();
         self.read(move |c| {
             use std::collections::BTreeMap;
-            let mut st = c.prepare("SELECT doc FROM entities WHERE tenant=?1").map_err(be)?;
+            let mut st = c
+                .prepare("SELECT doc FROM entities WHERE tenant=?1")
+                .map_err(be)?;
             let mut rows = st.query([t]).map_err(be)?;
-            let mut map: BTreeMap<String, (usize, BTreeMap<String, std::collections::BTreeSet<String>>)> = BTreeMap::new();
+            let mut map: BTreeMap<
+                String,
+                (usize, BTreeMap<String, std::collections::BTreeSet<String>>),
+            > = BTreeMap::new();
             while let Some(row) = rows.next().map_err(be)? {
                 let e = parse_entity(&row.get::<_, String>(0).map_err(be)?)?;
                 for ty in &e.types {
@@ -419,7 +483,10 @@ impl Store for SqliteStore {
                 .map(|(type_iri, (entity_count, attrs))| TypeInfo {
                     type_iri,
                     entity_count,
-                    attrs: attrs.into_iter().map(|(a, k)| (a, k.into_iter().collect())).collect(),
+                    attrs: attrs
+                        .into_iter()
+                        .map(|(a, k)| (a, k.into_iter().collect()))
+                        .collect(),
                 })
                 .collect())
         })
@@ -473,9 +540,16 @@ impl Store for SqliteStore {
             let mut max = 0usize;
             for a in attrs {
                 let (cond, args) = history_where(&q, Some(&a));
-                let mut all: Vec<rusqlite::types::Value> = vec![t.clone().into(), q.entity_id.clone().into()];
+                let mut all: Vec<rusqlite::types::Value> =
+                    vec![t.clone().into(), q.entity_id.clone().into()];
                 all.extend(args);
-                let n: i64 = c.query_row(&format!("SELECT COUNT(*) FROM history WHERE {cond}"), params_from_iter(all), |r| r.get(0)).map_err(be)?;
+                let n: i64 = c
+                    .query_row(
+                        &format!("SELECT COUNT(*) FROM history WHERE {cond}"),
+                        params_from_iter(all),
+                        |r| r.get(0),
+                    )
+                    .map_err(be)?;
                 max = max.max(n as usize);
             }
             Ok(max)
@@ -485,12 +559,23 @@ impl Store for SqliteStore {
 
     async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT tenant, id, doc FROM subscriptions ORDER BY tenant, id").map_err(be)?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(be)?;
+            let mut st = c
+                .prepare("SELECT tenant, id, doc FROM subscriptions ORDER BY tenant, id")
+                .map_err(be)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(be)?;
             let mut out = Vec::new();
             for r in rows {
                 let (tenant, id, doc) = r.map_err(be)?;
-                let doc = serde_json::from_str(&doc).map_err(|e| be(format!("corrupt subscription {id}: {e}")))?;
+                let doc = serde_json::from_str(&doc)
+                    .map_err(|e| be(format!("corrupt subscription {id}: {e}")))?;
                 out.push(SubscriptionRecord { tenant, id, doc });
             }
             Ok(out)
@@ -502,9 +587,16 @@ impl Store for SqliteStore {
         let s = s.clone();
         self.write(move |c| {
             let doc = serde_json::to_string(&s.doc).map_err(be)?;
-            c.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)", params![s.tenant, time::format(&chrono::Utc::now())])
-                .map_err(be)?;
-            c.execute("INSERT OR REPLACE INTO subscriptions(tenant, id, doc) VALUES (?1, ?2, ?3)", params![s.tenant, s.id, doc]).map_err(be)?;
+            c.execute(
+                "INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)",
+                params![s.tenant, time::format(&chrono::Utc::now())],
+            )
+            .map_err(be)?;
+            c.execute(
+                "INSERT OR REPLACE INTO subscriptions(tenant, id, doc) VALUES (?1, ?2, ?3)",
+                params![s.tenant, s.id, doc],
+            )
+            .map_err(be)?;
             Ok(())
         })
         .await
@@ -513,8 +605,17 @@ impl Store for SqliteStore {
     async fn delete_subscription(&self, tenant: &str, id: &str) -> Result<bool> {
         let (t, id) = (tenant.to_string(), id.to_string());
         self.write(move |c| {
-            let n = c.execute("DELETE FROM subscriptions WHERE tenant=?1 AND id=?2", params![t, id]).map_err(be)?;
-            c.execute("DELETE FROM outbox WHERE tenant=?1 AND subscription_id=?2", params![t, id]).map_err(be)?;
+            let n = c
+                .execute(
+                    "DELETE FROM subscriptions WHERE tenant=?1 AND id=?2",
+                    params![t, id],
+                )
+                .map_err(be)?;
+            c.execute(
+                "DELETE FROM outbox WHERE tenant=?1 AND subscription_id=?2",
+                params![t, id],
+            )
+            .map_err(be)?;
             Ok(n > 0)
         })
         .await
@@ -547,7 +648,9 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let tx = c.transaction().map_err(be)?;
             {
-                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE seq=?1").map_err(be)?;
+                let mut st = tx
+                    .prepare_cached("DELETE FROM outbox WHERE seq=?1")
+                    .map_err(be)?;
                 for s in &seqs {
                     st.execute([s]).map_err(be)?;
                 }
@@ -557,10 +660,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64) -> Result<()> {
+    async fn retry_notification(
+        &self,
+        seq: i64,
+        attempts: u32,
+        next_attempt_ms: i64,
+    ) -> Result<()> {
         self.write(move |c| {
-            c.execute("UPDATE outbox SET attempts=?2, next_attempt_ms=?3 WHERE seq=?1", params![seq, attempts as i64, next_attempt_ms])
-                .map_err(be)?;
+            c.execute(
+                "UPDATE outbox SET attempts=?2, next_attempt_ms=?3 WHERE seq=?1",
+                params![seq, attempts as i64, next_attempt_ms],
+            )
+            .map_err(be)?;
             Ok(())
         })
         .await
@@ -604,7 +715,15 @@ impl Store for SqliteStore {
 
     async fn delete_context(&self, tenant: &str, id: &str) -> Result<bool> {
         let (t, id) = (tenant.to_string(), id.to_string());
-        self.write(move |c| Ok(c.execute("DELETE FROM contexts WHERE tenant=?1 AND id=?2", params![t, id]).map_err(be)? > 0)).await
+        self.write(move |c| {
+            Ok(c.execute(
+                "DELETE FROM contexts WHERE tenant=?1 AND id=?2",
+                params![t, id],
+            )
+            .map_err(be)?
+                > 0)
+        })
+        .await
     }
 }
 
@@ -633,8 +752,20 @@ mod tests {
 
     #[test]
     fn url_errors_are_clear() {
-        assert!(SqliteStore::open_url("postgres://x").err().unwrap().to_string().contains("not a sqlite"));
-        assert!(SqliteStore::open_url("sqlite:").err().unwrap().to_string().contains("names no file"));
-        assert!(SqliteStore::open_url("sqlite:x.db?foo=bar").err().unwrap().to_string().contains("unknown sqlite URL option"));
+        assert!(SqliteStore::open_url("postgres://x")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("not a sqlite"));
+        assert!(SqliteStore::open_url("sqlite:")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("names no file"));
+        assert!(SqliteStore::open_url("sqlite:x.db?foo=bar")
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("unknown sqlite URL option"));
     }
 }

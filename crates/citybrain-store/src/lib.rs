@@ -57,8 +57,16 @@ pub struct EntityPut {
 #[derive(Debug, Clone, PartialEq)]
 pub enum HistoryDelete {
     Entity(String),
-    Attribute { entity_id: String, attr: String, dataset_id: Option<Option<String>> },
-    Instance { entity_id: String, attr: String, instance_id: String },
+    Attribute {
+        entity_id: String,
+        attr: String,
+        dataset_id: Option<Option<String>>,
+    },
+    Instance {
+        entity_id: String,
+        attr: String,
+        instance_id: String,
+    },
 }
 
 /// One notification to deliver later.
@@ -86,7 +94,11 @@ pub struct WriteSet {
 
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty() && self.history.is_empty() && self.history_deletes.is_empty() && self.outbox.is_empty()
+        self.puts.is_empty()
+            && self.deletes.is_empty()
+            && self.history.is_empty()
+            && self.history_deletes.is_empty()
+            && self.outbox.is_empty()
     }
 }
 
@@ -175,7 +187,8 @@ pub trait Store: Send + Sync + 'static {
     /// Notifications not yet delivered, oldest first.
     async fn pending_notifications(&self, limit: usize) -> Result<Vec<OutboxItem>>;
     async fn ack_notifications(&self, seqs: &[i64]) -> Result<()>;
-    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64) -> Result<()>;
+    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64)
+        -> Result<()>;
 
     async fn contexts(&self, tenant: &str) -> Result<Vec<ContextRecord>>;
     async fn put_context(&self, tenant: &str, c: &ContextRecord) -> Result<()>;

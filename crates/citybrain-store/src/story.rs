@@ -9,7 +9,10 @@ use citybrain_ngsild::temporal::{Instance, TimeProperty};
 use citybrain_ngsild::{time, Entity, TermMap};
 use serde_json::{json, Value};
 
-use crate::{ContextRecord, EntityPut, HistoryDelete, HistoryQuery, Page, Store, StoreError, SubscriptionRecord, WriteSet};
+use crate::{
+    ContextRecord, EntityPut, HistoryDelete, HistoryQuery, Page, Store, StoreError,
+    SubscriptionRecord, WriteSet,
+};
 
 fn entity(v: Value) -> Entity {
     parse_entity(&v, &TermMap::core(), &InputLimits::default(), Mode::Create)
@@ -27,7 +30,10 @@ fn instance(attr: &str, v: i64, t: &str) -> Instance {
         created_at: ts,
         modified_at: ts,
         deleted_at: None,
-        value: json!({"type":"Property","value":v}).as_object().cloned().unwrap_or_default(),
+        value: json!({"type":"Property","value":v})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
     }
 }
 
@@ -35,57 +41,163 @@ fn instance(attr: &str, v: i64, t: &str) -> Instance {
 pub async fn run<S: Store + ?Sized>(s: &S) {
     let ctx = TermMap::core();
     let t = "cityA";
-    assert!(!s.tenant_exists(t).await.unwrap(), "a fresh store has no tenant cityA");
+    assert!(
+        !s.tenant_exists(t).await.unwrap(),
+        "a fresh store has no tenant cityA"
+    );
     s.ensure_tenant(t).await.unwrap();
-    assert!(s.tenant_exists(t).await.unwrap(), "ensure_tenant creates the tenant");
+    assert!(
+        s.tenant_exists(t).await.unwrap(),
+        "ensure_tenant creates the tenant"
+    );
 
     // Create three entities in one write set, with history and a notification.
     let mut w = WriteSet::default();
     for (i, free) in [(1, 10), (2, 0), (3, 25)] {
-        let e = entity(json!({"id": format!("urn:ngsi-ld:Parking:{i}"), "type": "Parking", "free": free,
-            "location": {"type":"Point","coordinates":[120.0 + i as f64 / 100.0, 30.0]}}));
-        w.puts.push(EntityPut { entity: e, expected_version: None });
+        let e = entity(
+            json!({"id": format!("urn:ngsi-ld:Parking:{i}"), "type": "Parking", "free": free,
+            "location": {"type":"Point","coordinates":[120.0 + i as f64 / 100.0, 30.0]}}),
+        );
+        w.puts.push(EntityPut {
+            entity: e,
+            expected_version: None,
+        });
     }
-    w.history.push(("urn:ngsi-ld:Parking:1".into(), instance(&ctx.expand("free"), 10, "2026-01-01T00:00:00Z")));
-    w.history.push(("urn:ngsi-ld:Parking:1".into(), instance(&ctx.expand("free"), 9, "2026-01-01T00:05:00Z")));
-    w.history.push(("urn:ngsi-ld:Parking:1".into(), instance(&ctx.expand("free"), 8, "2026-01-01T00:10:00Z")));
+    w.history.push((
+        "urn:ngsi-ld:Parking:1".into(),
+        instance(&ctx.expand("free"), 10, "2026-01-01T00:00:00Z"),
+    ));
+    w.history.push((
+        "urn:ngsi-ld:Parking:1".into(),
+        instance(&ctx.expand("free"), 9, "2026-01-01T00:05:00Z"),
+    ));
+    w.history.push((
+        "urn:ngsi-ld:Parking:1".into(),
+        instance(&ctx.expand("free"), 8, "2026-01-01T00:10:00Z"),
+    ));
     w.outbox.push(("urn:sub:2".into(), "{\"n\":1}".into()));
     let seqs = s.commit(t, w).await.unwrap();
     assert_eq!(seqs.len(), 1, "commit returns one seq per outbox row");
 
     // Read back, by id and by query.
-    let got = s.get(t, &["urn:ngsi-ld:Parking:1".into(), "urn:missing".into()]).await.unwrap();
+    let got = s
+        .get(t, &["urn:ngsi-ld:Parking:1".into(), "urn:missing".into()])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1, "get returns only existing entities");
     let v1 = got[0].version;
-    assert_eq!(got[0].entity.attrs[&ctx.expand("free")][0]["value"], json!(10));
+    assert_eq!(
+        got[0].entity.attrs[&ctx.expand("free")][0]["value"],
+        json!(10)
+    );
 
     let q = EntityQuery {
-        selectors: vec![EntitySelector { types: Some(TypeExpr::parse("Parking", &ctx).unwrap()), ..Default::default() }],
+        selectors: vec![EntitySelector {
+            types: Some(TypeExpr::parse("Parking", &ctx).unwrap()),
+            ..Default::default()
+        }],
         q: Some(Query::parse("free>5", &ctx).unwrap()),
         ..Default::default()
     };
-    let r = s.query(t, &q, Page { offset: 0, limit: 10, count: true }).await.unwrap();
+    let r = s
+        .query(
+            t,
+            &q,
+            Page {
+                offset: 0,
+                limit: 10,
+                count: true,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.total, Some(2), "q filters on stored values");
     assert_eq!(r.entities.len(), 2);
-    assert!(r.entities[0].id < r.entities[1].id, "results come in id order");
-    let r = s.query(t, &q, Page { offset: 1, limit: 10, count: false }).await.unwrap();
+    assert!(
+        r.entities[0].id < r.entities[1].id,
+        "results come in id order"
+    );
+    let r = s
+        .query(
+            t,
+            &q,
+            Page {
+                offset: 1,
+                limit: 10,
+                count: false,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.entities.len(), 1, "offset skips matches");
     assert_eq!(r.total, None);
 
     // Tenants are isolated.
-    let other = s.query("", &q, Page { offset: 0, limit: 10, count: true }).await.unwrap();
-    assert_eq!(other.total, Some(0), "the default tenant sees nothing of cityA");
+    let other = s
+        .query(
+            "",
+            &q,
+            Page {
+                offset: 0,
+                limit: 10,
+                count: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        other.total,
+        Some(0),
+        "the default tenant sees nothing of cityA"
+    );
 
     // Optimistic concurrency: a stale version is refused and nothing changes.
     let mut e = got[0].entity.clone();
     e.scope = vec!["/hz".into()];
-    s.commit(t, WriteSet { puts: vec![EntityPut { entity: e.clone(), expected_version: Some(v1) }], ..Default::default() }).await.unwrap();
+    s.commit(
+        t,
+        WriteSet {
+            puts: vec![EntityPut {
+                entity: e.clone(),
+                expected_version: Some(v1),
+            }],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let stale = s
-        .commit(t, WriteSet { puts: vec![EntityPut { entity: e.clone(), expected_version: Some(v1) }], ..Default::default() })
+        .commit(
+            t,
+            WriteSet {
+                puts: vec![EntityPut {
+                    entity: e.clone(),
+                    expected_version: Some(v1),
+                }],
+                ..Default::default()
+            },
+        )
         .await;
-    assert!(matches!(stale, Err(StoreError::Conflict(_))), "a stale version conflicts");
-    let dup = s.commit(t, WriteSet { puts: vec![EntityPut { entity: e.clone(), expected_version: None }], ..Default::default() }).await;
-    assert!(matches!(dup, Err(StoreError::Conflict(_))), "creating an existing id conflicts");
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(_))),
+        "a stale version conflicts"
+    );
+    let dup = s
+        .commit(
+            t,
+            WriteSet {
+                puts: vec![EntityPut {
+                    entity: e.clone(),
+                    expected_version: None,
+                }],
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(dup, Err(StoreError::Conflict(_))),
+        "creating an existing id conflicts"
+    );
 
     // Discovery.
     let types = s.types(t).await.unwrap();
@@ -103,17 +215,49 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
         last_n: None,
         limit: 100,
     };
-    assert_eq!(s.history(t, &hq).await.unwrap().len(), 2, "history honours the time range");
+    assert_eq!(
+        s.history(t, &hq).await.unwrap().len(),
+        2,
+        "history honours the time range"
+    );
     assert_eq!(s.history_count(t, &hq).await.unwrap(), 2);
-    let last = s.history(t, &HistoryQuery { last_n: Some(1), from: None, ..hq.clone() }).await.unwrap();
+    let last = s
+        .history(
+            t,
+            &HistoryQuery {
+                last_n: Some(1),
+                from: None,
+                ..hq.clone()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].value["value"], json!(8), "lastN keeps the newest");
-    let first2 = s.history(t, &HistoryQuery { limit: 2, from: None, ..hq.clone() }).await.unwrap();
-    assert_eq!(first2[0].value["value"], json!(10), "history is in ascending time order");
+    let first2 = s
+        .history(
+            t,
+            &HistoryQuery {
+                limit: 2,
+                from: None,
+                ..hq.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first2[0].value["value"],
+        json!(10),
+        "history is in ascending time order"
+    );
     assert_eq!(first2.len(), 2);
 
     // Deleting an entity and its history together.
-    let cur = s.get(t, &["urn:ngsi-ld:Parking:1".into()]).await.unwrap().remove(0);
+    let cur = s
+        .get(t, &["urn:ngsi-ld:Parking:1".into()])
+        .await
+        .unwrap()
+        .remove(0);
     s.commit(
         t,
         WriteSet {
@@ -124,31 +268,75 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     )
     .await
     .unwrap();
-    assert!(s.get(t, &["urn:ngsi-ld:Parking:1".into()]).await.unwrap().is_empty());
-    assert!(s.history(t, &HistoryQuery { from: None, ..hq.clone() }).await.unwrap().is_empty(), "history goes with the entity");
+    assert!(s
+        .get(t, &["urn:ngsi-ld:Parking:1".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        s.history(
+            t,
+            &HistoryQuery {
+                from: None,
+                ..hq.clone()
+            }
+        )
+        .await
+        .unwrap()
+        .is_empty(),
+        "history goes with the entity"
+    );
 
     // Subscriptions persist per tenant.
-    let doc = json!({"id":"urn:sub:1","type":"Subscription"}).as_object().cloned().unwrap_or_default();
-    s.put_subscription(&SubscriptionRecord { tenant: t.into(), id: "urn:sub:1".into(), doc: doc.clone() }).await.unwrap();
+    let doc = json!({"id":"urn:sub:1","type":"Subscription"})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    s.put_subscription(&SubscriptionRecord {
+        tenant: t.into(),
+        id: "urn:sub:1".into(),
+        doc: doc.clone(),
+    })
+    .await
+    .unwrap();
     let subs = s.subscriptions().await.unwrap();
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0].tenant, t);
     assert!(s.delete_subscription(t, "urn:sub:1").await.unwrap());
     assert!(!s.delete_subscription(t, "urn:sub:1").await.unwrap());
     // Deleting a subscription drops what was still queued for it.
-    s.commit(t, WriteSet { outbox: vec![("urn:sub:1".into(), "{}".into())], ..Default::default() }).await.unwrap();
-    s.put_subscription(&SubscriptionRecord { tenant: t.into(), id: "urn:sub:1".into(), doc }).await.unwrap();
+    s.commit(
+        t,
+        WriteSet {
+            outbox: vec![("urn:sub:1".into(), "{}".into())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.put_subscription(&SubscriptionRecord {
+        tenant: t.into(),
+        id: "urn:sub:1".into(),
+        doc,
+    })
+    .await
+    .unwrap();
     assert!(s.delete_subscription(t, "urn:sub:1").await.unwrap());
 
     // The outbox: pending until acked, retries reschedule.
     let pending = s.pending_notifications(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].payload, "{\"n\":1}");
-    s.retry_notification(pending[0].seq, 1, 12345).await.unwrap();
+    s.retry_notification(pending[0].seq, 1, 12345)
+        .await
+        .unwrap();
     let again = s.pending_notifications(10).await.unwrap();
     assert_eq!((again[0].attempts, again[0].next_attempt_ms), (1, 12345));
     s.ack_notifications(&[pending[0].seq]).await.unwrap();
-    assert!(s.pending_notifications(10).await.unwrap().is_empty(), "acked notifications are gone");
+    assert!(
+        s.pending_notifications(10).await.unwrap().is_empty(),
+        "acked notifications are gone"
+    );
 
     // Contexts.
     let c = ContextRecord {
@@ -160,6 +348,9 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     };
     s.put_context(t, &c).await.unwrap();
     assert_eq!(s.contexts(t).await.unwrap(), vec![c]);
-    assert!(s.contexts("").await.unwrap().is_empty(), "contexts are per tenant");
+    assert!(
+        s.contexts("").await.unwrap().is_empty(),
+        "contexts are per tenant"
+    );
     assert!(s.delete_context(t, "ctx1").await.unwrap());
 }

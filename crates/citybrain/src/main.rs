@@ -1,1 +1,179 @@
-fn main(){}
+//! `citybrain` — the command line. Wiring only: it reads configuration,
+//! opens the store the `--db` URL names, starts the hub and the HTTP server,
+//! and runs the benchmark.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use citybrain_api::{ApiLimits, AppState};
+use citybrain_hub::{BatchOp, Hub, RequestContext};
+use citybrain_store::Store;
+use citybrain_store_sqlite::SqliteStore;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::ServeArgs;
+
+/// citybrain — an open-source City Brain.
+///
+/// A city data hub that speaks the FIWARE NGSI-LD API (entities, history,
+/// subscriptions), on an embedded SQLite file by default.
+///
+/// Start here:  citybrain demo      (hub with a small hospital-district data set)
+///              citybrain serve     (an empty hub)
+///              citybrain bench hub (measure the hub on this machine)
+#[derive(Parser)]
+#[command(
+    name = "citybrain",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub: NGSI-LD API on --listen, data in --db.
+    Serve(ServeArgs),
+    /// Like serve, on its own database (sqlite:./citybrain-demo.db), with a
+    /// small hospital-district data set loaded; prints where to look.
+    Demo(ServeArgs),
+    /// Benchmarks that print ratios against a peer measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args, false).await,
+            Command::Demo(args) => serve(args, true).await,
+            Command::Bench { what } => bench::run(what).await,
+        }
+    })
+}
+
+/// Opens the backend the URL scheme names.
+pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(SqliteStore::open_url(url)?));
+    }
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        bail!("--db {url}: the PostgreSQL backend is not built yet; use sqlite:PATH (e.g. sqlite:./citybrain.db)");
+    }
+    bail!("--db {url}: unknown database URL scheme (expected sqlite:PATH, e.g. sqlite:./citybrain.db)")
+}
+
+async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
+    config::init_tracing(&args);
+    if demo && args.db.is_none() {
+        args.db = Some("sqlite:./citybrain-demo.db".into());
+    }
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| "sqlite:./citybrain.db".into());
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let store = open_store(&db)?;
+    let hub = Hub::start(store, args.hub_config()?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    if demo {
+        let n = load_demo(&hub).await?;
+        print_demo_help(addr, n);
+    }
+    tracing::info!(%addr, db = %db, "citybrain hub listening");
+    // A line a script can wait for.
+    println!("citybrain listening on http://{addr}");
+    let state = AppState {
+        hub,
+        limits: ApiLimits {
+            max_body_bytes: args.max_body_bytes,
+        },
+        metrics,
+    };
+    let app = citybrain_api::app(state);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+const DEMO_DATA: &str = include_str!("../../../data/demo/hospital-district-hub.json");
+
+async fn load_demo(hub: &Hub) -> Result<usize> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(DEMO_DATA).context("embedded demo data is not JSON")?;
+    let r = hub
+        .batch_write(
+            "",
+            &items,
+            &RequestContext::core(),
+            BatchOp::Upsert { replace: true },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("loading demo data: {e}"))?;
+    if let Some(e) = r.errors.first() {
+        bail!("demo entity {} was refused: {}", e.entity_id, e.error);
+    }
+    Ok(r.success.len())
+}
+
+fn print_demo_help(addr: SocketAddr, n: usize) {
+    let base = format!("http://{addr}/ngsi-ld/v1");
+    println!(
+        "\ncitybrain demo — {n} hospital-district entities loaded (OffStreetParking, OnStreetParking, Road, TrafficFlowObserved)\n\n\
+         Try:\n  curl '{base}/entities?type=OffStreetParking&options=keyValues'\n  \
+         curl '{base}/entities?type=OffStreetParking,OnStreetParking&q=availableSpotNumber%3E0&attrs=availableSpotNumber,totalSpotNumber'\n  \
+         curl '{base}/entities?type=OffStreetParking&georel=near;maxDistance==500&geometry=Point&coordinates=%5B120.1786,30.2614%5D'\n  \
+         curl '{base}/types?details=true'\n  \
+         curl 'http://{addr}/health'   curl 'http://{addr}/metrics'\n"
+    );
+}

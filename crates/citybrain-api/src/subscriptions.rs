@@ -1,0 +1,207 @@
+//! Handlers for subscriptions, their SSE streams, and `/jsonldContexts`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use citybrain_hub::Hub;
+use citybrain_ngsild::NgsiError;
+use futures::stream::{self, Stream, StreamExt};
+use serde_json::{json, Value};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::entities::page;
+use crate::error::ApiResult;
+use crate::extract::{JsonBody, Ngsi};
+use crate::respond::{body, plain, with_header};
+use crate::AppState;
+
+pub async fn create(
+    State(s): State<AppState>,
+    n: Ngsi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, Some(&b)).await?;
+    let id = s.hub.create_subscription(&n.tenant, &b, &ctx).await?;
+    let loc = format!(
+        "/ngsi-ld/v1/subscriptions/{}",
+        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+    );
+    Ok(with_header(
+        StatusCode::CREATED.into_response(),
+        "location",
+        loc,
+    ))
+}
+
+pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, None).await?;
+    let p = page(&n.params, &s.hub)?;
+    if p.limit > s.hub.limits().max_page {
+        return Err(NgsiError::new(
+            citybrain_ngsild::ErrorKind::TooManyResults,
+            format!("limit is above {}", s.hub.limits().max_page),
+        )
+        .into());
+    }
+    let (items, total) = s.hub.list_subscriptions(&n.tenant, p).await?;
+    let mut r = body(StatusCode::OK, Value::Array(items), &ctx, n.accept);
+    if p.count {
+        r = with_header(r, "ngsild-results-count", total.to_string());
+    }
+    Ok(r)
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, None).await?;
+    Ok(body(
+        StatusCode::OK,
+        s.hub.get_subscription(&n.tenant, &id).await?,
+        &ctx,
+        n.accept,
+    ))
+}
+
+pub async fn update(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, Some(&b)).await?;
+    s.hub.update_subscription(&n.tenant, &id, &b, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    s.hub.delete_subscription(&n.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// GET /ngsi-ld/v1/subscriptions/{id}/stream — Server-Sent Events, one
+/// `notification` event per notification (data: the Notification JSON, id: a
+/// per-subscription sequence). Send `Last-Event-ID` to resume; when the gap
+/// is older than the server keeps, a `resync` event tells the client to
+/// re-read current state first.
+pub async fn stream(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let sub = s.hub.stream(&n.tenant, &id, last).await?;
+    Ok(sse(sub).into_response())
+}
+
+fn sse(
+    sub: citybrain_hub::StreamSubscription,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut first = Vec::new();
+    if sub.gap {
+        first.push(Event::default().event("resync").data("{}"));
+    }
+    let newest_backlog = sub.backlog.last().map(|e| e.id).unwrap_or(0);
+    first.extend(sub.backlog.into_iter().map(|e| {
+        Event::default()
+            .event("notification")
+            .id(e.id.to_string())
+            .data(e.data.as_ref())
+    }));
+    let live = BroadcastStream::new(sub.rx).filter_map(move |r| async move {
+        match r {
+            Ok(e) if e.id > newest_backlog => Some(
+                Event::default()
+                    .event("notification")
+                    .id(e.id.to_string())
+                    .data(e.data.as_ref()),
+            ),
+            Ok(_) => None,
+            // The consumer fell behind the broadcast buffer: tell it to resync.
+            Err(_) => Some(Event::default().event("resync").data("{}")),
+        }
+    });
+    let events = stream::iter(first).chain(live).map(Ok::<_, Infallible>);
+    Sse::new(events).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    )
+}
+
+pub async fn add_context(
+    State(s): State<AppState>,
+    n: Ngsi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let rec = s.hub.add_context(&n.tenant, b).await?;
+    Ok(with_header(
+        StatusCode::CREATED.into_response(),
+        "location",
+        format!("/ngsi-ld/v1/jsonldContexts/{}", rec.id),
+    ))
+}
+
+pub async fn list_contexts(
+    State(s): State<AppState>,
+    n: Ngsi,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let all = s.hub.list_contexts(&n.tenant, n.params.get("kind")).await?;
+    let base = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default();
+    let v: Vec<Value> = if n.params.bool("details")? {
+        all.iter().map(|c| Hub::context_details(c, &base)).collect()
+    } else {
+        all.iter()
+            .map(|c| {
+                if c.kind == "Hosted" {
+                    json!(format!("{base}/ngsi-ld/v1/jsonldContexts/{}", c.id))
+                } else {
+                    json!(c.url)
+                }
+            })
+            .collect()
+    };
+    Ok(plain(StatusCode::OK, Value::Array(v)))
+}
+
+pub async fn get_context(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let v = s.hub.get_context(&n.tenant, &id).await?;
+    let mut r = plain(StatusCode::OK, v);
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/ld+json"),
+    );
+    Ok(r)
+}
+
+pub async fn delete_context(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    s.hub.delete_context(&n.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,269 @@
+//! Handlers for the temporal API.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use citybrain_hub::{RequestContext, TemporalEntity, TemporalRequest};
+use citybrain_ngsild::temporal::{render_entity, AggrMethod, TemporalFormat, TemporalQuery};
+use citybrain_ngsild::{time, NgsiError};
+use serde_json::Value;
+
+use crate::entities::page;
+use crate::error::ApiResult;
+use crate::extract::{JsonBody, Ngsi, Params};
+use crate::respond::{body, entity_query, entity_query_body, render_options, with_header};
+use crate::AppState;
+
+fn request(p: &Params, ctx: &RequestContext) -> ApiResult<(TemporalRequest, TemporalFormat)> {
+    let tq = TemporalQuery::new(
+        p.get("timerel"),
+        p.get("timeAt"),
+        p.get("endTimeAt"),
+        p.get("timeproperty"),
+        p.get("lastN"),
+    )?;
+    let attrs = p.list("attrs");
+    let mut req = TemporalRequest {
+        attrs: if attrs.is_empty() {
+            None
+        } else {
+            Some(attrs.iter().map(|a| ctx.terms.expand(a)).collect())
+        },
+        tq,
+        limit: None,
+        aggregate: false,
+    };
+    let fmt = if p.has_option("aggregatedValues") || p.get("format") == Some("aggregatedValues") {
+        let methods = match p.get("aggrMethods") {
+            Some(m) => AggrMethod::parse_list(m)?,
+            None => {
+                return Err(NgsiError::bad_data(
+                    "aggregatedValues needs aggrMethods (e.g. avg,max)",
+                )
+                .into())
+            }
+        };
+        let period_s = match p.get("aggrPeriodDuration") {
+            None => None,
+            Some(d) => Some(
+                time::parse_duration_secs(d)
+                    .filter(|s| *s > 0.0)
+                    .ok_or_else(|| {
+                        NgsiError::bad_data(format!(
+                            "aggrPeriodDuration '{d}' is not an ISO 8601 duration such as PT1H"
+                        ))
+                    })?,
+            ),
+        };
+        req.aggregate = true;
+        TemporalFormat::Aggregated { methods, period_s }
+    } else if p.has_option("temporalValues") || p.get("format") == Some("temporalValues") {
+        TemporalFormat::TemporalValues
+    } else {
+        TemporalFormat::Normalized
+    };
+    Ok((req, fmt))
+}
+
+fn render_one(
+    t: &TemporalEntity,
+    ctx: &RequestContext,
+    p: &Params,
+    fmt: &TemporalFormat,
+    req: &TemporalRequest,
+) -> ApiResult<Value> {
+    let mut o = render_options(
+        &Params::from_pairs(
+            p.pairs()
+                .iter()
+                .filter(|(k, _)| k != "options" && k != "format")
+                .cloned()
+                .collect(),
+        ),
+        ctx,
+    )?;
+    o.sys_attrs = p.has_option("sysAttrs");
+    Ok(render_entity(
+        &t.id, &t.types, &t.attrs, &ctx.terms, &o, fmt, &req.tq,
+    ))
+}
+
+fn content_range(status_list: &[&TemporalEntity]) -> Option<String> {
+    let (from, to, total) = status_list.iter().filter_map(|t| t.truncated).fold(
+        None,
+        |acc: Option<(_, _, usize)>, (a, b, n)| match acc {
+            None => Some((a, b, n)),
+            Some((x, y, m)) => Some((x.min(a), y.max(b), m.max(n))),
+        },
+    )?;
+    Some(format!(
+        "date-time {}-{}/{}",
+        time::format(&from),
+        time::format(&to),
+        total
+    ))
+}
+
+pub async fn retrieve(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, None).await?;
+    let (req, fmt) = request(&n.params, &ctx)?;
+    let t = s.hub.temporal_retrieve(&n.tenant, &id, &req).await?;
+    let v = render_one(&t, &ctx, &n.params, &fmt, &req)?;
+    Ok(match content_range(&[&t]) {
+        Some(cr) => with_header(
+            body(StatusCode::PARTIAL_CONTENT, v, &ctx, n.accept),
+            "content-range",
+            cr,
+        ),
+        None => body(StatusCode::OK, v, &ctx, n.accept),
+    })
+}
+
+async fn run_query(
+    s: &AppState,
+    n: &Ngsi,
+    ctx: &RequestContext,
+    q: citybrain_ngsild::selector::EntityQuery,
+    params: &Params,
+) -> ApiResult<Response> {
+    let (req, fmt) = request(params, ctx)?;
+    let page = page(params, &s.hub)?;
+    let (list, total) = s.hub.temporal_query(&n.tenant, &q, &req, page).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|t| render_one(t, ctx, params, &fmt, &req))
+        .collect::<ApiResult<_>>()?;
+    let refs: Vec<&TemporalEntity> = list.iter().collect();
+    let mut r = match content_range(&refs) {
+        Some(cr) => with_header(
+            body(
+                StatusCode::PARTIAL_CONTENT,
+                Value::Array(items),
+                ctx,
+                n.accept,
+            ),
+            "content-range",
+            cr,
+        ),
+        None => body(StatusCode::OK, Value::Array(items), ctx, n.accept),
+    };
+    if let Some(t) = total {
+        r = with_header(r, "ngsild-results-count", t.to_string());
+    }
+    Ok(r)
+}
+
+pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, None).await?;
+    let q = entity_query(&n.params, &ctx, &s.hub)?;
+    if q.is_unrestricted() && !n.params.bool("local")? {
+        return Err(NgsiError::bad_data("give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)").into());
+    }
+    let params = n.params.clone();
+    run_query(&s, &n, &ctx, q, &params).await
+}
+
+pub async fn query_post(
+    State(s): State<AppState>,
+    n: Ngsi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, Some(&b)).await?;
+    let obj = b
+        .as_object()
+        .ok_or_else(|| NgsiError::bad_data("a Query body must be a JSON object"))?;
+    let (q, extra) = entity_query_body(obj, &ctx, &s.hub)?;
+    let params = n.params.overlay(&extra);
+    run_query(&s, &n, &ctx, q, &params).await
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    n: Ngsi,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, Some(&b)).await?;
+    let created = s.hub.temporal_create(&n.tenant, &b, &ctx).await?;
+    if created {
+        let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
+        let loc = format!(
+            "/ngsi-ld/v1/temporal/entities/{}",
+            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
+        );
+        Ok(with_header(
+            StatusCode::CREATED.into_response(),
+            "location",
+            loc,
+        ))
+    } else {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+}
+
+pub async fn delete(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    s.hub.delete_entity(&n.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn add_attrs(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, Some(&b)).await?;
+    s.hub.temporal_add_attrs(&n.tenant, &id, &b, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn delete_attr(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path((id, attr)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, None).await?;
+    s.hub
+        .temporal_delete_attr(
+            &n.tenant,
+            &id,
+            &attr,
+            &ctx,
+            n.params.get("datasetId"),
+            n.params.bool("deleteAll")?,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn patch_instance(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path((id, attr, instance)): Path<(String, String, String)>,
+    JsonBody(b): JsonBody,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, Some(&b)).await?;
+    s.hub
+        .temporal_patch_instance(&n.tenant, &id, &attr, &instance, &b, &ctx)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn delete_instance(
+    State(s): State<AppState>,
+    n: Ngsi,
+    Path((id, attr, instance)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let ctx = n.context(&s.hub, None).await?;
+    s.hub
+        .temporal_delete_instance(&n.tenant, &id, &attr, &instance, &ctx)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

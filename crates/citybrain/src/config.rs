@@ -1,0 +1,122 @@
+//! Server configuration: every flag has an environment variable and a default.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use citybrain_hub::{HubConfig, Limits};
+use clap::{Args, ValueEnum};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "CITYBRAIN_LISTEN", default_value = "127.0.0.1:1026")]
+    pub listen: String,
+    /// Database URL; the scheme picks the backend. Default: sqlite:./citybrain.db
+    /// (demo: sqlite:./citybrain-demo.db). Add ?synchronous=full to survive power loss, not just crashes.
+    #[arg(long, env = "CITYBRAIN_DB")]
+    pub db: Option<String>,
+    /// Log format.
+    #[arg(long, env = "CITYBRAIN_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing syntax, e.g. info or citybrain_hub=debug,info).
+    #[arg(long, env = "CITYBRAIN_LOG", default_value = "info")]
+    pub log: String,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "CITYBRAIN_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Most entities in one batch operation.
+    #[arg(long, env = "CITYBRAIN_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Page size of queries when the client gives no limit.
+    #[arg(long, env = "CITYBRAIN_DEFAULT_PAGE", default_value_t = 20)]
+    pub default_page: usize,
+    /// Largest page a query may ask for (above: 403 TooManyResults).
+    #[arg(long, env = "CITYBRAIN_MAX_PAGE", default_value_t = 1000)]
+    pub max_page: usize,
+    /// Longest q / scopeQ expression, in characters.
+    #[arg(long, env = "CITYBRAIN_MAX_QUERY_LEN", default_value_t = 4096)]
+    pub max_query_len: usize,
+    /// Most attributes (instances) in one entity.
+    #[arg(long, env = "CITYBRAIN_MAX_ATTRS", default_value_t = 1000)]
+    pub max_attrs: usize,
+    /// Most coordinates in one geometry.
+    #[arg(long, env = "CITYBRAIN_MAX_GEO_POINTS", default_value_t = 10_000)]
+    pub max_geo_points: usize,
+    /// Temporal instances per attribute returned when the client gives no lastN (then 206 + Content-Range).
+    #[arg(long, env = "CITYBRAIN_TEMPORAL_PAGE", default_value_t = 30)]
+    pub temporal_page: usize,
+    /// JSON file mapping remote @context URLs to local files, for sites without internet:
+    /// {"https://example.org/ctx.jsonld": "/etc/citybrain/ctx.jsonld"}
+    #[arg(long, env = "CITYBRAIN_CONTEXT_MAP")]
+    pub context_map: Option<PathBuf>,
+    /// Seconds to keep retrying a notification whose receiver is down.
+    #[arg(long, env = "CITYBRAIN_NOTIFY_RETRY_SECS", default_value_t = 3600)]
+    pub notify_retry_secs: u64,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeArgs {
+    pub fn hub_config(&self) -> Result<HubConfig> {
+        let context_map: HashMap<String, PathBuf> = match &self.context_map {
+            None => HashMap::new(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("--context-map {}: cannot read", p.display()))?;
+                let m: HashMap<String, PathBuf> =
+                    serde_json::from_str(&text).with_context(|| {
+                        format!(
+                            "--context-map {}: expected a JSON object of URL → file path",
+                            p.display()
+                        )
+                    })?;
+                // Relative paths are relative to the map file.
+                let base = p.parent().map(PathBuf::from).unwrap_or_default();
+                m.into_iter()
+                    .map(|(k, v)| (k, if v.is_absolute() { v } else { base.join(v) }))
+                    .collect()
+            }
+        };
+        let mut limits = Limits {
+            max_batch: self.max_batch,
+            default_page: self.default_page,
+            max_page: self.max_page,
+            max_query_len: self.max_query_len,
+            temporal_page: self.temporal_page,
+            ..Limits::default()
+        };
+        limits.input.max_attrs = self.max_attrs;
+        limits.input.max_geo_points = self.max_geo_points;
+        if limits.default_page > limits.max_page {
+            anyhow::bail!(
+                "--default-page {} is above --max-page {}",
+                limits.default_page,
+                limits.max_page
+            );
+        }
+        Ok(HubConfig {
+            limits,
+            context_map,
+            notify_retry_window: Duration::from_secs(self.notify_retry_secs),
+            ..HubConfig::default()
+        })
+    }
+}
+
+pub fn init_tracing(args: &ServeArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
