@@ -371,23 +371,24 @@ pub async fn batch(
         return Ok(batch_response(r, StatusCode::NO_CONTENT, None));
     }
     let ctx = n.context(&s.hub, Some(&b)).await?;
-    let kind =
-        match op.as_str() {
-            "create" => BatchOp::Create,
-            "upsert" => BatchOp::Upsert {
-                replace: !n.params.has_option("update"),
-            },
-            "update" => BatchOp::Update {
-                no_overwrite: n.params.has_option("noOverwrite"),
-            },
-            "merge" => BatchOp::Merge,
-            other => return Err(ApiError::http(
+    let kind = match op.as_str() {
+        "create" => BatchOp::Create,
+        "upsert" => BatchOp::Upsert {
+            replace: !n.params.has_option("update"),
+        },
+        "update" => BatchOp::Update {
+            no_overwrite: n.params.has_option("noOverwrite"),
+        },
+        "merge" => BatchOp::Merge,
+        other => {
+            return Err(ApiError::http(
                 StatusCode::NOT_FOUND,
                 format!(
                     "no batch operation '{other}' (create, upsert, update, merge, delete, query)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let r = s.hub.batch_write(&n.tenant, items, &ctx, kind).await?;
     Ok(match kind {
         BatchOp::Create => {

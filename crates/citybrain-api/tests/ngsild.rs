@@ -14,7 +14,7 @@ fn parking(i: u32, free: i64) -> Value {
         "totalSpotNumber": 100, "name": format!("Lot {i}"),
         "owner": {"type": "Relationship", "object": format!("urn:ngsi-ld:Organization:{}", i % 2)},
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.17 + i as f64 / 1000.0, 30.26]}},
-        "scope": if i % 2 == 0 { "/hz/shangcheng" } else { "/hz/xihu" }})
+        "scope": if i.is_multiple_of(2) { "/hz/shangcheng" } else { "/hz/xihu" }})
 }
 
 async fn seed(s: &Server, n: u32) {

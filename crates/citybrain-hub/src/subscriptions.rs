@@ -22,6 +22,11 @@ use crate::delivery::Job;
 use crate::entities::Slot;
 use crate::{now, Hub, Result};
 
+/// Outbox rows to commit: (subscription id, envelope JSON).
+pub(crate) type Outbox = Vec<(String, String)>;
+/// Stream events to publish once the commit succeeded.
+pub(crate) type StreamOut = Vec<(Arc<SubEntry>, Arc<str>)>;
+
 /// Events a stream keeps for resumption with Last-Event-ID.
 const BACKLOG: usize = 1024;
 /// Subscriptions per tenant.
@@ -459,7 +464,7 @@ impl Hub {
         tenant: &str,
         slot: &Slot,
         at: Timestamp,
-    ) -> (Vec<(String, String)>, Vec<(Arc<SubEntry>, Arc<str>)>) {
+    ) -> (Outbox, StreamOut) {
         let mut outbox = Vec::new();
         let mut streams = Vec::new();
         let subs = self.inner.subs.list(tenant);

@@ -31,6 +31,13 @@ pub struct TemporalRequest {
 /// Most instances per attribute one aggregation reads.
 pub const MAX_AGGREGATED: usize = 100_000;
 
+/// A temporal provision body: the entity's id and types, and its instances.
+struct Provision {
+    id: Option<String>,
+    types: Option<Vec<String>>,
+    instances: Vec<Instance>,
+}
+
 /// One entity's history, ready to render.
 #[derive(Debug, Clone)]
 pub struct TemporalEntity {
@@ -136,11 +143,7 @@ impl Hub {
     }
 
     /// Parses a temporal body: every attribute an array of instances.
-    fn parse_instances(
-        &self,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<(Option<String>, Option<Vec<String>>, Vec<Instance>)> {
+    fn parse_instances(&self, body: &Value, ctx: &RequestContext) -> Result<Provision> {
         let obj = body
             .as_object()
             .ok_or_else(|| NgsiError::bad_data("a temporal entity must be a JSON object"))?;
@@ -202,7 +205,11 @@ impl Hub {
                 }
             }
         }
-        Ok((frag.id, frag.types, out))
+        Ok(Provision {
+            id: frag.id,
+            types: frag.types,
+            instances: out,
+        })
     }
 
     /// POST /temporal/entities: creates the entity (its current state is the
@@ -214,7 +221,11 @@ impl Hub {
         body: &Value,
         ctx: &RequestContext,
     ) -> Result<bool> {
-        let (id, types, instances) = self.parse_instances(body, ctx)?;
+        let Provision {
+            id,
+            types,
+            instances,
+        } = self.parse_instances(body, ctx)?;
         let id = id.ok_or_else(|| NgsiError::bad_data("temporal entity has no 'id'"))?;
         let types = types.ok_or_else(|| NgsiError::bad_data("temporal entity has no 'type'"))?;
         self.transact(tenant, std::slice::from_ref(&id), |ws| {
@@ -261,7 +272,9 @@ impl Hub {
         ctx: &RequestContext,
     ) -> Result<()> {
         self.require_tenant(tenant).await?;
-        let (bid, _, instances) = self.parse_instances(body, ctx)?;
+        let Provision {
+            id: bid, instances, ..
+        } = self.parse_instances(body, ctx)?;
         if bid.is_some_and(|b| b != id) {
             return Err(NgsiError::bad_data(
                 "body id differs from the id in the URL",

@@ -144,7 +144,7 @@ pub struct EntitySelector {
 
 impl EntitySelector {
     pub fn matches(&self, e: &Entity) -> bool {
-        (self.ids.is_empty() || self.ids.iter().any(|i| *i == e.id))
+        (self.ids.is_empty() || self.ids.contains(&e.id))
             && self.id_pattern.as_ref().is_none_or(|r| r.is_match(&e.id))
             && self.types.as_ref().is_none_or(|t| t.matches(&e.types))
     }

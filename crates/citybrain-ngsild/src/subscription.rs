@@ -214,9 +214,11 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
     let accept_ld = match ep.get("accept").and_then(Value::as_str) {
         None | Some("application/json") => false,
         Some("application/ld+json") => true,
-        Some(other) => return Err(bad(format!(
+        Some(other) => {
+            return Err(bad(format!(
             "notification.endpoint.accept '{other}' is not application/json or application/ld+json"
-        ))),
+        )))
+        }
     };
     let mut receiver_info = Vec::new();
     if let Some(ri) = ep.get("receiverInfo") {
