@@ -682,6 +682,8 @@ impl Hub {
         };
         self.transact(tenant, &ids, |ws| {
             let mut r = BatchResult::default();
+            // An id repeated in a batch is reported once.
+            let (mut success_seen, mut created_seen) = (HashSet::new(), HashSet::new());
             for p in &parsed {
                 let f = match p {
                     Ok(f) => f.clone(),
@@ -697,7 +699,7 @@ impl Hub {
                     BatchOp::Upsert { replace } => {
                         if !exists {
                             let created = f.into_entity(ws.now).and_then(|e| ws.create(e));
-                            if created.is_ok() && !r.created.contains(&id) {
+                            if created.is_ok() && created_seen.insert(id.clone()) {
                                 r.created.push(id.clone());
                             }
                             created
@@ -723,7 +725,7 @@ impl Hub {
                 };
                 match outcome {
                     Ok(()) => {
-                        if !r.success.contains(&id) {
+                        if success_seen.insert(id.clone()) {
                             r.success.push(id)
                         }
                     }

@@ -389,6 +389,8 @@ impl Hub {
         inst.modified_at = now();
         self.transact(tenant, &[id.to_string()], |ws| {
             let slot = ws.slot(id);
+            // Replace the instance: drop the old row, write the new one (same instanceId).
+            slot.history_deletes.push(HistoryDelete::Instance { entity_id: id.into(), attr: name.clone(), instance_id: instance_id.into() });
             slot.extra_history = vec![inst.clone()];
             Ok(())
         })

@@ -221,6 +221,12 @@ fn matches(v: &Value, op: Op, operand: &Operand) -> bool {
     }
 }
 
+/// `YYYY-MM-DD...`: the only strings worth parsing as dates.
+fn looks_like_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[7] == b'-'
+}
+
 fn op_holds(op: Op, o: Ordering) -> bool {
     match op {
         Op::Eq => o == Ordering::Equal,
@@ -239,11 +245,14 @@ fn compare(v: &Value, l: &Lit) -> Option<Ordering> {
         (Value::Number(n), Lit::Num(x, _)) => n.as_f64()?.partial_cmp(x),
         (Value::String(s), Lit::Num(_, raw)) => Some(s.as_str().cmp(raw.as_str())),
         (Value::String(s), Lit::Str(x)) => {
-            if let (Some(a), Some(b)) = (time::parse(s), time::parse(x)) {
-                return Some(a.cmp(&b));
-            }
-            if let (Some(a), Some(b)) = (time::parse_date(s), time::parse_date(x)) {
-                return Some(a.cmp(&b));
+            // Dates compare as instants; only try when the literal looks like one.
+            if looks_like_date(x) && looks_like_date(s) {
+                if let (Some(a), Some(b)) = (time::parse(s), time::parse(x)) {
+                    return Some(a.cmp(&b));
+                }
+                if let (Some(a), Some(b)) = (time::parse_date(s), time::parse_date(x)) {
+                    return Some(a.cmp(&b));
+                }
             }
             Some(s.as_str().cmp(x.as_str()))
         }

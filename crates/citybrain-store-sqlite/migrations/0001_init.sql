@@ -12,14 +12,17 @@ CREATE TABLE entities (
     PRIMARY KEY (tenant, id)
 );
 -- Type index: one row per (entity, type), for type queries and /types.
+-- Keyed by entity (rewritten on every write of it), indexed by type.
 CREATE TABLE entity_types (
     tenant TEXT NOT NULL,
-    type   TEXT NOT NULL,
     id     TEXT NOT NULL,
-    PRIMARY KEY (tenant, type, id)
+    type   TEXT NOT NULL,
+    PRIMARY KEY (tenant, id, type)
 ) WITHOUT ROWID;
+CREATE INDEX entity_types_by_type ON entity_types (tenant, type, id);
 -- Attribute history; times in Unix milliseconds. observed_at falls back to
--- modified_at when the instance had no observedAt.
+-- modified_at when the instance had no observedAt (the document keeps the
+-- real member). doc holds the instance's members only.
 CREATE TABLE history (
     tenant      TEXT NOT NULL,
     entity_id   TEXT NOT NULL,
@@ -33,7 +36,6 @@ CREATE TABLE history (
     doc         TEXT NOT NULL
 );
 CREATE INDEX history_by_entity ON history (tenant, entity_id, attr, observed_at);
-CREATE UNIQUE INDEX history_by_instance ON history (tenant, entity_id, instance_id);
 CREATE TABLE subscriptions (
     tenant TEXT NOT NULL,
     id     TEXT NOT NULL,

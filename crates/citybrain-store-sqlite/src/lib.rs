@@ -15,7 +15,8 @@
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use citybrain_ngsild::selector::EntityQuery;
@@ -44,6 +45,64 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// Parsed entities per tenant, mirroring the `entities` table.
+    cache: Mutex<HashMap<String, Arc<RwLock<TenantCache>>>>,
+}
+
+/// The read cache of one tenant: every entity, parsed, at its stored version.
+///
+/// Why: parsing JSON documents dominated reads and queries. SQLite stays the
+/// source of truth; the cache is loaded from it under the writer lock and
+/// changed only after a successful commit, under the same lock, so it never
+/// runs ahead of or behind what is durable. It holds the whole tenant in
+/// memory (about 2–3 KB per entity); city-scale data belongs on the
+/// PostgreSQL backend.
+#[derive(Default)]
+struct TenantCache {
+    entities: BTreeMap<String, (u64, Arc<Entity>)>,
+    /// The same entities by type, in id order (saves a lookup per scanned entity).
+    by_type: HashMap<String, BTreeMap<String, Arc<Entity>>>,
+}
+
+impl TenantCache {
+    fn put(&mut self, e: Arc<Entity>, version: u64) {
+        self.remove(&e.id);
+        for t in &e.types {
+            self.by_type.entry(t.clone()).or_default().insert(e.id.clone(), e.clone());
+        }
+        self.entities.insert(e.id.clone(), (version, e));
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some((_, old)) = self.entities.remove(id) {
+            for t in &old.types {
+                if let Some(set) = self.by_type.get_mut(t) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        self.by_type.remove(t);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The tenant's cache, loaded through `conn` (the writer: callers hold its lock) if absent.
+fn cached(inner: &Inner, conn: &Connection, tenant: &str) -> Result<Arc<RwLock<TenantCache>>> {
+    if let Some(c) = inner.cache.lock().map_err(be)?.get(tenant) {
+        return Ok(c.clone());
+    }
+    let mut tc = TenantCache::default();
+    let mut st = conn.prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1").map_err(be)?;
+    let mut rows = st.query([tenant]).map_err(be)?;
+    while let Some(row) = rows.next().map_err(be)? {
+        let v: i64 = row.get(0).map_err(be)?;
+        let doc: String = row.get(1).map_err(be)?;
+        tc.put(Arc::new(parse_entity(&doc)?), v as u64);
+    }
+    let c = Arc::new(RwLock::new(tc));
+    inner.cache.lock().map_err(be)?.insert(tenant.to_string(), c.clone());
+    Ok(c)
 }
 
 /// The SQLite store. Cheap to clone.
@@ -96,6 +155,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
                 path,
+                cache: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -165,10 +225,41 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        self.write_with_cache(move |_, c| f(c)).await
+    }
+
+    async fn write_with_cache<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().map_err(be)?;
-            f(&mut conn)
+            f(&inner, &mut conn)
+        })
+        .await
+        .map_err(be)?
+    }
+
+    /// Runs `f` on the tenant's cache (loading it first if needed), off the async runtime.
+    async fn with_cache<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&TenantCache) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        let tenant = tenant.to_string();
+        tokio::task::spawn_blocking(move || {
+            let existing = inner.cache.lock().map_err(be)?.get(&tenant).cloned();
+            let tc = match existing {
+                Some(c) => c,
+                None => {
+                    let conn = inner.writer.lock().map_err(be)?;
+                    cached(&inner, &conn, &tenant)?
+                }
+            };
+            let guard = tc.read().map_err(be)?;
+            f(&guard)
         })
         .await
         .map_err(be)?
@@ -231,6 +322,27 @@ fn history_where(q: &HistoryQuery, attr: Option<&str>) -> (String, Vec<rusqlite:
     (sql, args)
 }
 
+fn from_ms(v: i64) -> Result<time::Timestamp> {
+    chrono::DateTime::from_timestamp_millis(v).ok_or_else(|| be(format!("corrupt history time {v}")))
+}
+
+fn instance_of_row(r: &rusqlite::Row<'_>) -> Result<Instance> {
+    let doc: String = r.get(6).map_err(be)?;
+    let value: citybrain_ngsild::Attr =
+        serde_json::from_str(&doc).map_err(|e| be(format!("corrupt history row: {e}")))?;
+    let observed_at = value.get("observedAt").and_then(|v| v.as_str()).and_then(time::parse);
+    Ok(Instance {
+        attr: r.get(0).map_err(be)?,
+        instance_id: r.get(1).map_err(be)?,
+        dataset_id: r.get(2).map_err(be)?,
+        observed_at,
+        created_at: from_ms(r.get(3).map_err(be)?)?,
+        modified_at: from_ms(r.get(4).map_err(be)?)?,
+        deleted_at: r.get::<_, Option<i64>>(5).map_err(be)?.map(from_ms).transpose()?,
+        value,
+    })
+}
+
 fn attrs_of(c: &Connection, tenant: &str, entity_id: &str) -> Result<Vec<String>> {
     let mut st = c
         .prepare_cached(
@@ -286,63 +398,59 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, tenant: &str, ids: &[String]) -> Result<Vec<Stored>> {
-        let t = tenant.to_string();
         let ids = ids.to_vec();
-        self.read(move |c| {
-            let mut st = c
-                .prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1 AND id=?2")
-                .map_err(be)?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in &ids {
-                let row: Option<(i64, String)> = st
-                    .query_row(params![t, id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(be)?;
-                if let Some((v, doc)) = row {
-                    out.push(Stored {
-                        entity: parse_entity(&doc)?,
-                        version: v as u64,
-                    });
-                }
-            }
-            Ok(out)
+        self.with_cache(tenant, move |c| {
+            Ok(ids
+                .iter()
+                .filter_map(|id| c.entities.get(id))
+                .map(|(v, e)| Stored { entity: e.as_ref().clone(), version: *v })
+                .collect())
         })
         .await
     }
 
     async fn query(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
-        let t = tenant.to_string();
         let q = q.clone();
-        self.read(move |c| {
-            use rusqlite::types::Value as V;
-            let mut args: Vec<V> = vec![V::Text(t)];
-            let sql = if let Some(ids) = q.exact_ids() {
-                let marks = (0..ids.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(",");
-                args.extend(ids.into_iter().map(V::Text));
-                format!("SELECT doc FROM entities WHERE tenant=?1 AND id IN ({marks}) ORDER BY id")
-            } else if let Some(types) = q.candidate_types() {
-                let marks = (0..types.len()).map(|i| format!("?{}", i + 2)).collect::<Vec<_>>().join(",");
-                args.extend(types.into_iter().map(V::Text));
-                format!("SELECT doc FROM entities WHERE tenant=?1 AND id IN (SELECT id FROM entity_types WHERE tenant=?1 AND type IN ({marks})) ORDER BY id")
-            } else {
-                "SELECT doc FROM entities WHERE tenant=?1 ORDER BY id".to_string()
-            };
-            let mut st = c.prepare_cached(&sql).map_err(be)?;
-            let mut rows = st.query(params_from_iter(args)).map_err(be)?;
+        self.with_cache(tenant, move |c| {
             let mut out = Vec::new();
             let mut matched = 0usize;
-            while let Some(row) = rows.next().map_err(be)? {
-                let doc: String = row.get(0).map_err(be)?;
-                let e = parse_entity(&doc)?;
-                if !q.matches(&e) {
-                    continue;
+            let mut visit = |e: &Arc<Entity>| -> bool {
+                if !q.matches(e) {
+                    return true;
                 }
                 if matched >= page.offset && out.len() < page.limit {
-                    out.push(e);
+                    out.push(e.as_ref().clone());
                 }
                 matched += 1;
-                if !page.count && out.len() >= page.limit {
-                    break;
+                page.count || out.len() < page.limit
+            };
+            if let Some(ids) = q.exact_ids() {
+                for id in &ids {
+                    if let Some((_, e)) = c.entities.get(id) {
+                        if !visit(e) {
+                            break;
+                        }
+                    }
+                }
+            } else if let Some(types) = q.candidate_types() {
+                // Walk the candidate ids in order, merging the per-type sets.
+                let sets: Vec<&BTreeMap<String, Arc<Entity>>> = types.iter().filter_map(|t| c.by_type.get(t)).collect();
+                let entities: Box<dyn Iterator<Item = &Arc<Entity>>> = if sets.len() == 1 {
+                    Box::new(sets[0].values())
+                } else {
+                    let merged: BTreeMap<&String, &Arc<Entity>> = sets.iter().flat_map(|s| s.iter()).collect();
+                    Box::new(merged.into_values())
+                };
+                for e in entities {
+                    if !visit(e) {
+                        break;
+                    }
+                }
+            } else {
+                for (_, e) in c.entities.values() {
+                    if !visit(e) {
+                        break;
+                    }
                 }
             }
             Ok(QueryResult { entities: out, total: page.count.then_some(matched) })
@@ -352,33 +460,34 @@ impl Store for SqliteStore {
 
     async fn commit(&self, tenant: &str, w: WriteSet) -> Result<Vec<i64>> {
         let t = tenant.to_string();
-        self.write(move |c| {
+        self.write_with_cache(move |inner, c| {
+            let cache = cached(inner, c, &t)?;
             let tx = c.transaction().map_err(be)?;
             let mut seqs = Vec::with_capacity(w.outbox.len());
             {
                 tx.execute("INSERT OR IGNORE INTO tenants(name, created_at) VALUES (?1, ?2)", params![t, time::format(&chrono::Utc::now())])
                     .map_err(be)?;
-                let mut ver = tx.prepare_cached("SELECT version FROM entities WHERE tenant=?1 AND id=?2").map_err(be)?;
                 let mut ins = tx.prepare_cached("INSERT INTO entities(tenant, id, version, doc) VALUES (?1, ?2, 1, ?3)").map_err(be)?;
                 let mut upd = tx.prepare_cached("UPDATE entities SET version=version+1, doc=?3 WHERE tenant=?1 AND id=?2 AND version=?4").map_err(be)?;
                 let mut del = tx.prepare_cached("DELETE FROM entities WHERE tenant=?1 AND id=?2 AND version=?3").map_err(be)?;
                 let mut del_types = tx.prepare_cached("DELETE FROM entity_types WHERE tenant=?1 AND id=?2").map_err(be)?;
                 let mut ins_type = tx.prepare_cached("INSERT OR IGNORE INTO entity_types(tenant, type, id) VALUES (?1, ?2, ?3)").map_err(be)?;
+                let current = cache.read().map_err(be)?;
                 for put in &w.puts {
                     let e = &put.entity;
                     let doc = serde_json::to_string(e).map_err(be)?;
                     match put.expected_version {
                         None => {
-                            let exists: Option<i64> = ver.query_row(params![t, e.id], |r| r.get(0)).optional().map_err(be)?;
-                            if exists.is_some() {
+                            if current.entities.contains_key(&e.id) {
                                 return Err(StoreError::Conflict(e.id.clone()));
                             }
                             ins.execute(params![t, e.id, doc]).map_err(be)?;
                         }
                         Some(v) => {
-                            if upd.execute(params![t, e.id, doc, v as i64]).map_err(be)? != 1 {
+                            if current.entities.get(&e.id).map(|c| c.0) != Some(v) {
                                 return Err(StoreError::Conflict(e.id.clone()));
                             }
+                            upd.execute(params![t, e.id, doc, v as i64]).map_err(be)?;
                             del_types.execute(params![t, e.id]).map_err(be)?;
                         }
                     }
@@ -394,7 +503,7 @@ impl Store for SqliteStore {
                 }
                 let mut hist = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO history(tenant, entity_id, attr, instance_id, dataset_id, observed_at, created_at, modified_at, deleted_at, doc)
+                        "INSERT INTO history(tenant, entity_id, attr, instance_id, dataset_id, observed_at, created_at, modified_at, deleted_at, doc)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )
                     .map_err(be)?;
@@ -426,7 +535,8 @@ impl Store for SqliteStore {
                     }
                 }
                 for (eid, i) in &w.history {
-                    let doc = serde_json::to_string(i).map_err(be)?;
+                    // The columns hold the metadata; the document only the instance's members.
+                    let doc = serde_json::to_string(&i.value).map_err(be)?;
                     hist.execute(params![
                         t,
                         eid,
@@ -448,47 +558,41 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(be)?;
+            // Durable now: mirror it in the cache (still under the writer lock).
+            let mut cache = cache.write().map_err(be)?;
+            for put in w.puts {
+                let v = put.expected_version.map(|v| v + 1).unwrap_or(1);
+                cache.put(Arc::new(put.entity), v);
+            }
+            for (id, _) in &w.deletes {
+                cache.remove(id);
+            }
             Ok(seqs)
         })
         .await
     }
 
     async fn types(&self, tenant: &str) -> Result<Vec<TypeInfo>> {
-        let t = tenant.to_string();
-        self.read(move |c| {
-            use std::collections::BTreeMap;
-            let mut st = c
-                .prepare("SELECT doc FROM entities WHERE tenant=?1")
-                .map_err(be)?;
-            let mut rows = st.query([t]).map_err(be)?;
-            let mut map: BTreeMap<
-                String,
-                (usize, BTreeMap<String, std::collections::BTreeSet<String>>),
-            > = BTreeMap::new();
-            while let Some(row) = rows.next().map_err(be)? {
-                let e = parse_entity(&row.get::<_, String>(0).map_err(be)?)?;
-                for ty in &e.types {
-                    let entry = map.entry(ty.clone()).or_default();
-                    entry.0 += 1;
+        self.with_cache(tenant, |c| {
+            let mut out = Vec::with_capacity(c.by_type.len());
+            for (type_iri, ids) in &c.by_type {
+                let mut attrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for e in ids.values() {
                     for (name, list) in &e.attrs {
-                        let kinds = entry.1.entry(name.clone()).or_default();
+                        let kinds = attrs.entry(name.clone()).or_default();
                         for a in list {
                             kinds.insert(citybrain_ngsild::model::kind_of(a).to_string());
                         }
                     }
                 }
+                out.push(TypeInfo {
+                    type_iri: type_iri.clone(),
+                    entity_count: ids.len(),
+                    attrs: attrs.into_iter().map(|(a, k)| (a, k.into_iter().collect())).collect(),
+                });
             }
-            Ok(map
-                .into_iter()
-                .map(|(type_iri, (entity_count, attrs))| TypeInfo {
-                    type_iri,
-                    entity_count,
-                    attrs: attrs
-                        .into_iter()
-                        .map(|(a, k)| (a, k.into_iter().collect()))
-                        .collect(),
-                })
-                .collect())
+            out.sort_by(|a, b| a.type_iri.cmp(&b.type_iri));
+            Ok(out)
         })
         .await
     }
@@ -509,15 +613,17 @@ impl Store for SqliteStore {
                     Some(n) => ("DESC", n.min(q.limit)),
                     None => ("ASC", q.limit),
                 };
-                let sql = format!("SELECT doc FROM history WHERE {cond} ORDER BY {col} {order}, rowid {order} LIMIT {limit}");
+                let sql = format!(
+                    "SELECT attr, instance_id, dataset_id, created_at, modified_at, deleted_at, doc FROM history
+                     WHERE {cond} ORDER BY {col} {order}, rowid {order} LIMIT {limit}"
+                );
                 let mut st = c.prepare_cached(&sql).map_err(be)?;
                 let mut all: Vec<rusqlite::types::Value> = vec![t.clone().into(), q.entity_id.clone().into()];
                 all.extend(args);
-                let rows = st.query_map(params_from_iter(all), |r| r.get::<_, String>(0)).map_err(be)?;
+                let mut rows = st.query(params_from_iter(all)).map_err(be)?;
                 let mut list = Vec::new();
-                for r in rows {
-                    let doc = r.map_err(be)?;
-                    list.push(serde_json::from_str::<Instance>(&doc).map_err(|e| be(format!("corrupt history row: {e}")))?);
+                while let Some(r) = rows.next().map_err(be)? {
+                    list.push(instance_of_row(r)?);
                 }
                 if q.last_n.is_some() {
                     list.reverse();

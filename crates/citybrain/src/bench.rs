@@ -46,13 +46,22 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
+/// SplitMix64: spreads values so that every query threshold sees a realistic mix.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn entity(i: usize) -> Value {
+    let h = mix(i as u64);
     json!({
         "id": format!("urn:ngsi-ld:OffStreetParking:bench-{i:07}"),
         "type": "OffStreetParking",
-        "availableSpotNumber": {"type": "Property", "value": (i * 7919) % 500, "observedAt": "2026-11-26T08:00:00Z"},
+        "availableSpotNumber": {"type": "Property", "value": h % 500, "observedAt": "2026-11-26T08:00:00Z"},
         "totalSpotNumber": 500,
-        "district": format!("d{}", i % 50),
+        "district": format!("d{}", (h >> 32) % 50),
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.0 + (i % 1000) as f64 / 10000.0, 30.0 + (i / 1000) as f64 / 10000.0]}}
     })
 }

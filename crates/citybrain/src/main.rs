@@ -20,6 +20,11 @@ use tokio::net::TcpListener;
 
 use crate::config::ServeArgs;
 
+// The hub allocates and frees many small JSON maps per request; mimalloc
+// measured markedly faster than the system allocator for that (see README, benchmarks).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// citybrain — an open-source City Brain.
 ///
 /// A city data hub that speaks the FIWARE NGSI-LD API (entities, history,
