@@ -42,20 +42,10 @@ fn entity_path(id: &str) -> String {
 }
 
 /// Renders entities for the client, as a list or a GeoJSON FeatureCollection.
-fn entities_response(
-    list: &[Entity],
-    ctx: &RequestContext,
-    n: &Ngsi,
-    o: &RenderOptions,
-) -> Response {
+fn entities_response(list: &[Entity], ctx: &RequestContext, n: &Ngsi, o: &RenderOptions) -> Response {
     if n.accept == Accept::GeoJson {
-        let geo = ctx
-            .terms
-            .expand(n.params.get("geometryProperty").unwrap_or("location"));
-        let features: Vec<Value> = list
-            .iter()
-            .map(|e| render::feature(e, &ctx.terms, o, &geo))
-            .collect();
+        let geo = ctx.terms.expand(n.params.get("geometryProperty").unwrap_or("location"));
+        let features: Vec<Value> = list.iter().map(|e| render::feature(e, &ctx.terms, o, &geo)).collect();
         return body(
             StatusCode::OK,
             json!({"type": "FeatureCollection", "features": features}),
@@ -63,10 +53,7 @@ fn entities_response(
             Accept::GeoJson,
         );
     }
-    let items: Vec<Value> = list
-        .iter()
-        .map(|e| render::entity(e, &ctx.terms, o))
-        .collect();
+    let items: Vec<Value> = list.iter().map(|e| render::entity(e, &ctx.terms, o)).collect();
     body(StatusCode::OK, Value::Array(items), ctx, n.accept)
 }
 
@@ -82,12 +69,7 @@ fn paging_headers(
         r = with_header(r, "ngsild-results-count", t.to_string());
     }
     let link = |offset: usize, rel: &str| {
-        let mut pairs: Vec<(String, String)> = p
-            .pairs()
-            .iter()
-            .filter(|(k, _)| k != "offset")
-            .cloned()
-            .collect();
+        let mut pairs: Vec<(String, String)> = p.pairs().iter().filter(|(k, _)| k != "offset").cloned().collect();
         pairs.push(("offset".into(), offset.to_string()));
         let q = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
@@ -117,7 +99,10 @@ pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let q = entity_query(&n.params, &ctx, &s.hub)?;
     if q.is_unrestricted() && !n.params.bool("local")? {
-        return Err(NgsiError::bad_data("give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)").into());
+        return Err(NgsiError::bad_data(
+            "give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)",
+        )
+        .into());
     }
     let page = page(&n.params, &s.hub)?;
     let o = render_options(&n.params, &ctx)?;
@@ -133,11 +118,7 @@ pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     ))
 }
 
-pub async fn query_post(
-    State(s): State<AppState>,
-    n: Ngsi,
-    JsonBody(b): JsonBody,
-) -> ApiResult<Response> {
+pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let obj = b
         .as_object()
@@ -166,28 +147,18 @@ pub async fn query_post(
     ))
 }
 
-pub async fn create(
-    State(s): State<AppState>,
-    n: Ngsi,
-    JsonBody(b): JsonBody,
-) -> ApiResult<Response> {
+pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let id = s.hub.create_entity(&n.tenant, &b, &ctx).await?;
     Ok(created(entity_path(&id)))
 }
 
-pub async fn retrieve(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let o = render_options(&n.params, &ctx)?;
     let e = s.hub.retrieve_entity(&n.tenant, &id).await?;
     if n.accept == Accept::GeoJson {
-        let geo = ctx
-            .terms
-            .expand(n.params.get("geometryProperty").unwrap_or("location"));
+        let geo = ctx.terms.expand(n.params.get("geometryProperty").unwrap_or("location"));
         return Ok(body(
             StatusCode::OK,
             render::feature(&e, &ctx.terms, &o, &geo),
@@ -195,12 +166,7 @@ pub async fn retrieve(
             Accept::GeoJson,
         ));
     }
-    Ok(body(
-        StatusCode::OK,
-        render::entity(&e, &ctx.terms, &o),
-        &ctx,
-        n.accept,
-    ))
+    Ok(body(StatusCode::OK, render::entity(&e, &ctx.terms, &o), &ctx, n.accept))
 }
 
 pub async fn replace(
@@ -225,11 +191,7 @@ pub async fn merge(
     Ok(no_content())
 }
 
-pub async fn delete(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_entity(&n.tenant, &id).await?;
     Ok(no_content())
 }
@@ -268,16 +230,10 @@ pub async fn update_attrs(
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let r = s.hub.update_attrs(&n.tenant, &id, &b, &ctx).await?;
     if r.updated.is_empty() && !r.not_updated.is_empty() {
-        let names: Vec<String> = r
-            .not_updated
-            .iter()
-            .map(|x| ctx.terms.compact(&x.name))
-            .collect();
-        return Err(NgsiError::not_found(format!(
-            "entity {id} has none of the attributes {}",
-            names.join(", ")
-        ))
-        .into());
+        let names: Vec<String> = r.not_updated.iter().map(|x| ctx.terms.compact(&x.name)).collect();
+        return Err(
+            NgsiError::not_found(format!("entity {id} has none of the attributes {}", names.join(", "))).into(),
+        );
     }
     Ok(update_response(r, &ctx))
 }
@@ -383,9 +339,7 @@ pub async fn batch(
         other => {
             return Err(ApiError::http(
                 StatusCode::NOT_FOUND,
-                format!(
-                    "no batch operation '{other}' (create, upsert, update, merge, delete, query)"
-                ),
+                format!("no batch operation '{other}' (create, upsert, update, merge, delete, query)"),
             ))
         }
     };
@@ -410,8 +364,10 @@ pub async fn types(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
         Value::Array(
             infos
                 .iter()
-                .map(|t| json!({"id": t.type_iri, "type": "EntityType", "typeName": ctx.terms.compact(&t.type_iri),
-                    "attributeNames": t.attrs.iter().map(|(a, _)| ctx.terms.compact(a)).collect::<Vec<_>>()}))
+                .map(|t| {
+                    json!({"id": t.type_iri, "type": "EntityType", "typeName": ctx.terms.compact(&t.type_iri),
+                    "attributeNames": t.attrs.iter().map(|(a, _)| ctx.terms.compact(a)).collect::<Vec<_>>()})
+                })
                 .collect(),
         )
     } else {
@@ -421,11 +377,7 @@ pub async fn types(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     Ok(body(StatusCode::OK, v, &ctx, n.accept))
 }
 
-pub async fn type_info(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(ty): Path<String>,
-) -> ApiResult<Response> {
+pub async fn type_info(State(s): State<AppState>, n: Ngsi, Path(ty): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let iri = ctx.terms.expand(&ty);
     let infos = s.hub.types(&n.tenant).await?;
@@ -442,8 +394,7 @@ pub async fn type_info(
 fn attribute_index(
     infos: &[citybrain_store::TypeInfo],
 ) -> std::collections::BTreeMap<String, (usize, Vec<String>, Vec<String>)> {
-    let mut m: std::collections::BTreeMap<String, (usize, Vec<String>, Vec<String>)> =
-        Default::default();
+    let mut m: std::collections::BTreeMap<String, (usize, Vec<String>, Vec<String>)> = Default::default();
     for t in infos {
         for (a, kinds) in &t.attrs {
             let e = m.entry(a.clone()).or_default();
@@ -478,11 +429,7 @@ pub async fn attributes(State(s): State<AppState>, n: Ngsi) -> ApiResult<Respons
     Ok(body(StatusCode::OK, v, &ctx, n.accept))
 }
 
-pub async fn attribute_info(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(attr): Path<String>,
-) -> ApiResult<Response> {
+pub async fn attribute_info(State(s): State<AppState>, n: Ngsi, Path(attr): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let iri = ctx.terms.expand(&attr);
     let idx = attribute_index(&s.hub.types(&n.tenant).await?);

@@ -55,10 +55,7 @@ impl ApiError {
                 "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
                 "Method not allowed",
             ),
-            StatusCode::NOT_ACCEPTABLE => (
-                "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
-                "Not acceptable",
-            ),
+            StatusCode::NOT_ACCEPTABLE => ("https://uri.etsi.org/ngsi-ld/errors/InvalidRequest", "Not acceptable"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
                 "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
                 "Unsupported media type",
@@ -71,10 +68,7 @@ impl ApiError {
                 "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
                 "Resource not found",
             ),
-            _ => (
-                "https://uri.etsi.org/ngsi-ld/errors/InternalError",
-                "Internal error",
-            ),
+            _ => ("https://uri.etsi.org/ngsi-ld/errors/InternalError", "Internal error"),
         };
         ApiError {
             status,
@@ -92,10 +86,8 @@ impl IntoResponse for ApiError {
         }
         let body = json!({"type": self.type_uri, "title": self.title, "detail": self.detail});
         let mut r = (self.status, body.to_string()).into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
     }
 }

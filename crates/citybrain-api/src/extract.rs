@@ -54,13 +54,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ngsi {
         let content_type = h
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|s| {
-                s.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
         Ok(Ngsi {
             tenant,
             link,
@@ -87,9 +81,7 @@ impl Ngsi {
             .into());
         }
         if is_ld && body.is_some() && from_body.is_none() {
-            return Err(
-                NgsiError::bad_data("application/ld+json bodies must carry an @context").into(),
-            );
+            return Err(NgsiError::bad_data("application/ld+json bodies must carry an @context").into());
         }
         let value = match (from_body, &self.link) {
             (Some(v), _) if is_ld => Some(v),
@@ -115,13 +107,9 @@ fn link_context(h: &HeaderMap) -> ApiResult<Option<String>> {
                 .strip_prefix('<')
                 .and_then(|r| r.split_once('>'))
                 .map(|(u, _)| u.trim().to_string())
-                .ok_or_else(|| {
-                    NgsiError::invalid(format!("Link header '{link}' is not <url>; rel=..."))
-                })?;
+                .ok_or_else(|| NgsiError::invalid(format!("Link header '{link}' is not <url>; rel=...")))?;
             if found.is_some() {
-                return Err(
-                    NgsiError::invalid("only one JSON-LD context Link header is allowed").into(),
-                );
+                return Err(NgsiError::invalid("only one JSON-LD context Link header is allowed").into());
             }
             found = Some(url);
         }
@@ -163,7 +151,10 @@ fn accept_of(h: &HeaderMap) -> ApiResult<Accept> {
             _ => {}
         }
     }
-    Err(ApiError::http(StatusCode::NOT_ACCEPTABLE, format!("cannot produce any of '{s}' (application/json, application/ld+json, application/geo+json)")))
+    Err(ApiError::http(
+        StatusCode::NOT_ACCEPTABLE,
+        format!("cannot produce any of '{s}' (application/json, application/ld+json, application/geo+json)"),
+    ))
 }
 
 /// A JSON body, size-limited, with its Content-Type checked (415 otherwise).
@@ -177,13 +168,7 @@ impl FromRequest<AppState> for JsonBody {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|s| {
-                s.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+            .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
         let patch = req.method() == Method::PATCH;
         match ct.as_deref() {
             Some("application/json") | Some("application/ld+json") => {}
@@ -194,17 +179,20 @@ impl FromRequest<AppState> for JsonBody {
                     format!("Content-Type {other} is not supported (application/json or application/ld+json)"),
                 ))
             }
-            None => return Err(ApiError::http(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a Content-Type header is required")),
+            None => {
+                return Err(ApiError::http(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a Content-Type header is required",
+                ))
+            }
         }
         let limit = state.limits.max_body_bytes;
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| {
-                ApiError::http(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body is larger than {limit} bytes"),
-                )
-            })?;
+        let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+            ApiError::http(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than {limit} bytes"),
+            )
+        })?;
         if bytes.is_empty() {
             return Err(NgsiError::invalid("the request body is empty").into());
         }
@@ -259,18 +247,17 @@ impl Params {
             None => Ok(false),
             Some("true") => Ok(true),
             Some("false") => Ok(false),
-            Some(v) => {
-                Err(NgsiError::bad_data(format!("{k} must be true or false, not '{v}'")).into())
-            }
+            Some(v) => Err(NgsiError::bad_data(format!("{k} must be true or false, not '{v}'")).into()),
         }
     }
 
     pub fn usize(&self, k: &str) -> ApiResult<Option<usize>> {
         match self.get(k) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| {
-                NgsiError::bad_data(format!("{k} must be a non-negative integer, not '{v}'")).into()
-            }),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| NgsiError::bad_data(format!("{k} must be a non-negative integer, not '{v}'")).into()),
         }
     }
 }

@@ -70,15 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/entities", get(e::query).post(e::create).delete(e::purge))
         .route(
             "/entities/{id}",
-            get(e::retrieve)
-                .put(e::replace)
-                .patch(e::merge)
-                .delete(e::delete),
+            get(e::retrieve).put(e::replace).patch(e::merge).delete(e::delete),
         )
-        .route(
-            "/entities/{id}/attrs",
-            post(e::append_attrs).patch(e::update_attrs),
-        )
+        .route("/entities/{id}/attrs", post(e::append_attrs).patch(e::update_attrs))
         .route(
             "/entities/{id}/attrs/{attr}",
             axum::routing::patch(e::patch_attr)
@@ -91,10 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/attributes", get(e::attributes))
         .route("/attributes/{attr}", get(e::attribute_info))
         .route("/temporal/entities", get(t::query).post(t::create))
-        .route(
-            "/temporal/entities/{id}",
-            get(t::retrieve).delete(t::delete),
-        )
+        .route("/temporal/entities/{id}", get(t::retrieve).delete(t::delete))
         .route("/temporal/entities/{id}/attrs", post(t::add_attrs))
         .route(
             "/temporal/entities/{id}/attrs/{attr}",
@@ -106,19 +97,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/temporal/entityOperations/query", post(t::query_post))
         .route("/subscriptions", get(s::list).post(s::create))
-        .route(
-            "/subscriptions/{id}",
-            get(s::get).patch(s::update).delete(s::delete),
-        )
+        .route("/subscriptions/{id}", get(s::get).patch(s::update).delete(s::delete))
         .route("/subscriptions/{id}/stream", get(s::stream))
-        .route(
-            "/jsonldContexts",
-            get(s::list_contexts).post(s::add_context),
-        )
-        .route(
-            "/jsonldContexts/{id}",
-            get(s::get_context).delete(s::delete_context),
-        );
+        .route("/jsonldContexts", get(s::list_contexts).post(s::add_context))
+        .route("/jsonldContexts/{id}", get(s::get_context).delete(s::delete_context));
     Router::new()
         .nest("/ngsi-ld/v1", ngsi)
         .route("/health", get(health))
@@ -130,10 +112,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::http(
-        StatusCode::NOT_FOUND,
-        format!("no resource at {}", req.uri().path()),
-    )
+    ApiError::http(StatusCode::NOT_FOUND, format!("no resource at {}", req.uri().path()))
 }
 
 /// Request metrics, tracing, and ProblemDetails for the bare 405s axum produces.
@@ -150,11 +129,10 @@ async fn observe(req: Request, next: Next) -> Response {
     let status = resp.status();
     let elapsed = started.elapsed();
     metrics::counter!("citybrain_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
-    metrics::histogram!("citybrain_http_request_seconds", "method" => method.to_string(), "route" => route).record(elapsed.as_secs_f64());
+    metrics::histogram!("citybrain_http_request_seconds", "method" => method.to_string(), "route" => route)
+        .record(elapsed.as_secs_f64());
     tracing::debug!(%method, %path, status = status.as_u16(), micros = elapsed.as_micros() as u64, "request");
-    if status == StatusCode::METHOD_NOT_ALLOWED
-        && resp.headers().get(header::CONTENT_TYPE).is_none()
-    {
+    if status == StatusCode::METHOD_NOT_ALLOWED && resp.headers().get(header::CONTENT_TYPE).is_none() {
         let allow = resp.headers().get(header::ALLOW).cloned();
         let mut r = ApiError::http(
             StatusCode::METHOD_NOT_ALLOWED,

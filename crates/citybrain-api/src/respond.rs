@@ -61,10 +61,8 @@ pub fn body(status: StatusCode, mut v: Value, ctx: &RequestContext, accept: Acce
 /// Plain JSON (no @context involved): discovery lists, batch results.
 pub fn plain(status: StatusCode, v: Value) -> Response {
     let mut r = (status, v.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -84,17 +82,10 @@ pub fn render_options(p: &Params, ctx: &RequestContext) -> ApiResult<RenderOptio
     }
     for opt in p.list("options") {
         match opt.as_str() {
-            "keyValues" | "simplified" | "concise" | "normalized" => {
-                formats.push(Format::parse(&opt)?)
-            }
+            "keyValues" | "simplified" | "concise" | "normalized" => formats.push(Format::parse(&opt)?),
             "sysAttrs" => o.sys_attrs = true,
             "noOverwrite" | "replace" | "update" | "temporalValues" | "aggregatedValues" => {}
-            other => {
-                return Err(NgsiError::bad_data(format!(
-                    "options: '{other}' is not a known option"
-                ))
-                .into())
-            }
+            other => return Err(NgsiError::bad_data(format!("options: '{other}' is not a known option")).into()),
         }
     }
     formats.dedup();
@@ -102,9 +93,7 @@ pub fn render_options(p: &Params, ctx: &RequestContext) -> ApiResult<RenderOptio
         return Err(NgsiError::bad_data("conflicting formats requested (format/options)").into());
     }
     o.format = formats.pop().unwrap_or_default();
-    let expand = |names: Vec<String>| -> HashSet<String> {
-        names.iter().map(|n| ctx.terms.expand(n)).collect()
-    };
+    let expand = |names: Vec<String>| -> HashSet<String> { names.iter().map(|n| ctx.terms.expand(n)).collect() };
     if p.get("attrs").is_some() && p.get("pick").is_some() {
         return Err(NgsiError::bad_data("attrs and pick cannot be used together").into());
     }
@@ -116,21 +105,13 @@ pub fn render_options(p: &Params, ctx: &RequestContext) -> ApiResult<RenderOptio
     if !pick.is_empty() {
         o.hide_id = !pick.iter().any(|x| x == "id");
         o.hide_type = !pick.iter().any(|x| x == "type");
-        o.attrs = Some(expand(
-            pick.into_iter()
-                .filter(|x| x != "id" && x != "type")
-                .collect(),
-        ));
+        o.attrs = Some(expand(pick.into_iter().filter(|x| x != "id" && x != "type").collect()));
     }
     let omit = p.list("omit");
     if !omit.is_empty() {
         o.hide_id = omit.iter().any(|x| x == "id");
         o.hide_type = omit.iter().any(|x| x == "type");
-        o.omit = expand(
-            omit.into_iter()
-                .filter(|x| x != "id" && x != "type")
-                .collect(),
-        );
+        o.omit = expand(omit.into_iter().filter(|x| x != "id" && x != "type").collect());
     }
     o.lang = p.get("lang").map(str::to_string);
     o.dataset_id = p.get("datasetId").map(str::to_string);
@@ -188,10 +169,7 @@ fn geo_query(p: &Params, ctx: &RequestContext, hub: &Hub) -> ApiResult<Option<Ge
         return Ok(None);
     }
     let (Some(rel), Some(geom), Some(coords)) = (rel, geom, coords) else {
-        return Err(NgsiError::bad_data(
-            "a geo-query needs georel, geometry and coordinates together",
-        )
-        .into());
+        return Err(NgsiError::bad_data("a geo-query needs georel, geometry and coordinates together").into());
     };
     let coords: Value = serde_json::from_str(coords)
         .map_err(|_| NgsiError::bad_data(format!("coordinates '{coords}' is not a JSON array")))?;
@@ -201,15 +179,8 @@ fn geo_query(p: &Params, ctx: &RequestContext, hub: &Hub) -> ApiResult<Option<Ge
 }
 
 /// An entity query from a `Query` body (POST /entityOperations/query).
-pub fn entity_query_body(
-    b: &Map<String, Value>,
-    ctx: &RequestContext,
-    hub: &Hub,
-) -> ApiResult<(EntityQuery, Params)> {
-    if b.get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t != "Query")
-    {
+pub fn entity_query_body(b: &Map<String, Value>, ctx: &RequestContext, hub: &Hub) -> ApiResult<(EntityQuery, Params)> {
+    if b.get("type").and_then(Value::as_str).is_some_and(|t| t != "Query") {
         return Err(NgsiError::bad_data("the body's type must be \"Query\"").into());
     }
     let mut q = EntityQuery::default();
@@ -234,12 +205,7 @@ pub fn entity_query_body(
     let names = |k: &str| -> Vec<String> {
         b.get(k)
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default()
     };
     q.attrs = names("attrs").iter().map(|a| ctx.terms.expand(a)).collect();

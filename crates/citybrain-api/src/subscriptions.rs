@@ -19,22 +19,14 @@ use crate::extract::{JsonBody, Ngsi};
 use crate::respond::{body, plain, with_header};
 use crate::AppState;
 
-pub async fn create(
-    State(s): State<AppState>,
-    n: Ngsi,
-    JsonBody(b): JsonBody,
-) -> ApiResult<Response> {
+pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let id = s.hub.create_subscription(&n.tenant, &b, &ctx).await?;
     let loc = format!(
         "/ngsi-ld/v1/subscriptions/{}",
         url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
     );
-    Ok(with_header(
-        StatusCode::CREATED.into_response(),
-        "location",
-        loc,
-    ))
+    Ok(with_header(StatusCode::CREATED.into_response(), "location", loc))
 }
 
 pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
@@ -55,11 +47,7 @@ pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     Ok(r)
 }
 
-pub async fn get(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn get(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     Ok(body(
         StatusCode::OK,
@@ -80,11 +68,7 @@ pub async fn update(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn delete(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_subscription(&n.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -108,9 +92,7 @@ pub async fn stream(
     Ok(sse(sub).into_response())
 }
 
-fn sse(
-    sub: citybrain_hub::StreamSubscription,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+fn sse(sub: citybrain_hub::StreamSubscription) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut first = Vec::new();
     if sub.gap {
         first.push(Event::default().event("resync").data("{}"));
@@ -136,18 +118,10 @@ fn sse(
         }
     });
     let events = stream::iter(first).chain(live).map(Ok::<_, Infallible>);
-    Sse::new(events).keep_alive(
-        KeepAlive::new()
-            .interval(Duration::from_secs(15))
-            .text("keep-alive"),
-    )
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
 }
 
-pub async fn add_context(
-    State(s): State<AppState>,
-    n: Ngsi,
-    JsonBody(b): JsonBody,
-) -> ApiResult<Response> {
+pub async fn add_context(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let rec = s.hub.add_context(&n.tenant, b).await?;
     Ok(with_header(
         StatusCode::CREATED.into_response(),
@@ -156,11 +130,7 @@ pub async fn add_context(
     ))
 }
 
-pub async fn list_contexts(
-    State(s): State<AppState>,
-    n: Ngsi,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
+pub async fn list_contexts(State(s): State<AppState>, n: Ngsi, headers: HeaderMap) -> ApiResult<Response> {
     let all = s.hub.list_contexts(&n.tenant, n.params.get("kind")).await?;
     let base = headers
         .get("host")
@@ -183,11 +153,7 @@ pub async fn list_contexts(
     Ok(plain(StatusCode::OK, Value::Array(v)))
 }
 
-pub async fn get_context(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn get_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let v = s.hub.get_context(&n.tenant, &id).await?;
     let mut r = plain(StatusCode::OK, v);
     r.headers_mut().insert(
@@ -197,11 +163,7 @@ pub async fn get_context(
     Ok(r)
 }
 
-pub async fn delete_context(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn delete_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_context(&n.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

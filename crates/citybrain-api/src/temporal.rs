@@ -36,24 +36,15 @@ fn request(p: &Params, ctx: &RequestContext) -> ApiResult<(TemporalRequest, Temp
     let fmt = if p.has_option("aggregatedValues") || p.get("format") == Some("aggregatedValues") {
         let methods = match p.get("aggrMethods") {
             Some(m) => AggrMethod::parse_list(m)?,
-            None => {
-                return Err(NgsiError::bad_data(
-                    "aggregatedValues needs aggrMethods (e.g. avg,max)",
-                )
-                .into())
-            }
+            None => return Err(NgsiError::bad_data("aggregatedValues needs aggrMethods (e.g. avg,max)").into()),
         };
         let period_s = match p.get("aggrPeriodDuration") {
             None => None,
-            Some(d) => Some(
-                time::parse_duration_secs(d)
-                    .filter(|s| *s > 0.0)
-                    .ok_or_else(|| {
-                        NgsiError::bad_data(format!(
-                            "aggrPeriodDuration '{d}' is not an ISO 8601 duration such as PT1H"
-                        ))
-                    })?,
-            ),
+            Some(d) => Some(time::parse_duration_secs(d).filter(|s| *s > 0.0).ok_or_else(|| {
+                NgsiError::bad_data(format!(
+                    "aggrPeriodDuration '{d}' is not an ISO 8601 duration such as PT1H"
+                ))
+            })?),
         };
         req.aggregate = true;
         TemporalFormat::Aggregated { methods, period_s }
@@ -83,9 +74,7 @@ fn render_one(
         ctx,
     )?;
     o.sys_attrs = p.has_option("sysAttrs");
-    Ok(render_entity(
-        &t.id, &t.types, &t.attrs, &ctx.terms, &o, fmt, &req.tq,
-    ))
+    Ok(render_entity(&t.id, &t.types, &t.attrs, &ctx.terms, &o, fmt, &req.tq))
 }
 
 fn content_range(status_list: &[&TemporalEntity]) -> Option<String> {
@@ -104,11 +93,7 @@ fn content_range(status_list: &[&TemporalEntity]) -> Option<String> {
     ))
 }
 
-pub async fn retrieve(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let (req, fmt) = request(&n.params, &ctx)?;
     let t = s.hub.temporal_retrieve(&n.tenant, &id, &req).await?;
@@ -140,12 +125,7 @@ async fn run_query(
     let refs: Vec<&TemporalEntity> = list.iter().collect();
     let mut r = match content_range(&refs) {
         Some(cr) => with_header(
-            body(
-                StatusCode::PARTIAL_CONTENT,
-                Value::Array(items),
-                ctx,
-                n.accept,
-            ),
+            body(StatusCode::PARTIAL_CONTENT, Value::Array(items), ctx, n.accept),
             "content-range",
             cr,
         ),
@@ -161,17 +141,16 @@ pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let q = entity_query(&n.params, &ctx, &s.hub)?;
     if q.is_unrestricted() && !n.params.bool("local")? {
-        return Err(NgsiError::bad_data("give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)").into());
+        return Err(NgsiError::bad_data(
+            "give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)",
+        )
+        .into());
     }
     let params = n.params.clone();
     run_query(&s, &n, &ctx, q, &params).await
 }
 
-pub async fn query_post(
-    State(s): State<AppState>,
-    n: Ngsi,
-    JsonBody(b): JsonBody,
-) -> ApiResult<Response> {
+pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let obj = b
         .as_object()
@@ -181,11 +160,7 @@ pub async fn query_post(
     run_query(&s, &n, &ctx, q, &params).await
 }
 
-pub async fn create(
-    State(s): State<AppState>,
-    n: Ngsi,
-    JsonBody(b): JsonBody,
-) -> ApiResult<Response> {
+pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let created = s.hub.temporal_create(&n.tenant, &b, &ctx).await?;
     if created {
@@ -194,21 +169,13 @@ pub async fn create(
             "/ngsi-ld/v1/temporal/entities/{}",
             url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
         );
-        Ok(with_header(
-            StatusCode::CREATED.into_response(),
-            "location",
-            loc,
-        ))
+        Ok(with_header(StatusCode::CREATED.into_response(), "location", loc))
     } else {
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 }
 
-pub async fn delete(
-    State(s): State<AppState>,
-    n: Ngsi,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_entity(&n.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

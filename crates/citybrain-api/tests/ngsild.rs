@@ -19,9 +19,7 @@ fn parking(i: u32, free: i64) -> Value {
 
 async fn seed(s: &Server, n: u32) {
     let items: Vec<Value> = (1..=n).map(|i| parking(i, (i * 10) as i64)).collect();
-    let r = s
-        .post("/entityOperations/create", Value::Array(items))
-        .await;
+    let r = s.post("/entityOperations/create", Value::Array(items)).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
 
@@ -36,9 +34,7 @@ async fn create_retrieve_and_errors() {
     );
     let r = s.post("/entities", parking(1, 5)).await;
     assert_eq!((r.status, r.error_type().as_str()), (409, "AlreadyExists"));
-    let r = s
-        .post("/entities", json!({"id": "not-a-uri", "type": "T"}))
-        .await;
+    let r = s.post("/entities", json!({"id": "not-a-uri", "type": "T"})).await;
     assert_eq!((r.status, r.error_type().as_str()), (400, "BadRequestData"));
     assert!(r.body["detail"].as_str().unwrap().contains("not-a-uri"));
     let r = s.post("/entities", json!({"id": "urn:x:1"})).await;
@@ -58,9 +54,7 @@ async fn create_retrieve_and_errors() {
         .get("/entities/urn:ngsi-ld:OffStreetParking:1?options=keyValues")
         .await;
     assert_eq!(r.body["availableSpotNumber"], 5);
-    let r = s
-        .get("/entities/urn:ngsi-ld:OffStreetParking:1?format=concise")
-        .await;
+    let r = s.get("/entities/urn:ngsi-ld:OffStreetParking:1?format=concise").await;
     assert_eq!(r.body["totalSpotNumber"], 100);
     assert_eq!(r.body["availableSpotNumber"]["value"], 5);
     let r = s
@@ -68,9 +62,7 @@ async fn create_retrieve_and_errors() {
         .await;
     assert!(r.body["createdAt"].is_string() && r.body["totalSpotNumber"]["modifiedAt"].is_string());
     assert!(r.body.get("name").is_none());
-    let r = s
-        .get("/entities/urn:ngsi-ld:OffStreetParking:1?pick=id,name")
-        .await;
+    let r = s.get("/entities/urn:ngsi-ld:OffStreetParking:1?pick=id,name").await;
     assert_eq!(r.body.as_object().unwrap().len(), 2);
     let r = s
         .get("/entities/urn:ngsi-ld:OffStreetParking:1?omit=location,owner")
@@ -97,10 +89,7 @@ async fn create_retrieve_and_errors() {
     assert_eq!(r.body["type"], "Feature");
     assert_eq!(r.body["geometry"]["type"], "Point");
     let r = s.get("/entities/urn:ngsi-ld:OffStreetParking:404").await;
-    assert_eq!(
-        (r.status, r.error_type().as_str()),
-        (404, "ResourceNotFound")
-    );
+    assert_eq!((r.status, r.error_type().as_str()), (404, "ResourceNotFound"));
 }
 
 #[tokio::test]
@@ -123,10 +112,7 @@ async fn replace_merge_and_attribute_operations() {
     );
     assert!(e.get("name").is_none());
     // The merge kept the unitCode of availableSpotNumber.
-    assert_eq!(
-        s.get(id).await.body["availableSpotNumber"]["unitCode"],
-        "C62"
-    );
+    assert_eq!(s.get(id).await.body["availableSpotNumber"]["unitCode"], "C62");
     // Append with noOverwrite: existing attribute reported in 207.
     let r = s
         .post(
@@ -140,30 +126,20 @@ async fn replace_merge_and_attribute_operations() {
     let r = s.post(&format!("{id}/attrs"), json!({"fee": 9})).await;
     assert_eq!(r.status, 204);
     // Update attrs: only existing ones.
-    let r = s
-        .patch(&format!("{id}/attrs"), json!({"fee": 10, "ghost": 1}))
-        .await;
+    let r = s.patch(&format!("{id}/attrs"), json!({"fee": 10, "ghost": 1})).await;
     assert_eq!(r.status, 207);
     assert_eq!(r.body["notUpdated"][0]["attributeName"], "ghost");
     let r = s.patch(&format!("{id}/attrs"), json!({"ghost": 1})).await;
     assert_eq!(r.status, 404);
     // Partial update of one attribute keeps other members.
     let r = s
-        .patch(
-            &format!("{id}/attrs/availableSpotNumber"),
-            json!({"value": 1}),
-        )
+        .patch(&format!("{id}/attrs/availableSpotNumber"), json!({"value": 1}))
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let a = s.get(id).await.body["availableSpotNumber"].clone();
+    assert_eq!((a["value"].clone(), a["unitCode"].clone()), (json!(1), json!("C62")));
     assert_eq!(
-        (a["value"].clone(), a["unitCode"].clone()),
-        (json!(1), json!("C62"))
-    );
-    assert_eq!(
-        s.patch(&format!("{id}/attrs/ghost"), json!({"value": 1}))
-            .await
-            .status,
+        s.patch(&format!("{id}/attrs/ghost"), json!({"value": 1})).await.status,
         404
     );
     // Replace one attribute: members not given are gone.
@@ -174,9 +150,7 @@ async fn replace_merge_and_attribute_operations() {
         )
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
-    assert!(s.get(id).await.body["availableSpotNumber"]
-        .get("unitCode")
-        .is_none());
+    assert!(s.get(id).await.body["availableSpotNumber"].get("unitCode").is_none());
     // Multi-instance attributes.
     s.post(&format!("{id}/attrs"), json!({"temp": [{"type": "Property", "value": 20}, {"type": "Property", "value": 21, "datasetId": "urn:ds:b"}]})).await;
     assert_eq!(s.get(id).await.body["temp"].as_array().unwrap().len(), 2);
@@ -185,16 +159,12 @@ async fn replace_merge_and_attribute_operations() {
         21
     );
     assert_eq!(
-        s.delete(&format!("{id}/attrs/temp?datasetId=urn:ds:b"))
-            .await
-            .status,
+        s.delete(&format!("{id}/attrs/temp?datasetId=urn:ds:b")).await.status,
         204
     );
     assert_eq!(s.get(id).await.body["temp"]["value"], 20);
     assert_eq!(
-        s.delete(&format!("{id}/attrs/temp?datasetId=urn:ds:zz"))
-            .await
-            .status,
+        s.delete(&format!("{id}/attrs/temp?datasetId=urn:ds:zz")).await.status,
         404
     );
     s.post(
@@ -202,12 +172,7 @@ async fn replace_merge_and_attribute_operations() {
         json!({"temp": {"type": "Property", "value": 22, "datasetId": "urn:ds:c"}}),
     )
     .await;
-    assert_eq!(
-        s.delete(&format!("{id}/attrs/temp?deleteAll=true"))
-            .await
-            .status,
-        204
-    );
+    assert_eq!(s.delete(&format!("{id}/attrs/temp?deleteAll=true")).await.status, 204);
     assert!(s.get(id).await.body.get("temp").is_none());
     // Other attribute kinds round-trip.
     let kinds = json!({
@@ -223,16 +188,10 @@ async fn replace_merge_and_attribute_operations() {
     assert_eq!(e["raw"]["json"]["any"][0], "thing");
     assert_eq!(e["levels"]["valueList"], json!([1, 2, 3]));
     assert_eq!(e["near"]["objectList"], json!(["urn:x:1", "urn:x:2"]));
-    assert_eq!(
-        s.get(&format!("{id}?lang=en")).await.body["label"]["value"],
-        "Gate"
-    );
+    assert_eq!(s.get(&format!("{id}?lang=en")).await.body["label"]["value"], "Gate");
     // Replace the whole entity.
     let r = s
-        .put(
-            id,
-            json!({"type": "OffStreetParking", "totalSpotNumber": 1}),
-        )
+        .put(id, json!({"type": "OffStreetParking", "totalSpotNumber": 1}))
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     let e = s.get(&format!("{id}?options=keyValues")).await.body;
@@ -276,22 +235,18 @@ async fn queries() {
         .get("/entities?type=OffStreetParking&q=name~=%22Lot%202.%22&count=true")
         .await;
     assert_eq!(r.header("ngsild-results-count").unwrap(), "10");
-    let r = s.get("/entities?type=OffStreetParking&q=availableSpotNumber.unitCode==%22C62%22&limit=1&count=true").await;
+    let r = s
+        .get("/entities?type=OffStreetParking&q=availableSpotNumber.unitCode==%22C62%22&limit=1&count=true")
+        .await;
     assert_eq!(r.header("ngsild-results-count").unwrap(), "30");
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     assert!(r.header("link").is_some());
     // Paging.
-    let a = s
-        .get("/entities?type=OffStreetParking&limit=10&offset=0")
-        .await;
-    let b = s
-        .get("/entities?type=OffStreetParking&limit=10&offset=10")
-        .await;
+    let a = s.get("/entities?type=OffStreetParking&limit=10&offset=0").await;
+    let b = s.get("/entities?type=OffStreetParking&limit=10&offset=10").await;
     assert_eq!(ids(&a).len(), 10);
     assert!(ids(&a).iter().all(|i| !ids(&b).contains(i)));
-    let r = s
-        .get("/entities?type=OffStreetParking&limit=0&count=true")
-        .await;
+    let r = s.get("/entities?type=OffStreetParking&limit=0&count=true").await;
     assert_eq!(
         (
             r.body.as_array().unwrap().len(),
@@ -306,10 +261,7 @@ async fn queries() {
         ids(&s.get("/entities?type=Road;Asset").await),
         vec!["urn:ngsi-ld:Road:1"]
     );
-    assert_eq!(
-        ids(&s.get("/entities?type=(Road;Asset),Nothing").await).len(),
-        1
-    );
+    assert_eq!(ids(&s.get("/entities?type=(Road;Asset),Nothing").await).len(), 1);
     assert_eq!(
         s.get("/entities?type=Road,OffStreetParking&limit=100")
             .await
@@ -323,9 +275,7 @@ async fn queries() {
         .get("/entities?id=urn:ngsi-ld:OffStreetParking:3,urn:ngsi-ld:Road:1")
         .await;
     assert_eq!(ids(&r).len(), 2);
-    let r = s
-        .get("/entities?idPattern=.*Parking:1[0-9]$&count=true")
-        .await;
+    let r = s.get("/entities?idPattern=.*Parking:1[0-9]$&count=true").await;
     assert_eq!(r.header("ngsild-results-count").unwrap(), "10");
     // Filtering by attribute presence.
     assert_eq!(ids(&s.get("/entities?attrs=name&type=Road").await).len(), 1);
@@ -344,8 +294,13 @@ async fn queries() {
         (5..=6).contains(&n),
         "about 0.0052 degrees of longitude either side: {n}"
     );
-    let poly = "%5B%5B%5B120.17,30.25%5D,%5B120.175,30.25%5D,%5B120.175,30.27%5D,%5B120.17,30.27%5D,%5B120.17,30.25%5D%5D%5D";
-    let r = s.get(&format!("/entities?type=OffStreetParking&georel=within&geometry=Polygon&coordinates={poly}&count=true")).await;
+    let poly =
+        "%5B%5B%5B120.17,30.25%5D,%5B120.175,30.25%5D,%5B120.175,30.27%5D,%5B120.17,30.27%5D,%5B120.17,30.25%5D%5D%5D";
+    let r = s
+        .get(&format!(
+            "/entities?type=OffStreetParking&georel=within&geometry=Polygon&coordinates={poly}&count=true"
+        ))
+        .await;
     assert_eq!(r.header("ngsild-results-count").unwrap(), "4");
     let r = s
         .req(
@@ -371,17 +326,11 @@ async fn queries() {
         .await;
     assert_eq!(r.status, 400);
     assert!(r.body["detail"].as_str().unwrap().starts_with("q:"));
-    assert_eq!(
-        s.get("/entities").await.status,
-        400,
-        "a query needs a filter"
-    );
+    assert_eq!(s.get("/entities").await.status, 400, "a query needs a filter");
     assert_eq!(s.get("/entities?local=true&limit=1").await.status, 200);
     let long = "a".repeat(5000);
     assert_eq!(
-        s.get(&format!("/entities?type=T&q={long}"))
-            .await
-            .error_type(),
+        s.get(&format!("/entities?type=T&q={long}")).await.error_type(),
         "TooComplexQuery"
     );
     // POST query.
@@ -403,10 +352,7 @@ async fn batches_purge_and_discovery() {
     assert_eq!(r.status, 207, "{}", r.text);
     assert_eq!(
         r.body["success"],
-        json!([
-            "urn:ngsi-ld:OffStreetParking:1",
-            "urn:ngsi-ld:OffStreetParking:2"
-        ])
+        json!(["urn:ngsi-ld:OffStreetParking:1", "urn:ngsi-ld:OffStreetParking:2"])
     );
     assert_eq!(r.body["errors"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -422,7 +368,12 @@ async fn batches_purge_and_discovery() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body, json!(["urn:ngsi-ld:OffStreetParking:3"]));
-    let r = s.post("/entityOperations/upsert?options=update", json!([{"id": "urn:ngsi-ld:OffStreetParking:2", "type": "OffStreetParking", "extra": 1}])).await;
+    let r = s
+        .post(
+            "/entityOperations/upsert?options=update",
+            json!([{"id": "urn:ngsi-ld:OffStreetParking:2", "type": "OffStreetParking", "extra": 1}]),
+        )
+        .await;
     assert_eq!(r.status, 204);
     let e = s
         .get("/entities/urn:ngsi-ld:OffStreetParking:2?options=keyValues")
@@ -457,10 +408,7 @@ async fn batches_purge_and_discovery() {
     let r = s
         .post(
             "/entityOperations/delete",
-            json!([
-                "urn:ngsi-ld:OffStreetParking:3",
-                "urn:ngsi-ld:OffStreetParking:404"
-            ]),
+            json!(["urn:ngsi-ld:OffStreetParking:3", "urn:ngsi-ld:OffStreetParking:404"]),
         )
         .await;
     assert_eq!(r.status, 207);
@@ -471,12 +419,7 @@ async fn batches_purge_and_discovery() {
             .status,
         400
     );
-    assert_eq!(
-        s.post("/entityOperations/frobnicate", json!([]))
-            .await
-            .status,
-        404
-    );
+    assert_eq!(s.post("/entityOperations/frobnicate", json!([])).await.status, 404);
     // Discovery.
     let r = s.get("/types").await;
     assert_eq!(r.body["typeList"], json!(["OffStreetParking"]));
@@ -488,10 +431,7 @@ async fn batches_purge_and_discovery() {
         .iter()
         .any(|a| a["attributeName"] == "availableSpotNumber"));
     let r = s.get("/attributes").await;
-    assert!(r.body["attributeList"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("owner")));
+    assert!(r.body["attributeList"].as_array().unwrap().contains(&json!("owner")));
     let r = s.get("/attributes/owner").await;
     assert_eq!(r.body["attributeTypes"], json!(["Relationship"]));
     assert_eq!(s.get("/attributes/nope").await.status, 404);
@@ -543,9 +483,7 @@ async fn temporal_history() {
         assert_eq!(r.status, 204, "{}", r.text);
     }
     let r = s
-        .get(&format!(
-            "/temporal/entities/{id}?attrs=availableSpotNumber&lastN=2"
-        ))
+        .get(&format!("/temporal/entities/{id}?attrs=availableSpotNumber&lastN=2"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let inst = r.body["availableSpotNumber"].as_array().unwrap();
@@ -560,9 +498,7 @@ async fn temporal_history() {
         .starts_with("urn:ngsi-ld:attribute:instance:"));
     // Five instances, a page of three: 206 with Content-Range.
     let r = s
-        .get(&format!(
-            "/temporal/entities/{id}?attrs=availableSpotNumber"
-        ))
+        .get(&format!("/temporal/entities/{id}?attrs=availableSpotNumber"))
         .await;
     assert_eq!(r.status, 206, "{}", r.text);
     assert_eq!(
@@ -573,19 +509,12 @@ async fn temporal_history() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.body["availableSpotNumber"]["values"],
-        json!([
-            [20, "2026-11-26T08:20:00.000Z"],
-            [30, "2026-11-26T08:30:00.000Z"]
-        ])
+        json!([[20, "2026-11-26T08:20:00.000Z"], [30, "2026-11-26T08:30:00.000Z"]])
     );
     let r = s.get(&format!("/temporal/entities/{id}?attrs=availableSpotNumber&timerel=after&timeAt=2026-11-26T08:00:00Z&options=aggregatedValues&aggrMethods=sum,avg,max,totalCount&aggrPeriodDuration=PT30M")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let a = &r.body["availableSpotNumber"];
-    assert_eq!(
-        a["sum"][0][0],
-        json!(30.0),
-        "08:00-08:30 holds 0, 10, 20: {a}"
-    );
+    assert_eq!(a["sum"][0][0], json!(30.0), "08:00-08:30 holds 0, 10, 20: {a}");
     assert_eq!(a["totalCount"][1][0], json!(2));
     assert_eq!(a["max"][1][0], json!(40.0));
     assert_eq!(
@@ -608,20 +537,14 @@ async fn temporal_history() {
         .await;
     assert_eq!(r.body[0]["availableSpotNumber"][0]["value"], 40);
     let r = s.post("/temporal/entityOperations/query", json!({"type": "Query", "entities": [{"type": "OffStreetParking"}], "attrs": ["availableSpotNumber"], "temporalQ": {"lastN": 1}})).await;
-    assert_eq!(
-        r.body[0]["availableSpotNumber"][0]["value"], 40,
-        "{}",
-        r.text
-    );
+    assert_eq!(r.body[0]["availableSpotNumber"][0]["value"], 40, "{}", r.text);
     // Provision: create a temporal entity with its instances.
     let t = json!({"id": "urn:ngsi-ld:Sensor:1", "type": "Sensor", "speed": [
         {"type": "Property", "value": 30, "observedAt": "2026-11-26T07:00:00Z"},
         {"type": "Property", "value": 50, "observedAt": "2026-11-26T07:05:00Z"}]});
     assert_eq!(s.post("/temporal/entities", t.clone()).await.status, 201);
     assert_eq!(
-        s.get("/entities/urn:ngsi-ld:Sensor:1?options=keyValues")
-            .await
-            .body["speed"],
+        s.get("/entities/urn:ngsi-ld:Sensor:1?options=keyValues").await.body["speed"],
         50,
         "current state is the newest instance"
     );
@@ -630,11 +553,14 @@ async fn temporal_history() {
         .get("/temporal/entities/urn:ngsi-ld:Sensor:1?options=temporalValues&lastN=10")
         .await;
     assert_eq!(r.body["speed"]["values"].as_array().unwrap().len(), 4);
-    let r = s.post("/temporal/entities/urn:ngsi-ld:Sensor:1/attrs", json!({"speed": [{"type": "Property", "value": 70, "observedAt": "2026-11-26T07:10:00Z"}]})).await;
-    assert_eq!(r.status, 204, "{}", r.text);
     let r = s
-        .get("/temporal/entities/urn:ngsi-ld:Sensor:1?lastN=1")
+        .post(
+            "/temporal/entities/urn:ngsi-ld:Sensor:1/attrs",
+            json!({"speed": [{"type": "Property", "value": 70, "observedAt": "2026-11-26T07:10:00Z"}]}),
+        )
         .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.get("/temporal/entities/urn:ngsi-ld:Sensor:1?lastN=1").await;
     let inst = r.body["speed"][0].clone();
     assert_eq!(inst["value"], 70);
     let iid = inst["instanceId"].as_str().unwrap().to_string();
@@ -646,25 +572,19 @@ async fn temporal_history() {
         .await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert_eq!(
-        s.get("/temporal/entities/urn:ngsi-ld:Sensor:1?lastN=1")
-            .await
-            .body["speed"][0]["value"],
+        s.get("/temporal/entities/urn:ngsi-ld:Sensor:1?lastN=1").await.body["speed"][0]["value"],
         71
     );
     assert_eq!(
-        s.delete(&format!(
-            "/temporal/entities/urn:ngsi-ld:Sensor:1/attrs/speed/{iid}"
-        ))
-        .await
-        .status,
+        s.delete(&format!("/temporal/entities/urn:ngsi-ld:Sensor:1/attrs/speed/{iid}"))
+            .await
+            .status,
         204
     );
     assert_eq!(
-        s.delete(&format!(
-            "/temporal/entities/urn:ngsi-ld:Sensor:1/attrs/speed/{iid}"
-        ))
-        .await
-        .status,
+        s.delete(&format!("/temporal/entities/urn:ngsi-ld:Sensor:1/attrs/speed/{iid}"))
+            .await
+            .status,
         404
     );
     assert_eq!(
@@ -684,15 +604,10 @@ async fn temporal_history() {
     assert_eq!(s.get(&format!("/temporal/entities/{id}")).await.status, 404);
     s.post("/entities", parking(1, 99)).await;
     let r = s
-        .get(&format!(
-            "/temporal/entities/{id}?attrs=availableSpotNumber"
-        ))
+        .get(&format!("/temporal/entities/{id}?attrs=availableSpotNumber"))
         .await;
     assert_eq!(r.body["availableSpotNumber"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        s.delete(&format!("/temporal/entities/{id}")).await.status,
-        204
-    );
+    assert_eq!(s.delete(&format!("/temporal/entities/{id}")).await.status, 204);
     assert_eq!(s.get(&format!("/entities/{id}")).await.status, 404);
 }
 
@@ -705,12 +620,7 @@ async fn subscriptions_notify_over_http() {
         "notification": {"endpoint": {"uri": rx.url, "accept": "application/json", "receiverInfo": [{"key": "X-Auth", "value": "secret"}]},
                          "attributes": ["availableSpotNumber"], "showChanges": true}});
     let r = s
-        .req(
-            "POST",
-            "/subscriptions/",
-            Some(sub),
-            &[("NGSILD-Tenant", "cityA")],
-        )
+        .req("POST", "/subscriptions/", Some(sub), &[("NGSILD-Tenant", "cityA")])
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let loc = r.header("location").unwrap();
@@ -741,37 +651,21 @@ async fn subscriptions_notify_over_http() {
     assert_eq!(n["triggerReason"], "attributeUpdated");
     assert_eq!(n["data"][0]["availableSpotNumber"]["value"], 3);
     assert_eq!(n["data"][0]["availableSpotNumber"]["previousValue"], 10);
-    assert!(
-        n["data"][0].get("name").is_none(),
-        "notification.attributes projects"
-    );
+    assert!(n["data"][0].get("name").is_none(), "notification.attributes projects");
     assert_eq!(h.get("x-auth").unwrap(), "secret");
     assert_eq!(h.get("ngsild-tenant").unwrap(), "cityA");
     assert_eq!(h.get("content-type").unwrap(), "application/json");
-    assert!(h
-        .get("link")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .contains("json-ld#context"));
+    assert!(h.get("link").unwrap().to_str().unwrap().contains("json-ld#context"));
     // Status fields.
-    let r = s
-        .req("GET", &format!("/subscriptions/{sid}"), None, t)
-        .await;
+    let r = s.req("GET", &format!("/subscriptions/{sid}"), None, t).await;
     assert_eq!(r.body["status"], "active");
     for _ in 0..100 {
-        if s.req("GET", &format!("/subscriptions/{sid}"), None, t)
-            .await
-            .body["notification"]["timesSent"]
-            == 1
-        {
+        if s.req("GET", &format!("/subscriptions/{sid}"), None, t).await.body["notification"]["timesSent"] == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = s
-        .req("GET", &format!("/subscriptions/{sid}"), None, t)
-        .await;
+    let r = s.req("GET", &format!("/subscriptions/{sid}"), None, t).await;
     assert_eq!(r.body["notification"]["timesSent"], 1, "{}", r.text);
     assert!(r.body["notification"]["lastSuccess"].is_string());
     // PATCH merges: pause it; changes no longer notify.
@@ -786,9 +680,7 @@ async fn subscriptions_notify_over_http() {
         .status,
         204
     );
-    let r = s
-        .req("GET", &format!("/subscriptions/{sid}"), None, t)
-        .await;
+    let r = s.req("GET", &format!("/subscriptions/{sid}"), None, t).await;
     assert_eq!(
         (r.body["status"].clone(), r.body["q"].clone()),
         (json!("paused"), json!("availableSpotNumber<5"))
@@ -807,15 +699,11 @@ async fn subscriptions_notify_over_http() {
     let r = s.req("GET", "/subscriptions?count=true", None, t).await;
     assert_eq!(r.header("ngsild-results-count").unwrap(), "1");
     assert_eq!(
-        s.req("DELETE", &format!("/subscriptions/{sid}"), None, t)
-            .await
-            .status,
+        s.req("DELETE", &format!("/subscriptions/{sid}"), None, t).await.status,
         204
     );
     assert_eq!(
-        s.req("DELETE", &format!("/subscriptions/{sid}"), None, t)
-            .await
-            .status,
+        s.req("DELETE", &format!("/subscriptions/{sid}"), None, t).await.status,
         404
     );
     // Validation.
@@ -849,28 +737,13 @@ async fn notifications_triggers_ld_json_and_deletion() {
     let got = rx.wait_for(2).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(rx.count(), 2, "created and deleted, not updated");
-    let reasons: Vec<Value> = got
-        .iter()
-        .map(|(_, n)| n["triggerReason"].clone())
-        .collect();
+    let reasons: Vec<Value> = got.iter().map(|(_, n)| n["triggerReason"].clone()).collect();
     assert!(reasons.contains(&json!("entityCreated")) && reasons.contains(&json!("entityDeleted")));
-    let created = got
-        .iter()
-        .find(|(_, n)| n["triggerReason"] == "entityCreated")
-        .unwrap();
-    assert_eq!(
-        created.0.get("content-type").unwrap(),
-        "application/ld+json"
-    );
+    let created = got.iter().find(|(_, n)| n["triggerReason"] == "entityCreated").unwrap();
+    assert_eq!(created.0.get("content-type").unwrap(), "application/ld+json");
     assert!(created.1.get("@context").is_some());
-    assert_eq!(
-        created.1["data"][0]["availableSpotNumber"], 10,
-        "keyValues format"
-    );
-    let deleted = got
-        .iter()
-        .find(|(_, n)| n["triggerReason"] == "entityDeleted")
-        .unwrap();
+    assert_eq!(created.1["data"][0]["availableSpotNumber"], 10, "keyValues format");
+    let deleted = got.iter().find(|(_, n)| n["triggerReason"] == "entityDeleted").unwrap();
     assert!(deleted.1["data"][0]["deletedAt"].is_string());
 }
 
@@ -894,9 +767,7 @@ async fn undeliverable_notifications_are_retried_until_the_receiver_is_back() {
     assert_eq!(r.body[0]["notification"]["status"], "failed", "{}", r.text);
     assert!(r.body[0]["notification"]["timesFailed"].as_u64().unwrap() >= 3);
     // The receiver comes up on the same port: everything queued arrives.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let rx = common::receiver_on(listener).await;
     let got = rx.wait_for(3).await;
     let mut ids: Vec<String> = got
@@ -923,10 +794,7 @@ async fn sse_stream_of_a_subscription() {
     let path = r.header("location").unwrap();
     let url = format!("{}{}/stream", s.base.trim_end_matches("/ngsi-ld/v1"), path);
     let mut resp = s.http.get(&url).send().await.unwrap();
-    assert_eq!(
-        resp.headers().get("content-type").unwrap(),
-        "text/event-stream"
-    );
+    assert_eq!(resp.headers().get("content-type").unwrap(), "text/event-stream");
     s.post("/entities", parking(1, 10)).await;
     s.post("/entities", parking(2, 10)).await;
     let mut text = String::new();
@@ -941,13 +809,7 @@ async fn sse_stream_of_a_subscription() {
     assert!(text.contains("id: 1") && text.contains("id: 2"), "{text}");
     assert!(text.contains("urn:ngsi-ld:OffStreetParking:2"));
     // Resume after event 1: only event 2 is replayed.
-    let mut again = s
-        .http
-        .get(&url)
-        .header("Last-Event-ID", "1")
-        .send()
-        .await
-        .unwrap();
+    let mut again = s.http.get(&url).header("Last-Event-ID", "1").send().await.unwrap();
     let chunk = tokio::time::timeout(Duration::from_secs(5), again.chunk())
         .await
         .unwrap()
@@ -965,9 +827,7 @@ async fn contexts_expand_on_write_and_compact_on_read() {
     assert_eq!(r.status, 201, "{}", r.text);
     let loc = r.header("location").unwrap();
     let ctx_url = format!("{}{}", s.base.trim_end_matches("/ngsi-ld/v1"), loc);
-    let link = format!(
-        "<{ctx_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
-    );
+    let link = format!("<{ctx_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"");
     let r = s
         .req(
             "POST",
@@ -1011,12 +871,7 @@ async fn contexts_expand_on_write_and_compact_on_read() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let r = s
-        .req(
-            "GET",
-            "/entities?type=Lot&count=true",
-            None,
-            &[("Link", &link)],
-        )
+        .req("GET", "/entities?type=Lot&count=true", None, &[("Link", &link)])
         .await;
     assert_eq!(r.header("ngsild-results-count").unwrap(), "2");
     // ld+json with a Link header, unreachable and malformed contexts.
@@ -1030,13 +885,8 @@ async fn contexts_expand_on_write_and_compact_on_read() {
         .await;
     assert_eq!(r.status, 400);
     let dead = "<http://127.0.0.1:1/ctx.jsonld>; rel=\"http://www.w3.org/ns/json-ld#context\"";
-    let r = s
-        .req("GET", "/entities?type=T", None, &[("Link", dead)])
-        .await;
-    assert_eq!(
-        (r.status, r.error_type().as_str()),
-        (503, "LdContextNotAvailable")
-    );
+    let r = s.req("GET", "/entities?type=T", None, &[("Link", dead)]).await;
+    assert_eq!((r.status, r.error_type().as_str()), (503, "LdContextNotAvailable"));
     let r = s
         .req(
             "POST",
@@ -1054,7 +904,11 @@ async fn contexts_expand_on_write_and_compact_on_read() {
         s.get(&format!("/jsonldContexts/{id}")).await.body["@context"]["sdm"],
         "https://smartdatamodels.org/"
     );
-    assert!(s.get("/jsonldContexts/https%3A%2F%2Furi.etsi.org%2Fngsi-ld%2Fv1%2Fngsi-ld-core-context-v1.8.jsonld").await.body["@context"].is_object());
+    assert!(s
+        .get("/jsonldContexts/https%3A%2F%2Furi.etsi.org%2Fngsi-ld%2Fv1%2Fngsi-ld-core-context-v1.8.jsonld")
+        .await
+        .body["@context"]
+        .is_object());
     assert_eq!(s.delete(&format!("/jsonldContexts/{id}")).await.status, 204);
     assert_eq!(s.delete(&format!("/jsonldContexts/{id}")).await.status, 404);
 }
@@ -1070,29 +924,17 @@ async fn tenants_are_isolated() {
         "NonexistentTenant"
     );
     assert_eq!(
-        s.req("GET", "/entities?type=OffStreetParking", None, a)
-            .await
-            .status,
+        s.req("GET", "/entities?type=OffStreetParking", None, a).await.status,
         404
     );
-    assert_eq!(
-        s.req("POST", "/entities", Some(parking(1, 1)), a)
-            .await
-            .status,
-        201
-    );
+    assert_eq!(s.req("POST", "/entities", Some(parking(1, 1)), a).await.status, 201);
     assert_eq!(
         s.req("GET", "/entities/urn:ngsi-ld:OffStreetParking:1", None, a)
             .await
             .status,
         200
     );
-    assert_eq!(
-        s.get("/entities/urn:ngsi-ld:OffStreetParking:1")
-            .await
-            .status,
-        404
-    );
+    assert_eq!(s.get("/entities/urn:ngsi-ld:OffStreetParking:1").await.status, 404);
     assert_eq!(
         s.req(
             "GET",
@@ -1105,27 +947,16 @@ async fn tenants_are_isolated() {
         404
     );
     assert_eq!(
-        s.req(
-            "GET",
-            "/entities?type=T",
-            None,
-            &[("NGSILD-Tenant", "bad tenant!")]
-        )
-        .await
-        .status,
+        s.req("GET", "/entities?type=T", None, &[("NGSILD-Tenant", "bad tenant!")])
+            .await
+            .status,
         400
     );
 }
 
 #[tokio::test]
 async fn http_level_errors() {
-    let s = start_with(
-        Default::default(),
-        citybrain_api::ApiLimits {
-            max_body_bytes: 1000,
-        },
-    )
-    .await;
+    let s = start_with(Default::default(), citybrain_api::ApiLimits { max_body_bytes: 1000 }).await;
     let r = s
         .req(
             "POST",
@@ -1136,9 +967,7 @@ async fn http_level_errors() {
         .await;
     assert_eq!(r.status, 415);
     assert_eq!(r.header("content-type").unwrap(), "application/json");
-    let r = s
-        .req("GET", "/entities?type=T", None, &[("Accept", "text/html")])
-        .await;
+    let r = s.req("GET", "/entities?type=T", None, &[("Accept", "text/html")]).await;
     assert_eq!(r.status, 406);
     let r = s.req("DELETE", "/entityOperations/create", None, &[]).await;
     assert_eq!(r.status, 405);
@@ -1147,12 +976,7 @@ async fn http_level_errors() {
     let r = s.post("/entities", big).await;
     assert_eq!(r.status, 413, "{}", r.text);
     let r = s
-        .req(
-            "POST",
-            "/entities",
-            None,
-            &[("Content-Type", "application/json")],
-        )
+        .req("POST", "/entities", None, &[("Content-Type", "application/json")])
         .await;
     assert_eq!(r.status, 400);
     let resp = s
@@ -1165,10 +989,7 @@ async fn http_level_errors() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["type"],
-        "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest"
-    );
+    assert_eq!(body["type"], "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest");
     assert!(body["detail"].as_str().unwrap().contains("not valid JSON"));
     let root = s.base.trim_end_matches("/ngsi-ld/v1");
     assert_eq!(s.get(&format!("{root}/health")).await.body["status"], "ok");

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use citybrain_ngsild::context::{
-    is_core_context_url, parse_context_value, ContextRef, CORE_CONTEXT_URL,
-};
+use citybrain_ngsild::context::{is_core_context_url, parse_context_value, ContextRef, CORE_CONTEXT_URL};
 use citybrain_ngsild::{ErrorKind, NgsiError, TermMap};
 use citybrain_store::ContextRecord;
 use serde_json::{json, Map, Value};
@@ -42,11 +40,7 @@ impl RequestContext {
     pub fn link_url(&self) -> String {
         match &self.value {
             Value::String(s) => s.clone(),
-            Value::Array(a) => match a
-                .iter()
-                .filter_map(Value::as_str)
-                .find(|u| !is_core_context_url(u))
-            {
+            Value::Array(a) => match a.iter().filter_map(Value::as_str).find(|u| !is_core_context_url(u)) {
                 Some(u) => u.to_string(),
                 None => CORE_CONTEXT_URL.into(),
             },
@@ -63,10 +57,7 @@ impl RequestContext {
                     Value::Array(a) => a.clone(),
                     v => vec![v.clone()],
                 };
-                if !items
-                    .iter()
-                    .any(|i| i.as_str().is_some_and(is_core_context_url))
-                {
+                if !items.iter().any(|i| i.as_str().is_some_and(is_core_context_url)) {
                     items.push(Value::String(CORE_CONTEXT_URL.into()));
                 }
                 Value::Array(items)
@@ -85,11 +76,7 @@ pub(crate) struct Resolver {
 }
 
 impl Resolver {
-    pub(crate) fn new(
-        map: HashMap<String, PathBuf>,
-        timeout: Duration,
-        http: reqwest::Client,
-    ) -> Self {
+    pub(crate) fn new(map: HashMap<String, PathBuf>, timeout: Duration, http: reqwest::Client) -> Self {
         Resolver {
             map,
             timeout,
@@ -123,23 +110,12 @@ fn context_of(url: &str, doc: &Value) -> Result<Value> {
 
 impl Hub {
     /// Resolves the @context of a request (None: the core context only).
-    pub async fn resolve_context(
-        &self,
-        tenant: &str,
-        value: Option<&Value>,
-    ) -> Result<RequestContext> {
+    pub async fn resolve_context(&self, tenant: &str, value: Option<&Value>) -> Result<RequestContext> {
         let Some(value) = value else {
             return Ok(RequestContext::core());
         };
         let key = format!("{tenant}\u{1}{value}");
-        if let Some(t) = self
-            .inner
-            .contexts
-            .terms
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&key).cloned())
-        {
+        if let Some(t) = self.inner.contexts.terms.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(RequestContext {
                 terms: t,
                 value: value.clone(),
@@ -192,10 +168,7 @@ impl Hub {
         // Hosted here: by id at the end of our own /jsonldContexts/ URL, or by the URL it was cached under.
         let hosted = self.inner.store.contexts(tenant).await?;
         let by_id = url.rsplit_once("/jsonldContexts/").map(|(_, id)| id);
-        if let Some(c) = hosted
-            .iter()
-            .find(|c| c.url == url || Some(c.id.as_str()) == by_id)
-        {
+        if let Some(c) = hosted.iter().find(|c| c.url == url || Some(c.id.as_str()) == by_id) {
             return Ok(c.body.clone());
         }
         let r = &self.inner.contexts;
@@ -206,9 +179,8 @@ impl Hub {
             let text = tokio::fs::read_to_string(path)
                 .await
                 .map_err(|e| not_available(url, format!("mapped file {}: {e}", path.display())))?;
-            serde_json::from_str::<Value>(&text).map_err(|e| {
-                NgsiError::invalid(format!("@context file {} is not JSON: {e}", path.display()))
-            })?
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| NgsiError::invalid(format!("@context file {} is not JSON: {e}", path.display())))?
         } else if url.starts_with("http://") || url.starts_with("https://") {
             let resp = r
                 .http
@@ -223,9 +195,7 @@ impl Hub {
             }
             let bytes = resp.bytes().await.map_err(|e| not_available(url, e))?;
             if bytes.len() > MAX_CONTEXT_BYTES {
-                return Err(NgsiError::invalid(format!(
-                    "@context {url} is larger than 1 MiB"
-                )));
+                return Err(NgsiError::invalid(format!("@context {url} is larger than 1 MiB")));
             }
             serde_json::from_slice::<Value>(&bytes)
                 .map_err(|e| NgsiError::invalid(format!("@context {url} is not JSON: {e}")))?
@@ -253,9 +223,9 @@ impl Hub {
 
     /// POST /jsonldContexts: stores a context and returns its record.
     pub async fn add_context(&self, tenant: &str, body: Value) -> Result<ContextRecord> {
-        let ctx = body.get("@context").ok_or_else(|| {
-            NgsiError::bad_data("the body must be a JSON object with an \"@context\" member")
-        })?;
+        let ctx = body
+            .get("@context")
+            .ok_or_else(|| NgsiError::bad_data("the body must be a JSON object with an \"@context\" member"))?;
         // Validate by resolving it.
         let mut objs = Vec::new();
         self.collect(tenant, ctx, 0, &mut objs).await?;
@@ -272,11 +242,7 @@ impl Hub {
         Ok(rec)
     }
 
-    pub async fn list_contexts(
-        &self,
-        tenant: &str,
-        kind: Option<&str>,
-    ) -> Result<Vec<ContextRecord>> {
+    pub async fn list_contexts(&self, tenant: &str, kind: Option<&str>) -> Result<Vec<ContextRecord>> {
         let mut all = self.inner.store.contexts(tenant).await?;
         if let Some(k) = kind {
             all.retain(|c| c.kind.eq_ignore_ascii_case(k));
@@ -304,9 +270,7 @@ impl Hub {
     pub async fn delete_context(&self, tenant: &str, id: &str) -> Result<()> {
         let all = self.inner.store.contexts(tenant).await?;
         let Some(c) = all.into_iter().find(|c| c.id == id || c.url == id) else {
-            return Err(NgsiError::not_found(format!(
-                "@context {id} is not held by this hub"
-            )));
+            return Err(NgsiError::not_found(format!("@context {id} is not held by this hub")));
         };
         self.inner.store.delete_context(tenant, &c.id).await?;
         if let Ok(mut m) = self.inner.contexts.fetched.lock() {

@@ -25,13 +25,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(
-        seq: i64,
-        tenant: String,
-        subscription: String,
-        payload: Arc<str>,
-        attempts: u32,
-    ) -> Self {
+    pub(crate) fn new(seq: i64, tenant: String, subscription: String, payload: Arc<str>, attempts: u32) -> Self {
         Job {
             seq,
             tenant,
@@ -65,10 +59,7 @@ pub(crate) async fn spawn(hub: Hub, mut rx: mpsc::UnboundedReceiver<Job>) -> Res
     });
     let pending = hub.store().pending_notifications(1_000_000).await?;
     if !pending.is_empty() {
-        tracing::info!(
-            count = pending.len(),
-            "resuming delivery of queued notifications"
-        );
+        tracing::info!(count = pending.len(), "resuming delivery of queued notifications");
     }
     let tx = hub.inner.deliver_tx.clone();
     for p in pending {
@@ -114,10 +105,7 @@ async fn deliver(hub: Hub, job: Job, ack: mpsc::UnboundedSender<i64>) {
             return;
         }
     };
-    let url = env
-        .get("endpoint")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let url = env.get("endpoint").and_then(Value::as_str).unwrap_or_default();
     let mut req = hub.inner.http.post(url);
     if let Some(Value::Object(h)) = env.get("headers") {
         for (k, v) in h {
@@ -131,8 +119,7 @@ async fn deliver(hub: Hub, job: Job, ack: mpsc::UnboundedSender<i64>) {
     let outcome = req.body(body).send().await;
     let ok = matches!(&outcome, Ok(r) if r.status().is_success());
     sub.record(ok, now());
-    metrics::histogram!("citybrain_hub_notification_seconds")
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("citybrain_hub_notification_seconds").record(started.elapsed().as_secs_f64());
     if ok {
         metrics::counter!("citybrain_hub_notifications_sent_total").increment(1);
         let _ = ack.send(job.seq);
@@ -150,15 +137,10 @@ async fn deliver(hub: Hub, job: Job, ack: mpsc::UnboundedSender<i64>) {
         return;
     }
     let attempts = job.attempts + 1;
-    let backoff = Duration::from_millis(250u64.saturating_mul(1u64 << attempts.min(16)))
-        .min(cfg.notify_max_backoff);
+    let backoff = Duration::from_millis(250u64.saturating_mul(1u64 << attempts.min(16))).min(cfg.notify_max_backoff);
     tracing::debug!(subscription = %job.subscription, attempts, ?backoff, %why, "notification failed; will retry");
     let next_ms = chrono::Utc::now().timestamp_millis() + backoff.as_millis() as i64;
-    if let Err(error) = hub
-        .store()
-        .retry_notification(job.seq, attempts, next_ms)
-        .await
-    {
+    if let Err(error) = hub.store().retry_notification(job.seq, attempts, next_ms).await {
         tracing::warn!(%error, "could not record the retry");
     }
     let tx = hub.inner.deliver_tx.clone();

@@ -118,9 +118,7 @@ impl WorkingSet {
         for (name, list) in frag.attrs {
             for i in list {
                 if let AttrInput::Set(mut a) = i {
-                    let prev = old
-                        .instance(&name, citybrain_ngsild::model::dataset_id(&a))
-                        .cloned();
+                    let prev = old.instance(&name, citybrain_ngsild::model::dataset_id(&a)).cloned();
                     let stamp = Value::String(citybrain_ngsild::time::format(&now));
                     let created = prev
                         .as_ref()
@@ -162,12 +160,7 @@ impl WorkingSet {
     }
 
     /// Writes a fragment's attributes with a mode; returns what happened.
-    pub(crate) fn write(
-        &mut self,
-        id: &str,
-        frag: Fragment,
-        mode: WriteMode,
-    ) -> Result<UpdateResult> {
+    pub(crate) fn write(&mut self, id: &str, frag: Fragment, mode: WriteMode) -> Result<UpdateResult> {
         let now = self.now;
         let slot = self.slot(id);
         let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
@@ -240,27 +233,26 @@ fn instance_id() -> String {
 }
 
 /// History rows for the changes of one slot.
-pub(crate) fn history_of(changes: &[AttrChange], now: Timestamp) -> Vec<Instance> {
+pub(crate) fn history_of(changes: Vec<AttrChange>, now: Timestamp) -> Vec<Instance> {
     changes
-        .iter()
+        .into_iter()
         .filter_map(|c| {
-            let a = c.current.as_ref()?;
-            let observed = a
+            let mut value = c.current?;
+            let observed = value
                 .get("observedAt")
                 .and_then(Value::as_str)
                 .and_then(citybrain_ngsild::time::parse);
-            let created = a
-                .get("createdAt")
+            let created = value
+                .remove("createdAt")
+                .as_ref()
                 .and_then(Value::as_str)
                 .and_then(citybrain_ngsild::time::parse)
                 .unwrap_or(now);
-            let mut value = a.clone();
-            value.remove("createdAt");
             value.remove("modifiedAt");
             Some(Instance {
-                attr: c.name.clone(),
+                attr: c.name,
                 instance_id: instance_id(),
-                dataset_id: c.dataset_id.clone(),
+                dataset_id: c.dataset_id,
                 observed_at: observed,
                 created_at: created,
                 modified_at: now,
@@ -307,38 +299,43 @@ impl Hub {
     async fn commit_working_set(&self, tenant: &str, ws: WorkingSet) -> Result<()> {
         let mut w = WriteSet::default();
         let mut streams = Vec::new();
-        for (id, slot) in &ws.slots {
-            let changed = slot.before != slot.after
-                || !slot.extra_history.is_empty()
-                || !slot.history_deletes.is_empty();
+        let now = ws.now;
+        for (id, slot) in ws.slots {
+            let changed =
+                slot.before != slot.after || !slot.extra_history.is_empty() || !slot.history_deletes.is_empty();
             if !changed {
                 continue;
             }
-            match (&slot.after, slot.version) {
-                (Some(e), v) if slot.before.as_ref() != Some(e) => w.puts.push(EntityPut {
-                    entity: e.clone(),
-                    expected_version: v,
-                }),
-                (None, Some(v)) => w.deletes.push((id.clone(), v)),
-                _ => {}
-            }
-            if slot.drop_history {
-                w.history_deletes.push(HistoryDelete::Entity(id.clone()));
-            }
-            w.history_deletes
-                .extend(slot.history_deletes.iter().cloned());
-            if slot.after.is_some() {
-                w.history.extend(
-                    history_of(&slot.changes, ws.now)
-                        .into_iter()
-                        .map(|i| (id.clone(), i)),
-                );
-            }
-            w.history
-                .extend(slot.extra_history.iter().cloned().map(|i| (id.clone(), i)));
-            let (out, stream) = self.notifications_for(tenant, slot, ws.now);
+            // Notifications read the slot; afterwards its parts move into the write set.
+            let (out, stream) = self.notifications_for(tenant, &slot, now);
             w.outbox.extend(out);
             streams.extend(stream);
+            let Slot {
+                version,
+                before,
+                after,
+                changes,
+                drop_history,
+                extra_history,
+                history_deletes,
+            } = slot;
+            if drop_history {
+                w.history_deletes.push(HistoryDelete::Entity(id.clone()));
+            }
+            w.history_deletes.extend(history_deletes);
+            if after.is_some() {
+                w.history
+                    .extend(history_of(changes, now).into_iter().map(|i| (id.clone(), i)));
+            }
+            w.history.extend(extra_history.into_iter().map(|i| (id.clone(), i)));
+            match (after, version) {
+                (Some(e), v) if before.as_ref() != Some(&e) => w.puts.push(EntityPut {
+                    entity: e,
+                    expected_version: v,
+                }),
+                (None, Some(v)) => w.deletes.push((id, v)),
+                _ => {}
+            }
         }
         if w.is_empty() {
             return Ok(());
@@ -355,12 +352,7 @@ impl Hub {
     }
 
     /// POST /entities
-    pub async fn create_entity(
-        &self,
-        tenant: &str,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<String> {
+    pub async fn create_entity(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<String> {
         let frag = self.parse_body(body, ctx, Mode::Create)?;
         let id = frag
             .id
@@ -385,13 +377,7 @@ impl Hub {
     }
 
     /// PUT /entities/{id}
-    pub async fn replace_entity(
-        &self,
-        tenant: &str,
-        id: &str,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<()> {
+    pub async fn replace_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Create)?;
         check_id_matches(id, &frag)?;
@@ -400,13 +386,7 @@ impl Hub {
     }
 
     /// PATCH /entities/{id} (merge)
-    pub async fn merge_entity(
-        &self,
-        tenant: &str,
-        id: &str,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<()> {
+    pub async fn merge_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Merge)?;
         check_id_matches(id, &frag)?;
@@ -419,8 +399,7 @@ impl Hub {
     /// DELETE /entities/{id}
     pub async fn delete_entity(&self, tenant: &str, id: &str) -> Result<()> {
         self.require_tenant(tenant).await?;
-        self.transact(tenant, &[id.to_string()], |ws| ws.delete(id))
-            .await
+        self.transact(tenant, &[id.to_string()], |ws| ws.delete(id)).await
     }
 
     /// POST /entities/{id}/attrs (append; `no_overwrite` keeps existing ones)
@@ -440,10 +419,8 @@ impl Hub {
         } else {
             WriteMode::Overwrite
         };
-        self.transact(tenant, &[id.to_string()], |ws| {
-            ws.write(id, frag.clone(), mode)
-        })
-        .await
+        self.transact(tenant, &[id.to_string()], |ws| ws.write(id, frag.clone(), mode))
+            .await
     }
 
     /// PATCH /entities/{id}/attrs (update existing attributes only)
@@ -480,9 +457,9 @@ impl Hub {
             let now = ws.now;
             let slot = ws.slot(id);
             let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
-            let c = e.patch_attr(&name, patch.clone(), now).ok_or_else(|| {
-                NgsiError::not_found(format!("entity {id} has no attribute {attr}"))
-            })?;
+            let c = e
+                .patch_attr(&name, patch.clone(), now)
+                .ok_or_else(|| NgsiError::not_found(format!("entity {id} has no attribute {attr}")))?;
             slot.changes.push(c);
             Ok(())
         })
@@ -507,9 +484,7 @@ impl Hub {
             let slot = ws.slot(id);
             let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
             if !e.attrs.contains_key(&name) {
-                return Err(NgsiError::not_found(format!(
-                    "entity {id} has no attribute {attr}"
-                )));
+                return Err(NgsiError::not_found(format!("entity {id} has no attribute {attr}")));
             }
             for i in list.clone() {
                 if let Ok(Some(c)) = e.write_attr(&name, i, WriteMode::Overwrite, now) {
@@ -539,9 +514,7 @@ impl Hub {
             let e = slot.after.as_mut().ok_or_else(|| not_found(id))?;
             let changes = e.delete_attr(&name, dataset_id, all, now);
             if changes.is_empty() {
-                let which = dataset_id
-                    .map(|d| format!(" with datasetId {d}"))
-                    .unwrap_or_default();
+                let which = dataset_id.map(|d| format!(" with datasetId {d}")).unwrap_or_default();
                 return Err(NgsiError::not_found(format!(
                     "entity {id} has no attribute {attr}{which}"
                 )));
@@ -553,12 +526,7 @@ impl Hub {
     }
 
     /// GET /entities, POST /entityOperations/query
-    pub async fn query_entities(
-        &self,
-        tenant: &str,
-        q: &EntityQuery,
-        page: Page,
-    ) -> Result<QueryResult> {
+    pub async fn query_entities(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
         if page.limit > self.limits().max_page {
             return Err(NgsiError::new(
                 ErrorKind::TooManyResults,
@@ -649,8 +617,7 @@ impl Hub {
         } else {
             Mode::Create
         };
-        let mut parsed: Vec<std::result::Result<Fragment, BatchError>> =
-            Vec::with_capacity(items.len());
+        let mut parsed: Vec<std::result::Result<Fragment, BatchError>> = Vec::with_capacity(items.len());
         for (i, v) in items.iter().enumerate() {
             let id_hint = v
                 .get("id")
@@ -729,10 +696,7 @@ impl Hub {
                             r.success.push(id)
                         }
                     }
-                    Err(error) => r.errors.push(BatchError {
-                        entity_id: id,
-                        error,
-                    }),
+                    Err(error) => r.errors.push(BatchError { entity_id: id, error }),
                 }
             }
             Ok(r)
@@ -747,10 +711,7 @@ impl Hub {
         let mut r = BatchResult::default();
         let mut valid = Vec::new();
         for v in ids {
-            match v
-                .as_str()
-                .filter(|s| citybrain_ngsild::context::looks_like_iri(s))
-            {
+            match v.as_str().filter(|s| citybrain_ngsild::context::looks_like_iri(s)) {
                 Some(id) => valid.push(id.to_string()),
                 None => r.errors.push(BatchError {
                     entity_id: v.to_string(),

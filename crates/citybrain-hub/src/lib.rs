@@ -115,6 +115,8 @@ struct Inner {
     subs: subscriptions::Registry,
     deliver_tx: mpsc::UnboundedSender<delivery::Job>,
     http: reqwest::Client,
+    /// Tenants seen to exist; tenants are never dropped, so this only grows.
+    known_tenants: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 /// The hub. Cheap to clone; all clones share state.
@@ -144,6 +146,7 @@ impl Hub {
                 config,
                 deliver_tx: tx,
                 http,
+                known_tenants: Default::default(),
             }),
         };
         hub.load_subscriptions().await?;
@@ -166,7 +169,14 @@ impl Hub {
 
     /// Fails with 404 NonexistentTenant unless the tenant exists (reads and updates).
     pub async fn require_tenant(&self, tenant: &str) -> Result<()> {
-        if tenant.is_empty() || self.inner.store.tenant_exists(tenant).await? {
+        let known = tenant.is_empty() || self.inner.known_tenants.read().is_ok_and(|k| k.contains(tenant));
+        if known {
+            return Ok(());
+        }
+        if self.inner.store.tenant_exists(tenant).await? {
+            if let Ok(mut k) = self.inner.known_tenants.write() {
+                k.insert(tenant.to_string());
+            }
             Ok(())
         } else {
             Err(NgsiError::new(

@@ -164,10 +164,7 @@ impl Hub {
         let status = match previous {
             Some(p) => p.status.lock().map(|s| s.clone()).unwrap_or_default(),
             None => Status {
-                times_sent: n
-                    .and_then(|n| n.get("timesSent"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
+                times_sent: n.and_then(|n| n.get("timesSent")).and_then(Value::as_u64).unwrap_or(0),
                 times_failed: n
                     .and_then(|n| n.get("timesFailed"))
                     .and_then(Value::as_u64)
@@ -204,10 +201,7 @@ impl Hub {
 
     pub(crate) async fn load_subscriptions(&self) -> Result<()> {
         for rec in self.inner.store.subscriptions().await? {
-            let ctx = match self
-                .resolve_context(&rec.tenant, rec.doc.get("@context"))
-                .await
-            {
+            let ctx = match self.resolve_context(&rec.tenant, rec.doc.get("@context")).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(subscription = %rec.id, error = %e, "cannot resolve the subscription's @context; using the core context");
@@ -225,12 +219,7 @@ impl Hub {
     }
 
     /// POST /subscriptions
-    pub async fn create_subscription(
-        &self,
-        tenant: &str,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<String> {
+    pub async fn create_subscription(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<String> {
         let mut doc = body
             .as_object()
             .cloned()
@@ -277,11 +266,7 @@ impl Hub {
     }
 
     /// GET /subscriptions
-    pub async fn list_subscriptions(
-        &self,
-        tenant: &str,
-        page: Page,
-    ) -> Result<(Vec<Value>, usize)> {
+    pub async fn list_subscriptions(&self, tenant: &str, page: Page) -> Result<(Vec<Value>, usize)> {
         self.require_tenant(tenant).await?;
         let mut all = self.inner.subs.list(tenant);
         all.sort_by(|a, b| a.id.cmp(&b.id));
@@ -299,11 +284,7 @@ impl Hub {
     /// GET /subscriptions/{id}
     pub async fn get_subscription(&self, tenant: &str, id: &str) -> Result<Value> {
         self.require_tenant(tenant).await?;
-        let s = self
-            .inner
-            .subs
-            .get(tenant, id)
-            .ok_or_else(|| sub_not_found(id))?;
+        let s = self.inner.subs.get(tenant, id).ok_or_else(|| sub_not_found(id))?;
         Ok(self.render_subscription(&s))
     }
 
@@ -342,19 +323,9 @@ impl Hub {
 
     /// PATCH /subscriptions/{id}: merges the fragment (notification and its
     /// endpoint one level deep) and re-validates the whole.
-    pub async fn update_subscription(
-        &self,
-        tenant: &str,
-        id: &str,
-        patch: &Value,
-        ctx: &RequestContext,
-    ) -> Result<()> {
+    pub async fn update_subscription(&self, tenant: &str, id: &str, patch: &Value, ctx: &RequestContext) -> Result<()> {
         self.require_tenant(tenant).await?;
-        let old = self
-            .inner
-            .subs
-            .get(tenant, id)
-            .ok_or_else(|| sub_not_found(id))?;
+        let old = self.inner.subs.get(tenant, id).ok_or_else(|| sub_not_found(id))?;
         let patch = patch
             .as_object()
             .ok_or_else(|| NgsiError::bad_data("a subscription fragment must be a JSON object"))?;
@@ -426,18 +397,9 @@ impl Hub {
     }
 
     /// Opens the in-process stream of a subscription's notifications.
-    pub async fn stream(
-        &self,
-        tenant: &str,
-        id: &str,
-        last_event_id: Option<u64>,
-    ) -> Result<StreamSubscription> {
+    pub async fn stream(&self, tenant: &str, id: &str, last_event_id: Option<u64>) -> Result<StreamSubscription> {
         self.require_tenant(tenant).await?;
-        let s = self
-            .inner
-            .subs
-            .get(tenant, id)
-            .ok_or_else(|| sub_not_found(id))?;
+        let s = self.inner.subs.get(tenant, id).ok_or_else(|| sub_not_found(id))?;
         // Subscribe before reading the backlog so nothing falls between them.
         let rx = s.stream.subscribe();
         let backlog = s
@@ -459,18 +421,11 @@ impl Hub {
 
     /// Payloads for every subscription one changed entity notifies:
     /// (outbox rows, stream events to publish after the commit).
-    pub(crate) fn notifications_for(
-        &self,
-        tenant: &str,
-        slot: &Slot,
-        at: Timestamp,
-    ) -> (Outbox, StreamOut) {
+    pub(crate) fn notifications_for(&self, tenant: &str, slot: &Slot, at: Timestamp) -> (Outbox, StreamOut) {
         let mut outbox = Vec::new();
         let mut streams = Vec::new();
         let subs = self.inner.subs.list(tenant);
-        if subs.is_empty()
-            || (slot.changes.is_empty() && slot.before.is_some() == slot.after.is_some())
-        {
+        if subs.is_empty() || (slot.changes.is_empty() && slot.before.is_some() == slot.after.is_some()) {
             return (outbox, streams);
         }
         let ev = ChangeEvent {
@@ -497,11 +452,7 @@ impl Hub {
                 (None, Some(e)) => {
                     let mut m = Map::new();
                     m.insert("id".into(), Value::String(e.id.clone()));
-                    let types: Vec<Value> = e
-                        .types
-                        .iter()
-                        .map(|t| Value::String(s.ctx.terms.compact(t)))
-                        .collect();
+                    let types: Vec<Value> = e.types.iter().map(|t| Value::String(s.ctx.terms.compact(t))).collect();
                     m.insert(
                         "type".into(),
                         if types.len() == 1 {
@@ -528,15 +479,10 @@ impl Hub {
         let mut data = render::entity(e, &s.ctx.terms, &s.compiled.render);
         if s.compiled.show_changes && s.compiled.render.format == render::Format::Normalized {
             if let (Some(slot), Value::Object(m)) = (slot, &mut data) {
-                for c in slot
-                    .changes
-                    .iter()
-                    .filter(|c| c.kind == ChangeKind::Updated)
-                {
+                for c in slot.changes.iter().filter(|c| c.kind == ChangeKind::Updated) {
                     let Some(prev) = &c.previous else { continue };
                     let member = value_member(citybrain_ngsild::model::kind_of(prev));
-                    let prev_name =
-                        format!("previous{}{}", member[..1].to_uppercase(), &member[1..]);
+                    let prev_name = format!("previous{}{}", member[..1].to_uppercase(), &member[1..]);
                     if let (Some(Value::Object(attr)), Some(pv)) =
                         (m.get_mut(&s.ctx.terms.compact(&c.name)), prev.get(member))
                     {
@@ -592,8 +538,7 @@ impl Hub {
         }
         let body = Value::Object(body);
         let text: Arc<str> = Arc::from(body.to_string());
-        let env =
-            json!({"endpoint": s.compiled.endpoint, "headers": headers, "body": body}).to_string();
+        let env = json!({"endpoint": s.compiled.endpoint, "headers": headers, "body": body}).to_string();
         (text, env)
     }
 
@@ -608,10 +553,7 @@ impl Hub {
         for ((sub, payload), seq) in outbox.into_iter().zip(seqs) {
             let job = Job::new(seq, tenant.to_string(), sub, Arc::from(payload), 0);
             if self.inner.deliver_tx.send(job).is_err() {
-                tracing::warn!(
-                    seq,
-                    "deliverer stopped; notification stays queued for the next start"
-                );
+                tracing::warn!(seq, "deliverer stopped; notification stays queued for the next start");
             }
         }
         for (s, body) in streams {
@@ -668,11 +610,7 @@ impl Hub {
             if r.entities.is_empty() {
                 continue;
             }
-            let data = r
-                .entities
-                .iter()
-                .map(|e| self.render_for(&s, e, None))
-                .collect();
+            let data = r.entities.iter().map(|e| self.render_for(&s, e, None)).collect();
             let (body, envelope) = self.envelope(&s.tenant, &s, data, None, at);
             let outbox = if s.is_http() {
                 vec![(s.id.clone(), envelope)]

@@ -78,12 +78,7 @@ impl Hub {
         })
     }
 
-    async fn temporal_of(
-        &self,
-        tenant: &str,
-        e: &Entity,
-        req: &TemporalRequest,
-    ) -> Result<TemporalEntity> {
+    async fn temporal_of(&self, tenant: &str, e: &Entity, req: &TemporalRequest) -> Result<TemporalEntity> {
         let hq = self.history_query(&e.id, req)?;
         let list = self.inner.store.history(tenant, &hq).await?;
         let mut attrs: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
@@ -116,12 +111,7 @@ impl Hub {
     }
 
     /// GET /temporal/entities/{id}
-    pub async fn temporal_retrieve(
-        &self,
-        tenant: &str,
-        id: &str,
-        req: &TemporalRequest,
-    ) -> Result<TemporalEntity> {
+    pub async fn temporal_retrieve(&self, tenant: &str, id: &str, req: &TemporalRequest) -> Result<TemporalEntity> {
         let e = self.retrieve_entity(tenant, id).await?;
         self.temporal_of(tenant, &e, req).await
     }
@@ -154,12 +144,7 @@ impl Hub {
                 head.insert(k.into(), v.clone());
             }
         }
-        let frag = parse_entity(
-            &Value::Object(head),
-            &ctx.terms,
-            &self.limits().input,
-            Mode::Create,
-        )?;
+        let frag = parse_entity(&Value::Object(head), &ctx.terms, &self.limits().input, Mode::Create)?;
         let at = now();
         let mut out = Vec::new();
         for (k, v) in obj {
@@ -175,25 +160,17 @@ impl Hub {
                 v => vec![v],
             };
             if out.len() + items.len() > self.limits().input.max_attrs * 10 {
-                return Err(NgsiError::bad_data(
-                    "too many temporal instances in one request",
-                ));
+                return Err(NgsiError::bad_data("too many temporal instances in one request"));
             }
             for item in items {
                 for i in parse_attr(k, item, &ctx.terms, &self.limits().input, Mode::Create)? {
                     if let AttrInput::Set(mut a) = i {
-                        let observed = a
-                            .get("observedAt")
-                            .and_then(Value::as_str)
-                            .and_then(time::parse);
+                        let observed = a.get("observedAt").and_then(Value::as_str).and_then(time::parse);
                         a.remove("createdAt");
                         a.remove("modifiedAt");
                         out.push(Instance {
                             attr: ctx.terms.expand(k),
-                            instance_id: format!(
-                                "urn:ngsi-ld:attribute:instance:{}",
-                                uuid::Uuid::new_v4()
-                            ),
+                            instance_id: format!("urn:ngsi-ld:attribute:instance:{}", uuid::Uuid::new_v4()),
                             dataset_id: dataset_id(&a).map(str::to_string),
                             observed_at: observed,
                             created_at: at,
@@ -215,17 +192,8 @@ impl Hub {
     /// POST /temporal/entities: creates the entity (its current state is the
     /// newest instance of each attribute) or appends to an existing history.
     /// Returns true when the entity was created.
-    pub async fn temporal_create(
-        &self,
-        tenant: &str,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<bool> {
-        let Provision {
-            id,
-            types,
-            instances,
-        } = self.parse_instances(body, ctx)?;
+    pub async fn temporal_create(&self, tenant: &str, body: &Value, ctx: &RequestContext) -> Result<bool> {
+        let Provision { id, types, instances } = self.parse_instances(body, ctx)?;
         let id = id.ok_or_else(|| NgsiError::bad_data("temporal entity has no 'id'"))?;
         let types = types.ok_or_else(|| NgsiError::bad_data("temporal entity has no 'type'"))?;
         self.transact(tenant, std::slice::from_ref(&id), |ws| {
@@ -264,21 +232,11 @@ impl Hub {
     }
 
     /// POST /temporal/entities/{id}/attrs
-    pub async fn temporal_add_attrs(
-        &self,
-        tenant: &str,
-        id: &str,
-        body: &Value,
-        ctx: &RequestContext,
-    ) -> Result<()> {
+    pub async fn temporal_add_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
         self.require_tenant(tenant).await?;
-        let Provision {
-            id: bid, instances, ..
-        } = self.parse_instances(body, ctx)?;
+        let Provision { id: bid, instances, .. } = self.parse_instances(body, ctx)?;
         if bid.is_some_and(|b| b != id) {
-            return Err(NgsiError::bad_data(
-                "body id differs from the id in the URL",
-            ));
+            return Err(NgsiError::bad_data("body id differs from the id in the URL"));
         }
         self.transact(tenant, &[id.to_string()], |ws| {
             let slot = ws.slot(id);
@@ -311,24 +269,14 @@ impl Hub {
             slot.history_deletes.push(HistoryDelete::Attribute {
                 entity_id: id.to_string(),
                 attr: name.clone(),
-                dataset_id: if all {
-                    None
-                } else {
-                    Some(ds.map(str::to_string))
-                },
+                dataset_id: if all { None } else { Some(ds.map(str::to_string)) },
             });
             Ok(())
         })
         .await
     }
 
-    async fn find_instance(
-        &self,
-        tenant: &str,
-        id: &str,
-        attr: &str,
-        instance_id: &str,
-    ) -> Result<Instance> {
+    async fn find_instance(&self, tenant: &str, id: &str, attr: &str, instance_id: &str) -> Result<Instance> {
         let hq = HistoryQuery {
             entity_id: id.into(),
             attrs: Some(vec![attr.into()]),
@@ -344,9 +292,7 @@ impl Hub {
             .await?
             .into_iter()
             .find(|i| i.instance_id == instance_id)
-            .ok_or_else(|| {
-                NgsiError::not_found(format!("attribute instance {instance_id} does not exist"))
-            })
+            .ok_or_else(|| NgsiError::not_found(format!("attribute instance {instance_id} does not exist")))
     }
 
     /// PATCH /temporal/entities/{id}/attrs/{attr}/{instanceId}
@@ -364,20 +310,9 @@ impl Hub {
         let mut inst = self.find_instance(tenant, id, &name, instance_id).await?;
         let item = body
             .get(attr)
-            .and_then(|v| {
-                if let Value::Array(a) = v {
-                    a.first()
-                } else {
-                    Some(v)
-                }
-            })
+            .and_then(|v| if let Value::Array(a) = v { a.first() } else { Some(v) })
             .unwrap_or(body);
-        let patch = citybrain_ngsild::input::parse_attr_patch(
-            attr,
-            item,
-            &ctx.terms,
-            &self.limits().input,
-        )?;
+        let patch = citybrain_ngsild::input::parse_attr_patch(attr, item, &ctx.terms, &self.limits().input)?;
         for (k, v) in patch {
             inst.value.insert(k, v);
         }
@@ -390,7 +325,11 @@ impl Hub {
         self.transact(tenant, &[id.to_string()], |ws| {
             let slot = ws.slot(id);
             // Replace the instance: drop the old row, write the new one (same instanceId).
-            slot.history_deletes.push(HistoryDelete::Instance { entity_id: id.into(), attr: name.clone(), instance_id: instance_id.into() });
+            slot.history_deletes.push(HistoryDelete::Instance {
+                entity_id: id.into(),
+                attr: name.clone(),
+                instance_id: instance_id.into(),
+            });
             slot.extra_history = vec![inst.clone()];
             Ok(())
         })

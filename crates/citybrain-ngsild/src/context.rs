@@ -29,8 +29,7 @@ pub const LINK_REL: &str = "http://www.w3.org/ns/json-ld#context";
 
 /// True for every URL that names the core context (v1.x, versioned or not).
 pub fn is_core_context_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context")
-    else {
+    let Some(rest) = url.strip_prefix("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context") else {
         return false;
     };
     rest == ".jsonld"
@@ -98,8 +97,7 @@ pub struct TermMap {
 fn core_map() -> &'static Arc<TermMap> {
     static CORE: OnceLock<Arc<TermMap>> = OnceLock::new();
     CORE.get_or_init(|| {
-        let doc: Value =
-            serde_json::from_str(CORE_CONTEXT_V1_8).expect("embedded core context is valid JSON");
+        let doc: Value = serde_json::from_str(CORE_CONTEXT_V1_8).expect("embedded core context is valid JSON");
         let mut m = TermMap::default();
         if let Some(Value::Object(ctx)) = doc.get("@context") {
             m.absorb(ctx);
@@ -180,9 +178,7 @@ impl TermMap {
                 None => true,
                 Some(cur) => {
                     let (a, b) = (preferred.contains_key(term), preferred.contains_key(cur));
-                    (a && !b)
-                        || (a == b
-                            && (term.len() < cur.len() || (term.len() == cur.len() && term < cur)))
+                    (a && !b) || (a == b && (term.len() < cur.len() || (term.len() == cur.len() && term < cur)))
                 }
             };
             if better {
@@ -245,16 +241,11 @@ pub fn looks_like_iri(s: &str) -> bool {
         return false;
     };
     !rest.is_empty()
-        && scheme
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+        && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
 }
 
 #[cfg(test)]
@@ -265,16 +256,10 @@ mod tests {
     #[test]
     fn core_terms_expand_and_compact() {
         let m = TermMap::core();
-        assert_eq!(
-            m.expand("location"),
-            "https://uri.etsi.org/ngsi-ld/location"
-        );
+        assert_eq!(m.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
         assert_eq!(m.expand("speed"), format!("{DEFAULT_VOCAB}speed"));
         assert_eq!(m.compact(&format!("{DEFAULT_VOCAB}speed")), "speed");
-        assert_eq!(
-            m.compact("https://uri.etsi.org/ngsi-ld/location"),
-            "location"
-        );
+        assert_eq!(m.compact("https://uri.etsi.org/ngsi-ld/location"), "location");
         assert_eq!(m.expand("https://example.org/x"), "https://example.org/x");
     }
 
@@ -294,10 +279,7 @@ mod tests {
         );
         assert_eq!(m.expand("sdm:other"), "https://smartdatamodels.org/other");
         // The core context is protected: `location` keeps its core meaning.
-        assert_eq!(
-            m.expand("location"),
-            "https://uri.etsi.org/ngsi-ld/location"
-        );
+        assert_eq!(m.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
     }
 
     #[test]

@@ -29,20 +29,14 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
             ErrorKind::BadRequestData => "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
             ErrorKind::AlreadyExists => "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists",
-            ErrorKind::OperationNotSupported => {
-                "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported"
-            }
+            ErrorKind::OperationNotSupported => "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported",
             ErrorKind::ResourceNotFound => "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
             ErrorKind::InternalError => "https://uri.etsi.org/ngsi-ld/errors/InternalError",
             ErrorKind::TooComplexQuery => "https://uri.etsi.org/ngsi-ld/errors/TooComplexQuery",
             ErrorKind::TooManyResults => "https://uri.etsi.org/ngsi-ld/errors/TooManyResults",
-            ErrorKind::LdContextNotAvailable => {
-                "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable"
-            }
+            ErrorKind::LdContextNotAvailable => "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable",
             ErrorKind::NonexistentTenant => "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant",
-            ErrorKind::NoMultiTenantSupport => {
-                "https://uri.etsi.org/ngsi-ld/errors/NoMultiTenantSupport"
-            }
+            ErrorKind::NoMultiTenantSupport => "https://uri.etsi.org/ngsi-ld/errors/NoMultiTenantSupport",
             ErrorKind::PayloadTooLarge => "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
             ErrorKind::Conflict => "https://uri.etsi.org/ngsi-ld/errors/InternalError",
         }

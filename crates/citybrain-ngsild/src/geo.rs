@@ -97,9 +97,7 @@ fn line(v: &Value, budget: &mut usize) -> Result<LineString<f64>> {
         .map(|c| coord(c, budget))
         .collect::<Result<Vec<_>>>()?;
     if pts.len() < 2 {
-        return Err(NgsiError::bad_data(
-            "a LineString needs at least 2 positions",
-        ));
+        return Err(NgsiError::bad_data("a LineString needs at least 2 positions"));
     }
     Ok(LineString(pts))
 }
@@ -164,7 +162,10 @@ impl GeoRel {
                 if max_distance.is_none() && min_distance.is_none() {
                     return Err(NgsiError::bad_data("georel near needs maxDistance or minDistance"));
                 }
-                return Ok(GeoRel::Near { max_distance, min_distance });
+                return Ok(GeoRel::Near {
+                    max_distance,
+                    min_distance,
+                });
             }
             "within" => GeoRel::Within,
             "contains" => GeoRel::Contains,
@@ -172,16 +173,12 @@ impl GeoRel {
             "equals" => GeoRel::Equals,
             "disjoint" => GeoRel::Disjoint,
             "overlaps" => GeoRel::Overlaps,
-            other => {
-                return Err(NgsiError::bad_data(format!(
-                    "georel: unknown relation '{other}' (near, within, contains, intersects, equals, disjoint, overlaps)"
-                )))
-            }
+            other => return Err(NgsiError::bad_data(format!(
+                "georel: unknown relation '{other}' (near, within, contains, intersects, equals, disjoint, overlaps)"
+            ))),
         };
         if parts.next().is_some() {
-            return Err(NgsiError::bad_data(format!(
-                "georel: '{head}' takes no modifiers"
-            )));
+            return Err(NgsiError::bad_data(format!("georel: '{head}' takes no modifiers")));
         }
         Ok(rel)
     }
@@ -272,12 +269,9 @@ mod tests {
         assert!(q(GeoRel::Disjoint).test(&outside));
         assert!(q(GeoRel::Intersects).test(&inside));
         assert!(q(GeoRel::Equals).test(&square));
-        let big =
-            g(json!({"type":"Polygon","coordinates":[[[-1,-1],[-1,2],[2,2],[2,-1],[-1,-1]]]}));
+        let big = g(json!({"type":"Polygon","coordinates":[[[-1,-1],[-1,2],[2,2],[2,-1],[-1,-1]]]}));
         assert!(q(GeoRel::Contains).test(&big));
-        let shifted = g(
-            json!({"type":"Polygon","coordinates":[[[0.5,0.5],[0.5,1.5],[1.5,1.5],[1.5,0.5],[0.5,0.5]]]}),
-        );
+        let shifted = g(json!({"type":"Polygon","coordinates":[[[0.5,0.5],[0.5,1.5],[1.5,1.5],[1.5,0.5],[0.5,0.5]]]}));
         assert!(q(GeoRel::Overlaps).test(&shifted));
     }
 
@@ -286,9 +280,7 @@ mod tests {
         // Two points 0.01 degrees of latitude apart: about 1112 m.
         let p = g(json!({"type":"Point","coordinates":[120.17,30.26]}));
         let e = g(json!({"type":"Point","coordinates":[120.17,30.27]}));
-        let near = |spec: &str| {
-            GeoQuery::new(GeoRel::parse(spec).unwrap(), p.clone(), "l".into()).unwrap()
-        };
+        let near = |spec: &str| GeoQuery::new(GeoRel::parse(spec).unwrap(), p.clone(), "l".into()).unwrap();
         assert!(near("near;maxDistance==1200").test(&e));
         assert!(!near("near;maxDistance==1000").test(&e));
         assert!(near("near;minDistance==1000").test(&e));
@@ -300,11 +292,7 @@ mod tests {
     #[test]
     fn invalid_geometries_rejected() {
         assert!(parse_geometry(&json!({"type":"Point","coordinates":[200,0]}), 10).is_err());
-        assert!(parse_geometry(
-            &json!({"type":"Polygon","coordinates":[[[0,0],[1,1],[0,1]]]}),
-            10
-        )
-        .is_err());
+        assert!(parse_geometry(&json!({"type":"Polygon","coordinates":[[[0,0],[1,1],[0,1]]]}), 10).is_err());
         assert!(parse_geometry(&json!({"type":"Circle","coordinates":[0,0]}), 10).is_err());
         let many = json!({"type":"LineString","coordinates":[[0,0],[1,1],[2,2]]});
         assert!(parse_geometry(&many, 2).is_err());

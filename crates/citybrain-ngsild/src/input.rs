@@ -51,9 +51,7 @@ pub struct Fragment {
 impl Fragment {
     /// Turns a create body into a new entity (all attributes created at `now`).
     pub fn into_entity(self, now: Timestamp) -> Result<Entity> {
-        let id = self
-            .id
-            .ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
+        let id = self.id.ok_or_else(|| NgsiError::bad_data("entity has no 'id'"))?;
         let types = self
             .types
             .ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no 'type'")))?;
@@ -62,12 +60,7 @@ impl Fragment {
             for input in list {
                 if let AttrInput::Set(a) = input {
                     // Cannot fail: fresh entity, overwrite mode.
-                    let _ = e.write_attr(
-                        &name,
-                        AttrInput::Set(a),
-                        crate::model::WriteMode::Overwrite,
-                        now,
-                    );
+                    let _ = e.write_attr(&name, AttrInput::Set(a), crate::model::WriteMode::Overwrite, now);
                 }
             }
         }
@@ -76,12 +69,7 @@ impl Fragment {
 }
 
 /// Parses an entity body (compacted with `ctx`).
-pub fn parse_entity(
-    v: &Value,
-    ctx: &TermMap,
-    limits: &InputLimits,
-    mode: Mode,
-) -> Result<Fragment> {
+pub fn parse_entity(v: &Value, ctx: &TermMap, limits: &InputLimits, mode: Mode) -> Result<Fragment> {
     let obj = v
         .as_object()
         .ok_or_else(|| NgsiError::bad_data("an entity must be a JSON object"))?;
@@ -98,8 +86,9 @@ pub fn parse_entity(
     let mut count = 0usize;
     for (k, v) in obj {
         match k.as_str() {
-            "id" | "@id" | "type" | "@type" | "scope" | "@context" | "createdAt" | "modifiedAt"
-            | "deletedAt" => continue,
+            "id" | "@id" | "type" | "@type" | "scope" | "@context" | "createdAt" | "modifiedAt" | "deletedAt" => {
+                continue
+            }
             _ => {}
         }
         validate_attr_name(k)?;
@@ -126,9 +115,7 @@ pub fn parse_id(v: &Value) -> Result<String> {
         )));
     }
     if s.len() > 1024 {
-        return Err(NgsiError::bad_data(
-            "entity id is longer than 1024 characters",
-        ));
+        return Err(NgsiError::bad_data("entity id is longer than 1024 characters"));
     }
     Ok(s.to_string())
 }
@@ -168,9 +155,9 @@ pub fn parse_scope(v: &Value) -> Result<Vec<String>> {
     items
         .into_iter()
         .map(|s| {
-            let s = s.as_str().ok_or_else(|| {
-                NgsiError::bad_data("scope must be a string or an array of strings")
-            })?;
+            let s = s
+                .as_str()
+                .ok_or_else(|| NgsiError::bad_data("scope must be a string or an array of strings"))?;
             let ok = s.starts_with('/')
                 && (s == "/"
                     || s[1..]
@@ -192,50 +179,28 @@ const FORBIDDEN: &[char] = &[
 
 pub fn validate_attr_name(k: &str) -> Result<()> {
     if k.is_empty() || k.len() > 512 || k.contains(FORBIDDEN) || k.chars().any(char::is_control) {
-        return Err(NgsiError::bad_data(format!(
-            "'{k}' is not a valid attribute name"
-        )));
+        return Err(NgsiError::bad_data(format!("'{k}' is not a valid attribute name")));
     }
     Ok(())
 }
 
 fn validate_type_name(k: &str) -> Result<()> {
-    if k.is_empty()
-        || k.len() > 512
-        || k.contains(FORBIDDEN)
-        || k.contains(',')
-        || k.chars().any(char::is_control)
-    {
-        return Err(NgsiError::bad_data(format!(
-            "'{k}' is not a valid entity type"
-        )));
+    if k.is_empty() || k.len() > 512 || k.contains(FORBIDDEN) || k.contains(',') || k.chars().any(char::is_control) {
+        return Err(NgsiError::bad_data(format!("'{k}' is not a valid entity type")));
     }
     Ok(())
 }
 
 /// Parses one attribute's value into its instances (several for multi-attributes).
-pub fn parse_attr(
-    name: &str,
-    v: &Value,
-    ctx: &TermMap,
-    limits: &InputLimits,
-    mode: Mode,
-) -> Result<Vec<AttrInput>> {
+pub fn parse_attr(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits, mode: Mode) -> Result<Vec<AttrInput>> {
     if let Value::Array(items) = v {
-        if !items.is_empty()
-            && items
-                .iter()
-                .all(|i| i.as_object().is_some_and(is_attribute_object))
-        {
+        if !items.is_empty() && items.iter().all(|i| i.as_object().is_some_and(is_attribute_object)) {
             let mut out = Vec::with_capacity(items.len());
             let mut seen: Vec<Option<String>> = Vec::new();
             for i in items {
                 let inst = parse_instance(name, i, ctx, limits, mode, 0)?;
                 let ds = match &inst {
-                    AttrInput::Set(a) => a
-                        .get("datasetId")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                    AttrInput::Set(a) => a.get("datasetId").and_then(Value::as_str).map(str::to_string),
                     AttrInput::Delete { dataset_id } => dataset_id.clone(),
                 };
                 if seen.contains(&ds) {
@@ -307,10 +272,7 @@ fn parse_instance(
                 "attribute {name}: null (urn:ngsi-ld:null) is only allowed when merging"
             )));
         }
-        let dataset_id = v
-            .get("datasetId")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let dataset_id = v.get("datasetId").and_then(Value::as_str).map(str::to_string);
         return Ok(AttrInput::Delete { dataset_id });
     }
     let obj = match v {
@@ -390,8 +352,7 @@ fn parse_instance(
             let ok = match o {
                 Value::String(s) => looks_like_iri(s),
                 Value::Array(items) => {
-                    !items.is_empty()
-                        && items.iter().all(|i| i.as_str().is_some_and(looks_like_iri))
+                    !items.is_empty() && items.iter().all(|i| i.as_str().is_some_and(looks_like_iri))
                 }
                 _ => false,
             };
@@ -402,9 +363,8 @@ fn parse_instance(
             if let Some(t) = obj.get("objectType") {
                 a.insert(
                     "objectType".into(),
-                    expand_strings(t, ctx).ok_or_else(|| {
-                        bad("'objectType' must be a type name or array of names".into())
-                    })?,
+                    expand_strings(t, ctx)
+                        .ok_or_else(|| bad("'objectType' must be a type name or array of names".into()))?,
                 );
             }
         }
@@ -433,8 +393,7 @@ fn parse_instance(
                 .ok_or_else(|| bad("a VocabProperty needs a 'vocab'".into()))?;
             a.insert(
                 "vocab".into(),
-                expand_strings(voc, ctx)
-                    .ok_or_else(|| bad("'vocab' must be a term or array of terms".into()))?,
+                expand_strings(voc, ctx).ok_or_else(|| bad("'vocab' must be a term or array of terms".into()))?,
             );
         }
         "JsonProperty" => {
@@ -460,9 +419,7 @@ fn parse_instance(
                 .ok_or_else(|| bad("a ListRelationship needs an 'objectList' array".into()))?;
             let mut out = Vec::with_capacity(l.len());
             for i in l {
-                let uri = i
-                    .as_str()
-                    .or_else(|| i.get("object").and_then(Value::as_str));
+                let uri = i.as_str().or_else(|| i.get("object").and_then(Value::as_str));
                 match uri {
                     Some(u) if looks_like_iri(u) => out.push(Value::String(u.into())),
                     _ => return Err(bad("'objectList' must hold URIs".into())),
@@ -474,8 +431,8 @@ fn parse_instance(
     }
     for (k, v) in obj {
         match k.as_str() {
-            "type" | "value" | "object" | "objectType" | "languageMap" | "vocab" | "json"
-            | "valueList" | "objectList" => {}
+            "type" | "value" | "object" | "objectType" | "languageMap" | "vocab" | "json" | "valueList"
+            | "objectList" => {}
             "createdAt" | "modifiedAt" | "instanceId" | "deletedAt" => {}
             "observedAt" | "expiresAt" => {
                 let s = v
@@ -515,12 +472,7 @@ fn parse_instance(
 
 /// Parses a partial attribute for PATCH /entities/{id}/attrs/{attr}: the
 /// members given replace the stored ones; `type` may be left out.
-pub fn parse_attr_patch(
-    name: &str,
-    v: &Value,
-    ctx: &TermMap,
-    limits: &InputLimits,
-) -> Result<Attr> {
+pub fn parse_attr_patch(name: &str, v: &Value, ctx: &TermMap, limits: &InputLimits) -> Result<Attr> {
     let obj = match v {
         Value::Object(m) => m.clone(),
         other => {
@@ -547,8 +499,7 @@ pub fn parse_attr_patch(
     };
     let mut out = Attr::new();
     for (k, v) in parsed {
-        let sent = obj.contains_key(&k)
-            || (!is_reserved_member(&k) && obj.keys().any(|ok| ctx.expand(ok) == k));
+        let sent = obj.contains_key(&k) || (!is_reserved_member(&k) && obj.keys().any(|ok| ctx.expand(ok) == k));
         if sent || (k == "type" && declared) {
             out.insert(k, v);
         }
@@ -600,10 +551,7 @@ mod tests {
         assert_eq!(set(&k("r")[0])["type"], json!("Relationship"));
         assert_eq!(set(&k("location")[0])["type"], json!("GeoProperty"));
         assert_eq!(set(&k("l")[0])["type"], json!("LanguageProperty"));
-        assert!(set(&k("v")[0])["vocab"]
-            .as_str()
-            .unwrap()
-            .ends_with("/Open"));
+        assert!(set(&k("v")[0])["vocab"].as_str().unwrap().ends_with("/Open"));
         assert_eq!(k("m").len(), 2);
     }
 
@@ -631,10 +579,7 @@ mod tests {
                 json!({"id":"urn:x:1","type":"T","location":{"type":"GeoProperty","value":{"type":"Point","coordinates":[500,1]}}}),
                 "attribute location",
             ),
-            (
-                json!({"id":"urn:x:1","type":"T","a=b":1}),
-                "not a valid attribute name",
-            ),
+            (json!({"id":"urn:x:1","type":"T","a=b":1}), "not a valid attribute name"),
             (
                 json!({"id":"urn:x:1","type":"T","a":"urn:ngsi-ld:null"}),
                 "only allowed when merging",
@@ -664,13 +609,7 @@ mod tests {
 
     #[test]
     fn patch_keeps_only_sent_members() {
-        let p = parse_attr_patch(
-            "a",
-            &json!({"value": 5}),
-            &TermMap::core(),
-            &InputLimits::default(),
-        )
-        .unwrap();
+        let p = parse_attr_patch("a", &json!({"value": 5}), &TermMap::core(), &InputLimits::default()).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p["value"], json!(5));
         let p = parse_attr_patch(

@@ -166,10 +166,7 @@ impl Entity {
     }
 
     pub fn instance(&self, name: &str, dataset: Option<&str>) -> Option<&Attr> {
-        self.attrs
-            .get(name)?
-            .iter()
-            .find(|a| dataset_id(a) == dataset)
+        self.attrs.get(name)?.iter().find(|a| dataset_id(a) == dataset)
     }
 
     /// Writes one attribute input according to the mode. Returns the change, or
@@ -277,13 +274,7 @@ impl Entity {
     }
 
     /// Deletes the default instance, the instance with `dataset`, or all.
-    pub fn delete_attr(
-        &mut self,
-        name: &str,
-        dataset: Option<&str>,
-        all: bool,
-        now: Timestamp,
-    ) -> Vec<AttrChange> {
+    pub fn delete_attr(&mut self, name: &str, dataset: Option<&str>, all: bool, now: Timestamp) -> Vec<AttrChange> {
         let Some(list) = self.attrs.get_mut(name) else {
             return Vec::new();
         };
@@ -333,11 +324,7 @@ fn merge_members(target: &mut Attr, patch: Attr) {
         }
         match (target.get_mut(&k), v) {
             (Some(Value::Object(existing)), Value::Object(sub)) => {
-                let same_kind = kind_of(existing)
-                    == sub
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Property");
+                let same_kind = kind_of(existing) == sub.get("type").and_then(Value::as_str).unwrap_or("Property");
                 if same_kind {
                     merge_members(existing, sub);
                 } else {
@@ -366,10 +353,7 @@ pub fn is_null_marker(v: &Value) -> bool {
             "objectList",
         ]
         .iter()
-        .any(|k| {
-            m.get(*k)
-                .is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))
-        }),
+        .any(|k| m.get(*k).is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))),
         _ => false,
     }
 }
@@ -384,10 +368,7 @@ mod tests {
     }
 
     fn prop(v: Value) -> Attr {
-        json!({"type": "Property", "value": v})
-            .as_object()
-            .unwrap()
-            .clone()
+        json!({"type": "Property", "value": v}).as_object().unwrap().clone()
     }
 
     #[test]
@@ -396,31 +377,16 @@ mod tests {
         let t1 = t("2026-01-01T00:01:00Z");
         let mut e = Entity::new("urn:x:1".into(), vec!["T".into()], vec![], t0);
         let c = e
-            .write_attr(
-                "a",
-                AttrInput::Set(prop(json!(1))),
-                WriteMode::Overwrite,
-                t0,
-            )
+            .write_attr("a", AttrInput::Set(prop(json!(1))), WriteMode::Overwrite, t0)
             .unwrap()
             .unwrap();
         assert_eq!(c.kind, ChangeKind::Created);
         let nu = e
-            .write_attr(
-                "a",
-                AttrInput::Set(prop(json!(2))),
-                WriteMode::NoOverwrite,
-                t1,
-            )
+            .write_attr("a", AttrInput::Set(prop(json!(2))), WriteMode::NoOverwrite, t1)
             .unwrap_err();
         assert!(nu.reason.contains("noOverwrite"));
         assert!(e
-            .write_attr(
-                "b",
-                AttrInput::Set(prop(json!(2))),
-                WriteMode::OnlyExisting,
-                t1
-            )
+            .write_attr("b", AttrInput::Set(prop(json!(2))), WriteMode::OnlyExisting, t1)
             .is_err());
         assert!(!e.attrs.contains_key("b"));
         let mut with_sub = prop(json!(3));
@@ -437,12 +403,7 @@ mod tests {
         assert_eq!(a["modifiedAt"], json!("2026-01-01T00:01:00.000Z"));
         assert_eq!(e.modified_at, t1);
         let gone = e
-            .write_attr(
-                "a",
-                AttrInput::Delete { dataset_id: None },
-                WriteMode::Merge,
-                t1,
-            )
+            .write_attr("a", AttrInput::Delete { dataset_id: None }, WriteMode::Merge, t1)
             .unwrap()
             .unwrap();
         assert_eq!(gone.kind, ChangeKind::Deleted);
@@ -455,15 +416,9 @@ mod tests {
         let mut e = Entity::new("urn:x:1".into(), vec!["T".into()], vec![], t0);
         let mut a = prop(json!(1));
         a.insert("datasetId".into(), json!("urn:ds:1"));
-        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0)
+        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0).unwrap();
+        e.write_attr("a", AttrInput::Set(prop(json!(0))), WriteMode::Overwrite, t0)
             .unwrap();
-        e.write_attr(
-            "a",
-            AttrInput::Set(prop(json!(0))),
-            WriteMode::Overwrite,
-            t0,
-        )
-        .unwrap();
         assert_eq!(e.attrs["a"].len(), 2);
         assert_eq!(e.delete_attr("a", Some("urn:ds:1"), false, t0).len(), 1);
         assert_eq!(e.attrs["a"].len(), 1);
@@ -478,8 +433,7 @@ mod tests {
         let mut a = prop(json!(1));
         a.insert("urn:s1".into(), json!({"type": "Property", "value": 1}));
         a.insert("urn:s2".into(), json!({"type": "Property", "value": 2}));
-        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0)
-            .unwrap();
+        e.write_attr("a", AttrInput::Set(a), WriteMode::Overwrite, t0).unwrap();
         let patch = json!({"urn:s1": {"value": 10}, "urn:s2": "urn:ngsi-ld:null"})
             .as_object()
             .unwrap()

@@ -117,9 +117,7 @@ impl Query {
                 match op {
                     // Not-equal: true when the attribute exists and no value equals.
                     Op::Ne => !vals.is_empty() && !vals.iter().any(|v| matches(v, Op::Eq, operand)),
-                    Op::NoMatch => {
-                        !vals.is_empty() && !vals.iter().any(|v| matches(v, Op::Match, operand))
-                    }
+                    Op::NoMatch => !vals.is_empty() && !vals.iter().any(|v| matches(v, Op::Match, operand)),
                     _ => vals.iter().any(|v| matches(v, *op, operand)),
                 }
             }
@@ -130,9 +128,7 @@ impl Query {
     pub fn attributes(&self, out: &mut Vec<String>) {
         match self {
             Query::And(qs) | Query::Or(qs) => qs.iter().for_each(|q| q.attributes(out)),
-            Query::Exists(p) | Query::NotExists(p) | Query::Compare(p, _, _) => {
-                out.push(p.attr.clone())
-            }
+            Query::Exists(p) | Query::NotExists(p) | Query::Compare(p, _, _) => out.push(p.attr.clone()),
         }
     }
 }
@@ -149,12 +145,7 @@ fn resolve<'a>(e: &'a Entity, p: &Path) -> Vec<&'a Value> {
     out
 }
 
-fn resolve_instance<'a>(
-    inst: &'a Attr,
-    sub: &[String],
-    compound: &[String],
-    out: &mut Vec<&'a Value>,
-) {
+fn resolve_instance<'a>(inst: &'a Attr, sub: &[String], compound: &[String], out: &mut Vec<&'a Value>) {
     if let Some((first, rest)) = sub.split_first() {
         if META_MEMBERS.contains(&first.as_str()) {
             if let Some(v) = inst.get(first) {
@@ -210,9 +201,7 @@ fn matches(v: &Value, op: Op, operand: &Operand) -> bool {
     match operand {
         Operand::Pattern(re) => v.as_str().is_some_and(|s| re.is_match(s)),
         Operand::One(l) => compare(v, l).is_some_and(|o| op_holds(op, o)),
-        Operand::List(ls) => {
-            op == Op::Eq && ls.iter().any(|l| compare(v, l) == Some(Ordering::Equal))
-        }
+        Operand::List(ls) => op == Op::Eq && ls.iter().any(|l| compare(v, l) == Some(Ordering::Equal)),
         Operand::Range(lo, hi) => {
             op == Op::Eq
                 && compare(v, lo).is_some_and(|o| o != Ordering::Less)
@@ -276,10 +265,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn err(&self, what: &str) -> NgsiError {
-        NgsiError::bad_data(format!(
-            "q: {what} at position {} in '{}'",
-            self.i, self.src
-        ))
+        NgsiError::bad_data(format!("q: {what} at position {} in '{}'", self.i, self.src))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -327,9 +313,7 @@ impl<'a> Parser<'a> {
     fn factor(&mut self, depth: usize) -> Result<Query> {
         self.terms += 1;
         if self.terms > MAX_TERMS {
-            return Err(NgsiError::too_complex(format!(
-                "q has more than {MAX_TERMS} terms"
-            )));
+            return Err(NgsiError::too_complex(format!("q has more than {MAX_TERMS} terms")));
         }
         if self.eat(b'(') {
             let q = self.expr(depth + 1)?;
@@ -352,9 +336,7 @@ impl<'a> Parser<'a> {
         } else {
             self.value()?
         };
-        if matches!(operand, Operand::List(_) | Operand::Range(..))
-            && !matches!(op, Op::Eq | Op::Ne)
-        {
+        if matches!(operand, Operand::List(_) | Operand::Range(..)) && !matches!(op, Op::Eq | Op::Ne) {
             return Err(self.err("lists and ranges only work with == and !="));
         }
         Ok(Query::Compare(path, op, operand))
@@ -423,11 +405,7 @@ impl<'a> Parser<'a> {
                 return Err(self.err("missing ']'"));
             }
         }
-        Ok(Path {
-            attr,
-            sub,
-            compound,
-        })
+        Ok(Path { attr, sub, compound })
     }
 
     fn pattern(&mut self) -> Result<Operand> {
@@ -485,9 +463,7 @@ impl<'a> Parser<'a> {
                     return Ok(out);
                 }
                 Some('\\') => {
-                    let c = chars
-                        .next()
-                        .ok_or_else(|| self.err("unterminated string"))?;
+                    let c = chars.next().ok_or_else(|| self.err("unterminated string"))?;
                     out.push(c);
                     self.i += 1 + c.len_utf8();
                 }
@@ -533,8 +509,7 @@ mod tests {
 
     fn entity(v: Value) -> Entity {
         let f = parse_entity(&v, &TermMap::core(), &InputLimits::default(), Mode::Create).unwrap();
-        f.into_entity(time::parse("2026-01-01T00:00:00Z").unwrap())
-            .unwrap()
+        f.into_entity(time::parse("2026-01-01T00:00:00Z").unwrap()).unwrap()
     }
 
     fn q(src: &str, e: &Entity) -> bool {

@@ -67,14 +67,8 @@ pub fn entity(e: &Entity, ctx: &TermMap, o: &RenderOptions) -> Value {
         out.insert("scope".into(), s);
     }
     if o.sys_attrs && o.format != Format::KeyValues {
-        out.insert(
-            "createdAt".into(),
-            Value::String(time::format(&e.created_at)),
-        );
-        out.insert(
-            "modifiedAt".into(),
-            Value::String(time::format(&e.modified_at)),
-        );
+        out.insert("createdAt".into(), Value::String(time::format(&e.created_at)));
+        out.insert("modifiedAt".into(), Value::String(time::format(&e.modified_at)));
     }
     for (name, instances) in &e.attrs {
         if !wanted(o, name) {
@@ -110,12 +104,7 @@ fn compact_list(types: &[String], ctx: &TermMap) -> Value {
     if types.len() == 1 {
         Value::String(ctx.compact(&types[0]))
     } else {
-        Value::Array(
-            types
-                .iter()
-                .map(|t| Value::String(ctx.compact(t)))
-                .collect(),
-        )
+        Value::Array(types.iter().map(|t| Value::String(ctx.compact(t))).collect())
     }
 }
 
@@ -133,9 +122,7 @@ fn key_value(a: &Attr, ctx: &TermMap, o: &RenderOptions) -> Value {
     let v = main_value(a).cloned().unwrap_or(Value::Null);
     match kind {
         "LanguageProperty" => match (&o.lang, &v) {
-            (Some(l), Value::Object(m)) if l != "*" => {
-                pick_language(m, l).map(|(_, s)| s).unwrap_or(Value::Null)
-            }
+            (Some(l), Value::Object(m)) if l != "*" => pick_language(m, l).map(|(_, s)| s).unwrap_or(Value::Null),
             _ => v,
         },
         "VocabProperty" => compact_values(&v, ctx),
@@ -184,8 +171,7 @@ fn normalized(a: &Attr, ctx: &TermMap, o: &RenderOptions) -> Map<String, Value> 
                     out.insert(k.clone(), v.clone());
                 }
             },
-            "type" if kind == "LanguageProperty" && o.lang.as_deref().is_some_and(|l| l != "*") => {
-            }
+            "type" if kind == "LanguageProperty" && o.lang.as_deref().is_some_and(|l| l != "*") => {}
             k if is_reserved_member(k) => {
                 out.insert(k.to_string(), v.clone());
             }
@@ -205,11 +191,7 @@ fn normalized(a: &Attr, ctx: &TermMap, o: &RenderOptions) -> Map<String, Value> 
 /// Concise form: `type` dropped where the other members imply it; a lone
 /// value collapses to the bare value.
 fn concise(mut m: Map<String, Value>) -> Value {
-    let kind = m
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("Property")
-        .to_string();
+    let kind = m.get("type").and_then(Value::as_str).unwrap_or("Property").to_string();
     if kind == "Property"
         || kind == "Relationship"
         || kind == "LanguageProperty"
@@ -221,11 +203,7 @@ fn concise(mut m: Map<String, Value>) -> Value {
     {
         m.remove("type");
     }
-    let subs: Vec<String> = m
-        .keys()
-        .filter(|k| !is_reserved_member(k))
-        .cloned()
-        .collect();
+    let subs: Vec<String> = m.keys().filter(|k| !is_reserved_member(k)).cloned().collect();
     for k in subs {
         if let Some(Value::Object(s)) = m.remove(&k) {
             m.insert(k, concise(s));
@@ -290,10 +268,7 @@ mod tests {
         let e = sample();
         let ctx = TermMap::core();
         let n = entity(&e, &ctx, &RenderOptions::default());
-        assert_eq!(
-            n["free"],
-            json!({"type":"Property","value":5,"unitCode":"C62"})
-        );
+        assert_eq!(n["free"], json!({"type":"Property","value":5,"unitCode":"C62"}));
         assert_eq!(n["type"], json!("Parking"));
         assert!(n.get("createdAt").is_none());
         let c = entity(
@@ -326,10 +301,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(
-            l["label"],
-            json!({"type":"Property","value":"门","lang":"zh"})
-        );
+        assert_eq!(l["label"], json!({"type":"Property","value":"门","lang":"zh"}));
         let s = entity(
             &e,
             &ctx,

@@ -14,11 +14,7 @@ pub enum ScopeQuery {
 
 impl ScopeQuery {
     pub fn parse(src: &str) -> Result<ScopeQuery> {
-        let mut p = P {
-            s: src,
-            i: 0,
-            terms: 0,
-        };
+        let mut p = P { s: src, i: 0, terms: 0 };
         let q = p.or()?;
         if p.i != src.len() {
             return Err(NgsiError::bad_data(format!(
@@ -73,10 +69,7 @@ struct P<'a> {
 
 impl P<'_> {
     fn err(&self, what: &str) -> NgsiError {
-        NgsiError::bad_data(format!(
-            "scopeQ: {what} at position {} in '{}'",
-            self.i, self.s
-        ))
+        NgsiError::bad_data(format!("scopeQ: {what} at position {} in '{}'", self.i, self.s))
     }
     fn eat(&mut self, c: char) -> bool {
         if self.s[self.i..].starts_with(c) {
@@ -91,22 +84,14 @@ impl P<'_> {
         while self.eat(',') {
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            ScopeQuery::Or(v)
-        })
+        Ok(if v.len() == 1 { v.remove(0) } else { ScopeQuery::Or(v) })
     }
     fn and(&mut self) -> Result<ScopeQuery> {
         let mut v = vec![self.factor()?];
         while self.eat(';') {
             v.push(self.factor()?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            ScopeQuery::And(v)
-        })
+        Ok(if v.len() == 1 { v.remove(0) } else { ScopeQuery::And(v) })
     }
     fn factor(&mut self) -> Result<ScopeQuery> {
         self.terms += 1;
@@ -138,10 +123,7 @@ impl P<'_> {
         };
         for (n, seg) in segs.iter().enumerate() {
             let last = n + 1 == segs.len();
-            if seg.is_empty()
-                || (seg == "#" && !last)
-                || (seg.contains(['#', '+']) && seg.len() > 1)
-            {
+            if seg.is_empty() || (seg == "#" && !last) || (seg.contains(['#', '+']) && seg.len() > 1) {
                 return Err(self.err(&format!("bad scope segment '{seg}'")));
             }
         }

@@ -84,22 +84,14 @@ impl TP<'_> {
         while self.eat(',') || self.eat('|') {
             v.push(self.and()?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            TypeExpr::Or(v)
-        })
+        Ok(if v.len() == 1 { v.remove(0) } else { TypeExpr::Or(v) })
     }
     fn and(&mut self) -> Result<TypeExpr> {
         let mut v = vec![self.factor()?];
         while self.eat(';') {
             v.push(self.factor()?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            TypeExpr::And(v)
-        })
+        Ok(if v.len() == 1 { v.remove(0) } else { TypeExpr::And(v) })
     }
     fn factor(&mut self) -> Result<TypeExpr> {
         self.terms += 1;
@@ -109,10 +101,7 @@ impl TP<'_> {
         if self.eat('(') {
             let t = self.or()?;
             if !self.eat(')') {
-                return Err(NgsiError::bad_data(format!(
-                    "type: missing ')' in '{}'",
-                    self.s
-                )));
+                return Err(NgsiError::bad_data(format!("type: missing ')' in '{}'", self.s)));
             }
             return Ok(t);
         }
@@ -125,10 +114,7 @@ impl TP<'_> {
         }
         let name = self.s[start..self.i].trim();
         if name.is_empty() {
-            return Err(NgsiError::bad_data(format!(
-                "type: empty type name in '{}'",
-                self.s
-            )));
+            return Err(NgsiError::bad_data(format!("type: empty type name in '{}'", self.s)));
         }
         Ok(TypeExpr::Type(self.ctx.expand(name)))
     }
@@ -155,11 +141,7 @@ pub fn id_pattern(p: &str) -> Result<Regex> {
     regex::RegexBuilder::new(p)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| {
-            NgsiError::bad_data(format!(
-                "idPattern '{p}' is not a valid regular expression: {e}"
-            ))
-        })
+        .map_err(|e| NgsiError::bad_data(format!("idPattern '{p}' is not a valid regular expression: {e}")))
 }
 
 /// A whole entity filter. Selectors are OR'ed (empty: any entity); every other
@@ -197,11 +179,7 @@ impl EntityQuery {
         if self.selectors.is_empty() || self.selectors.iter().any(|s| s.ids.is_empty()) {
             return None;
         }
-        let mut ids: Vec<String> = self
-            .selectors
-            .iter()
-            .flat_map(|s| s.ids.iter().cloned())
-            .collect();
+        let mut ids: Vec<String> = self.selectors.iter().flat_map(|s| s.ids.iter().cloned()).collect();
         ids.sort();
         ids.dedup();
         Some(ids)

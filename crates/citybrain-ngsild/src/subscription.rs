@@ -65,11 +65,7 @@ pub struct Compiled {
 /// `max_geo_points` limits the geoQ geometry.
 pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -> Result<Compiled> {
     let bad = |s: String| NgsiError::bad_data(format!("subscription: {s}"));
-    let id = doc
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let id = doc.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     if let Some(t) = doc.get("type") {
         if t.as_str() != Some("Subscription") {
             return Err(bad("'type' must be \"Subscription\"".into()));
@@ -119,19 +115,20 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
             .collect::<Result<_>>()?,
         Some(_) => return Err(bad("'watchedAttributes' must be a non-empty array".into())),
     };
-    let time_interval_s =
-        match doc.get("timeInterval") {
-            None => None,
-            Some(v) => Some(v.as_f64().filter(|n| *n > 0.0).ok_or_else(|| {
-                bad("'timeInterval' must be a positive number of seconds".into())
-            })?),
-        };
+    let time_interval_s = match doc.get("timeInterval") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|n| *n > 0.0)
+                .ok_or_else(|| bad("'timeInterval' must be a positive number of seconds".into()))?,
+        ),
+    };
     if selectors.is_empty() && watched.is_empty() {
         return Err(bad("needs 'entities' or 'watchedAttributes'".into()));
     }
     if time_interval_s.is_some() && !watched.is_empty() {
         return Err(bad(
-            "'timeInterval' and 'watchedAttributes' cannot be used together".into(),
+            "'timeInterval' and 'watchedAttributes' cannot be used together".into()
         ));
     }
     let triggers: HashSet<String> = match doc.get("notificationTrigger") {
@@ -154,16 +151,14 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
     let q = match doc.get("q") {
         None => None,
         Some(v) => Some(Query::parse(
-            v.as_str()
-                .ok_or_else(|| bad("'q' must be a string".into()))?,
+            v.as_str().ok_or_else(|| bad("'q' must be a string".into()))?,
             ctx,
         )?),
     };
     let scope_q = match doc.get("scopeQ") {
         None => None,
         Some(v) => Some(ScopeQuery::parse(
-            v.as_str()
-                .ok_or_else(|| bad("'scopeQ' must be a string".into()))?,
+            v.as_str().ok_or_else(|| bad("'scopeQ' must be a string".into()))?,
         )?),
     };
     let geo = match doc.get("geoQ") {
@@ -183,13 +178,14 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
             v.as_str().unwrap_or_default(),
         )?),
     };
-    let throttling_s =
-        match doc.get("throttling") {
-            None => None,
-            Some(v) => Some(v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| {
-                bad("'throttling' must be a non-negative number of seconds".into())
-            })?),
-        };
+    let throttling_s = match doc.get("throttling") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|n| *n >= 0.0)
+                .ok_or_else(|| bad("'throttling' must be a non-negative number of seconds".into()))?,
+        ),
+    };
     let n = doc
         .get("notification")
         .and_then(Value::as_object)
@@ -198,11 +194,7 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         .get("endpoint")
         .and_then(Value::as_object)
         .ok_or_else(|| bad("notification.endpoint is required".into()))?;
-    let endpoint = ep
-        .get("uri")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let endpoint = ep.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
     let scheme_ok = endpoint.starts_with("http://")
         || endpoint.starts_with("https://")
         || endpoint.starts_with("urn:citybrain:sse");
@@ -216,8 +208,8 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         Some("application/ld+json") => true,
         Some(other) => {
             return Err(bad(format!(
-            "notification.endpoint.accept '{other}' is not application/json or application/ld+json"
-        )))
+                "notification.endpoint.accept '{other}' is not application/json or application/ld+json"
+            )))
         }
     };
     let mut receiver_info = Vec::new();
@@ -251,9 +243,9 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
             Some(Value::Array(a)) => Ok(Some(
                 a.iter()
                     .map(|v| {
-                        v.as_str().map(|s| ctx.expand(s)).ok_or_else(|| {
-                            bad(format!("notification.{key} must be attribute names"))
-                        })
+                        v.as_str()
+                            .map(|s| ctx.expand(s))
+                            .ok_or_else(|| bad(format!("notification.{key} must be attribute names")))
                     })
                     .collect::<Result<_>>()?,
             )),
@@ -272,10 +264,7 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         render.omit = o;
     }
     render.lang = doc.get("lang").and_then(Value::as_str).map(str::to_string);
-    let show_changes = n
-        .get("showChanges")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let show_changes = n.get("showChanges").and_then(Value::as_bool).unwrap_or(false);
     Ok(Compiled {
         id,
         selectors,
@@ -317,16 +306,14 @@ pub fn compile_geoq(g: &Value, ctx: &TermMap, max_points: usize) -> Result<GeoQu
         .and_then(Value::as_str)
         .ok_or_else(|| NgsiError::bad_data("geoQ.geometry is required"))?;
     let coords = match o.get("coordinates") {
-        Some(Value::String(s)) => serde_json::from_str(s)
-            .map_err(|_| NgsiError::bad_data("geoQ.coordinates is not a JSON array"))?,
+        Some(Value::String(s)) => {
+            serde_json::from_str(s).map_err(|_| NgsiError::bad_data("geoQ.coordinates is not a JSON array"))?
+        }
         Some(v) => v.clone(),
         None => return Err(NgsiError::bad_data("geoQ.coordinates is required")),
     };
     let geometry = geo::build(ty, &coords, max_points)?;
-    let prop = o
-        .get("geoproperty")
-        .and_then(Value::as_str)
-        .unwrap_or("location");
+    let prop = o.get("geoproperty").and_then(Value::as_str).unwrap_or("location");
     GeoQuery::new(rel, geometry, ctx.expand(prop))
 }
 
@@ -362,10 +349,7 @@ impl Compiled {
                 (self.triggers.contains("attributeCreated") && (created || self.watched.is_empty()))
                     .then_some("attributeCreated")
             }
-            (Some(_), None) => self
-                .triggers
-                .contains("entityDeleted")
-                .then_some("entityDeleted"),
+            (Some(_), None) => self.triggers.contains("entityDeleted").then_some("entityDeleted"),
             (Some(_), Some(_)) => {
                 for c in ev.changes {
                     if !watched(&c.name) {
@@ -380,8 +364,7 @@ impl Compiled {
                         return Some(reason);
                     }
                 }
-                (self.triggers.contains("entityUpdated") && !ev.changes.is_empty())
-                    .then_some("entityUpdated")
+                (self.triggers.contains("entityUpdated") && !ev.changes.is_empty()).then_some("entityUpdated")
             }
             (None, None) => None,
         }
@@ -402,8 +385,7 @@ impl Compiled {
 
     /// Whether an entity is in scope of a periodic (timeInterval) subscription.
     pub fn selects(&self, e: &Entity) -> bool {
-        (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
-            && self.filters_hold(e)
+        (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e))) && self.filters_hold(e)
     }
 
     /// Active now: not paused, not expired.
@@ -457,14 +439,7 @@ mod tests {
         v["q"] = json!("free>0");
         let s = sub(v).unwrap();
         let mut before = Entity::new("urn:P:1".into(), vec![ctx.expand("Parking")], vec![], t0);
-        let set = |n: i64| {
-            AttrInput::Set(
-                json!({"type":"Property","value":n})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            )
-        };
+        let set = |n: i64| AttrInput::Set(json!({"type":"Property","value":n}).as_object().unwrap().clone());
         before
             .write_attr(&ctx.expand("free"), set(1), WriteMode::Overwrite, t0)
             .unwrap();

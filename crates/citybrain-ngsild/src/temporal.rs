@@ -95,15 +95,15 @@ impl TemporalQuery {
         timeproperty: Option<&str>,
         last_n: Option<&str>,
     ) -> Result<Self> {
-        let timeproperty = timeproperty
-            .map(TimeProperty::parse)
-            .transpose()?
-            .unwrap_or_default();
+        let timeproperty = timeproperty.map(TimeProperty::parse).transpose()?.unwrap_or_default();
         let last_n = match last_n {
             None => None,
-            Some(s) => Some(s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                NgsiError::bad_data(format!("lastN '{s}' is not a positive integer"))
-            })?),
+            Some(s) => Some(
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| NgsiError::bad_data(format!("lastN '{s}' is not a positive integer")))?,
+            ),
         };
         let timerel = match timerel {
             None => None,
@@ -130,9 +130,7 @@ impl TemporalQuery {
                         }
                         Some(e)
                     }
-                    (TimeRel::Between, None) => {
-                        return Err(NgsiError::bad_data("timerel=between needs endTimeAt"))
-                    }
+                    (TimeRel::Between, None) => return Err(NgsiError::bad_data("timerel=between needs endTimeAt")),
                     _ => None,
                 };
                 Some((rel, at, end))
@@ -212,7 +210,9 @@ impl AggrMethod {
                     "max" => AggrMethod::Max,
                     "stddev" => AggrMethod::Stddev,
                     "sumsq" => AggrMethod::Sumsq,
-                    o => return Err(NgsiError::bad_data(format!("aggrMethods: '{o}' is not one of totalCount, distinctCount, sum, avg, min, max, stddev, sumsq"))),
+                    o => return Err(NgsiError::bad_data(format!(
+                        "aggrMethods: '{o}' is not one of totalCount, distinctCount, sum, avg, min, max, stddev, sumsq"
+                    ))),
                 })
             })
             .collect()
@@ -257,18 +257,8 @@ pub fn render_entity(
 ) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), Value::String(id.into()));
-    let t: Vec<Value> = types
-        .iter()
-        .map(|t| Value::String(ctx.compact(t)))
-        .collect();
-    out.insert(
-        "type".into(),
-        if t.len() == 1 {
-            t[0].clone()
-        } else {
-            Value::Array(t)
-        },
-    );
+    let t: Vec<Value> = types.iter().map(|t| Value::String(ctx.compact(t))).collect();
+    out.insert("type".into(), if t.len() == 1 { t[0].clone() } else { Value::Array(t) });
     for (name, list) in attrs {
         if list.is_empty() {
             continue;
@@ -290,14 +280,8 @@ pub fn render_entity(
                         if let Value::Object(m) = &mut r {
                             m.insert("instanceId".into(), Value::String(i.instance_id.clone()));
                             if opts.sys_attrs {
-                                m.insert(
-                                    "createdAt".into(),
-                                    Value::String(time::format(&i.created_at)),
-                                );
-                                m.insert(
-                                    "modifiedAt".into(),
-                                    Value::String(time::format(&i.modified_at)),
-                                );
+                                m.insert("createdAt".into(), Value::String(time::format(&i.created_at)));
+                                m.insert("modifiedAt".into(), Value::String(time::format(&i.modified_at)));
                             }
                             if let Some(d) = &i.deleted_at {
                                 m.insert("deletedAt".into(), Value::String(time::format(d)));
@@ -344,18 +328,12 @@ pub fn aggregate(
     period_s: Option<f64>,
     tq: &TemporalQuery,
 ) -> Vec<(AggrMethod, Vec<Value>)> {
-    let timed: Vec<(Timestamp, &Instance)> = list
-        .iter()
-        .filter_map(|i| Some((tq.timeproperty.of(i)?, i)))
-        .collect();
+    let timed: Vec<(Timestamp, &Instance)> = list.iter().filter_map(|i| Some((tq.timeproperty.of(i)?, i))).collect();
     let (Some(first), Some(last)) = (timed.first().map(|t| t.0), timed.last().map(|t| t.0)) else {
         return methods.iter().map(|m| (*m, Vec::new())).collect();
     };
     let start = tq.bounds().0.unwrap_or(first);
-    let end = tq
-        .bounds()
-        .1
-        .unwrap_or(last + chrono::Duration::milliseconds(1));
+    let end = tq.bounds().1.unwrap_or(last + chrono::Duration::milliseconds(1));
     let period = period_s
         .map(|p| chrono::Duration::milliseconds((p * 1000.0).round().max(1.0) as i64))
         .unwrap_or(end - start);
@@ -430,13 +408,8 @@ fn apply(m: AggrMethod, items: &[&Instance]) -> Value {
                 // Strings (e.g. date-times) compare lexicographically.
                 let mut s: Vec<&str> = values.iter().filter_map(|v| v.as_str()).collect();
                 s.sort();
-                let pick = if m == AggrMethod::Min {
-                    s.first()
-                } else {
-                    s.last()
-                };
-                pick.map(|x| Value::String(x.to_string()))
-                    .unwrap_or(Value::Null)
+                let pick = if m == AggrMethod::Min { s.first() } else { s.last() };
+                pick.map(|x| Value::String(x.to_string())).unwrap_or(Value::Null)
             }
         }
     }
@@ -456,10 +429,7 @@ mod tests {
             created_at: ts,
             modified_at: ts,
             deleted_at: None,
-            value: json!({"type":"Property","value":v})
-                .as_object()
-                .unwrap()
-                .clone(),
+            value: json!({"type":"Property","value":v}).as_object().unwrap().clone(),
         }
     }
 
@@ -495,32 +465,11 @@ mod tests {
 
     #[test]
     fn time_filters() {
-        let tq = TemporalQuery::new(
-            Some("before"),
-            Some("2026-01-01T00:30:00Z"),
-            None,
-            None,
-            None,
-        )
-        .unwrap();
+        let tq = TemporalQuery::new(Some("before"), Some("2026-01-01T00:30:00Z"), None, None, None).unwrap();
         assert!(tq.contains(&inst(1.0, "2026-01-01T00:10:00Z")));
         assert!(!tq.contains(&inst(1.0, "2026-01-01T00:40:00Z")));
-        assert!(TemporalQuery::new(
-            Some("between"),
-            Some("2026-01-01T00:30:00Z"),
-            None,
-            None,
-            None
-        )
-        .is_err());
-        assert!(TemporalQuery::new(
-            Some("whenever"),
-            Some("2026-01-01T00:30:00Z"),
-            None,
-            None,
-            None
-        )
-        .is_err());
+        assert!(TemporalQuery::new(Some("between"), Some("2026-01-01T00:30:00Z"), None, None, None).is_err());
+        assert!(TemporalQuery::new(Some("whenever"), Some("2026-01-01T00:30:00Z"), None, None, None).is_err());
         assert!(TemporalQuery::new(None, None, None, None, Some("0")).is_err());
         assert!(AggrMethod::parse_list("avg,median").is_err());
     }

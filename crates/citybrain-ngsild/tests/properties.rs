@@ -33,10 +33,7 @@ impl Expr {
             Expr::Range(attr, lo, hi) => format!("{attr}=={lo}..{hi}"),
             Expr::List(attr, ns) => format!(
                 "{attr}=={}",
-                ns.iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
             ),
             Expr::And(x, y) => format!("({};{})", x.text(), y.text()),
             Expr::Or(x, y) => format!("({}|{})", x.text(), y.text()),
@@ -66,14 +63,7 @@ impl Expr {
 
 fn expr() -> impl Strategy<Value = Expr> {
     let attr = prop_oneof![Just("a"), Just("b")];
-    let op = prop_oneof![
-        Just("=="),
-        Just("!="),
-        Just(">"),
-        Just(">="),
-        Just("<"),
-        Just("<=")
-    ];
+    let op = prop_oneof![Just("=="), Just("!="), Just(">"), Just(">="), Just("<"), Just("<=")];
     let leaf = prop_oneof![
         (attr.clone(), op, -50i64..50).prop_map(|(a, o, n)| Expr::Cmp(a, o, n)),
         (attr.clone(), -50i64..50, 0i64..40).prop_map(|(a, lo, w)| Expr::Range(a, lo, lo + w)),
@@ -153,8 +143,8 @@ proptest! {
         full.extend(extra.iter().cloned());
         let scope = format!("/{}", full.join("/"));
         let subtree = format!("{base}/#");
-        prop_assert!(ScopeQuery::parse(&subtree).unwrap().matches(&[scope.clone()]));
-        prop_assert_eq!(ScopeQuery::parse(&base).unwrap().matches(&[scope.clone()]), extra.is_empty());
+        prop_assert!(ScopeQuery::parse(&subtree).unwrap().matches(std::slice::from_ref(&scope)));
+        prop_assert_eq!(ScopeQuery::parse(&base).unwrap().matches(std::slice::from_ref(&scope)), extra.is_empty());
         let one_level = format!("{base}/+");
         prop_assert_eq!(ScopeQuery::parse(&one_level).unwrap().matches(&[scope]), extra.len() == 1);
     }

@@ -27,15 +27,16 @@ CREATE TABLE history (
     tenant      TEXT NOT NULL,
     entity_id   TEXT NOT NULL,
     attr        TEXT NOT NULL,
+    observed_at INTEGER NOT NULL,
     instance_id TEXT NOT NULL,
     dataset_id  TEXT,
-    observed_at INTEGER NOT NULL,
     created_at  INTEGER NOT NULL,
     modified_at INTEGER NOT NULL,
     deleted_at  INTEGER,
-    doc         TEXT NOT NULL
-);
-CREATE INDEX history_by_entity ON history (tenant, entity_id, attr, observed_at);
+    doc         TEXT NOT NULL,
+    -- Clustered by what every temporal read asks for: one B-tree insert per row.
+    PRIMARY KEY (tenant, entity_id, attr, observed_at, instance_id)
+) WITHOUT ROWID;
 CREATE TABLE subscriptions (
     tenant TEXT NOT NULL,
     id     TEXT NOT NULL,

@@ -14,17 +14,20 @@
 
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+mod cache;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
+use cache::TenantCache;
 use citybrain_ngsild::selector::EntityQuery;
 use citybrain_ngsild::temporal::{Instance, TimeProperty};
 use citybrain_ngsild::{time, Entity};
 use citybrain_store::{
-    ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store,
-    StoreError, Stored, SubscriptionRecord, TypeInfo, WriteSet,
+    ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store, StoreError, Stored,
+    SubscriptionRecord, TypeInfo, WriteSet,
 };
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
@@ -49,51 +52,15 @@ struct Inner {
     cache: Mutex<HashMap<String, Arc<RwLock<TenantCache>>>>,
 }
 
-/// The read cache of one tenant: every entity, parsed, at its stored version.
-///
-/// Why: parsing JSON documents dominated reads and queries. SQLite stays the
-/// source of truth; the cache is loaded from it under the writer lock and
-/// changed only after a successful commit, under the same lock, so it never
-/// runs ahead of or behind what is durable. It holds the whole tenant in
-/// memory (about 2–3 KB per entity); city-scale data belongs on the
-/// PostgreSQL backend.
-#[derive(Default)]
-struct TenantCache {
-    entities: BTreeMap<String, (u64, Arc<Entity>)>,
-    /// The same entities by type, in id order (saves a lookup per scanned entity).
-    by_type: HashMap<String, BTreeMap<String, Arc<Entity>>>,
-}
-
-impl TenantCache {
-    fn put(&mut self, e: Arc<Entity>, version: u64) {
-        self.remove(&e.id);
-        for t in &e.types {
-            self.by_type.entry(t.clone()).or_default().insert(e.id.clone(), e.clone());
-        }
-        self.entities.insert(e.id.clone(), (version, e));
-    }
-
-    fn remove(&mut self, id: &str) {
-        if let Some((_, old)) = self.entities.remove(id) {
-            for t in &old.types {
-                if let Some(set) = self.by_type.get_mut(t) {
-                    set.remove(id);
-                    if set.is_empty() {
-                        self.by_type.remove(t);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The tenant's cache, loaded through `conn` (the writer: callers hold its lock) if absent.
 fn cached(inner: &Inner, conn: &Connection, tenant: &str) -> Result<Arc<RwLock<TenantCache>>> {
     if let Some(c) = inner.cache.lock().map_err(be)?.get(tenant) {
         return Ok(c.clone());
     }
     let mut tc = TenantCache::default();
-    let mut st = conn.prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1").map_err(be)?;
+    let mut st = conn
+        .prepare_cached("SELECT version, doc FROM entities WHERE tenant=?1")
+        .map_err(be)?;
     let mut rows = st.query([tenant]).map_err(be)?;
     while let Some(row) = rows.next().map_err(be)? {
         let v: i64 = row.get(0).map_err(be)?;
@@ -124,11 +91,9 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| be(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| be(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let writer = Connection::open(&path)
-            .map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
+        let writer = Connection::open(&path).map_err(|e| be(format!("cannot open {}: {e}", path.display())))?;
         let sync = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
@@ -169,9 +134,7 @@ impl SqliteStore {
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let path = path.strip_prefix("//").unwrap_or(path);
         if path.is_empty() {
-            return Err(be(format!(
-                "'{url}' names no file (try sqlite:./citybrain.db)"
-            )));
+            return Err(be(format!("'{url}' names no file (try sqlite:./citybrain.db)")));
         }
         let durability = match query {
             "" | "synchronous=normal" => Durability::Normal,
@@ -189,10 +152,7 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    async fn read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let conn = inner.readers.lock().map_err(be)?.pop();
@@ -205,8 +165,7 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(be)?;
-                    c.busy_timeout(std::time::Duration::from_secs(5))
-                        .map_err(be)?;
+                    c.busy_timeout(std::time::Duration::from_secs(5)).map_err(be)?;
                     c
                 }
             };
@@ -267,9 +226,7 @@ impl SqliteStore {
 }
 
 fn migrate(c: &Connection) -> Result<()> {
-    let version: i64 = c
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(be)?;
+    let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(be)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = c.unchecked_transaction().map_err(be)?;
         tx.execute_batch(sql)
@@ -345,9 +302,7 @@ fn instance_of_row(r: &rusqlite::Row<'_>) -> Result<Instance> {
 
 fn attrs_of(c: &Connection, tenant: &str, entity_id: &str) -> Result<Vec<String>> {
     let mut st = c
-        .prepare_cached(
-            "SELECT DISTINCT attr FROM history WHERE tenant=?1 AND entity_id=?2 ORDER BY attr",
-        )
+        .prepare_cached("SELECT DISTINCT attr FROM history WHERE tenant=?1 AND entity_id=?2 ORDER BY attr")
         .map_err(be)?;
     let rows = st
         .query_map(params![tenant, entity_id], |r| r.get::<_, String>(0))
@@ -387,12 +342,9 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> Result<Vec<String>> {
         self.read(|c| {
-            let mut st = c
-                .prepare("SELECT name FROM tenants ORDER BY name")
-                .map_err(be)?;
+            let mut st = c.prepare("SELECT name FROM tenants ORDER BY name").map_err(be)?;
             let rows = st.query_map([], |r| r.get(0)).map_err(be)?;
-            rows.collect::<std::result::Result<Vec<String>, _>>()
-                .map_err(be)
+            rows.collect::<std::result::Result<Vec<String>, _>>().map_err(be)
         })
         .await
     }
@@ -403,7 +355,10 @@ impl Store for SqliteStore {
             Ok(ids
                 .iter()
                 .filter_map(|id| c.entities.get(id))
-                .map(|(v, e)| Stored { entity: e.as_ref().clone(), version: *v })
+                .map(|(v, e)| Stored {
+                    entity: e.as_ref().clone(),
+                    version: *v,
+                })
                 .collect())
         })
         .await
@@ -424,36 +379,11 @@ impl Store for SqliteStore {
                 matched += 1;
                 page.count || out.len() < page.limit
             };
-            if let Some(ids) = q.exact_ids() {
-                for id in &ids {
-                    if let Some((_, e)) = c.entities.get(id) {
-                        if !visit(e) {
-                            break;
-                        }
-                    }
-                }
-            } else if let Some(types) = q.candidate_types() {
-                // Walk the candidate ids in order, merging the per-type sets.
-                let sets: Vec<&BTreeMap<String, Arc<Entity>>> = types.iter().filter_map(|t| c.by_type.get(t)).collect();
-                let entities: Box<dyn Iterator<Item = &Arc<Entity>>> = if sets.len() == 1 {
-                    Box::new(sets[0].values())
-                } else {
-                    let merged: BTreeMap<&String, &Arc<Entity>> = sets.iter().flat_map(|s| s.iter()).collect();
-                    Box::new(merged.into_values())
-                };
-                for e in entities {
-                    if !visit(e) {
-                        break;
-                    }
-                }
-            } else {
-                for (_, e) in c.entities.values() {
-                    if !visit(e) {
-                        break;
-                    }
-                }
-            }
-            Ok(QueryResult { entities: out, total: page.count.then_some(matched) })
+            c.scan(&q, &mut visit);
+            Ok(QueryResult {
+                entities: out,
+                total: page.count.then_some(matched),
+            })
         })
         .await
     }
@@ -484,10 +414,16 @@ impl Store for SqliteStore {
                             ins.execute(params![t, e.id, doc]).map_err(be)?;
                         }
                         Some(v) => {
-                            if current.entities.get(&e.id).map(|c| c.0) != Some(v) {
+                            let Some((cur_v, cur)) = current.entities.get(&e.id) else {
+                                return Err(StoreError::Conflict(e.id.clone()));
+                            };
+                            if *cur_v != v {
                                 return Err(StoreError::Conflict(e.id.clone()));
                             }
                             upd.execute(params![t, e.id, doc, v as i64]).map_err(be)?;
+                            if cur.types == e.types {
+                                continue; // the type index is already right
+                            }
                             del_types.execute(params![t, e.id]).map_err(be)?;
                         }
                     }
@@ -615,7 +551,7 @@ impl Store for SqliteStore {
                 };
                 let sql = format!(
                     "SELECT attr, instance_id, dataset_id, created_at, modified_at, deleted_at, doc FROM history
-                     WHERE {cond} ORDER BY {col} {order}, rowid {order} LIMIT {limit}"
+                     WHERE {cond} ORDER BY {col} {order}, instance_id {order} LIMIT {limit}"
                 );
                 let mut st = c.prepare_cached(&sql).map_err(be)?;
                 let mut all: Vec<rusqlite::types::Value> = vec![t.clone().into(), q.entity_id.clone().into()];
@@ -646,8 +582,7 @@ impl Store for SqliteStore {
             let mut max = 0usize;
             for a in attrs {
                 let (cond, args) = history_where(&q, Some(&a));
-                let mut all: Vec<rusqlite::types::Value> =
-                    vec![t.clone().into(), q.entity_id.clone().into()];
+                let mut all: Vec<rusqlite::types::Value> = vec![t.clone().into(), q.entity_id.clone().into()];
                 all.extend(args);
                 let n: i64 = c
                     .query_row(
@@ -670,18 +605,13 @@ impl Store for SqliteStore {
                 .map_err(be)?;
             let rows = st
                 .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
                 })
                 .map_err(be)?;
             let mut out = Vec::new();
             for r in rows {
                 let (tenant, id, doc) = r.map_err(be)?;
-                let doc = serde_json::from_str(&doc)
-                    .map_err(|e| be(format!("corrupt subscription {id}: {e}")))?;
+                let doc = serde_json::from_str(&doc).map_err(|e| be(format!("corrupt subscription {id}: {e}")))?;
                 out.push(SubscriptionRecord { tenant, id, doc });
             }
             Ok(out)
@@ -712,10 +642,7 @@ impl Store for SqliteStore {
         let (t, id) = (tenant.to_string(), id.to_string());
         self.write(move |c| {
             let n = c
-                .execute(
-                    "DELETE FROM subscriptions WHERE tenant=?1 AND id=?2",
-                    params![t, id],
-                )
+                .execute("DELETE FROM subscriptions WHERE tenant=?1 AND id=?2", params![t, id])
                 .map_err(be)?;
             c.execute(
                 "DELETE FROM outbox WHERE tenant=?1 AND subscription_id=?2",
@@ -754,9 +681,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let tx = c.transaction().map_err(be)?;
             {
-                let mut st = tx
-                    .prepare_cached("DELETE FROM outbox WHERE seq=?1")
-                    .map_err(be)?;
+                let mut st = tx.prepare_cached("DELETE FROM outbox WHERE seq=?1").map_err(be)?;
                 for s in &seqs {
                     st.execute([s]).map_err(be)?;
                 }
@@ -766,12 +691,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn retry_notification(
-        &self,
-        seq: i64,
-        attempts: u32,
-        next_attempt_ms: i64,
-    ) -> Result<()> {
+    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64) -> Result<()> {
         self.write(move |c| {
             c.execute(
                 "UPDATE outbox SET attempts=?2, next_attempt_ms=?3 WHERE seq=?1",
@@ -786,9 +706,19 @@ impl Store for SqliteStore {
     async fn contexts(&self, tenant: &str) -> Result<Vec<ContextRecord>> {
         let t = tenant.to_string();
         self.read(move |c| {
-            let mut st = c.prepare("SELECT id, url, kind, body, created_at FROM contexts WHERE tenant=?1 ORDER BY id").map_err(be)?;
+            let mut st = c
+                .prepare("SELECT id, url, kind, body, created_at FROM contexts WHERE tenant=?1 ORDER BY id")
+                .map_err(be)?;
             let rows = st
-                .query_map([t], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))
+                .query_map([t], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
                 .map_err(be)?;
             let mut out = Vec::new();
             for r in rows {
@@ -822,12 +752,11 @@ impl Store for SqliteStore {
     async fn delete_context(&self, tenant: &str, id: &str) -> Result<bool> {
         let (t, id) = (tenant.to_string(), id.to_string());
         self.write(move |c| {
-            Ok(c.execute(
-                "DELETE FROM contexts WHERE tenant=?1 AND id=?2",
-                params![t, id],
+            Ok(
+                c.execute("DELETE FROM contexts WHERE tenant=?1 AND id=?2", params![t, id])
+                    .map_err(be)?
+                    > 0,
             )
-            .map_err(be)?
-                > 0)
         })
         .await
     }

@@ -187,8 +187,7 @@ pub trait Store: Send + Sync + 'static {
     /// Notifications not yet delivered, oldest first.
     async fn pending_notifications(&self, limit: usize) -> Result<Vec<OutboxItem>>;
     async fn ack_notifications(&self, seqs: &[i64]) -> Result<()>;
-    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64)
-        -> Result<()>;
+    async fn retry_notification(&self, seq: i64, attempts: u32, next_attempt_ms: i64) -> Result<()>;
 
     async fn contexts(&self, tenant: &str) -> Result<Vec<ContextRecord>>;
     async fn put_context(&self, tenant: &str, c: &ContextRecord) -> Result<()>;

@@ -10,8 +10,7 @@ use citybrain_ngsild::{time, Entity, TermMap};
 use serde_json::{json, Value};
 
 use crate::{
-    ContextRecord, EntityPut, HistoryDelete, HistoryQuery, Page, Store, StoreError,
-    SubscriptionRecord, WriteSet,
+    ContextRecord, EntityPut, HistoryDelete, HistoryQuery, Page, Store, StoreError, SubscriptionRecord, WriteSet,
 };
 
 fn entity(v: Value) -> Entity {
@@ -41,15 +40,9 @@ fn instance(attr: &str, v: i64, t: &str) -> Instance {
 pub async fn run<S: Store + ?Sized>(s: &S) {
     let ctx = TermMap::core();
     let t = "cityA";
-    assert!(
-        !s.tenant_exists(t).await.unwrap(),
-        "a fresh store has no tenant cityA"
-    );
+    assert!(!s.tenant_exists(t).await.unwrap(), "a fresh store has no tenant cityA");
     s.ensure_tenant(t).await.unwrap();
-    assert!(
-        s.tenant_exists(t).await.unwrap(),
-        "ensure_tenant creates the tenant"
-    );
+    assert!(s.tenant_exists(t).await.unwrap(), "ensure_tenant creates the tenant");
 
     // Create three entities in one write set, with history and a notification.
     let mut w = WriteSet::default();
@@ -86,10 +79,7 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
         .unwrap();
     assert_eq!(got.len(), 1, "get returns only existing entities");
     let v1 = got[0].version;
-    assert_eq!(
-        got[0].entity.attrs[&ctx.expand("free")][0]["value"],
-        json!(10)
-    );
+    assert_eq!(got[0].entity.attrs[&ctx.expand("free")][0]["value"], json!(10));
 
     let q = EntityQuery {
         selectors: vec![EntitySelector {
@@ -113,10 +103,7 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
         .unwrap();
     assert_eq!(r.total, Some(2), "q filters on stored values");
     assert_eq!(r.entities.len(), 2);
-    assert!(
-        r.entities[0].id < r.entities[1].id,
-        "results come in id order"
-    );
+    assert!(r.entities[0].id < r.entities[1].id, "results come in id order");
     let r = s
         .query(
             t,
@@ -145,11 +132,7 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        other.total,
-        Some(0),
-        "the default tenant sees nothing of cityA"
-    );
+    assert_eq!(other.total, Some(0), "the default tenant sees nothing of cityA");
 
     // Optimistic concurrency: a stale version is refused and nothing changes.
     let mut e = got[0].entity.clone();
@@ -253,11 +236,7 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     assert_eq!(first2.len(), 2);
 
     // Deleting an entity and its history together.
-    let cur = s
-        .get(t, &["urn:ngsi-ld:Parking:1".into()])
-        .await
-        .unwrap()
-        .remove(0);
+    let cur = s.get(t, &["urn:ngsi-ld:Parking:1".into()]).await.unwrap().remove(0);
     s.commit(
         t,
         WriteSet {
@@ -268,11 +247,7 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     )
     .await
     .unwrap();
-    assert!(s
-        .get(t, &["urn:ngsi-ld:Parking:1".into()])
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(s.get(t, &["urn:ngsi-ld:Parking:1".into()]).await.unwrap().is_empty());
     assert!(
         s.history(
             t,
@@ -327,9 +302,7 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     let pending = s.pending_notifications(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].payload, "{\"n\":1}");
-    s.retry_notification(pending[0].seq, 1, 12345)
-        .await
-        .unwrap();
+    s.retry_notification(pending[0].seq, 1, 12345).await.unwrap();
     let again = s.pending_notifications(10).await.unwrap();
     assert_eq!((again[0].attempts, again[0].next_attempt_ms), (1, 12345));
     s.ack_notifications(&[pending[0].seq]).await.unwrap();
@@ -348,9 +321,6 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     };
     s.put_context(t, &c).await.unwrap();
     assert_eq!(s.contexts(t).await.unwrap(), vec![c]);
-    assert!(
-        s.contexts("").await.unwrap().is_empty(),
-        "contexts are per tenant"
-    );
+    assert!(s.contexts("").await.unwrap().is_empty(), "contexts are per tenant");
     assert!(s.delete_context(t, "ctx1").await.unwrap());
 }

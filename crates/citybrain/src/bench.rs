@@ -132,9 +132,7 @@ async fn hub(b: HubBench) -> Result<()> {
     let store = crate::open_store(&db)?;
     let mut cfg = HubConfig::default();
     cfg.limits.max_batch = cfg.limits.max_batch.max(b.batch);
-    let hub = Hub::start(store, cfg)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hub = Hub::start(store, cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = citybrain_api::app(AppState {
@@ -152,21 +150,12 @@ async fn hub(b: HubBench) -> Result<()> {
         .await;
     });
     let base = format!("http://{addr}/ngsi-ld/v1");
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     println!("citybrain bench hub — {} entities, batches of {}, {} clients, {} s per phase, server and clients in one process", b.entities, b.batch, b.clients, b.seconds);
 
     // 1. Batch upsert.
     let bodies: Vec<String> = (0..b.entities.div_ceil(b.batch))
-        .map(|k| {
-            Value::Array(
-                (k * b.batch..((k + 1) * b.batch).min(b.entities))
-                    .map(entity)
-                    .collect(),
-            )
-            .to_string()
-        })
+        .map(|k| Value::Array((k * b.batch..((k + 1) * b.batch).min(b.entities)).map(entity).collect()).to_string())
         .collect();
     let bodies = Arc::new(bodies);
     let pb = ProgressBar::new(b.entities as u64).with_style(
@@ -252,15 +241,18 @@ async fn hub(b: HubBench) -> Result<()> {
         timed(b.clients, b.seconds, move |i| {
             let (http, base) = (http.clone(), base.clone());
             async move {
-                let url = format!("{base}/entities?type=OffStreetParking&q=availableSpotNumber%3E{};district==%22d{}%22&limit=20", i % 400, i % 50);
+                let url = format!(
+                    "{base}/entities?type=OffStreetParking&q=availableSpotNumber%3E{};district==%22d{}%22&limit=20",
+                    i % 400,
+                    i % 50
+                );
                 read_ok(http.get(url).send().await).await
             }
         })
         .await
     };
     // 5. Notifications at a fixed rate.
-    let (expected, delivered, n50, n99) =
-        notifications(&http, &base, b.notify_rate, b.seconds, n).await?;
+    let (expected, delivered, n50, n99) = notifications(&http, &base, b.notify_rate, b.seconds, n).await?;
 
     let row = |name: &str, rate: f64, unit: &str, p50: f64, p99: f64, target: &str| {
         println!("{name:<28} {rate:>12.0} {unit:<12} p50 {p50:>7.2} ms  p99 {p99:>7.2} ms   target {target}");
@@ -282,14 +274,7 @@ async fn hub(b: HubBench) -> Result<()> {
         upsert_rate / raw_rate
     );
     let (_, p50, p99) = patch_lat.pct();
-    row(
-        "PATCH one attribute",
-        patch_rate,
-        "req/s",
-        p50,
-        p99,
-        ">= 5,000/s",
-    );
+    row("PATCH one attribute", patch_rate, "req/s", p50, p99, ">= 5,000/s");
     let (_, p50, p99) = get_lat.pct();
     row("retrieve by id", get_rate, "req/s", p50, p99, ">= 10,000/s");
     let (_, p50, p99) = query_lat.pct();
@@ -309,9 +294,7 @@ async fn hub(b: HubBench) -> Result<()> {
     );
     println!(
         "\nmachine: {} logical CPUs; all figures from this one run.",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
     Ok(())
 }
@@ -325,7 +308,9 @@ async fn read_ok(r: reqwest::Result<reqwest::Response>) -> bool {
 
 fn raw_sqlite(dir: &std::path::Path, bodies: &[String]) -> Result<f64> {
     let mut c = rusqlite::Connection::open(dir.join("raw.db"))?;
-    c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE t(id TEXT PRIMARY KEY, doc TEXT NOT NULL);")?;
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE t(id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    )?;
     let t0 = Instant::now();
     let mut rows = 0usize;
     for b in bodies {
@@ -334,10 +319,7 @@ fn raw_sqlite(dir: &std::path::Path, bodies: &[String]) -> Result<f64> {
         {
             let mut st = tx.prepare_cached("INSERT OR REPLACE INTO t(id, doc) VALUES (?1, ?2)")?;
             for e in &items {
-                st.execute(rusqlite::params![
-                    e["id"].as_str().unwrap_or_default(),
-                    e.to_string()
-                ])?;
+                st.execute(rusqlite::params![e["id"].as_str().unwrap_or_default(), e.to_string()])?;
                 rows += 1;
             }
         }
@@ -389,11 +371,7 @@ async fn notifications(
         .body(sub.to_string())
         .send()
         .await?;
-    anyhow::ensure!(
-        r.status().is_success(),
-        "subscription refused: {}",
-        r.status()
-    );
+    anyhow::ensure!(r.status().is_success(), "subscription refused: {}", r.status());
     let total = (rate as f64 * secs) as u64;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -402,10 +380,7 @@ async fn notifications(
         tick.tick().await;
         let (http, base) = (http.clone(), base.to_string());
         tasks.push(tokio::spawn(async move {
-            let id = format!(
-                "urn:ngsi-ld:OffStreetParking:bench-{:07}",
-                (i as usize * 31) % n
-            );
+            let id = format!("urn:ngsi-ld:OffStreetParking:bench-{:07}", (i as usize * 31) % n);
             let sent = epoch.elapsed().as_secs_f64() * 1000.0;
             let _ = http
                 .post(format!("{base}/entities/{id}/attrs"))

@@ -69,13 +69,12 @@ impl ServeArgs {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("--context-map {}: cannot read", p.display()))?;
-                let m: HashMap<String, PathBuf> =
-                    serde_json::from_str(&text).with_context(|| {
-                        format!(
-                            "--context-map {}: expected a JSON object of URL → file path",
-                            p.display()
-                        )
-                    })?;
+                let m: HashMap<String, PathBuf> = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "--context-map {}: expected a JSON object of URL → file path",
+                        p.display()
+                    )
+                })?;
                 // Relative paths are relative to the map file.
                 let base = p.parent().map(PathBuf::from).unwrap_or_default();
                 m.into_iter()

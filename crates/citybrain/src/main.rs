@@ -34,13 +34,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///              citybrain serve     (an empty hub)
 ///              citybrain bench hub (measure the hub on this machine)
 #[derive(Parser)]
-#[command(
-    name = "citybrain",
-    version,
-    about,
-    long_about,
-    propagate_version = true
-)]
+#[command(name = "citybrain", version, about, long_about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,10 +85,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     if demo && args.db.is_none() {
         args.db = Some("sqlite:./citybrain-demo.db".into());
     }
-    let db = args
-        .db
-        .clone()
-        .unwrap_or_else(|| "sqlite:./citybrain.db".into());
+    let db = args.db.clone().unwrap_or_else(|| "sqlite:./citybrain.db".into());
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
@@ -154,15 +145,9 @@ async fn shutdown_signal() {
 const DEMO_DATA: &str = include_str!("../../../data/demo/hospital-district-hub.json");
 
 async fn load_demo(hub: &Hub) -> Result<usize> {
-    let items: Vec<serde_json::Value> =
-        serde_json::from_str(DEMO_DATA).context("embedded demo data is not JSON")?;
+    let items: Vec<serde_json::Value> = serde_json::from_str(DEMO_DATA).context("embedded demo data is not JSON")?;
     let r = hub
-        .batch_write(
-            "",
-            &items,
-            &RequestContext::core(),
-            BatchOp::Upsert { replace: true },
-        )
+        .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: true })
         .await
         .map_err(|e| anyhow::anyhow!("loading demo data: {e}"))?;
     if let Some(e) = r.errors.first() {

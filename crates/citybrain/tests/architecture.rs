@@ -29,24 +29,14 @@ fn domain_crates_know_no_http_sql_or_runtime() {
     let rules: &[(&str, &[&str])] = &[
         (
             "citybrain-ngsild",
-            &[
-                "axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper",
-            ],
+            &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"],
         ),
         (
             "citybrain-store",
-            &[
-                "axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper",
-            ],
+            &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"],
         ),
-        (
-            "citybrain-hub",
-            &["axum", "rusqlite", "sqlx", "tower", "hyper"],
-        ),
-        (
-            "citybrain-store-sqlite",
-            &["axum", "reqwest", "tower", "hyper"],
-        ),
+        ("citybrain-hub", &["axum", "rusqlite", "sqlx", "tower", "hyper"]),
+        ("citybrain-store-sqlite", &["axum", "reqwest", "tower", "hyper"]),
     ];
     for (krate, banned) in rules {
         let d = deps(krate);
@@ -67,10 +57,7 @@ fn only_the_api_crate_speaks_http_server() {
         "citybrain-hub",
         "citybrain-store-sqlite",
     ] {
-        assert!(
-            !deps(krate).iter().any(|d| d == "axum"),
-            "{krate} uses axum"
-        );
+        assert!(!deps(krate).iter().any(|d| d == "axum"), "{krate} uses axum");
     }
     assert!(deps("citybrain-api").iter().any(|d| d == "axum"));
 }

@@ -101,9 +101,7 @@ async fn acknowledged_writes_survive_kill_9() {
     // Restart on the same file, with the receiver now listening.
     let got = std::sync::Arc::new(std::sync::Mutex::new(0usize));
     let g = got.clone();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     tokio::spawn(async move {
         let app = axum::Router::new().route(
             "/notify",
@@ -132,14 +130,7 @@ async fn acknowledged_writes_survive_kill_9() {
     let list = r.as_array().unwrap();
     assert_eq!(list.len(), 50, "every created entity is back");
     for e in list {
-        let i: i64 = e["id"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let i: i64 = e["id"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap();
         assert_eq!(e["n"], i * 10, "every acknowledged PATCH is back");
     }
     // The 100 notifications queued while the receiver was down are delivered after the restart.
@@ -172,26 +163,16 @@ async fn sigterm_stops_gracefully_and_env_configures() {
         .unwrap();
     assert_eq!(h["status"], "ok");
     assert_eq!(h["backend"], "sqlite");
-    assert!(
-        dir.path().join("e2e.db").exists(),
-        "CITYBRAIN_DB chose the file"
-    );
+    assert!(dir.path().join("e2e.db").exists(), "CITYBRAIN_DB chose the file");
     let metrics = reqwest::get(format!("{}/metrics", p.base))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("citybrain_http_requests_total"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("citybrain_http_requests_total"), "{metrics}");
     let pid = p.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let mut status = None;
     for _ in 0..100 {
         if let Some(s) = p.child.try_wait().unwrap() {
@@ -208,7 +189,10 @@ async fn demo_serves_the_hospital_district() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(&dir);
     let p = spawn(&["demo", "--listen", "127.0.0.1:0", "--db", &db], &[]);
-    let url = format!("{}/ngsi-ld/v1/entities?type=OffStreetParking&q=totalSpotNumber%3E=250&options=keyValues&attrs=totalSpotNumber", p.base);
+    let url = format!(
+        "{}/ngsi-ld/v1/entities?type=OffStreetParking&q=totalSpotNumber%3E=250&options=keyValues&attrs=totalSpotNumber",
+        p.base
+    );
     let r: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
     let mut totals: Vec<i64> = r
         .as_array()
@@ -222,10 +206,7 @@ async fn demo_serves_the_hospital_district() {
 
 #[test]
 fn help_explains_every_setting() {
-    let out = Command::new(BIN)
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "--listen",

@@ -60,10 +60,7 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, k: &str) -> Option<String> {
-        self.headers
-            .get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
     /// The NGSI-LD error type's last segment.
     pub fn error_type(&self) -> String {
@@ -78,13 +75,7 @@ impl Resp {
 }
 
 impl Server {
-    pub async fn req(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Resp {
+    pub async fn req(&self, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
         let url = if path.starts_with("http") {
             path.to_string()
         } else {
@@ -151,26 +142,24 @@ pub async fn receiver_on(listener: TcpListener) -> Receiver {
     let g = got.clone();
     let app = axum::Router::new().route(
         "/notify",
-        axum::routing::post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let g = g.clone();
-                async move {
-                    let mut h = reqwest::header::HeaderMap::new();
-                    for (k, v) in headers.iter() {
-                        if let (Ok(k), Ok(v)) = (
-                            reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()),
-                            reqwest::header::HeaderValue::from_bytes(v.as_bytes()),
-                        ) {
-                            h.insert(k, v);
-                        }
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                let mut h = reqwest::header::HeaderMap::new();
+                for (k, v) in headers.iter() {
+                    if let (Ok(k), Ok(v)) = (
+                        reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()),
+                        reqwest::header::HeaderValue::from_bytes(v.as_bytes()),
+                    ) {
+                        h.insert(k, v);
                     }
-                    g.lock()
-                        .unwrap()
-                        .push((h, serde_json::from_slice(&body).unwrap_or(Value::Null)));
-                    axum::http::StatusCode::NO_CONTENT
                 }
-            },
-        ),
+                g.lock()
+                    .unwrap()
+                    .push((h, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
     );
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();

@@ -1,0 +1,315 @@
+//! The read cache of one tenant: every entity, parsed, at its stored version,
+//! with a type index and an equality index over attribute values.
+//!
+//! Why: parsing JSON documents dominated reads and queries. SQLite stays the
+//! source of truth; the cache is loaded from it under the writer lock and
+//! changed only after a successful commit, under the same lock, so it never
+//! runs ahead of or behind what is durable. It holds the whole tenant in
+//! memory (a few KB per entity); city-scale data belongs on the PostgreSQL
+//! backend.
+//!
+//! **Invariant:** the value index holds, for every attribute, every scalar a
+//! `q` equality on that attribute's plain path could match; a query planned
+//! from it is then re-checked in full with `EntityQuery::matches`, so the
+//! index only ever narrows the scan, never decides a result.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use citybrain_ngsild::model::{kind_of, main_value};
+use citybrain_ngsild::q::{Lit, Op, Operand, Query};
+use citybrain_ngsild::selector::EntityQuery;
+use citybrain_ngsild::Entity;
+use serde_json::Value;
+
+/// A scalar as the equality index keys it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Num(u64),
+    Str(Box<str>),
+    Bool(bool),
+}
+
+fn num_key(f: f64) -> Key {
+    // One key for 0.0 and -0.0, as == treats them.
+    Key::Num(if f == 0.0 { 0.0f64.to_bits() } else { f.to_bits() })
+}
+
+fn keys_of(v: &Value, out: &mut Vec<Key>) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64() {
+                out.push(num_key(f));
+            }
+        }
+        Value::String(s) => out.push(Key::Str(s.as_str().into())),
+        Value::Bool(b) => out.push(Key::Bool(*b)),
+        Value::Array(items) => items.iter().for_each(|i| keys_of(i, out)),
+        Value::Null | Value::Object(_) => {}
+    }
+}
+
+/// Every key a plain-path `q` equality can match in this entity, by attribute.
+fn entity_keys(e: &Entity) -> Vec<(&str, Vec<Key>)> {
+    let mut out = Vec::with_capacity(e.attrs.len());
+    for (name, instances) in &e.attrs {
+        let mut keys = Vec::new();
+        for inst in instances {
+            match (kind_of(inst), main_value(inst)) {
+                ("LanguageProperty", Some(Value::Object(m))) => m.values().for_each(|v| keys_of(v, &mut keys)),
+                (_, Some(v)) => keys_of(v, &mut keys),
+                _ => {}
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        out.push((name.as_str(), keys));
+    }
+    out
+}
+
+/// Keys a literal can equal (see `q::compare`: a string equals a bare number
+/// token by its text, a number equals a numeric string literal). None when the
+/// index cannot answer (a date-like string compares as an instant).
+fn literal_keys(l: &Lit) -> Option<Vec<Key>> {
+    match l {
+        Lit::Num(f, raw) => Some(vec![num_key(*f), Key::Str(raw.as_str().into())]),
+        Lit::Bool(b) => Some(vec![Key::Bool(*b)]),
+        Lit::Str(s) => {
+            let b = s.as_bytes();
+            let date_like = b.len() >= 10 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
+            if date_like {
+                return None;
+            }
+            let mut keys = vec![Key::Str(s.as_str().into())];
+            if let Ok(f) = s.parse::<f64>() {
+                keys.push(num_key(f));
+            }
+            Some(keys)
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct TenantCache {
+    pub(crate) entities: BTreeMap<String, (u64, Arc<Entity>)>,
+    /// The same entities by type, in id order (saves a lookup per scanned entity).
+    pub(crate) by_type: HashMap<String, BTreeMap<String, Arc<Entity>>>,
+    /// attribute IRI → scalar → ids holding it.
+    by_value: HashMap<String, HashMap<Key, BTreeSet<String>>>,
+}
+
+impl TenantCache {
+    pub(crate) fn put(&mut self, e: Arc<Entity>, version: u64) {
+        self.remove(&e.id);
+        for t in &e.types {
+            self.by_type
+                .entry(t.clone())
+                .or_default()
+                .insert(e.id.clone(), e.clone());
+        }
+        for (attr, keys) in entity_keys(&e) {
+            let idx = self.by_value.entry(attr.to_string()).or_default();
+            for k in keys {
+                idx.entry(k).or_default().insert(e.id.clone());
+            }
+        }
+        self.entities.insert(e.id.clone(), (version, e));
+    }
+
+    pub(crate) fn remove(&mut self, id: &str) {
+        let Some((_, old)) = self.entities.remove(id) else {
+            return;
+        };
+        for t in &old.types {
+            if let Some(set) = self.by_type.get_mut(t) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_type.remove(t);
+                }
+            }
+        }
+        for (attr, keys) in entity_keys(&old) {
+            if let Some(idx) = self.by_value.get_mut(attr) {
+                for k in keys {
+                    if let Some(ids) = idx.get_mut(&k) {
+                        ids.remove(id);
+                        if ids.is_empty() {
+                            idx.remove(&k);
+                        }
+                    }
+                }
+                if idx.is_empty() {
+                    self.by_value.remove(attr);
+                }
+            }
+        }
+    }
+
+    /// Ids an equality term can match, or None if the index cannot answer it.
+    fn equality_candidates(&self, q: &Query) -> Option<BTreeSet<&String>> {
+        let Query::Compare(path, Op::Eq, operand) = q else {
+            return None;
+        };
+        if !path.sub.is_empty() || !path.compound.is_empty() {
+            return None;
+        }
+        let lits: Vec<&Lit> = match operand {
+            Operand::One(l) => vec![l],
+            Operand::List(ls) => ls.iter().collect(),
+            _ => return None,
+        };
+        let idx = self.by_value.get(&path.attr);
+        let mut out = BTreeSet::new();
+        for l in lits {
+            for k in literal_keys(l)? {
+                if let Some(ids) = idx.and_then(|i| i.get(&k)) {
+                    out.extend(ids.iter());
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The smallest candidate set the value index offers for a query's `q`
+    /// (its single term, or the most selective equality of its top-level AND).
+    fn value_candidates(&self, q: &EntityQuery) -> Option<BTreeSet<&String>> {
+        let terms: Vec<&Query> = match q.q.as_ref()? {
+            Query::And(parts) => parts.iter().collect(),
+            one => vec![one],
+        };
+        terms
+            .into_iter()
+            .filter_map(|t| self.equality_candidates(t))
+            .min_by_key(BTreeSet::len)
+    }
+
+    /// Visits, in id order, every entity that may match `q` (a superset);
+    /// `visit` returns false to stop.
+    pub(crate) fn scan(&self, q: &EntityQuery, mut visit: impl FnMut(&Arc<Entity>) -> bool) {
+        if let Some(ids) = q.exact_ids() {
+            for id in &ids {
+                if let Some((_, e)) = self.entities.get(id) {
+                    if !visit(e) {
+                        return;
+                    }
+                }
+            }
+            return;
+        }
+        let by_type: Option<Vec<&BTreeMap<String, Arc<Entity>>>> = q
+            .candidate_types()
+            .map(|types| types.iter().filter_map(|t| self.by_type.get(t)).collect());
+        let type_size = by_type.as_ref().map(|s| s.iter().map(|m| m.len()).sum::<usize>());
+        if let Some(ids) = self.value_candidates(q) {
+            if type_size.is_none_or(|n| ids.len() < n) {
+                for id in ids {
+                    if let Some((_, e)) = self.entities.get(id) {
+                        if !visit(e) {
+                            return;
+                        }
+                    }
+                }
+                return;
+            }
+        }
+        match by_type {
+            Some(sets) if sets.len() == 1 => {
+                for e in sets[0].values() {
+                    if !visit(e) {
+                        return;
+                    }
+                }
+            }
+            Some(sets) => {
+                let merged: BTreeMap<&String, &Arc<Entity>> = sets.iter().flat_map(|s| s.iter()).collect();
+                for e in merged.into_values() {
+                    if !visit(e) {
+                        return;
+                    }
+                }
+            }
+            None => {
+                for (_, e) in self.entities.values() {
+                    if !visit(e) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citybrain_ngsild::input::{parse_entity, InputLimits, Mode};
+    use citybrain_ngsild::selector::{EntitySelector, TypeExpr};
+    use citybrain_ngsild::{time, TermMap};
+    use serde_json::json;
+
+    fn e(v: Value) -> Arc<Entity> {
+        Arc::new(
+            parse_entity(&v, &TermMap::core(), &InputLimits::default(), Mode::Create)
+                .unwrap()
+                .into_entity(time::parse("2026-01-01T00:00:00Z").unwrap())
+                .unwrap(),
+        )
+    }
+
+    fn run(c: &TenantCache, q: &str) -> (Vec<String>, usize) {
+        let ctx = TermMap::core();
+        let eq = EntityQuery {
+            selectors: vec![EntitySelector {
+                types: Some(TypeExpr::parse("T", &ctx).unwrap()),
+                ..Default::default()
+            }],
+            q: Some(Query::parse(q, &ctx).unwrap()),
+            ..Default::default()
+        };
+        let mut seen = 0;
+        let mut hits = Vec::new();
+        c.scan(&eq, |x| {
+            seen += 1;
+            if eq.matches(x) {
+                hits.push(x.id.clone());
+            }
+            true
+        });
+        (hits, seen)
+    }
+
+    #[test]
+    fn the_index_narrows_and_agrees_with_a_full_scan() {
+        let mut c = TenantCache::default();
+        for i in 0..100 {
+            c.put(
+                e(
+                    json!({"id": format!("urn:x:{i:03}"), "type": "T", "d": format!("d{}", i % 10), "n": i % 7,
+                "tags": ["a", format!("t{}", i % 3)], "s": "5", "rel": {"object": format!("urn:r:{}", i % 4)},
+                "label": {"languageMap": {"en": format!("L{}", i % 5)}}}),
+                ),
+                1,
+            );
+        }
+        let (hits, seen) = run(&c, "d==\"d3\";n>2");
+        assert_eq!(seen, 10, "only the d3 entities were scanned");
+        assert_eq!(hits.len(), (0..100).filter(|i| i % 10 == 3 && i % 7 > 2).count());
+        assert_eq!(run(&c, "tags==\"t1\"").0.len(), 33);
+        assert_eq!(
+            run(&c, "n==1,2").0.len(),
+            (0..100).filter(|i| i % 7 == 1 || i % 7 == 2).count()
+        );
+        assert_eq!(run(&c, "s==5").0.len(), 100, "a bare number matches a numeric string");
+        assert_eq!(run(&c, "rel==urn:r:2").0.len(), 25);
+        assert_eq!(run(&c, "label==\"L4\"").0.len(), 20);
+        assert_eq!(run(&c, "d==\"nope\"").1, 0);
+        // Removing an entity removes it from the index.
+        c.remove("urn:x:003");
+        assert_eq!(run(&c, "d==\"d3\"").1, 9);
+        // Re-putting with a new value moves it.
+        c.put(e(json!({"id": "urn:x:013", "type": "T", "d": "d4"})), 2);
+        assert_eq!(run(&c, "d==\"d3\"").1, 8);
+        assert_eq!(run(&c, "d==\"d4\"").1, 11);
+    }
+}
