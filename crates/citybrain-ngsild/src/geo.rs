@@ -173,9 +173,11 @@ impl GeoRel {
             "equals" => GeoRel::Equals,
             "disjoint" => GeoRel::Disjoint,
             "overlaps" => GeoRel::Overlaps,
-            other => return Err(NgsiError::bad_data(format!(
+            other => {
+                return Err(NgsiError::bad_data(format!(
                 "georel: unknown relation '{other}' (near, within, contains, intersects, equals, disjoint, overlaps)"
-            ))),
+            )))
+            }
         };
         if parts.next().is_some() {
             return Err(NgsiError::bad_data(format!("georel: '{head}' takes no modifiers")));

@@ -210,9 +210,11 @@ impl AggrMethod {
                     "max" => AggrMethod::Max,
                     "stddev" => AggrMethod::Stddev,
                     "sumsq" => AggrMethod::Sumsq,
-                    o => return Err(NgsiError::bad_data(format!(
+                    o => {
+                        return Err(NgsiError::bad_data(format!(
                         "aggrMethods: '{o}' is not one of totalCount, distinctCount, sum, avg, min, max, stddev, sumsq"
-                    ))),
+                    )))
+                    }
                 })
             })
             .collect()

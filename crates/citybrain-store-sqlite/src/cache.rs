@@ -146,8 +146,9 @@ impl TenantCache {
         }
     }
 
-    /// Ids an equality term can match, or None if the index cannot answer it.
-    fn equality_candidates(&self, q: &Query) -> Option<BTreeSet<&String>> {
+    /// The id sets whose union an equality term can match, or None if the
+    /// index cannot answer it.
+    fn equality_candidates(&self, q: &Query) -> Option<Vec<&BTreeSet<String>>> {
         let Query::Compare(path, Op::Eq, operand) = q else {
             return None;
         };
@@ -160,20 +161,20 @@ impl TenantCache {
             _ => return None,
         };
         let idx = self.by_value.get(&path.attr);
-        let mut out = BTreeSet::new();
+        let mut out = Vec::new();
         for l in lits {
             for k in literal_keys(l)? {
                 if let Some(ids) = idx.and_then(|i| i.get(&k)) {
-                    out.extend(ids.iter());
+                    out.push(ids);
                 }
             }
         }
         Some(out)
     }
 
-    /// The smallest candidate set the value index offers for a query's `q`
+    /// The smallest candidate sets the value index offers for a query's `q`
     /// (its single term, or the most selective equality of its top-level AND).
-    fn value_candidates(&self, q: &EntityQuery) -> Option<BTreeSet<&String>> {
+    fn value_candidates(&self, q: &EntityQuery) -> Option<Vec<&BTreeSet<String>>> {
         let terms: Vec<&Query> = match q.q.as_ref()? {
             Query::And(parts) => parts.iter().collect(),
             one => vec![one],
@@ -181,7 +182,7 @@ impl TenantCache {
         terms
             .into_iter()
             .filter_map(|t| self.equality_candidates(t))
-            .min_by_key(BTreeSet::len)
+            .min_by_key(|sets| sets.iter().map(|s| s.len()).sum::<usize>())
     }
 
     /// Visits, in id order, every entity that may match `q` (a superset);
@@ -201,8 +202,14 @@ impl TenantCache {
             .candidate_types()
             .map(|types| types.iter().filter_map(|t| self.by_type.get(t)).collect());
         let type_size = by_type.as_ref().map(|s| s.iter().map(|m| m.len()).sum::<usize>());
-        if let Some(ids) = self.value_candidates(q) {
-            if type_size.is_none_or(|n| ids.len() < n) {
+        if let Some(sets) = self.value_candidates(q) {
+            let n: usize = sets.iter().map(|s| s.len()).sum();
+            if type_size.is_none_or(|t| n < t) {
+                // One set is already in id order; several are merged.
+                let ids: Box<dyn Iterator<Item = &String>> = match sets.as_slice() {
+                    [one] => Box::new(one.iter()),
+                    many => Box::new(many.iter().flat_map(|s| s.iter()).collect::<BTreeSet<_>>().into_iter()),
+                };
                 for id in ids {
                     if let Some((_, e)) = self.entities.get(id) {
                         if !visit(e) {

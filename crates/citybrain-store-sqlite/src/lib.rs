@@ -104,6 +104,9 @@ impl SqliteStore {
             ))
             .map_err(be)?;
         migrate(&writer)?;
+        // Checkpoints run on their own thread (below), so a commit never
+        // waits for one.
+        writer.execute_batch("PRAGMA wal_autocheckpoint=0;").map_err(be)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open_with_flags(
@@ -115,14 +118,37 @@ impl SqliteStore {
                 .map_err(be)?;
             readers.push(r);
         }
-        Ok(SqliteStore {
+        let store = SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
                 path,
                 cache: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        store.spawn_checkpointer()?;
+        Ok(store)
+    }
+
+    /// Copies the WAL into the database in the background (PASSIVE: never
+    /// blocks writers or readers); stops when the store is dropped.
+    fn spawn_checkpointer(&self) -> Result<()> {
+        let conn = Connection::open(&self.inner.path).map_err(be)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(be)?;
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if weak.upgrade().is_none() {
+                    return;
+                }
+                if let Err(error) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                    tracing::warn!(%error, "WAL checkpoint failed; will retry");
+                }
+            })
+            .map_err(be)?;
+        Ok(())
     }
 
     /// Parses `sqlite:PATH`, `sqlite://PATH` or `sqlite:///ABS` with an
