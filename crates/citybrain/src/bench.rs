@@ -259,7 +259,7 @@ async fn hub(b: HubBench) -> Result<()> {
     };
     println!();
     row(
-        "batch upsert (1,000/batch)",
+        &format!("batch upsert ({}/batch)", b.batch),
         upsert_rate,
         "entities/s",
         up50,
