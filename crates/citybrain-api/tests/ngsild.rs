@@ -995,3 +995,72 @@ async fn http_level_errors() {
     assert_eq!(s.get(&format!("{root}/health")).await.body["status"], "ok");
     assert_eq!(s.get(&format!("{root}/nowhere")).await.status, 404);
 }
+
+#[tokio::test]
+async fn remote_contexts_are_fetched_once_and_mapped_files_work_offline() {
+    // A context server that counts its requests.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/ctx.jsonld",
+        axum::routing::get(move || {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                axum::Json(json!({"@context": {"spots": "https://example.org/vocab#spots"}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ctx_url = format!("http://{}/ctx.jsonld", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // An offline site maps another URL to a local file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("offline.jsonld");
+    std::fs::write(&file, r#"{"@context": {"lanes": "https://example.org/vocab#lanes"}}"#).unwrap();
+    let mut cfg = citybrain_hub::HubConfig::default();
+    cfg.context_map
+        .insert("https://contexts.example.org/offline.jsonld".into(), file);
+    let s = start_with(cfg, Default::default()).await;
+
+    let link = |u: &str| format!("<{u}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"");
+    let l = link(&ctx_url);
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(json!({"id": "urn:x:1", "type": "Lot", "spots": 3})),
+            &[("Link", &l)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s.get("/entities/urn:x:1?options=keyValues").await;
+    assert_eq!(r.body["https://example.org/vocab#spots"], 3, "{}", r.text);
+    // Once fetched, the context is served from the cache even when its server is gone.
+    server.abort();
+    let r = s
+        .req("GET", "/entities/urn:x:1?options=keyValues", None, &[("Link", &l)])
+        .await;
+    assert_eq!(r.body["spots"], 3, "{}", r.text);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        s.get("/jsonldContexts?details=true&kind=Cached").await.body[0]["kind"],
+        "Cached"
+    );
+    // The mapped URL never touches the network.
+    let m = link("https://contexts.example.org/offline.jsonld");
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(json!({"id": "urn:x:2", "type": "Road", "lanes": 2})),
+            &[("Link", &m)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(
+        s.get("/entities/urn:x:2?options=keyValues").await.body["https://example.org/vocab#lanes"],
+        2
+    );
+}
