@@ -37,6 +37,19 @@ fn domain_crates_know_no_http_sql_or_runtime() {
         ),
         ("citybrain-hub", &["axum", "rusqlite", "sqlx", "tower", "hyper"]),
         ("citybrain-store-sqlite", &["axum", "reqwest", "tower", "hyper"]),
+        (
+            "citybrain-net",
+            &[
+                "axum",
+                "tokio",
+                "rusqlite",
+                "reqwest",
+                "sqlx",
+                "tower",
+                "hyper",
+                "citybrain-hub",
+            ],
+        ),
     ];
     for (krate, banned) in rules {
         let d = deps(krate);
