@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod sim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ enum Command {
     /// Like serve, on its own database (sqlite:./citybrain-demo.db), with a
     /// small hospital-district data set loaded; prints where to look.
     Demo(ServeArgs),
+    /// Run the traffic twin on SUMO files: citybrain sim -n net.xml -r routes.xml
+    Sim(sim::SimArgs),
     /// Benchmarks that print ratios against a peer measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -65,6 +68,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args, false).await,
             Command::Demo(args) => serve(args, true).await,
             Command::Bench { what } => bench::run(what).await,
+            Command::Sim(args) => tokio::task::spawn_blocking(move || sim::run(args)).await?,
         }
     })
 }

@@ -1,0 +1,981 @@
+//! The time-stepped microscopic engine.
+//!
+//! Each step has two phases. **Plan** reads the state left by the previous
+//! step and decides, for every vehicle, its new speed (Krauss car following
+//! against the leader, the stop line or the next lane's last vehicle) and
+//! whether it changes lane; lanes are planned in parallel, and every random
+//! draw is a pure function of (seed, vehicle, step), so the plan does not
+//! depend on the thread count. **Apply** then moves vehicles in a fixed
+//! order (lane by lane, front to back), inserts waiting vehicles, records
+//! arrivals and teleports. Same seed, same input → byte-identical outputs.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use citybrain_net::{EdgeFunction, EdgeId, JunctionId, LaneId, Network, TlsId};
+use rayon::prelude::*;
+
+use crate::demand::{Demand, DepartLane, DepartSpeed, VType};
+use crate::output::{IntervalSummary, TripInfo};
+use crate::rng;
+use crate::signals::{LinkSignal, SignalController, SignalInput};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// s
+    pub begin: f64,
+    /// s; None: until every vehicle has arrived.
+    pub end: Option<f64>,
+    /// s
+    pub step_length: f64,
+    pub seed: u64,
+    /// Worker threads for planning (1 = sequential).
+    pub threads: usize,
+    /// A vehicle standing this long at the front of a lane jumps ahead (s; 0 = never).
+    pub time_to_teleport: f64,
+    /// Summary interval (s).
+    pub summary_interval: f64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            begin: 0.0,
+            end: None,
+            step_length: 1.0,
+            seed: 42,
+            threads: 1,
+            time_to_teleport: 300.0,
+            summary_interval: 300.0,
+        }
+    }
+}
+
+/// One outgoing link of a lane.
+#[derive(Debug, Clone)]
+struct Link {
+    to_edge: EdgeId,
+    /// The lane entered next: the internal lane if any, else the target lane.
+    next: LaneId,
+    /// The target (normal) lane.
+    target: LaneId,
+    tls: Option<(TlsId, u32)>,
+    junction: Option<JunctionId>,
+    /// Index of this link in its junction's request table.
+    request: Option<u32>,
+    major: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Veh {
+    spec: u32,
+    vtype: u32,
+    route: Arc<[EdgeId]>,
+    /// Index of the current (or last passed) normal edge in the route.
+    route_idx: u32,
+    lane: LaneId,
+    /// Front position on the lane, m.
+    pos: f64,
+    speed: f64,
+    depart: f64,
+    inserted_at: f64,
+    waiting: f64,
+    time_loss: f64,
+    route_length: f64,
+    standing: f64,
+    teleports: u32,
+}
+
+/// What the plan decided for one vehicle.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    speed: f64,
+    change: Option<LaneId>,
+}
+
+/// Counts and timings of a run so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Totals {
+    pub loaded: usize,
+    pub inserted: usize,
+    pub arrived: usize,
+    pub running: usize,
+    pub waiting_to_insert: usize,
+    pub teleports: usize,
+    pub vehicle_steps: u64,
+}
+
+/// A running simulation.
+pub struct Sim {
+    net: Arc<Network>,
+    demand: Demand,
+    cfg: SimConfig,
+    links: Vec<Vec<Link>>,
+    /// Vehicles on each lane, front (largest position) first.
+    lanes: Vec<Vec<u32>>,
+    vehs: Vec<Option<Veh>>,
+    free_slots: Vec<u32>,
+    /// Next demand entry to consider.
+    next_spec: usize,
+    /// Vehicles due but not yet inserted, per first edge (SUMO keeps order per edge).
+    pending: Vec<VecDeque<u32>>,
+    pending_edges: Vec<EdgeId>,
+    controllers: Vec<(TlsId, Box<dyn SignalController>)>,
+    signal_states: Vec<Vec<LinkSignal>>,
+    /// Junction link requests (yield rows) per junction: (request index, yields-to mask as indices).
+    yields: Vec<Vec<Vec<u32>>>,
+    /// Per junction and request index: is a vehicle approaching or inside the link this step?
+    busy: Vec<Vec<bool>>,
+    /// For each internal lane: the junction links that drive through it.
+    via_links: Vec<Vec<(Option<JunctionId>, Option<u32>)>>,
+    time: f64,
+    step_no: u64,
+    pool: rayon::ThreadPool,
+    pub totals: Totals,
+    trips: Vec<TripInfo>,
+    interval: IntervalSummary,
+    summaries: Vec<IntervalSummary>,
+}
+
+const STANDING: f64 = 0.1;
+
+impl Sim {
+    pub fn new(
+        net: Arc<Network>,
+        demand: Demand,
+        cfg: SimConfig,
+        controllers: Vec<(TlsId, Box<dyn SignalController>)>,
+    ) -> Sim {
+        let links = build_links(&net);
+        let yields = net
+            .junctions
+            .iter()
+            .map(|j| {
+                let mut rows = vec![Vec::new(); j.requests.iter().map(|r| r.index as usize + 1).max().unwrap_or(0)];
+                for r in &j.requests {
+                    rows[r.index as usize] = (0..r.response.len() as u32).filter(|i| r.yields_to(*i)).collect();
+                }
+                rows
+            })
+            .collect::<Vec<Vec<Vec<u32>>>>();
+        let busy = yields.iter().map(|r| vec![false; r.len()]).collect();
+        let mut via_links = vec![Vec::new(); net.lanes.len()];
+        for list in &links {
+            for l in list {
+                if l.next != l.target {
+                    via_links[l.next.idx()].push((l.junction, l.request));
+                }
+            }
+        }
+        let n_lanes = net.lanes.len();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads.max(1))
+            .build()
+            .unwrap_or_else(|_| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .expect("a one-thread pool can always be built")
+            });
+        let loaded = demand.vehicles.len();
+        let time = cfg.begin;
+        Sim {
+            signal_states: vec![Vec::new(); net.tls.len()],
+            pending: vec![VecDeque::new(); net.edges.len()],
+            net,
+            demand,
+            links,
+            lanes: vec![Vec::new(); n_lanes],
+            vehs: Vec::new(),
+            free_slots: Vec::new(),
+            next_spec: 0,
+            pending_edges: Vec::new(),
+            controllers,
+            yields,
+            busy,
+            via_links,
+            time,
+            step_no: 0,
+            pool,
+            totals: Totals {
+                loaded,
+                ..Totals::default()
+            },
+            trips: Vec::new(),
+            interval: IntervalSummary {
+                begin: time,
+                ..IntervalSummary::default()
+            },
+            summaries: Vec::new(),
+            cfg,
+        }
+    }
+
+    pub fn time(&self) -> f64 {
+        self.time
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// True when nothing is left to do (or the end time is reached).
+    pub fn finished(&self) -> bool {
+        if let Some(end) = self.cfg.end {
+            if self.time >= end {
+                return true;
+            }
+        }
+        self.next_spec >= self.demand.vehicles.len() && self.totals.running == 0 && self.totals.waiting_to_insert == 0
+    }
+
+    /// Trips completed so far (drained).
+    pub fn take_trips(&mut self) -> Vec<TripInfo> {
+        std::mem::take(&mut self.trips)
+    }
+
+    pub fn take_summaries(&mut self) -> Vec<IntervalSummary> {
+        std::mem::take(&mut self.summaries)
+    }
+
+    /// Vehicles on each lane (for queue and occupancy outputs and the scenario hook).
+    pub fn lane_counts(&self) -> Vec<(LaneId, usize, usize)> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(i, l)| {
+                let standing = l.iter().filter(|v| self.veh(**v).speed < STANDING).count();
+                (LaneId(i as u32), l.len(), standing)
+            })
+            .collect()
+    }
+
+    fn veh(&self, i: u32) -> &Veh {
+        self.vehs[i as usize]
+            .as_ref()
+            .expect("lane lists hold live vehicles only")
+    }
+
+    fn vtype(&self, v: &Veh) -> &VType {
+        &self.demand.vtypes[v.vtype as usize]
+    }
+
+    /// Advances one step.
+    pub fn step(&mut self) {
+        let dt = self.cfg.step_length;
+        self.update_signals();
+        self.mark_busy_links();
+        let plans = self.plan(dt);
+        self.apply(plans, dt);
+        self.release_due();
+        self.insert(dt);
+        self.time += dt;
+        self.step_no += 1;
+        self.totals.vehicle_steps += self.totals.running as u64;
+        self.interval.vehicle_steps += self.totals.running as u64;
+        if self.time - self.interval.begin >= self.cfg.summary_interval - 1e-9 {
+            self.close_interval();
+        }
+    }
+
+    /// Runs until finished; calls `each_interval` after every summary interval.
+    pub fn run(&mut self, mut each_interval: impl FnMut(&Sim)) {
+        while !self.finished() {
+            let before = self.summaries.len();
+            self.step();
+            if self.summaries.len() > before {
+                each_interval(self);
+            }
+        }
+        self.close_interval();
+    }
+
+    fn close_interval(&mut self) {
+        if self.time <= self.interval.begin && self.interval.inserted == 0 && self.interval.arrived == 0 {
+            return;
+        }
+        let mut s = std::mem::take(&mut self.interval);
+        s.end = self.time;
+        s.running = self.totals.running;
+        s.waiting_to_insert = self.totals.waiting_to_insert;
+        self.interval = IntervalSummary {
+            begin: self.time,
+            ..IntervalSummary::default()
+        };
+        self.summaries.push(s);
+    }
+
+    fn update_signals(&mut self) {
+        let mut queue = vec![0u32; self.lanes.len()];
+        for (i, l) in self.lanes.iter().enumerate() {
+            queue[i] = l.iter().filter(|v| self.veh(**v).speed < STANDING).count() as u32;
+        }
+        let input = SignalInput {
+            time: self.time,
+            queue_by_lane: &queue,
+        };
+        for (tls, c) in self.controllers.iter_mut() {
+            c.states(&input, &mut self.signal_states[tls.idx()]);
+        }
+    }
+
+    fn signal(&self, link: &Link) -> LinkSignal {
+        match link.tls {
+            Some((t, i)) => self.signal_states[t.idx()]
+                .get(i as usize)
+                .copied()
+                .unwrap_or(LinkSignal::Stop),
+            None if link.major => LinkSignal::Go,
+            None => LinkSignal::Yield,
+        }
+    }
+
+    /// The link a vehicle takes at the end of its lane, if any.
+    fn link_of(&self, v: &Veh) -> Option<&Link> {
+        let lane = self.net.lane(v.lane);
+        let links = &self.links[v.lane.idx()];
+        if self.net.edge(lane.edge).function == EdgeFunction::Internal {
+            return links.first();
+        }
+        let next = *v.route.get(v.route_idx as usize + 1)?;
+        links.iter().find(|l| l.to_edge == next)
+    }
+
+    /// Marks, per junction link, whether a vehicle is crossing or about to.
+    fn mark_busy_links(&mut self) {
+        for b in self.busy.iter_mut() {
+            b.iter_mut().for_each(|x| *x = false);
+        }
+        for (li, list) in self.lanes.iter().enumerate() {
+            let Some(&front) = list.first() else { continue };
+            let v = self.veh(front);
+            let lane = self.net.lane(LaneId(li as u32));
+            let internal = self.net.edge(lane.edge).function == EdgeFunction::Internal;
+            let Some(link) = self.link_of(v) else { continue };
+            let dist = lane.length - v.pos;
+            let approaching = internal || dist / v.speed.max(1.0) < 4.0;
+            let may_go = internal || !matches!(self.signal(link), LinkSignal::Stop);
+            if approaching && may_go {
+                if let (Some(j), Some(r)) = (link.junction, link.request) {
+                    if let Some(slot) = self.busy[j.idx()].get_mut(r as usize) {
+                        *slot = true;
+                    }
+                }
+            }
+        }
+        // A vehicle inside a junction keeps the link it drives busy.
+        for (li, list) in self.lanes.iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            for l in self.links_into(LaneId(li as u32)) {
+                if let (Some(j), Some(r)) = (l.0, l.1) {
+                    if let Some(slot) = self.busy[j.idx()].get_mut(r as usize) {
+                        *slot = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The (junction, request) of links whose internal lane is `lane`.
+    fn links_into(&self, lane: LaneId) -> Vec<(Option<JunctionId>, Option<u32>)> {
+        if self.net.edge(self.net.lane(lane).edge).function != EdgeFunction::Internal {
+            return Vec::new();
+        }
+        self.via_links.get(lane.idx()).cloned().unwrap_or_default()
+    }
+
+    fn plan(&self, dt: f64) -> Vec<Vec<Plan>> {
+        let this = self;
+        self.pool.install(|| {
+            this.lanes
+                .par_iter()
+                .enumerate()
+                .map(|(li, list)| {
+                    list.iter()
+                        .enumerate()
+                        .map(|(k, &vi)| this.plan_vehicle(LaneId(li as u32), list, k, vi, dt))
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    fn plan_vehicle(&self, lane_id: LaneId, list: &[u32], k: usize, vi: u32, dt: f64) -> Plan {
+        let v = self.veh(vi);
+        let t = self.vtype(v);
+        let lane = self.net.lane(lane_id);
+        let vmax = (lane.speed * t.speed_factor).min(t.max_speed);
+        // Distance and speed of whatever limits us ahead.
+        let (gap, leader_speed) = if k > 0 {
+            let l = self.veh(list[k - 1]);
+            (l.pos - self.vtype(l).length - v.pos - t.min_gap, l.speed)
+        } else {
+            self.look_ahead(v, t, lane.length)
+        };
+        let safe = krauss_safe(gap, leader_speed, t);
+        let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
+        let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
+        let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
+        let change = self.lane_change(v, t, lane_id, dt);
+        Plan { speed, change }
+    }
+
+    /// (gap, leader speed) for the front vehicle of a lane.
+    fn look_ahead(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64) {
+        let to_end = lane_len - v.pos;
+        let on_last_edge = v.route_idx as usize + 1 >= v.route.len()
+            && self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Normal;
+        if on_last_edge {
+            return (f64::INFINITY, 0.0);
+        }
+        let Some(link) = self.link_of(v) else {
+            // Wrong lane for the next turn: stop at the end until a lane change.
+            return (to_end - 0.1, 0.0);
+        };
+        let stop_line = (to_end - 0.1, 0.0);
+        let open = match self.signal(link) {
+            LinkSignal::Go => true,
+            LinkSignal::Stop => false,
+            LinkSignal::Amber => {
+                // Go on only if braking before the line is impossible.
+                let brake = v.speed * v.speed / (2.0 * t.decel);
+                brake > to_end
+            }
+            LinkSignal::Yield => !self.foe_busy(link),
+        };
+        let internal = self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal;
+        if !open && !internal {
+            return stop_line;
+        }
+        // Open: follow the last vehicle on the next lane, or the one after it.
+        let mut dist = to_end;
+        let mut lane = link.next;
+        for _ in 0..3 {
+            if let Some(&last) = self.lanes[lane.idx()].last() {
+                let l = self.veh(last);
+                return (dist + l.pos - self.vtype(l).length - t.min_gap, l.speed);
+            }
+            if lane == link.target {
+                break;
+            }
+            dist += self.net.lane(lane).length;
+            lane = link.target;
+        }
+        (f64::INFINITY, 0.0)
+    }
+
+    fn foe_busy(&self, link: &Link) -> bool {
+        let (Some(j), Some(r)) = (link.junction, link.request) else {
+            return false;
+        };
+        let Some(row) = self.yields[j.idx()].get(r as usize) else {
+            return false;
+        };
+        row.iter()
+            .any(|f| self.busy[j.idx()].get(*f as usize).copied().unwrap_or(false))
+    }
+
+    /// Strategic lane change: move toward a lane that continues along the route.
+    fn lane_change(&self, v: &Veh, t: &VType, lane_id: LaneId, _dt: f64) -> Option<LaneId> {
+        let lane = self.net.lane(lane_id);
+        let edge = self.net.edge(lane.edge);
+        if edge.function != EdgeFunction::Normal || edge.lanes.len() < 2 {
+            return None;
+        }
+        let next = *v.route.get(v.route_idx as usize + 1)?;
+        if self.links[lane_id.idx()].iter().any(|l| l.to_edge == next) {
+            return None;
+        }
+        let good: Vec<u32> = edge
+            .lanes
+            .iter()
+            .filter(|l| self.links[l.idx()].iter().any(|k| k.to_edge == next))
+            .map(|l| self.net.lane(*l).index)
+            .collect();
+        let target_index = *good.iter().min_by_key(|i| (**i as i64 - lane.index as i64).abs())?;
+        let step = if target_index > lane.index {
+            lane.index + 1
+        } else {
+            lane.index.checked_sub(1)?
+        };
+        let target = *edge.lanes.get(step as usize)?;
+        self.gap_ok(v, t, target).then_some(target)
+    }
+
+    /// Room in `target` beside `v`: no overlap, safe gaps ahead and behind.
+    fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId) -> bool {
+        let list = &self.lanes[target.idx()];
+        let back = v.pos - t.length;
+        for &o in list {
+            let ov = self.veh(o);
+            let ot = self.vtype(ov);
+            if ov.pos >= v.pos {
+                // Leader in the target lane.
+                if ov.pos - ot.length - v.pos < t.min_gap + v.speed * 0.5 {
+                    return false;
+                }
+            } else {
+                // Follower: must be able to keep its distance.
+                if back - ov.pos < ot.min_gap + ov.speed * ot.tau {
+                    return false;
+                }
+                break;
+            }
+        }
+        true
+    }
+
+    fn apply(&mut self, plans: Vec<Vec<Plan>>, dt: f64) {
+        // Lane changes first, at the start of the step.
+        let mut changes: Vec<(u32, LaneId, LaneId)> = Vec::new();
+        for (li, list) in self.lanes.iter().enumerate() {
+            for (k, p) in plans[li].iter().enumerate() {
+                if let Some(to) = p.change {
+                    changes.push((list[k], LaneId(li as u32), to));
+                }
+            }
+        }
+        let mut speeds: Vec<(u32, f64)> = Vec::with_capacity(self.totals.running);
+        for (li, list) in self.lanes.iter().enumerate() {
+            for (k, p) in plans[li].iter().enumerate() {
+                speeds.push((list[k], p.speed));
+            }
+        }
+        for (vi, s) in speeds {
+            if let Some(v) = self.vehs[vi as usize].as_mut() {
+                v.speed = s;
+            }
+        }
+        for (vi, from, to) in changes {
+            let (fits, pos) = {
+                let v = self.veh(vi);
+                (self.gap_ok(v, self.vtype(v), to), v.pos)
+            };
+            if !fits {
+                continue;
+            }
+            self.lanes[from.idx()].retain(|x| *x != vi);
+            let at = self.lanes[to.idx()]
+                .iter()
+                .position(|o| self.veh(*o).pos < pos)
+                .unwrap_or(self.lanes[to.idx()].len());
+            self.lanes[to.idx()].insert(at, vi);
+            if let Some(v) = self.vehs[vi as usize].as_mut() {
+                v.lane = to;
+            }
+        }
+        // Move, lane by lane, front to back; crossings go to a list and are placed after.
+        let mut crossings: Vec<(u32, LaneId)> = Vec::new();
+        let mut arrivals: Vec<u32> = Vec::new();
+        for li in 0..self.lanes.len() {
+            if self.lanes[li].is_empty() {
+                continue;
+            }
+            let lane_len = self.net.lanes[li].length;
+            let lane_speed = self.net.lanes[li].speed;
+            let mut keep = Vec::with_capacity(self.lanes[li].len());
+            let list = std::mem::take(&mut self.lanes[li]);
+            for vi in list {
+                let Some(mut v) = self.vehs[vi as usize].take() else {
+                    continue;
+                };
+                let t = &self.demand.vtypes[v.vtype as usize];
+                let vmax = (lane_speed * t.speed_factor).min(t.max_speed);
+                v.pos += v.speed * dt;
+                v.route_length += v.speed * dt;
+                if v.speed < STANDING {
+                    v.waiting += dt;
+                    v.standing += dt;
+                } else {
+                    v.standing = 0.0;
+                }
+                v.time_loss += dt * (1.0 - v.speed / vmax.max(0.1)).max(0.0);
+                let mut vacated = false;
+                if v.pos >= lane_len {
+                    let last_edge = v.route_idx as usize + 1 >= v.route.len()
+                        && self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal;
+                    if last_edge {
+                        arrivals.push(vi);
+                        vacated = true;
+                    } else if let Some(link) = self.link_of(&v).cloned() {
+                        v.pos -= lane_len;
+                        if self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Normal {
+                            v.route_idx += 1;
+                        }
+                        v.lane = link.next;
+                        // Short internal lanes can be crossed within one step.
+                        while v.pos >= self.net.lane(v.lane).length
+                            && self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal
+                        {
+                            let ll = self.net.lane(v.lane).length;
+                            let Some(nl) = self.links[v.lane.idx()].first().cloned() else {
+                                break;
+                            };
+                            v.pos -= ll;
+                            v.lane = nl.next;
+                            if self.net.edge(self.net.lane(nl.next).edge).function == EdgeFunction::Normal {
+                                v.route_idx += 1;
+                            }
+                        }
+                        crossings.push((vi, v.lane));
+                        vacated = true;
+                    } else {
+                        // Wrong lane and out of room: hold at the end.
+                        v.pos = lane_len - 0.01;
+                        v.speed = 0.0;
+                    }
+                }
+                if !vacated {
+                    keep.push(vi);
+                }
+                self.vehs[vi as usize] = Some(v);
+            }
+            self.lanes[li] = keep;
+        }
+        for (vi, lane) in crossings {
+            let pos = self.veh(vi).pos;
+            let list = &self.lanes[lane.idx()];
+            let at = list
+                .iter()
+                .rposition(|o| self.veh(*o).pos >= pos)
+                .map(|p| p + 1)
+                .unwrap_or(0);
+            self.lanes[lane.idx()].insert(at, vi);
+        }
+        for vi in arrivals {
+            self.arrive(vi, false);
+        }
+        self.teleport_stuck();
+    }
+
+    fn teleport_stuck(&mut self) {
+        if self.cfg.time_to_teleport <= 0.0 {
+            return;
+        }
+        let mut stuck = Vec::new();
+        for list in &self.lanes {
+            if let Some(&front) = list.first() {
+                if self.veh(front).standing >= self.cfg.time_to_teleport {
+                    stuck.push(front);
+                }
+            }
+        }
+        for vi in stuck {
+            let (lane, next_edge) = {
+                let v = self.veh(vi);
+                let internal = self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal;
+                let next_idx = if internal {
+                    v.route_idx as usize
+                } else {
+                    v.route_idx as usize + 1
+                };
+                (v.lane, v.route.get(next_idx).copied())
+            };
+            self.lanes[lane.idx()].retain(|x| *x != vi);
+            self.totals.teleports += 1;
+            self.interval.teleports += 1;
+            if let Some(v) = self.vehs[vi as usize].as_mut() {
+                v.teleports += 1;
+            }
+            match next_edge {
+                Some(e) => {
+                    // Jump to the start of the next edge's emptiest lane, if there is room.
+                    let lanes = self.net.edge(e).lanes.clone();
+                    let best = lanes
+                        .iter()
+                        .copied()
+                        .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)));
+                    match best {
+                        Some(l)
+                            if self.room(l) > self.vtype(self.veh(vi)).length + self.vtype(self.veh(vi)).min_gap =>
+                        {
+                            let internal = self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Internal;
+                            if let Some(v) = self.vehs[vi as usize].as_mut() {
+                                v.lane = l;
+                                v.pos = 0.0;
+                                v.speed = 0.0;
+                                v.standing = 0.0;
+                                if !internal {
+                                    v.route_idx += 1;
+                                }
+                            }
+                            self.lanes[l.idx()].push(vi);
+                        }
+                        _ => self.arrive(vi, true),
+                    }
+                }
+                _ => self.arrive(vi, true),
+            }
+        }
+    }
+
+    /// Free space at the start of a lane, m.
+    fn room(&self, lane: LaneId) -> f64 {
+        match self.lanes[lane.idx()].last() {
+            Some(&last) => {
+                let v = self.veh(last);
+                v.pos - self.vtype(v).length
+            }
+            None => self.net.lane(lane).length,
+        }
+    }
+
+    fn arrive(&mut self, vi: u32, teleported_out: bool) {
+        let Some(v) = self.vehs[vi as usize].take() else { return };
+        self.free_slots.push(vi);
+        self.totals.running -= 1;
+        if teleported_out {
+            // Removed by teleport with no room ahead: counted, but not as an arrival.
+            self.interval.removed += 1;
+            return;
+        }
+        self.totals.arrived += 1;
+        let spec = &self.demand.vehicles[v.spec as usize];
+        let arrival = self.time + self.cfg.step_length;
+        let trip = TripInfo {
+            id: spec.id.clone(),
+            depart: v.inserted_at,
+            depart_delay: v.inserted_at - v.depart,
+            arrival,
+            duration: arrival - v.inserted_at,
+            route_length: v.route_length,
+            waiting_time: v.waiting,
+            time_loss: v.time_loss,
+            teleports: v.teleports,
+            vtype: self.demand.vtypes[v.vtype as usize].id.clone(),
+        };
+        self.interval.arrived += 1;
+        self.interval.sum_duration += trip.duration;
+        self.interval.sum_waiting += trip.waiting_time;
+        self.interval.sum_time_loss += trip.time_loss;
+        self.trips.push(trip);
+    }
+
+    /// Moves vehicles whose departure time has come into their edge's queue.
+    fn release_due(&mut self) {
+        let horizon = self.time + self.cfg.step_length;
+        while let Some(spec) = self.demand.vehicles.get(self.next_spec) {
+            if spec.depart >= horizon - 1e-9 {
+                break;
+            }
+            let e = spec.route[0];
+            if self.pending[e.idx()].is_empty() {
+                self.pending_edges.push(e);
+            }
+            self.pending[e.idx()].push_back(self.next_spec as u32);
+            self.totals.waiting_to_insert += 1;
+            self.next_spec += 1;
+        }
+    }
+
+    fn insert(&mut self, dt: f64) {
+        let edges = std::mem::take(&mut self.pending_edges);
+        let mut still = Vec::with_capacity(edges.len());
+        for e in edges {
+            while let Some(&si) = self.pending[e.idx()].front() {
+                if !self.try_insert(si, dt) {
+                    break;
+                }
+                self.pending[e.idx()].pop_front();
+                self.totals.waiting_to_insert -= 1;
+            }
+            if !self.pending[e.idx()].is_empty() {
+                still.push(e);
+            }
+        }
+        self.pending_edges = still;
+    }
+
+    fn try_insert(&mut self, si: u32, _dt: f64) -> bool {
+        let spec = &self.demand.vehicles[si as usize];
+        let t = &self.demand.vtypes[spec.vtype];
+        let edge = spec.route[0];
+        let lanes: Vec<LaneId> = self
+            .net
+            .edge(edge)
+            .lanes
+            .iter()
+            .copied()
+            .filter(|l| self.net.lane(*l).allows(&t.vclass))
+            .collect();
+        if lanes.is_empty() {
+            return false;
+        }
+        let next = spec.route.get(1).copied();
+        let leads_on = |l: &LaneId| next.is_none_or(|n| self.links[l.idx()].iter().any(|k| k.to_edge == n));
+        let lane = match spec.depart_lane {
+            DepartLane::First => Some(lanes[0]),
+            DepartLane::Index(i) => lanes.iter().copied().find(|l| self.net.lane(*l).index == i),
+            DepartLane::Random => {
+                Some(lanes[(rng::draw(self.cfg.seed, si as u64, u64::MAX) * lanes.len() as f64) as usize % lanes.len()])
+            }
+            DepartLane::Free => lanes
+                .iter()
+                .copied()
+                .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b))),
+            DepartLane::Best => {
+                let good: Vec<LaneId> = lanes.iter().copied().filter(leads_on).collect();
+                let pool = if good.is_empty() { &lanes } else { &good };
+                pool.iter()
+                    .copied()
+                    .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)))
+            }
+        };
+        let Some(lane) = lane else { return false };
+        let lane_speed = self.net.lane(lane).speed;
+        let vmax = (lane_speed * t.speed_factor).min(t.max_speed);
+        let speed = match spec.depart_speed {
+            DepartSpeed::Zero => 0.0,
+            DepartSpeed::Max | DepartSpeed::Desired => vmax,
+            DepartSpeed::Value(v) => v.min(vmax),
+        };
+        let pos = (spec.depart_pos + t.length).min(self.net.lane(lane).length);
+        // Room: the last vehicle must be far enough ahead to brake behind it.
+        if let Some(&last) = self.lanes[lane.idx()].last() {
+            let l = self.veh(last);
+            let gap = l.pos - self.vtype(l).length - pos - t.min_gap;
+            if gap < 0.0 || krauss_safe(gap, l.speed, t) < speed {
+                return false;
+            }
+        }
+        let v = Veh {
+            spec: si,
+            vtype: spec.vtype as u32,
+            route: spec.route.clone(),
+            route_idx: 0,
+            lane,
+            pos,
+            speed,
+            depart: spec.depart,
+            inserted_at: self.time + self.cfg.step_length,
+            waiting: 0.0,
+            time_loss: 0.0,
+            route_length: pos - t.length,
+            standing: 0.0,
+            teleports: 0,
+        };
+        let vi = match self.free_slots.pop() {
+            Some(i) => {
+                self.vehs[i as usize] = Some(v);
+                i
+            }
+            None => {
+                self.vehs.push(Some(v));
+                (self.vehs.len() - 1) as u32
+            }
+        };
+        self.lanes[lane.idx()].push(vi);
+        self.totals.running += 1;
+        self.totals.inserted += 1;
+        self.interval.inserted += 1;
+        true
+    }
+
+    /// Checks the physical invariants (for tests): ordered lanes, no overlaps,
+    /// speeds within limits, vehicles conserved. Returns the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut on_lanes = 0;
+        for (li, list) in self.lanes.iter().enumerate() {
+            let lane = &self.net.lanes[li];
+            for w in list.windows(2) {
+                let (a, b) = (self.veh(w[0]), self.veh(w[1]));
+                if a.pos < b.pos {
+                    return Err(format!("lane {} out of order at t={}", lane.id, self.time));
+                }
+                if a.pos - self.vtype(a).length < b.pos - 1e-6 {
+                    return Err(format!(
+                        "overlap on lane {} at t={}: {} and {}",
+                        lane.id, self.time, a.pos, b.pos
+                    ));
+                }
+            }
+            for &vi in list {
+                let v = self.veh(vi);
+                let t = self.vtype(v);
+                let prev_lane_speed = self.net.lanes.iter().map(|l| l.speed).fold(0.0, f64::max);
+                if v.speed < 0.0 || v.speed > t.max_speed.min(prev_lane_speed * t.speed_factor) + 1e-6 {
+                    return Err(format!("speed {} out of range on {}", v.speed, lane.id));
+                }
+            }
+            on_lanes += list.len();
+        }
+        if on_lanes != self.totals.running {
+            return Err(format!(
+                "{} vehicles on lanes, {} running",
+                on_lanes, self.totals.running
+            ));
+        }
+        let t = &self.totals;
+        let removed: usize = self.summaries.iter().map(|s| s.removed).sum::<usize>() + self.interval.removed;
+        let not_yet = self.demand.vehicles.len() - self.next_spec;
+        if t.loaded != t.arrived + t.running + t.waiting_to_insert + removed + not_yet {
+            return Err(format!(
+                "vehicles not conserved: {t:?}, removed {removed}, not yet due {not_yet}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The Krauss safe speed: the fastest speed from which the follower can still
+/// stop behind a leader braking at the follower's own deceleration.
+fn krauss_safe(gap: f64, leader_speed: f64, t: &VType) -> f64 {
+    if gap.is_infinite() {
+        return f64::INFINITY;
+    }
+    let gap = gap.max(0.0);
+    let bt = t.decel * t.tau;
+    -bt + (bt * bt + leader_speed * leader_speed + 2.0 * t.decel * gap).sqrt()
+}
+
+fn build_links(net: &Network) -> Vec<Vec<Link>> {
+    // Request index of each connection at its junction: the traffic-light link
+    // index where there is one, else SUMO's order (incoming lanes, then connections).
+    let mut request_of = vec![None; net.connections.len()];
+    for j in &net.junctions {
+        let mut idx = 0u32;
+        for inc in &j.inc_lanes {
+            let lane = net.lane(*inc);
+            for &ci in &net.outgoing[lane.edge.idx()] {
+                let c = &net.connections[ci];
+                if c.from_lane == lane.index {
+                    request_of[ci] = Some(c.link_index.unwrap_or(idx));
+                    idx += 1;
+                }
+            }
+        }
+    }
+    let mut links = vec![Vec::new(); net.lanes.len()];
+    for (ci, c) in net.connections.iter().enumerate() {
+        let from_edge = net.edge(c.from);
+        let Some(&from_lane) = from_edge.lanes.get(c.from_lane as usize) else {
+            continue;
+        };
+        let Some(&target) = net.edge(c.to).lanes.get(c.to_lane as usize) else {
+            continue;
+        };
+        let junction = if from_edge.function == EdgeFunction::Normal {
+            from_edge.to
+        } else {
+            None
+        };
+        links[from_lane.idx()].push(Link {
+            to_edge: c.to,
+            next: c.via.unwrap_or(target),
+            target,
+            tls: c.tls.zip(c.link_index),
+            junction,
+            request: if from_edge.function == EdgeFunction::Normal {
+                request_of[ci]
+            } else {
+                None
+            },
+            major: c.state == "M" || c.state == "O",
+        });
+    }
+    links
+}
