@@ -502,8 +502,9 @@ impl Sim {
         } else {
             lane.index.checked_sub(1)?
         };
-        let target = *edge.lanes.get(step as usize)?;
-        self.gap_ok(v, t, target).then_some(target)
+        // The wish only: apply() checks the gap, or swaps with a neighbour wishing the opposite.
+        let _ = t;
+        edge.lanes.get(step as usize).copied()
     }
 
     /// Room in `target` beside `v`: no overlap, safe gaps ahead and behind.
@@ -550,7 +551,47 @@ impl Sim {
                 v.speed = s;
             }
         }
-        for (vi, from, to) in changes {
+        // Two vehicles side by side that each need the other's lane swap places
+        // (what SUMO's cooperative lane changing achieves); without this they
+        // would block each other until a teleport.
+        let mut swapped = vec![false; changes.len()];
+        for a in 0..changes.len() {
+            if swapped[a] {
+                continue;
+            }
+            let (va, fa, ta) = changes[a];
+            let pa = self.veh(va).pos;
+            let partner = (a + 1..changes.len()).find(|&b| {
+                let (vb, fb, tb) = changes[b];
+                !swapped[b] && fb == ta && tb == fa && (self.veh(vb).pos - pa).abs() < 1.0
+            });
+            let Some(b) = partner else { continue };
+            let vb = changes[b].0;
+            swapped[a] = true;
+            swapped[b] = true;
+            for (vi, from, to) in [(va, fa, ta), (vb, ta, fa)] {
+                if let Some(i) = self.lanes[from.idx()].iter().position(|x| *x == vi) {
+                    self.lanes[from.idx()][i] = u32::MAX - vi; // placeholder, replaced below
+                }
+                if let Some(v) = self.vehs[vi as usize].as_mut() {
+                    v.lane = to;
+                }
+            }
+            // Exchange the two slots so both lanes stay in position order.
+            for lane in [fa, ta] {
+                for x in self.lanes[lane.idx()].iter_mut() {
+                    if *x == u32::MAX - va {
+                        *x = vb;
+                    } else if *x == u32::MAX - vb {
+                        *x = va;
+                    }
+                }
+            }
+        }
+        for (k, (vi, from, to)) in changes.into_iter().enumerate() {
+            if swapped[k] {
+                continue;
+            }
             let (fits, pos) = {
                 let v = self.veh(vi);
                 (self.gap_ok(v, self.vtype(v), to), v.pos)
@@ -675,6 +716,11 @@ impl Sim {
                 };
                 (v.lane, v.route.get(next_idx).copied())
             };
+            if std::env::var("CB_DEBUG").is_ok() {
+                let v = self.veh(vi);
+                let nxt = v.route.get(v.route_idx as usize + 1).map(|e| self.net.edge(*e).id.clone());
+                eprintln!("teleport t={} veh={} lane={} pos={:.1} next={:?} lane_list={:?} links={:?}", self.time, self.demand.vehicles[v.spec as usize].id, self.net.lane(lane).id, v.pos, nxt, self.lanes[lane.idx()].len(), self.links[lane.idx()].iter().map(|l| self.net.edge(l.to_edge).id.clone()).collect::<Vec<_>>());
+            }
             self.lanes[lane.idx()].retain(|x| *x != vi);
             self.totals.teleports += 1;
             self.interval.teleports += 1;
