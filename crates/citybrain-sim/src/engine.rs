@@ -551,6 +551,111 @@ impl Sim {
                 v.speed = s;
             }
         }
+        // Move, lane by lane, front to back; crossings go to a list and are placed after.
+        // (vehicle, lane entered, lane it came from, route index before)
+        let mut crossings: Vec<(u32, LaneId, LaneId, u32)> = Vec::new();
+        let mut arrivals: Vec<u32> = Vec::new();
+        for li in 0..self.lanes.len() {
+            if self.lanes[li].is_empty() {
+                continue;
+            }
+            let lane_len = self.net.lanes[li].length;
+            let lane_speed = self.net.lanes[li].speed;
+            let mut keep = Vec::with_capacity(self.lanes[li].len());
+            let list = std::mem::take(&mut self.lanes[li]);
+            for vi in list {
+                let Some(mut v) = self.vehs[vi as usize].take() else {
+                    continue;
+                };
+                let t = &self.demand.vtypes[v.vtype as usize];
+                let vmax = (lane_speed * t.speed_factor).min(t.max_speed);
+                v.pos += v.speed * dt;
+                v.route_length += v.speed * dt;
+                if v.speed < STANDING {
+                    v.waiting += dt;
+                    v.standing += dt;
+                } else {
+                    v.standing = 0.0;
+                }
+                v.time_loss += dt * (1.0 - v.speed / vmax.max(0.1)).max(0.0);
+                let mut vacated = false;
+                if v.pos >= lane_len {
+                    let last_edge = v.route_idx as usize + 1 >= v.route.len()
+                        && self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal;
+                    if last_edge {
+                        arrivals.push(vi);
+                        vacated = true;
+                    } else if let Some(link) = self.link_of(&v).cloned() {
+                        let (mut came_from, mut route_before) = (LaneId(li as u32), v.route_idx);
+                        v.pos -= lane_len;
+                        if self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Normal {
+                            v.route_idx += 1;
+                        }
+                        v.lane = link.next;
+                        // Short internal lanes can be crossed within one step.
+                        while v.pos >= self.net.lane(v.lane).length
+                            && self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal
+                        {
+                            let ll = self.net.lane(v.lane).length;
+                            let Some(nl) = self.links[v.lane.idx()].first().cloned() else {
+                                break;
+                            };
+                            came_from = v.lane;
+                            route_before = v.route_idx;
+                            v.pos -= ll;
+                            v.lane = nl.next;
+                            if self.net.edge(self.net.lane(nl.next).edge).function == EdgeFunction::Normal {
+                                v.route_idx += 1;
+                            }
+                        }
+                        crossings.push((vi, v.lane, came_from, route_before));
+                        vacated = true;
+                    } else {
+                        // Wrong lane and out of room: hold at the end.
+                        v.pos = lane_len - 0.01;
+                        v.speed = 0.0;
+                    }
+                }
+                if !vacated {
+                    keep.push(vi);
+                }
+                self.vehs[vi as usize] = Some(v);
+            }
+            self.lanes[li] = keep;
+        }
+        // Place the vehicles that crossed onto a new lane, front first. One
+        // that would overlap a vehicle already there (two links merging in the
+        // same step) stays at the end of the lane it came from.
+        crossings.sort_by(|a, b| a.1.cmp(&b.1).then(self.veh(b.0).pos.total_cmp(&self.veh(a.0).pos)).then(a.0.cmp(&b.0)));
+        for (vi, lane, came_from, route_before) in crossings {
+            let (pos, len) = {
+                let v = self.veh(vi);
+                (v.pos, self.vtype(v).length)
+            };
+            let list = &self.lanes[lane.idx()];
+            let at = list.iter().rposition(|o| self.veh(*o).pos >= pos).map(|p| p + 1).unwrap_or(0);
+            let clash_ahead = at > 0 && {
+                let l = self.veh(list[at - 1]);
+                l.pos - self.vtype(l).length < pos
+            };
+            let clash_behind = list.get(at).is_some_and(|f| self.veh(*f).pos > pos - len);
+            if clash_ahead || clash_behind {
+                let back_len = self.net.lane(came_from).length;
+                if let Some(v) = self.vehs[vi as usize].as_mut() {
+                    v.lane = came_from;
+                    v.pos = back_len - 0.01;
+                    v.speed = 0.0;
+                    v.route_idx = route_before;
+                }
+                self.lanes[came_from.idx()].insert(0, vi);
+            } else {
+                self.lanes[lane.idx()].insert(at, vi);
+            }
+        }
+        for vi in arrivals {
+            self.arrive(vi, false);
+        }
+        // Lane changes after the moves (as SUMO orders them), checked against the new positions.
         // Two vehicles side by side that each need the other's lane swap places
         // (what SUMO's cooperative lane changing achieves); without this they
         // would block each other until a teleport.
@@ -608,87 +713,6 @@ impl Sim {
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.lane = to;
             }
-        }
-        // Move, lane by lane, front to back; crossings go to a list and are placed after.
-        let mut crossings: Vec<(u32, LaneId)> = Vec::new();
-        let mut arrivals: Vec<u32> = Vec::new();
-        for li in 0..self.lanes.len() {
-            if self.lanes[li].is_empty() {
-                continue;
-            }
-            let lane_len = self.net.lanes[li].length;
-            let lane_speed = self.net.lanes[li].speed;
-            let mut keep = Vec::with_capacity(self.lanes[li].len());
-            let list = std::mem::take(&mut self.lanes[li]);
-            for vi in list {
-                let Some(mut v) = self.vehs[vi as usize].take() else {
-                    continue;
-                };
-                let t = &self.demand.vtypes[v.vtype as usize];
-                let vmax = (lane_speed * t.speed_factor).min(t.max_speed);
-                v.pos += v.speed * dt;
-                v.route_length += v.speed * dt;
-                if v.speed < STANDING {
-                    v.waiting += dt;
-                    v.standing += dt;
-                } else {
-                    v.standing = 0.0;
-                }
-                v.time_loss += dt * (1.0 - v.speed / vmax.max(0.1)).max(0.0);
-                let mut vacated = false;
-                if v.pos >= lane_len {
-                    let last_edge = v.route_idx as usize + 1 >= v.route.len()
-                        && self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal;
-                    if last_edge {
-                        arrivals.push(vi);
-                        vacated = true;
-                    } else if let Some(link) = self.link_of(&v).cloned() {
-                        v.pos -= lane_len;
-                        if self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Normal {
-                            v.route_idx += 1;
-                        }
-                        v.lane = link.next;
-                        // Short internal lanes can be crossed within one step.
-                        while v.pos >= self.net.lane(v.lane).length
-                            && self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal
-                        {
-                            let ll = self.net.lane(v.lane).length;
-                            let Some(nl) = self.links[v.lane.idx()].first().cloned() else {
-                                break;
-                            };
-                            v.pos -= ll;
-                            v.lane = nl.next;
-                            if self.net.edge(self.net.lane(nl.next).edge).function == EdgeFunction::Normal {
-                                v.route_idx += 1;
-                            }
-                        }
-                        crossings.push((vi, v.lane));
-                        vacated = true;
-                    } else {
-                        // Wrong lane and out of room: hold at the end.
-                        v.pos = lane_len - 0.01;
-                        v.speed = 0.0;
-                    }
-                }
-                if !vacated {
-                    keep.push(vi);
-                }
-                self.vehs[vi as usize] = Some(v);
-            }
-            self.lanes[li] = keep;
-        }
-        for (vi, lane) in crossings {
-            let pos = self.veh(vi).pos;
-            let list = &self.lanes[lane.idx()];
-            let at = list
-                .iter()
-                .rposition(|o| self.veh(*o).pos >= pos)
-                .map(|p| p + 1)
-                .unwrap_or(0);
-            self.lanes[lane.idx()].insert(at, vi);
-        }
-        for vi in arrivals {
-            self.arrive(vi, false);
         }
         self.teleport_stuck();
     }

@@ -1,0 +1,179 @@
+//! Golden summaries on tiny hand-written networks, physical invariants on a
+//! netgenerate grid, determinism across thread counts, and input errors.
+
+use std::sync::Arc;
+
+use citybrain_net::sumo::read_net;
+use citybrain_sim::signals::fixed_time_for;
+use citybrain_sim::{Demand, RunSummary, Sim, SimConfig, TripInfo};
+use serde_json::Value;
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs to the end, checking the invariants after every step.
+fn run(net: &str, routes: &str, cfg: SimConfig) -> (RunSummary, Vec<TripInfo>) {
+    let net = Arc::new(read_net(data(net)).unwrap());
+    let demand = Demand::read(&net, &[data(routes)]).unwrap();
+    let threads = cfg.threads;
+    let seed = cfg.seed;
+    let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
+    let mut trips = Vec::new();
+    while !sim.finished() {
+        sim.step();
+        if let Err(e) = sim.check_invariants() {
+            panic!("{e}");
+        }
+        trips.extend(sim.take_trips());
+    }
+    trips.extend(sim.take_trips());
+    (RunSummary::from_trips(&sim.totals, &trips, sim.time(), seed, threads, 0.0), trips)
+}
+
+/// The summary without wall-clock figures, compared with a checked-in file.
+fn golden(name: &str, s: &RunSummary) {
+    let mut v = serde_json::to_value(s).unwrap();
+    let m = v.as_object_mut().unwrap();
+    m.remove("wall_s");
+    m.remove("vehicle_steps_per_s");
+    m.remove("threads");
+    let path = data(&format!("golden/{name}.json"));
+    let text = serde_json::to_string_pretty(&v).unwrap() + "\n";
+    if std::env::var("UPDATE_GOLDEN").is_ok() {
+        std::fs::create_dir_all(data("golden")).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path} missing: run with UPDATE_GOLDEN=1"))).unwrap();
+    assert_eq!(v, want, "{name} differs from its golden summary; if intended, regenerate with UPDATE_GOLDEN=1 and review the diff");
+}
+
+#[test]
+fn single_lane() {
+    let (s, trips) = run("single-lane.net.xml", "single-lane.rou.xml", SimConfig::default());
+    golden("single-lane", &s);
+    assert_eq!(s.loaded, 150);
+    assert_eq!(s.arrived, 150);
+    assert_eq!(s.teleports, 0);
+    // Free flow: 500 m at up to 13.89 m/s, with dawdling.
+    assert!(trips.iter().all(|t| t.duration >= 500.0 / 13.89 - 1.0 && t.duration < 60.0), "{:?}", trips.first());
+}
+
+#[test]
+fn signalled_crossing() {
+    let (s, trips) = run("crossing.net.xml", "crossing.rou.xml", SimConfig::default());
+    golden("crossing", &s);
+    assert_eq!(s.arrived, s.loaded);
+    // About half the arrivals meet the red phase (45 of 90 s): they wait.
+    let waited = trips.iter().filter(|t| t.waiting_time > 0.0).count();
+    assert!(waited > trips.len() / 4 && waited < trips.len() * 3 / 4, "{waited} of {}", trips.len());
+    assert!(trips.iter().all(|t| t.waiting_time <= 60.0), "no one waits more than a red phase plus the queue");
+}
+
+#[test]
+fn merge_gives_way_to_the_major_road() {
+    let (s, trips) = run("merge.net.xml", "merge.rou.xml", SimConfig::default());
+    golden("merge", &s);
+    assert_eq!(s.arrived, s.loaded);
+    let mean = |prefix: &str| {
+        let v: Vec<f64> = trips.iter().filter(|t| t.id.starts_with(prefix)).map(|t| t.waiting_time).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(mean("side") > mean("main"), "the minor road waits longer: side {} main {}", mean("side"), mean("main"));
+}
+
+fn grid_demand_file(dir: &tempfile::TempDir, n: usize) -> String {
+    // Flows between the grid's outer edges, in every direction.
+    let edges = ["A0A1", "A2A1", "C0C1", "C2C1", "A0B0", "C0B0", "A2B2", "C2B2"];
+    let mut s = String::from("<routes>\n");
+    for (i, from) in edges.iter().enumerate() {
+        for (j, to) in edges.iter().enumerate() {
+            if i != j && from[2..] != to[..2] && (i + j) % 2 == 0 {
+                s.push_str(&format!(
+                    "  <flow id=\"f{i}_{j}\" begin=\"0\" end=\"{n}\" vehsPerHour=\"180\" from=\"{from}\" to=\"{to}\" departLane=\"best\" departSpeed=\"max\"/>\n",
+                    to = reverse(to)
+                ));
+            }
+        }
+    }
+    s.push_str("</routes>\n");
+    let p = dir.path().join("grid.rou.xml");
+    std::fs::write(&p, s).unwrap();
+    p.display().to_string()
+}
+
+/// "A0A1" → "A1A0": leaving edges are the reverse of entering ones.
+fn reverse(e: &str) -> String {
+    format!("{}{}", &e[2..], &e[..2])
+}
+
+fn run_grid(routes: &str, threads: usize) -> (RunSummary, Vec<TripInfo>) {
+    let net = Arc::new(read_net(data("grid3.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[routes]).unwrap();
+    let cfg = SimConfig { threads, ..SimConfig::default() };
+    let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
+    let mut trips = Vec::new();
+    while !sim.finished() {
+        sim.step();
+        if let Err(e) = sim.check_invariants() {
+            panic!("{e}");
+        }
+        trips.extend(sim.take_trips());
+    }
+    trips.extend(sim.take_trips());
+    (RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, threads, 0.0), trips)
+}
+
+#[test]
+fn grid_invariants_hold_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = grid_demand_file(&dir, 900);
+    let (s, trips) = run_grid(&routes, 1);
+    assert!(s.loaded > 500, "{}", s.loaded);
+    assert_eq!(s.arrived + s.teleports, s.loaded, "every vehicle finishes (teleports would be counted)");
+    assert!(trips.iter().all(|t| t.route_length > 0.0 && t.duration > 0.0 && t.time_loss >= 0.0));
+}
+
+#[test]
+fn same_seed_same_output_whatever_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = grid_demand_file(&dir, 600);
+    let (a, ta) = run_grid(&routes, 1);
+    let (b, tb) = run_grid(&routes, 4);
+    assert_eq!(ta, tb, "trip by trip identical");
+    assert_eq!((a.arrived, a.mean_travel_time_s), (b.arrived, b.mean_travel_time_s));
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    citybrain_sim::output::write_tripinfo_xml(&mut x, &ta).unwrap();
+    citybrain_sim::output::write_tripinfo_xml(&mut y, &tb).unwrap();
+    assert_eq!(x, y, "byte-identical tripinfo");
+}
+
+#[test]
+fn bad_demand_names_file_and_line() {
+    let net = read_net(data("single-lane.net.xml")).unwrap();
+    let cases = [
+        ("<routes>\n<vehicle id=\"v\" depart=\"0\">\n<route edges=\"nowhere\"/>\n</vehicle>\n</routes>", ":3:", "edge 'nowhere'"),
+        ("<routes>\n<route id=\"r\" edges=\"road\"/>\n<vehicle id=\"v\" depart=\"soon\" route=\"r\"/>\n</routes>", ":3:", "expected seconds"),
+        ("<routes>\n<vehicle id=\"v\" depart=\"0\" route=\"r\"/>\n</routes>", ":2:", "unknown route 'r'"),
+        ("<routes>\n<vType id=\"t\" accel=\"-1\"/>\n</routes>", ":2:", "accel"),
+        ("<routes>\n<flow id=\"f\" from=\"road\" to=\"road\"/>\n</routes>", ":2:", "needs period"),
+        ("<net/>", ":1:", "expected a <routes> root"),
+    ];
+    for (text, line, want) in cases {
+        let err = Demand::read_str(&net, "d.rou.xml", text).unwrap_err().to_string();
+        assert!(err.starts_with("d.rou.xml") && err.contains(line) && err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn trips_are_routed_by_travel_time() {
+    let net = read_net(data("grid3.net.xml")).unwrap();
+    let d = Demand::read_str(&net, "t.xml", r#"<routes><trip id="t" depart="0" from="A0A1" to="C2C1"/></routes>"#).unwrap();
+    let r = &d.vehicles[0].route;
+    assert_eq!(net.edge(r[0]).id, "A0A1");
+    assert_eq!(net.edge(*r.last().unwrap()).id, "C2C1");
+    // Manhattan distance on the grid: 2 blocks across and 1 down, plus the first and last edges.
+    assert_eq!(r.len(), 5, "{:?}", r.iter().map(|e| net.edge(*e).id.clone()).collect::<Vec<_>>());
+}
