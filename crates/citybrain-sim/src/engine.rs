@@ -740,11 +740,6 @@ impl Sim {
                 };
                 (v.lane, v.route.get(next_idx).copied())
             };
-            if std::env::var("CB_DEBUG").is_ok() {
-                let v = self.veh(vi);
-                let nxt = v.route.get(v.route_idx as usize + 1).map(|e| self.net.edge(*e).id.clone());
-                eprintln!("teleport t={} veh={} lane={} pos={:.1} next={:?} lane_list={:?} links={:?}", self.time, self.demand.vehicles[v.spec as usize].id, self.net.lane(lane).id, v.pos, nxt, self.lanes[lane.idx()].len(), self.links[lane.idx()].iter().map(|l| self.net.edge(l.to_edge).id.clone()).collect::<Vec<_>>());
-            }
             self.lanes[lane.idx()].retain(|x| *x != vi);
             self.totals.teleports += 1;
             self.interval.teleports += 1;
