@@ -127,6 +127,12 @@ pub struct Sim {
     yields: Vec<Vec<Vec<u32>>>,
     /// Per junction and request index: is a vehicle approaching or inside the link this step?
     busy: Vec<Vec<bool>>,
+    /// Lanes holding vehicles at the start of this step (every pass walks these only).
+    occupied: Vec<u32>,
+    /// Standing vehicles per lane, kept for the signal controllers.
+    queue: Vec<u32>,
+    /// Busy flags set last step, to clear them cheaply.
+    busy_set: Vec<(u32, u32)>,
     /// For each internal lane: the junction links that drive through it.
     via_links: Vec<Vec<(Option<JunctionId>, Option<u32>)>>,
     time: f64,
@@ -195,6 +201,9 @@ impl Sim {
             yields,
             busy,
             via_links,
+            occupied: Vec::new(),
+            queue: vec![0; n_lanes],
+            busy_set: Vec::new(),
             time,
             step_no: 0,
             pool,
@@ -265,6 +274,8 @@ impl Sim {
     /// Advances one step.
     pub fn step(&mut self) {
         let dt = self.cfg.step_length;
+        self.occupied.clear();
+        self.occupied.extend(self.lanes.iter().enumerate().filter(|(_, l)| !l.is_empty()).map(|(i, _)| i as u32));
         self.update_signals();
         self.mark_busy_links();
         let plans = self.plan(dt);
@@ -308,14 +319,16 @@ impl Sim {
     }
 
     fn update_signals(&mut self) {
-        let mut queue = vec![0u32; self.lanes.len()];
-        for (i, l) in self.lanes.iter().enumerate() {
-            queue[i] = l.iter().filter(|v| self.veh(**v).speed < STANDING).count() as u32;
+        // Lanes empty now were reset when they emptied: only occupied ones change.
+        for q in self.queue.iter_mut() {
+            if *q != 0 {
+                *q = 0;
+            }
         }
-        let input = SignalInput {
-            time: self.time,
-            queue_by_lane: &queue,
-        };
+        for &li in &self.occupied {
+            self.queue[li as usize] = self.lanes[li as usize].iter().filter(|v| self.veh(**v).speed < STANDING).count() as u32;
+        }
+        let input = SignalInput { time: self.time, queue_by_lane: &self.queue };
         for (tls, c) in self.controllers.iter_mut() {
             c.states(&input, &mut self.signal_states[tls.idx()]);
         }
@@ -345,60 +358,54 @@ impl Sim {
 
     /// Marks, per junction link, whether a vehicle is crossing or about to.
     fn mark_busy_links(&mut self) {
-        for b in self.busy.iter_mut() {
-            b.iter_mut().for_each(|x| *x = false);
+        for (j, r) in self.busy_set.drain(..) {
+            self.busy[j as usize][r as usize] = false;
         }
-        for (li, list) in self.lanes.iter().enumerate() {
+        let mut set = Vec::new();
+        for &li in &self.occupied {
+            let lane_id = LaneId(li);
+            let list = &self.lanes[li as usize];
             let Some(&front) = list.first() else { continue };
             let v = self.veh(front);
-            let lane = self.net.lane(LaneId(li as u32));
+            let lane = self.net.lane(lane_id);
             let internal = self.net.edge(lane.edge).function == EdgeFunction::Internal;
-            let Some(link) = self.link_of(v) else { continue };
-            let dist = lane.length - v.pos;
-            let approaching = internal || dist / v.speed.max(1.0) < 4.0;
-            let may_go = internal || !matches!(self.signal(link), LinkSignal::Stop);
-            if approaching && may_go {
-                if let (Some(j), Some(r)) = (link.junction, link.request) {
-                    if let Some(slot) = self.busy[j.idx()].get_mut(r as usize) {
-                        *slot = true;
+            if internal {
+                // A vehicle inside a junction keeps the links it drives busy.
+                for &(j, r) in &self.via_links[li as usize] {
+                    if let (Some(j), Some(r)) = (j, r) {
+                        set.push((j.0, r));
                     }
                 }
-            }
-        }
-        // A vehicle inside a junction keeps the link it drives busy.
-        for (li, list) in self.lanes.iter().enumerate() {
-            if list.is_empty() {
                 continue;
             }
-            for l in self.links_into(LaneId(li as u32)) {
-                if let (Some(j), Some(r)) = (l.0, l.1) {
-                    if let Some(slot) = self.busy[j.idx()].get_mut(r as usize) {
-                        *slot = true;
-                    }
+            let Some(link) = self.link_of(v) else { continue };
+            let dist = lane.length - v.pos;
+            let approaching = dist / v.speed.max(1.0) < 4.0;
+            if approaching && !matches!(self.signal(link), LinkSignal::Stop) {
+                if let (Some(j), Some(r)) = (link.junction, link.request) {
+                    set.push((j.0, r));
+                }
+            }
+        }
+        for (j, r) in set {
+            if let Some(slot) = self.busy[j as usize].get_mut(r as usize) {
+                if !*slot {
+                    *slot = true;
+                    self.busy_set.push((j, r));
                 }
             }
         }
     }
 
-    /// The (junction, request) of links whose internal lane is `lane`.
-    fn links_into(&self, lane: LaneId) -> Vec<(Option<JunctionId>, Option<u32>)> {
-        if self.net.edge(self.net.lane(lane).edge).function != EdgeFunction::Internal {
-            return Vec::new();
-        }
-        self.via_links.get(lane.idx()).cloned().unwrap_or_default()
-    }
-
+    /// Plans for the vehicles of each occupied lane, in `occupied` order.
     fn plan(&self, dt: f64) -> Vec<Vec<Plan>> {
         let this = self;
         self.pool.install(|| {
-            this.lanes
+            this.occupied
                 .par_iter()
-                .enumerate()
-                .map(|(li, list)| {
-                    list.iter()
-                        .enumerate()
-                        .map(|(k, &vi)| this.plan_vehicle(LaneId(li as u32), list, k, vi, dt))
-                        .collect()
+                .map(|&li| {
+                    let list = &this.lanes[li as usize];
+                    list.iter().enumerate().map(|(k, &vi)| this.plan_vehicle(LaneId(li), list, k, vi, dt)).collect()
                 })
                 .collect()
         })
@@ -533,16 +540,18 @@ impl Sim {
     fn apply(&mut self, plans: Vec<Vec<Plan>>, dt: f64) {
         // Lane changes first, at the start of the step.
         let mut changes: Vec<(u32, LaneId, LaneId)> = Vec::new();
-        for (li, list) in self.lanes.iter().enumerate() {
-            for (k, p) in plans[li].iter().enumerate() {
+        for (n, &li) in self.occupied.iter().enumerate() {
+            let list = &self.lanes[li as usize];
+            for (k, p) in plans[n].iter().enumerate() {
                 if let Some(to) = p.change {
-                    changes.push((list[k], LaneId(li as u32), to));
+                    changes.push((list[k], LaneId(li), to));
                 }
             }
         }
         let mut speeds: Vec<(u32, f64)> = Vec::with_capacity(self.totals.running);
-        for (li, list) in self.lanes.iter().enumerate() {
-            for (k, p) in plans[li].iter().enumerate() {
+        for (n, &li) in self.occupied.iter().enumerate() {
+            let list = &self.lanes[li as usize];
+            for (k, p) in plans[n].iter().enumerate() {
                 speeds.push((list[k], p.speed));
             }
         }
@@ -555,7 +564,8 @@ impl Sim {
         // (vehicle, lane entered, lane it came from, route index before)
         let mut crossings: Vec<(u32, LaneId, LaneId, u32)> = Vec::new();
         let mut arrivals: Vec<u32> = Vec::new();
-        for li in 0..self.lanes.len() {
+        for oi in 0..self.occupied.len() {
+            let li = self.occupied[oi] as usize;
             if self.lanes[li].is_empty() {
                 continue;
             }
@@ -722,7 +732,7 @@ impl Sim {
             return;
         }
         let mut stuck = Vec::new();
-        for list in &self.lanes {
+        for list in self.occupied.iter().map(|li| &self.lanes[*li as usize]) {
             if let Some(&front) = list.first() {
                 if self.veh(front).standing >= self.cfg.time_to_teleport {
                     stuck.push(front);
