@@ -101,7 +101,8 @@ for c in $CASES; do
   read -r s_wall s_rss <<<"$(timing "$WORK/$c.sumo.time")"
   read -r s_arr s_tt s_wait <<<"$(sumo_trips "$WORK/$c.sumo.tripinfo.xml")"
   # SUMO's statistics: UPS (vehicle updates per loop second) times the loop duration.
-  s_steps=$(awk '/^ *Duration:/ {d=$2+0} /^ *UPS:/ {u=$2+0} END {if (d>0 && u>0) printf "%.0f", u*d}' "$WORK/$c.sumo.log")
+  # (The first "Duration:" is the loop's, in seconds; a later one is the mean trip duration.)
+  s_steps=$(awk '/^ *Duration:/ && !d {d=$2+0} /^ *UPS:/ && !u {u=$2+0} END {if (d>0 && u>0) printf "%.0f", u*d}' "$WORK/$c.sumo.log")
   /usr/bin/time -v -o "$WORK/$c.cb.time" "$CB" sim -n "$net" -r "$rou" --seed "$SEED" --threads "$THREADS" \
     --quiet --summary-json "$WORK/$c.cb.json" >/dev/null 2>"$WORK/$c.cb.log"
   read -r c_wall c_rss <<<"$(timing "$WORK/$c.cb.time")"

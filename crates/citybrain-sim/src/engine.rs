@@ -275,7 +275,13 @@ impl Sim {
     pub fn step(&mut self) {
         let dt = self.cfg.step_length;
         self.occupied.clear();
-        self.occupied.extend(self.lanes.iter().enumerate().filter(|(_, l)| !l.is_empty()).map(|(i, _)| i as u32));
+        self.occupied.extend(
+            self.lanes
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !l.is_empty())
+                .map(|(i, _)| i as u32),
+        );
         self.update_signals();
         self.mark_busy_links();
         let plans = self.plan(dt);
@@ -326,9 +332,15 @@ impl Sim {
             }
         }
         for &li in &self.occupied {
-            self.queue[li as usize] = self.lanes[li as usize].iter().filter(|v| self.veh(**v).speed < STANDING).count() as u32;
+            self.queue[li as usize] = self.lanes[li as usize]
+                .iter()
+                .filter(|v| self.veh(**v).speed < STANDING)
+                .count() as u32;
         }
-        let input = SignalInput { time: self.time, queue_by_lane: &self.queue };
+        let input = SignalInput {
+            time: self.time,
+            queue_by_lane: &self.queue,
+        };
         for (tls, c) in self.controllers.iter_mut() {
             c.states(&input, &mut self.signal_states[tls.idx()]);
         }
@@ -405,7 +417,10 @@ impl Sim {
                 .par_iter()
                 .map(|&li| {
                     let list = &this.lanes[li as usize];
-                    list.iter().enumerate().map(|(k, &vi)| this.plan_vehicle(LaneId(li), list, k, vi, dt)).collect()
+                    list.iter()
+                        .enumerate()
+                        .map(|(k, &vi)| this.plan_vehicle(LaneId(li), list, k, vi, dt))
+                        .collect()
                 })
                 .collect()
         })
@@ -636,14 +651,22 @@ impl Sim {
         // Place the vehicles that crossed onto a new lane, front first. One
         // that would overlap a vehicle already there (two links merging in the
         // same step) stays at the end of the lane it came from.
-        crossings.sort_by(|a, b| a.1.cmp(&b.1).then(self.veh(b.0).pos.total_cmp(&self.veh(a.0).pos)).then(a.0.cmp(&b.0)));
+        crossings.sort_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(self.veh(b.0).pos.total_cmp(&self.veh(a.0).pos))
+                .then(a.0.cmp(&b.0))
+        });
         for (vi, lane, came_from, route_before) in crossings {
             let (pos, len) = {
                 let v = self.veh(vi);
                 (v.pos, self.vtype(v).length)
             };
             let list = &self.lanes[lane.idx()];
-            let at = list.iter().rposition(|o| self.veh(*o).pos >= pos).map(|p| p + 1).unwrap_or(0);
+            let at = list
+                .iter()
+                .rposition(|o| self.veh(*o).pos >= pos)
+                .map(|p| p + 1)
+                .unwrap_or(0);
             let clash_ahead = at > 0 && {
                 let l = self.veh(list[at - 1]);
                 l.pos - self.vtype(l).length < pos

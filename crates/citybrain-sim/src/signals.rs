@@ -2,7 +2,7 @@
 //! step, for the state of each link it controls; scenarios can add their own
 //! controllers (the City Brain policies).
 
-use citybrain_net::{Network, TlLogic, TlsId};
+use citybrain_net::{LaneId, Network, TlLogic, TlsId};
 
 /// The state of one signalled link this step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,4 +152,255 @@ mod tests {
         );
         assert_eq!(out, vec![LinkSignal::Stop, LinkSignal::Go]);
     }
+}
+
+/// The lanes a signal's links join: link index → (incoming lane, outgoing lane).
+pub fn link_lanes(net: &Network, tls: TlsId) -> Vec<Option<(LaneId, LaneId)>> {
+    let n = net.tls[tls.idx()].phases.first().map(|p| p.state.len()).unwrap_or(0);
+    let mut out = vec![None; n];
+    for c in &net.connections {
+        if let (Some(t), Some(i)) = (c.tls, c.link_index) {
+            if t == tls && (i as usize) < n {
+                let from = net.edge(c.from).lanes.get(c.from_lane as usize).copied();
+                let to = net.edge(c.to).lanes.get(c.to_lane as usize).copied();
+                if let (Some(f), Some(t)) = (from, to) {
+                    out[i as usize] = Some((f, t));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn is_green(p: &[LinkSignal]) -> bool {
+    p.iter().any(|s| matches!(s, LinkSignal::Go | LinkSignal::Yield))
+}
+
+fn has_amber(p: &[LinkSignal]) -> bool {
+    p.iter().any(|s| matches!(s, LinkSignal::Amber))
+}
+
+/// Runs a program's phases in order, but decides how long each green lasts
+/// (and, for max-pressure, which green comes next). The amber phases after a
+/// green are kept as written, so no green ever follows a conflicting green
+/// without the program's transition.
+struct PhaseMachine {
+    phases: Vec<(f64, Vec<LinkSignal>)>,
+    min_dur: Vec<f64>,
+    max_dur: Vec<f64>,
+    current: usize,
+    started: f64,
+    /// After an amber, the green to go to (max-pressure).
+    next_green: Option<usize>,
+}
+
+impl PhaseMachine {
+    fn new(logic: &TlLogic, min_green: f64) -> Self {
+        let phases: Vec<(f64, Vec<LinkSignal>)> = logic
+            .phases
+            .iter()
+            .map(|p| (p.duration, p.state.chars().map(LinkSignal::from_char).collect()))
+            .collect();
+        let min_dur = logic
+            .phases
+            .iter()
+            .map(|p| p.min_dur.unwrap_or(p.duration.min(min_green)))
+            .collect();
+        let max_dur = logic
+            .phases
+            .iter()
+            .map(|p| p.max_dur.unwrap_or(p.duration * 2.0).max(p.duration))
+            .collect();
+        PhaseMachine {
+            phases,
+            min_dur,
+            max_dur,
+            current: 0,
+            started: f64::NAN,
+            next_green: None,
+        }
+    }
+
+    fn elapsed(&mut self, t: f64) -> f64 {
+        if self.started.is_nan() {
+            self.started = t;
+        }
+        t - self.started
+    }
+
+    fn go_to(&mut self, p: usize, t: f64) {
+        self.current = p % self.phases.len().max(1);
+        self.started = t;
+    }
+
+    /// Leaves the current green: to its amber if the program has one next, else straight to `target`.
+    fn leave_green(&mut self, target: usize, t: f64) {
+        let after = (self.current + 1) % self.phases.len();
+        if has_amber(&self.phases[after].1) {
+            self.next_green = Some(target);
+            self.go_to(after, t);
+        } else {
+            self.go_to(target, t);
+        }
+    }
+
+    /// Non-green phases (amber, all-red) run for their written duration.
+    fn step_transition(&mut self, t: f64) -> bool {
+        if is_green(&self.phases[self.current].1) && !has_amber(&self.phases[self.current].1) {
+            return false;
+        }
+        if self.elapsed(t) >= self.phases[self.current].0 {
+            let next = match self.next_green.take() {
+                Some(g) if has_amber(&self.phases[self.current].1) => g,
+                _ => self.current + 1,
+            };
+            self.go_to(next, t);
+        }
+        true
+    }
+
+    fn out(&self, out: &mut Vec<LinkSignal>) {
+        out.clear();
+        out.extend_from_slice(&self.phases[self.current].1);
+    }
+}
+
+/// Vehicle-actuated control: a green lasts at least its minimum, then is
+/// extended while vehicles wait on its lanes, up to its maximum. Durations
+/// come from the program's `minDur`/`maxDur`, else the written duration
+/// (capped at `min_green`) and twice the written duration.
+pub struct Actuated {
+    m: PhaseMachine,
+    lanes: Vec<Option<(LaneId, LaneId)>>,
+}
+
+impl Actuated {
+    pub fn new(net: &Network, tls: TlsId, min_green: f64) -> Self {
+        Actuated {
+            m: PhaseMachine::new(&net.tls[tls.idx()], min_green),
+            lanes: link_lanes(net, tls),
+        }
+    }
+}
+
+impl SignalController for Actuated {
+    fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
+        let t = input.time;
+        if !self.m.step_transition(t) {
+            let cur = self.m.current;
+            let e = self.m.elapsed(t);
+            let demand = self.m.phases[cur].1.iter().enumerate().any(|(i, s)| {
+                matches!(s, LinkSignal::Go | LinkSignal::Yield)
+                    && self
+                        .lanes
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|(from, _)| input.queue_by_lane.get(from.idx()).copied().unwrap_or(0) > 0)
+            });
+            let done = e >= self.m.max_dur[cur] || (e >= self.m.min_dur[cur] && !demand);
+            if done {
+                // On to the program's next phase (its amber, if it has one).
+                self.m.go_to(cur + 1, t);
+            }
+        }
+        self.m.out(out);
+    }
+
+    fn kind(&self) -> &'static str {
+        "actuated"
+    }
+}
+
+/// Max-pressure control: after a minimum green, every `decision_interval`
+/// seconds, switch to the green phase whose links carry the largest pressure
+/// (vehicles waiting upstream minus vehicles waiting downstream), through the
+/// program's amber.
+pub struct MaxPressure {
+    m: PhaseMachine,
+    lanes: Vec<Option<(LaneId, LaneId)>>,
+    decision_interval: f64,
+    last_decision: f64,
+}
+
+impl MaxPressure {
+    pub fn new(net: &Network, tls: TlsId, min_green: f64, decision_interval: f64) -> Self {
+        MaxPressure {
+            m: PhaseMachine::new(&net.tls[tls.idx()], min_green),
+            lanes: link_lanes(net, tls),
+            decision_interval,
+            last_decision: f64::NEG_INFINITY,
+        }
+    }
+
+    fn pressure(&self, phase: usize, q: &[u32]) -> i64 {
+        self.m.phases[phase]
+            .1
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, LinkSignal::Go | LinkSignal::Yield))
+            .filter_map(|(i, _)| self.lanes.get(i).copied().flatten())
+            .map(|(from, to)| {
+                q.get(from.idx()).copied().unwrap_or(0) as i64 - q.get(to.idx()).copied().unwrap_or(0) as i64
+            })
+            .sum()
+    }
+}
+
+impl SignalController for MaxPressure {
+    fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
+        let t = input.time;
+        if !self.m.step_transition(t) {
+            let cur = self.m.current;
+            let e = self.m.elapsed(t);
+            if e >= self.m.min_dur[cur] && t - self.last_decision >= self.decision_interval {
+                self.last_decision = t;
+                let q = input.queue_by_lane;
+                // Ties keep the current phase, then the lowest index: deterministic.
+                let mut best = cur;
+                let mut best_p = self.pressure(cur, q);
+                for p in 0..self.m.phases.len() {
+                    if p != cur && is_green(&self.m.phases[p].1) && !has_amber(&self.m.phases[p].1) {
+                        let pp = self.pressure(p, q);
+                        if pp > best_p {
+                            best = p;
+                            best_p = pp;
+                        }
+                    }
+                }
+                if best != cur {
+                    self.m.leave_green(best, t);
+                }
+            }
+        }
+        self.m.out(out);
+    }
+
+    fn kind(&self) -> &'static str {
+        "max-pressure"
+    }
+}
+
+/// Controllers of one kind for every traffic light of a network.
+pub fn controllers_for(net: &Network, kind: &str) -> Result<Vec<(TlsId, Box<dyn SignalController>)>, String> {
+    let ids = (0..net.tls.len()).map(|i| TlsId(i as u32));
+    Ok(match kind {
+        "fixed" => fixed_time_for(net),
+        "actuated" => ids
+            .map(|t| (t, Box::new(Actuated::new(net, t, 5.0)) as Box<dyn SignalController>))
+            .collect(),
+        "max-pressure" => ids
+            .map(|t| {
+                (
+                    t,
+                    Box::new(MaxPressure::new(net, t, 10.0, 5.0)) as Box<dyn SignalController>,
+                )
+            })
+            .collect(),
+        other => {
+            return Err(format!(
+                "unknown signal control '{other}' (fixed, actuated, max-pressure)"
+            ))
+        }
+    })
 }

@@ -28,7 +28,10 @@ fn run(net: &str, routes: &str, cfg: SimConfig) -> (RunSummary, Vec<TripInfo>) {
         trips.extend(sim.take_trips());
     }
     trips.extend(sim.take_trips());
-    (RunSummary::from_trips(&sim.totals, &trips, sim.time(), seed, threads, 0.0), trips)
+    (
+        RunSummary::from_trips(&sim.totals, &trips, sim.time(), seed, threads, 0.0),
+        trips,
+    )
 }
 
 /// The summary without wall-clock figures, compared with a checked-in file.
@@ -45,8 +48,14 @@ fn golden(name: &str, s: &RunSummary) {
         std::fs::write(&path, &text).unwrap();
         return;
     }
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path} missing: run with UPDATE_GOLDEN=1"))).unwrap();
-    assert_eq!(v, want, "{name} differs from its golden summary; if intended, regenerate with UPDATE_GOLDEN=1 and review the diff");
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{path} missing: run with UPDATE_GOLDEN=1")),
+    )
+    .unwrap();
+    assert_eq!(
+        v, want,
+        "{name} differs from its golden summary; if intended, regenerate with UPDATE_GOLDEN=1 and review the diff"
+    );
 }
 
 #[test]
@@ -57,7 +66,13 @@ fn single_lane() {
     assert_eq!(s.arrived, 150);
     assert_eq!(s.teleports, 0);
     // Free flow: 500 m at up to 13.89 m/s, with dawdling.
-    assert!(trips.iter().all(|t| t.duration >= 500.0 / 13.89 - 1.0 && t.duration < 60.0), "{:?}", trips.first());
+    assert!(
+        trips
+            .iter()
+            .all(|t| t.duration >= 500.0 / 13.89 - 1.0 && t.duration < 60.0),
+        "{:?}",
+        trips.first()
+    );
 }
 
 #[test]
@@ -67,8 +82,15 @@ fn signalled_crossing() {
     assert_eq!(s.arrived, s.loaded);
     // About half the arrivals meet the red phase (45 of 90 s): they wait.
     let waited = trips.iter().filter(|t| t.waiting_time > 0.0).count();
-    assert!(waited > trips.len() / 4 && waited < trips.len() * 3 / 4, "{waited} of {}", trips.len());
-    assert!(trips.iter().all(|t| t.waiting_time <= 60.0), "no one waits more than a red phase plus the queue");
+    assert!(
+        waited > trips.len() / 4 && waited < trips.len() * 3 / 4,
+        "{waited} of {}",
+        trips.len()
+    );
+    assert!(
+        trips.iter().all(|t| t.waiting_time <= 60.0),
+        "no one waits more than a red phase plus the queue"
+    );
 }
 
 #[test]
@@ -77,10 +99,19 @@ fn merge_gives_way_to_the_major_road() {
     golden("merge", &s);
     assert_eq!(s.arrived, s.loaded);
     let mean = |prefix: &str| {
-        let v: Vec<f64> = trips.iter().filter(|t| t.id.starts_with(prefix)).map(|t| t.waiting_time).collect();
+        let v: Vec<f64> = trips
+            .iter()
+            .filter(|t| t.id.starts_with(prefix))
+            .map(|t| t.waiting_time)
+            .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
-    assert!(mean("side") > mean("main"), "the minor road waits longer: side {} main {}", mean("side"), mean("main"));
+    assert!(
+        mean("side") > mean("main"),
+        "the minor road waits longer: side {} main {}",
+        mean("side"),
+        mean("main")
+    );
 }
 
 fn grid_demand_file(dir: &tempfile::TempDir, n: usize) -> String {
@@ -111,7 +142,10 @@ fn reverse(e: &str) -> String {
 fn run_grid(routes: &str, threads: usize) -> (RunSummary, Vec<TripInfo>) {
     let net = Arc::new(read_net(data("grid3.net.xml")).unwrap());
     let demand = Demand::read(&net, &[routes]).unwrap();
-    let cfg = SimConfig { threads, ..SimConfig::default() };
+    let cfg = SimConfig {
+        threads,
+        ..SimConfig::default()
+    };
     let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
     let mut trips = Vec::new();
     while !sim.finished() {
@@ -122,7 +156,10 @@ fn run_grid(routes: &str, threads: usize) -> (RunSummary, Vec<TripInfo>) {
         trips.extend(sim.take_trips());
     }
     trips.extend(sim.take_trips());
-    (RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, threads, 0.0), trips)
+    (
+        RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, threads, 0.0),
+        trips,
+    )
 }
 
 #[test]
@@ -131,8 +168,14 @@ fn grid_invariants_hold_every_step() {
     let routes = grid_demand_file(&dir, 900);
     let (s, trips) = run_grid(&routes, 1);
     assert!(s.loaded > 500, "{}", s.loaded);
-    assert_eq!(s.arrived + s.teleports, s.loaded, "every vehicle finishes (teleports would be counted)");
-    assert!(trips.iter().all(|t| t.route_length > 0.0 && t.duration > 0.0 && t.time_loss >= 0.0));
+    assert_eq!(
+        s.arrived + s.teleports,
+        s.loaded,
+        "every vehicle finishes (teleports would be counted)"
+    );
+    assert!(trips
+        .iter()
+        .all(|t| t.route_length > 0.0 && t.duration > 0.0 && t.time_loss >= 0.0));
 }
 
 #[test]
@@ -154,26 +197,125 @@ fn same_seed_same_output_whatever_the_thread_count() {
 fn bad_demand_names_file_and_line() {
     let net = read_net(data("single-lane.net.xml")).unwrap();
     let cases = [
-        ("<routes>\n<vehicle id=\"v\" depart=\"0\">\n<route edges=\"nowhere\"/>\n</vehicle>\n</routes>", ":3:", "edge 'nowhere'"),
-        ("<routes>\n<route id=\"r\" edges=\"road\"/>\n<vehicle id=\"v\" depart=\"soon\" route=\"r\"/>\n</routes>", ":3:", "expected seconds"),
-        ("<routes>\n<vehicle id=\"v\" depart=\"0\" route=\"r\"/>\n</routes>", ":2:", "unknown route 'r'"),
+        (
+            "<routes>\n<vehicle id=\"v\" depart=\"0\">\n<route edges=\"nowhere\"/>\n</vehicle>\n</routes>",
+            ":3:",
+            "edge 'nowhere'",
+        ),
+        (
+            "<routes>\n<route id=\"r\" edges=\"road\"/>\n<vehicle id=\"v\" depart=\"soon\" route=\"r\"/>\n</routes>",
+            ":3:",
+            "expected seconds",
+        ),
+        (
+            "<routes>\n<vehicle id=\"v\" depart=\"0\" route=\"r\"/>\n</routes>",
+            ":2:",
+            "unknown route 'r'",
+        ),
         ("<routes>\n<vType id=\"t\" accel=\"-1\"/>\n</routes>", ":2:", "accel"),
-        ("<routes>\n<flow id=\"f\" from=\"road\" to=\"road\"/>\n</routes>", ":2:", "needs period"),
+        (
+            "<routes>\n<flow id=\"f\" from=\"road\" to=\"road\"/>\n</routes>",
+            ":2:",
+            "needs period",
+        ),
         ("<net/>", ":1:", "expected a <routes> root"),
     ];
     for (text, line, want) in cases {
         let err = Demand::read_str(&net, "d.rou.xml", text).unwrap_err().to_string();
-        assert!(err.starts_with("d.rou.xml") && err.contains(line) && err.contains(want), "{err}");
+        assert!(
+            err.starts_with("d.rou.xml") && err.contains(line) && err.contains(want),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn trips_are_routed_by_travel_time() {
     let net = read_net(data("grid3.net.xml")).unwrap();
-    let d = Demand::read_str(&net, "t.xml", r#"<routes><trip id="t" depart="0" from="A0A1" to="C2C1"/></routes>"#).unwrap();
+    let d = Demand::read_str(
+        &net,
+        "t.xml",
+        r#"<routes><trip id="t" depart="0" from="A0A1" to="C2C1"/></routes>"#,
+    )
+    .unwrap();
     let r = &d.vehicles[0].route;
     assert_eq!(net.edge(r[0]).id, "A0A1");
     assert_eq!(net.edge(*r.last().unwrap()).id, "C2C1");
     // Manhattan distance on the grid: 2 blocks across and 1 down, plus the first and last edges.
-    assert_eq!(r.len(), 5, "{:?}", r.iter().map(|e| net.edge(*e).id.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        r.len(),
+        5,
+        "{:?}",
+        r.iter().map(|e| net.edge(*e).id.clone()).collect::<Vec<_>>()
+    );
+}
+
+fn run_grid_with(routes: &str, signals: &str) -> RunSummary {
+    let net = Arc::new(read_net(data("grid3.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[routes]).unwrap();
+    let ctl = citybrain_sim::signals::controllers_for(&net, signals).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), ctl);
+    let mut trips = Vec::new();
+    while !sim.finished() {
+        sim.step();
+        if let Err(e) = sim.check_invariants() {
+            panic!("{signals}: {e}");
+        }
+        trips.extend(sim.take_trips());
+    }
+    RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, 1, 0.0)
+}
+
+#[test]
+fn adaptive_signals_run_safely_and_serve_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = grid_demand_file(&dir, 900);
+    let fixed = run_grid_with(&routes, "fixed");
+    for kind in ["actuated", "max-pressure"] {
+        let s = run_grid_with(&routes, kind);
+        assert_eq!(s.arrived + s.teleports, s.loaded, "{kind}");
+        assert_eq!(s.teleports, 0, "{kind}");
+        // On a lightly loaded grid, reacting to queues beats a fixed 90 s cycle.
+        assert!(
+            s.mean_waiting_time_s < fixed.mean_waiting_time_s,
+            "{kind}: {} vs fixed {}",
+            s.mean_waiting_time_s,
+            fixed.mean_waiting_time_s
+        );
+    }
+    assert!(citybrain_sim::signals::controllers_for(&read_net(data("grid3.net.xml")).unwrap(), "magic").is_err());
+}
+
+#[test]
+fn signal_states_never_give_green_to_conflicting_links() {
+    // Every state a controller shows must be one of the program's own phases
+    // (or its amber): controllers choose among written phases, they never mix them.
+    let net = Arc::new(read_net(data("grid3.net.xml")).unwrap());
+    for kind in ["fixed", "actuated", "max-pressure"] {
+        let mut ctl = citybrain_sim::signals::controllers_for(&net, kind).unwrap();
+        let queues: Vec<u32> = (0..net.lanes.len()).map(|i| (i * 7 % 5) as u32).collect();
+        let mut out = Vec::new();
+        for t in 0..2000 {
+            for (tls, c) in ctl.iter_mut() {
+                c.states(
+                    &citybrain_sim::signals::SignalInput {
+                        time: t as f64,
+                        queue_by_lane: &queues,
+                    },
+                    &mut out,
+                );
+                let logic = &net.tls[tls.idx()];
+                let shown: String = out.iter().map(|s| format!("{s:?}")).collect();
+                let ok = logic.phases.iter().any(|p| {
+                    let written: String = p
+                        .state
+                        .chars()
+                        .map(|c| format!("{:?}", citybrain_sim::signals::LinkSignal::from_char(c)))
+                        .collect();
+                    written == shown
+                });
+                assert!(ok, "{kind} at t={t} shows a state that is not a phase of {}", logic.id);
+            }
+        }
+    }
 }

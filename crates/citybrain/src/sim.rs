@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use citybrain_sim::output::{write_tripinfo_csv, write_tripinfo_xml};
-use citybrain_sim::signals::fixed_time_for;
+use citybrain_sim::signals::controllers_for;
 use citybrain_sim::{Demand, RunSummary, Sim, SimConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,6 +32,9 @@ pub struct SimArgs {
     /// Step length, s.
     #[arg(long, default_value_t = 1.0)]
     step_length: f64,
+    /// Traffic-light control: fixed (the programs as written), actuated, or max-pressure.
+    #[arg(long, default_value = "fixed")]
+    signals: String,
     /// Random seed (driver imperfection, random lanes).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -78,7 +81,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         time_to_teleport: a.time_to_teleport,
         summary_interval: a.summary_interval,
     };
-    let controllers = fixed_time_for(&net);
+    let controllers = controllers_for(&net, &a.signals).map_err(|e| anyhow::anyhow!("--signals: {e}"))?;
     let mut sim = Sim::new(net.clone(), demand, cfg, controllers);
     let pb = if a.quiet {
         ProgressBar::hidden()
