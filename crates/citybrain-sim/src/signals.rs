@@ -43,6 +43,9 @@ pub trait SignalController: Send + Sync {
     fn kind(&self) -> &'static str;
 }
 
+/// One controller per traffic light.
+pub type Controllers = Vec<(TlsId, Box<dyn SignalController>)>;
+
 /// Fixed-time control from a `tlLogic`: the phases in turn, shifted by the offset.
 pub struct FixedTime {
     phases: Vec<(f64, Vec<LinkSignal>)>,
@@ -91,7 +94,7 @@ impl SignalController for FixedTime {
 }
 
 /// Fixed-time controllers for every traffic light of a network, as read.
-pub fn fixed_time_for(net: &Network) -> Vec<(TlsId, Box<dyn SignalController>)> {
+pub fn fixed_time_for(net: &Network) -> Controllers {
     net.tls
         .iter()
         .enumerate()
@@ -102,56 +105,6 @@ pub fn fixed_time_for(net: &Network) -> Vec<(TlsId, Box<dyn SignalController>)> 
             )
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use citybrain_net::Phase;
-
-    #[test]
-    fn fixed_time_cycles_with_offset() {
-        let logic = TlLogic {
-            id: "t".into(),
-            program_id: "0".into(),
-            kind: "static".into(),
-            offset: 10.0,
-            phases: vec![
-                Phase {
-                    duration: 42.0,
-                    state: "Gr".into(),
-                    min_dur: None,
-                    max_dur: None,
-                },
-                Phase {
-                    duration: 3.0,
-                    state: "yr".into(),
-                    min_dur: None,
-                    max_dur: None,
-                },
-                Phase {
-                    duration: 45.0,
-                    state: "rG".into(),
-                    min_dur: None,
-                    max_dur: None,
-                },
-            ],
-        };
-        let mut f = FixedTime::new(&logic);
-        assert_eq!(f.phase_at(0.0), 0);
-        assert_eq!(f.phase_at(32.0), 1);
-        assert_eq!(f.phase_at(35.0), 2);
-        assert_eq!(f.phase_at(80.0), 0);
-        let mut out = Vec::new();
-        f.states(
-            &SignalInput {
-                time: 40.0,
-                queue_by_lane: &[],
-            },
-            &mut out,
-        );
-        assert_eq!(out, vec![LinkSignal::Stop, LinkSignal::Go]);
-    }
 }
 
 /// The lanes a signal's links join: link index → (incoming lane, outgoing lane).
@@ -382,7 +335,7 @@ impl SignalController for MaxPressure {
 }
 
 /// Controllers of one kind for every traffic light of a network.
-pub fn controllers_for(net: &Network, kind: &str) -> Result<Vec<(TlsId, Box<dyn SignalController>)>, String> {
+pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, String> {
     let ids = (0..net.tls.len()).map(|i| TlsId(i as u32));
     Ok(match kind {
         "fixed" => fixed_time_for(net),
@@ -403,4 +356,54 @@ pub fn controllers_for(net: &Network, kind: &str) -> Result<Vec<(TlsId, Box<dyn 
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citybrain_net::Phase;
+
+    #[test]
+    fn fixed_time_cycles_with_offset() {
+        let logic = TlLogic {
+            id: "t".into(),
+            program_id: "0".into(),
+            kind: "static".into(),
+            offset: 10.0,
+            phases: vec![
+                Phase {
+                    duration: 42.0,
+                    state: "Gr".into(),
+                    min_dur: None,
+                    max_dur: None,
+                },
+                Phase {
+                    duration: 3.0,
+                    state: "yr".into(),
+                    min_dur: None,
+                    max_dur: None,
+                },
+                Phase {
+                    duration: 45.0,
+                    state: "rG".into(),
+                    min_dur: None,
+                    max_dur: None,
+                },
+            ],
+        };
+        let mut f = FixedTime::new(&logic);
+        assert_eq!(f.phase_at(0.0), 0);
+        assert_eq!(f.phase_at(32.0), 1);
+        assert_eq!(f.phase_at(35.0), 2);
+        assert_eq!(f.phase_at(80.0), 0);
+        let mut out = Vec::new();
+        f.states(
+            &SignalInput {
+                time: 40.0,
+                queue_by_lane: &[],
+            },
+            &mut out,
+        );
+        assert_eq!(out, vec![LinkSignal::Stop, LinkSignal::Go]);
+    }
 }
