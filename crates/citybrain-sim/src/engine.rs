@@ -85,6 +85,9 @@ struct Veh {
     route_length: f64,
     standing: f64,
     teleports: u32,
+    /// Entered its junction on a yielding link: waits inside, at the
+    /// junction's internal waiting point, for the foes of this link.
+    yielding: Option<(JunctionId, u32)>,
 }
 
 /// What the plan decided for one vehicle.
@@ -131,6 +134,9 @@ pub struct Sim {
     occupied: Vec<u32>,
     /// Standing vehicles per lane, kept for the signal controllers.
     queue: Vec<u32>,
+    /// Per lane: vehicles on a neighbouring lane that must move into it and
+    /// could not last step (back position, vehicle); followers make room.
+    wishers: Vec<Vec<(f64, u32)>>,
     /// Busy flags set last step, to clear them cheaply.
     busy_set: Vec<(u32, u32)>,
     /// For each internal lane: the junction links that drive through it.
@@ -203,6 +209,7 @@ impl Sim {
             via_links,
             occupied: Vec::new(),
             queue: vec![0; n_lanes],
+            wishers: vec![Vec::new(); n_lanes],
             busy_set: Vec::new(),
             time,
             step_no: 0,
@@ -382,7 +389,16 @@ impl Sim {
             let lane = self.net.lane(lane_id);
             let internal = self.net.edge(lane.edge).function == EdgeFunction::Internal;
             if internal {
-                // A vehicle inside a junction keeps the links it drives busy.
+                // A vehicle inside a junction keeps the links it drives busy,
+                // except one standing at the internal waiting point, yielding.
+                let waiting = v.yielding.is_some()
+                    && v.speed < STANDING
+                    && self.links[li as usize]
+                        .first()
+                        .is_some_and(|l| self.net.edge(self.net.lane(l.next).edge).function == EdgeFunction::Internal);
+                if waiting {
+                    continue;
+                }
                 for &(j, r) in &self.via_links[li as usize] {
                     if let (Some(j), Some(r)) = (j, r) {
                         set.push((j.0, r));
@@ -392,8 +408,14 @@ impl Sim {
             }
             let Some(link) = self.link_of(v) else { continue };
             let dist = lane.length - v.pos;
-            let approaching = dist / v.speed.max(1.0) < 4.0;
-            if approaching && !matches!(self.signal(link), LinkSignal::Stop) {
+            // Only a vehicle that will really enter reserves its link: one
+            // held at the line (no room beyond the junction) must not make
+            // the crossing traffic wait for it.
+            let t = self.vtype(v);
+            let room_ok = link.next == link.target || self.can_leave(link.target, t);
+            let moving_in = v.speed > 0.5 && dist / v.speed < 4.0;
+            let starting = dist < 2.0 && room_ok;
+            if (moving_in || starting) && room_ok && !matches!(self.signal(link), LinkSignal::Stop) {
                 if let (Some(j), Some(r)) = (link.junction, link.request) {
                     set.push((j.0, r));
                 }
@@ -438,6 +460,12 @@ impl Sim {
         } else {
             self.look_ahead(v, t, lane.length)
         };
+        // Cooperation: slow down behind a vehicle waiting to move into this lane.
+        let (gap, leader_speed) = self.wishers[lane_id.idx()]
+            .iter()
+            .filter(|(back, w)| *w != vi && *back > v.pos && *back - v.pos < 60.0)
+            .map(|(back, _)| (back - v.pos - t.min_gap, 0.0))
+            .fold((gap, leader_speed), |a, b| if b.0 < a.0 { b } else { a });
         let safe = krauss_safe(gap, leader_speed, t);
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
@@ -467,11 +495,27 @@ impl Sim {
                 let brake = v.speed * v.speed / (2.0 * t.decel);
                 brake > to_end
             }
-            LinkSignal::Yield => !self.foe_busy(link),
+            LinkSignal::Yield => !self.foe_busy(link) || self.may_wait_inside(link, t),
         };
         let internal = self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal;
         if !open && !internal {
             return stop_line;
+        }
+        // At the internal waiting point: cross only when the foes are clear.
+        if internal && self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Internal {
+            if let Some((j, r)) = v.yielding {
+                if self.foes_busy_at(j, r) {
+                    return stop_line;
+                }
+            }
+        }
+        // Do not block the junction: enter only with room to leave it on the
+        // target lane (unless too close to stop, as at amber).
+        if !internal && link.next != link.target {
+            let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
+            if !self.can_leave(link.target, t) && can_stop {
+                return stop_line;
+            }
         }
         // Open: follow the last vehicle on the next lane, or the one after it.
         let mut dist = to_end;
@@ -494,11 +538,28 @@ impl Sim {
         let (Some(j), Some(r)) = (link.junction, link.request) else {
             return false;
         };
+        self.foes_busy_at(j, r)
+    }
+
+    fn foes_busy_at(&self, j: JunctionId, r: u32) -> bool {
         let Some(row) = self.yields[j.idx()].get(r as usize) else {
             return false;
         };
         row.iter()
             .any(|f| self.busy[j.idx()].get(*f as usize).copied().unwrap_or(false))
+    }
+
+    /// A yielding link with an internal waiting point (a left turn in SUMO
+    /// nets) may be entered to wait inside the junction, as drivers do, if
+    /// the first internal lane is free.
+    fn may_wait_inside(&self, link: &Link, t: &VType) -> bool {
+        if link.next == link.target {
+            return false;
+        }
+        let has_waiting_point = self.links[link.next.idx()]
+            .first()
+            .is_some_and(|l| self.net.edge(self.net.lane(l.next).edge).function == EdgeFunction::Internal);
+        has_waiting_point && self.lanes[link.next.idx()].is_empty() && self.can_leave(link.target, t)
     }
 
     /// Strategic lane change: move toward a lane that continues along the route.
@@ -533,6 +594,9 @@ impl Sim {
     fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId) -> bool {
         let list = &self.lanes[target.idx()];
         let back = v.pos - t.length;
+        // Near the end of the lane a change is urgent: a follower need only be
+        // able to brake behind us, not keep a full headway.
+        let urgent = self.net.lane(v.lane).length - v.pos < 50.0;
         for &o in list {
             let ov = self.veh(o);
             let ot = self.vtype(ov);
@@ -543,7 +607,12 @@ impl Sim {
                 }
             } else {
                 // Follower: must be able to keep its distance.
-                if back - ov.pos < ot.min_gap + ov.speed * ot.tau {
+                let headway = if urgent {
+                    (ov.speed - v.speed).max(0.0) * ot.tau
+                } else {
+                    ov.speed * ot.tau
+                };
+                if back - ov.pos < ot.min_gap + headway {
                     return false;
                 }
                 break;
@@ -612,6 +681,12 @@ impl Sim {
                         vacated = true;
                     } else if let Some(link) = self.link_of(&v).cloned() {
                         let (mut came_from, mut route_before) = (LaneId(li as u32), v.route_idx);
+                        if self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal {
+                            v.yielding = match self.signal(&link) {
+                                LinkSignal::Yield => link.junction.zip(link.request),
+                                _ => None,
+                            };
+                        }
                         v.pos -= lane_len;
                         if self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Normal {
                             v.route_idx += 1;
@@ -632,6 +707,9 @@ impl Sim {
                             if self.net.edge(self.net.lane(nl.next).edge).function == EdgeFunction::Normal {
                                 v.route_idx += 1;
                             }
+                        }
+                        if self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Normal {
+                            v.yielding = None;
                         }
                         crossings.push((vi, v.lane, came_from, route_before));
                         vacated = true;
@@ -693,6 +771,10 @@ impl Sim {
         // (what SUMO's cooperative lane changing achieves); without this they
         // would block each other until a teleport.
         let mut swapped = vec![false; changes.len()];
+        for w in self.wishers.iter_mut() {
+            w.clear();
+        }
+        let mut new_wishers: Vec<(LaneId, f64, u32)> = Vec::new();
         for a in 0..changes.len() {
             if swapped[a] {
                 continue;
@@ -735,6 +817,13 @@ impl Sim {
                 (self.gap_ok(v, self.vtype(v), to), v.pos)
             };
             if !fits {
+                let (back, urgent) = {
+                    let v = self.veh(vi);
+                    (v.pos - self.vtype(v).length, self.net.lane(from).length - v.pos < 50.0)
+                };
+                if urgent {
+                    new_wishers.push((to, back, vi));
+                }
                 continue;
             }
             self.lanes[from.idx()].retain(|x| *x != vi);
@@ -746,6 +835,9 @@ impl Sim {
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.lane = to;
             }
+        }
+        for (lane, back, vi) in new_wishers {
+            self.wishers[lane.idx()].push((back, vi));
         }
         self.teleport_stuck();
     }
@@ -809,6 +901,17 @@ impl Sim {
                 _ => self.arrive(vi, true),
             }
         }
+    }
+
+    /// Whether a vehicle entering the junction now will find room on its
+    /// target lane: room there already, or a last vehicle driving away.
+    fn can_leave(&self, target: LaneId, t: &VType) -> bool {
+        if self.room(target) >= t.length + t.min_gap {
+            return true;
+        }
+        self.lanes[target.idx()]
+            .last()
+            .is_some_and(|l| self.veh(*l).speed > 2.0)
     }
 
     /// Free space at the start of a lane, m.
@@ -955,6 +1058,7 @@ impl Sim {
             route_length: pos - t.length,
             standing: 0.0,
             teleports: 0,
+            yielding: None,
         };
         let vi = match self.free_slots.pop() {
             Some(i) => {
