@@ -13,7 +13,10 @@
 # then the ratios citybrain/SUMO. Generation is not timed.
 #
 # Knobs: SUMO_VERSION (1.28.0), SUMO_VENV (/tmp/citybrain-sumo-venv),
-# WORK (/tmp/citybrain-twin-bench), SEED (42), THREADS (1), MODE (micro|meso).
+# WORK (/tmp/citybrain-twin-bench), SEED (42), THREADS (1), MODE (micro|meso),
+# CHECK=1: exit non-zero unless, per case, both engines finish the same
+# number of vehicles and citybrain's mean travel time is within 10 % of SUMO's
+# (what CI runs, on g10_low).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +27,8 @@ SEED=${SEED:-42}
 THREADS=${THREADS:-1}
 MODE=${MODE:-micro}
 CASES=${CASES:-"g10_low g10_high g30_low g30_high spider random"}
+CHECK=${CHECK:-0}
+failed=0
 
 [ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install -y time)" >&2; exit 1; }
 if [ ! -x "$SUMO_VENV/bin/sumo" ]; then
@@ -114,5 +119,12 @@ for c in $CASES; do
   printf "%-9s %-9s %9s %14s %9s %8s %9s %9s\n" "$c" citybrain "$c_wall" "$c_rate" "$c_rss" "$c_arr" "$c_tt" "$c_wait"
   awk -v sr="$s_rate" -v cr="$c_rate" -v sm="$s_rss" -v cm="$c_rss" -v st="$s_tt" -v ct="$c_tt" -v sa="$s_arr" -v ca="$c_arr" -v c="$c" \
     'BEGIN{printf "%-9s %-9s speed x%.1f  memory x%.2f  mean_tt %+.1f%%  arrived %d vs %d\n", c, "ratio", cr/sr, cm/sm, (ct-st)/st*100, ca, sa}'
+  if [ "$CHECK" = 1 ]; then
+    if ! awk -v st="$s_tt" -v ct="$c_tt" -v sa="$s_arr" -v ca="$c_arr" 'BEGIN{d=(ct-st)/st; if (d<0) d=-d; exit !(sa==ca && d<=0.10)}'; then
+      echo "CHECK FAILED for $c: arrived $c_arr vs $s_arr, mean travel time $c_tt vs $s_tt" >&2
+      failed=1
+    fi
+  fi
 done
 echo "# $(uname -srm), $(nproc) CPUs; SUMO $SUMO_VERSION ($MODE); citybrain threads=$THREADS; one run each — rerun for medians"
+exit "$failed"
