@@ -10,6 +10,7 @@ use std::sync::Arc;
 use citybrain_net::xml::{Element, Item, XmlError, XmlFile};
 use citybrain_net::{EdgeId, Network};
 
+use crate::additional::Additional;
 use crate::router::Router;
 
 /// Most vehicles one set of demand files may define (flows expanded).
@@ -76,6 +77,17 @@ pub enum DepartSpeed {
     Value(f64),
 }
 
+/// A stop at a parking area.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopSpec {
+    /// Index into `Additional::parking_areas`.
+    pub parking_area: usize,
+    /// Parked for this long (s)...
+    pub duration: Option<f64>,
+    /// ...or until this time (s).
+    pub until: Option<f64>,
+}
+
 /// One vehicle to insert.
 #[derive(Debug, Clone)]
 pub struct VehicleSpec {
@@ -88,6 +100,8 @@ pub struct VehicleSpec {
     pub depart_speed: DepartSpeed,
     /// m from the start of the first edge
     pub depart_pos: f64,
+    /// Stops in route order.
+    pub stops: Arc<[StopSpec]>,
 }
 
 /// All demand: vehicle types and vehicles sorted by departure.
@@ -99,7 +113,8 @@ pub struct Demand {
 
 struct Ctx<'a> {
     net: &'a Network,
-    router: Router<'a>,
+    add: &'a Additional,
+    router: Router,
     routes: HashMap<String, Arc<[EdgeId]>>,
     vtypes: HashMap<String, usize>,
     demand: Demand,
@@ -108,29 +123,36 @@ struct Ctx<'a> {
 impl Demand {
     /// Reads one or more route files in order (later files may use earlier types and routes).
     pub fn read(net: &Network, files: &[impl AsRef<Path>]) -> Result<Demand, XmlError> {
-        let mut ctx = Ctx {
-            net,
-            router: Router::new(net),
-            routes: HashMap::new(),
-            vtypes: HashMap::new(),
-            demand: Demand::default(),
-        };
-        ctx.demand.vtypes.push(VType::default());
-        ctx.vtypes.insert("DEFAULT_VEHTYPE".into(), 0);
+        Self::read_with(net, &Additional::default(), files)
+    }
+
+    /// Reads route files whose stops may name the parking areas of `add`.
+    pub fn read_with(net: &Network, add: &Additional, files: &[impl AsRef<Path>]) -> Result<Demand, XmlError> {
+        let mut ctx = Ctx::new(net, add);
         for f in files {
             let mut x = XmlFile::open(f)?;
             read_file(&mut ctx, &mut x)?;
         }
-        let mut d = ctx.demand;
-        // Stable: equal departures keep file order, as SUMO does.
-        d.vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart));
-        Ok(d)
+        Ok(ctx.finish())
     }
 
     /// Reads demand from XML text (tests).
     pub fn read_str(net: &Network, name: &str, text: &str) -> Result<Demand, XmlError> {
+        Self::read_str_with(net, &Additional::default(), name, text)
+    }
+
+    pub fn read_str_with(net: &Network, add: &Additional, name: &str, text: &str) -> Result<Demand, XmlError> {
+        let mut ctx = Ctx::new(net, add);
+        read_file(&mut ctx, &mut XmlFile::from_str(name, text))?;
+        Ok(ctx.finish())
+    }
+}
+
+impl<'a> Ctx<'a> {
+    fn new(net: &'a Network, add: &'a Additional) -> Self {
         let mut ctx = Ctx {
             net,
+            add,
             router: Router::new(net),
             routes: HashMap::new(),
             vtypes: HashMap::new(),
@@ -138,11 +160,14 @@ impl Demand {
         };
         ctx.demand.vtypes.push(VType::default());
         ctx.vtypes.insert("DEFAULT_VEHTYPE".into(), 0);
-        let mut x = XmlFile::from_str(name, text);
-        read_file(&mut ctx, &mut x)?;
-        let mut d = ctx.demand;
+        ctx
+    }
+
+    fn finish(self) -> Demand {
+        let mut d = self.demand;
+        // Stable: equal departures keep file order, as SUMO does.
         d.vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart));
-        Ok(d)
+        d
     }
 }
 
@@ -150,6 +175,7 @@ impl Demand {
 struct Open {
     el: Element,
     route: Option<Arc<[EdgeId]>>,
+    stops: Vec<(usize, StopSpec)>,
 }
 
 fn read_file(ctx: &mut Ctx<'_>, f: &mut XmlFile) -> Result<(), XmlError> {
@@ -178,7 +204,20 @@ fn read_file(ctx: &mut Ctx<'_>, f: &mut XmlFile) -> Result<(), XmlError> {
                             (None, None) => return Err(f.error(el.line, "a top-level <route> needs an 'id'")),
                         }
                     }
-                    "vehicle" | "trip" | "flow" => open = Some(Open { el, route: None }),
+                    "vehicle" | "trip" | "flow" => {
+                        open = Some(Open {
+                            el,
+                            route: None,
+                            stops: Vec::new(),
+                        })
+                    }
+                    "stop" => {
+                        let Some(o) = open.as_mut() else {
+                            return Err(f.error(el.line, "<stop> outside a vehicle, trip or flow"));
+                        };
+                        let line = el.line;
+                        o.stops.push((line, stop(ctx, f, &el)?));
+                    }
                     // stop, param, ...: later issues.
                     _ => {}
                 }
@@ -303,7 +342,7 @@ fn time_attr(f: &XmlFile, el: &Element, key: &str) -> Result<Option<f64>, XmlErr
 }
 
 fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
-    let el = &o.el;
+    let el = &o.el.clone();
     let id = el.req(f, "id")?.to_string();
     let vtype = match el.opt("type") {
         None => 0,
@@ -323,7 +362,7 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
             let (a, b) = (edge(ctx, f, el, from)?, edge(ctx, f, el, to)?);
             let mut path = vec![a];
             let mut cur = a;
-            let via: Vec<EdgeId> = el
+            let mut via: Vec<EdgeId> = el
                 .opt("via")
                 .map(|v| {
                     v.split_whitespace()
@@ -332,10 +371,12 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
                 })
                 .transpose()?
                 .unwrap_or_default();
+            // A trip drives past its stops.
+            via.extend(o.stops.iter().map(|(_, s)| ctx.add.parking_areas[s.parking_area].edge));
             for target in via.into_iter().chain(std::iter::once(b)) {
                 let leg = ctx
                     .router
-                    .shortest(cur, target, &ctx.demand.vtypes[vtype].vclass)
+                    .shortest(ctx.net, cur, target, &ctx.demand.vtypes[vtype].vclass)
                     .ok_or_else(|| {
                         f.error(
                             el.line,
@@ -401,6 +442,23 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
             .filter(|p| *p >= 0.0)
             .ok_or_else(|| f.error(el.line, format!("<{} departPos=\"{v}\">: expected metres", el.name)))?,
     };
+    // Every stop must lie on the route, in order.
+    let mut at = 0usize;
+    for (line, s) in &o.stops {
+        let e = ctx.add.parking_areas[s.parking_area].edge;
+        match route[at..].iter().position(|r| *r == e) {
+            Some(p) => at += p,
+            None => return Err(f.error(
+                *line,
+                format!(
+                    "<stop parkingArea=\"{}\">: its edge '{}' is not on the route of '{id}' (after the previous stop)",
+                    ctx.add.parking_areas[s.parking_area].id,
+                    ctx.net.edge(e).id
+                ),
+            )),
+        }
+    }
+    let stops: Arc<[StopSpec]> = o.stops.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>().into();
     let spec = |vid: String, depart: f64| VehicleSpec {
         id: vid,
         vtype,
@@ -409,6 +467,7 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
         depart_lane,
         depart_speed,
         depart_pos,
+        stops: stops.clone(),
     };
     if el.name == "flow" {
         let begin = time_attr(f, el, "begin")?.unwrap_or(0.0);
@@ -464,6 +523,31 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
     let depart = time_attr(f, el, "depart")?
         .ok_or_else(|| f.error(el.line, format!("<{} id=\"{id}\"> needs a 'depart' time", el.name)))?;
     push(ctx, f, el, spec(id, depart))
+}
+
+fn stop(ctx: &Ctx<'_>, f: &XmlFile, el: &Element) -> Result<StopSpec, XmlError> {
+    let Some(pa) = el.opt("parkingArea") else {
+        return Err(f.error(el.line, "only <stop parkingArea=...> stops are supported yet"));
+    };
+    let parking_area = *ctx.add.parking_by_name.get(pa).ok_or_else(|| {
+        f.error(
+            el.line,
+            format!("<stop> names parking area '{pa}', which no additional file defines"),
+        )
+    })?;
+    let duration = el.opt_num(f, "duration")?;
+    let until = el.opt_num(f, "until")?;
+    if duration.is_none() && until.is_none() {
+        return Err(f.error(el.line, "<stop> needs a duration or an until time"));
+    }
+    if duration.is_some_and(|d| d < 0.0) {
+        return Err(f.error(el.line, "<stop duration> must not be negative"));
+    }
+    Ok(StopSpec {
+        parking_area,
+        duration,
+        until,
+    })
 }
 
 enum FlowRate {

@@ -15,9 +15,11 @@ use std::sync::Arc;
 use citybrain_net::{EdgeFunction, EdgeId, JunctionId, LaneId, Network, TlsId};
 use rayon::prelude::*;
 
+use crate::additional::Additional;
 use crate::demand::{Demand, DepartLane, DepartSpeed, VType};
 use crate::output::{IntervalSummary, TripInfo};
 use crate::rng;
+use crate::router::Router;
 use crate::signals::{LinkSignal, SignalController, SignalInput};
 
 /// Engine settings.
@@ -88,6 +90,13 @@ struct Veh {
     /// Entered its junction on a yielding link: waits inside, at the
     /// junction's internal waiting point, for the foes of this link.
     yielding: Option<(JunctionId, u32)>,
+    /// Index of the next stop in the vehicle's spec.
+    stop_idx: u32,
+    /// The parking area of the next stop (it changes when rerouted).
+    stop_pa: Option<usize>,
+    reroutes: u32,
+    stop_time: f64,
+    parked_at: f64,
 }
 
 /// What the plan decided for one vehicle.
@@ -95,6 +104,15 @@ struct Veh {
 struct Plan {
     speed: f64,
     change: Option<LaneId>,
+}
+
+/// What happened at parking areas.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ParkingTotals {
+    /// Vehicles that parked.
+    pub parked: usize,
+    /// Times a vehicle found its parking area full and was sent to another.
+    pub rerouted: usize,
 }
 
 /// Counts and timings of a run so far.
@@ -134,6 +152,13 @@ pub struct Sim {
     occupied: Vec<u32>,
     /// Standing vehicles per lane, kept for the signal controllers.
     queue: Vec<u32>,
+    /// Parking areas, rerouters, and the state of the parking.
+    add: Additional,
+    occupancy: Vec<u32>,
+    /// Parked vehicles by the time they want to leave (ms) and index.
+    parked: std::collections::BTreeSet<(i64, u32)>,
+    router: Option<Router>,
+    pub parking: ParkingTotals,
     /// Per lane: vehicles on a neighbouring lane that must move into it and
     /// could not last step (back position, vehicle); followers make room.
     wishers: Vec<Vec<(f64, u32)>>,
@@ -210,6 +235,11 @@ impl Sim {
             occupied: Vec::new(),
             queue: vec![0; n_lanes],
             wishers: vec![Vec::new(); n_lanes],
+            add: Additional::default(),
+            occupancy: Vec::new(),
+            parked: Default::default(),
+            router: None,
+            parking: ParkingTotals::default(),
             busy_set: Vec::new(),
             time,
             step_no: 0,
@@ -230,6 +260,26 @@ impl Sim {
 
     pub fn time(&self) -> f64 {
         self.time
+    }
+
+    /// Adds parking areas and rerouters (from additional files).
+    pub fn with_parking(mut self, add: Additional) -> Sim {
+        self.occupancy = vec![0; add.parking_areas.len()];
+        if !add.rerouters.is_empty() {
+            self.router = Some(Router::new(&self.net));
+        }
+        self.add = add;
+        self
+    }
+
+    /// Occupied spaces of each parking area (the scenario layer publishes these).
+    pub fn parking_occupancy(&self) -> Vec<(&str, u32, u32)> {
+        self.add
+            .parking_areas
+            .iter()
+            .zip(&self.occupancy)
+            .map(|(p, o)| (p.id.as_str(), *o, p.capacity))
+            .collect()
     }
 
     pub fn network(&self) -> &Network {
@@ -466,12 +516,38 @@ impl Sim {
             .filter(|(back, w)| *w != vi && *back > v.pos && *back - v.pos < 60.0)
             .map(|(back, _)| (back - v.pos - t.min_gap, 0.0))
             .fold((gap, leader_speed), |a, b| if b.0 < a.0 { b } else { a });
+        // The next stop, if it lies ahead on this lane, is a leader standing still.
+        let (gap, leader_speed) = match self.stop_ahead(v, lane_id) {
+            Some(d) if d < gap => (d, 0.0),
+            _ => (gap, leader_speed),
+        };
         let safe = krauss_safe(gap, leader_speed, t);
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
         let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
         let change = self.lane_change(v, t, lane_id, dt);
         Plan { speed, change }
+    }
+
+    /// Distance to the stop position of the vehicle's next parking area, when
+    /// that lies ahead on this lane's edge.
+    fn stop_ahead(&self, v: &Veh, lane: LaneId) -> Option<f64> {
+        let pa = v.stop_pa?;
+        let p = &self.add.parking_areas[pa];
+        let at = self.stop_position(pa);
+        (self.net.lane(lane).edge == p.edge && v.pos <= at + 0.01).then(|| (at - v.pos).max(0.0))
+    }
+
+    /// Where a vehicle heading for a parking area stops: its end when there
+    /// is a free space, its start while it is full (so that cars leaving at
+    /// the end are not blocked by the cars waiting for their spaces).
+    fn stop_position(&self, pa: usize) -> f64 {
+        let p = &self.add.parking_areas[pa];
+        if self.occupancy[pa] < p.capacity {
+            p.end_pos
+        } else {
+            p.start_pos
+        }
     }
 
     /// (gap, leader speed) for the front vehicle of a lane.
@@ -568,6 +644,22 @@ impl Sim {
         let edge = self.net.edge(lane.edge);
         if edge.function != EdgeFunction::Normal || edge.lanes.len() < 2 {
             return None;
+        }
+        // A stop on this edge: its lane first.
+        if let Some(pa) = v.stop_pa {
+            let p = &self.add.parking_areas[pa];
+            if p.edge == lane.edge && v.pos <= p.end_pos {
+                let target = self.net.lane(p.lane).index;
+                if target == lane.index {
+                    return None;
+                }
+                let step = if target > lane.index {
+                    lane.index + 1
+                } else {
+                    lane.index - 1
+                };
+                return edge.lanes.get(step as usize).copied();
+            }
         }
         let next = *v.route.get(v.route_idx as usize + 1)?;
         if self.links[lane_id.idx()].iter().any(|l| l.to_edge == next) {
@@ -839,6 +931,10 @@ impl Sim {
         for (lane, back, vi) in new_wishers {
             self.wishers[lane.idx()].push((back, vi));
         }
+        if !self.add.parking_areas.is_empty() {
+            self.handle_stops();
+            self.unpark();
+        }
         self.teleport_stuck();
     }
 
@@ -867,6 +963,15 @@ impl Sim {
             };
             self.lanes[lane.idx()].retain(|x| *x != vi);
             self.totals.teleports += 1;
+            // A stop on the edge it jumps away from is skipped.
+            let left_edge = self.net.lane(lane).edge;
+            let skip = self
+                .veh(vi)
+                .stop_pa
+                .is_some_and(|pa| self.add.parking_areas[pa].edge == left_edge);
+            if skip {
+                self.advance_stop(vi);
+            }
             self.interval.teleports += 1;
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.teleports += 1;
@@ -925,6 +1030,156 @@ impl Sim {
         }
     }
 
+    fn advance_stop(&mut self, vi: u32) {
+        let spec_stops = {
+            let v = self.veh(vi);
+            self.demand.vehicles[v.spec as usize].stops.clone()
+        };
+        if let Some(v) = self.vehs[vi as usize].as_mut() {
+            v.stop_idx += 1;
+            v.stop_pa = spec_stops.get(v.stop_idx as usize).map(|s| s.parking_area);
+        }
+    }
+
+    /// Vehicles standing at their parking area park, or, if it is full, are
+    /// rerouted to an alternative (rerouter) or wait on the lane.
+    fn handle_stops(&mut self) {
+        let mut arrived: Vec<(u32, usize)> = Vec::new();
+        for (pa, p) in self.add.parking_areas.iter().enumerate() {
+            for &vi in &self.lanes[p.lane.idx()] {
+                let v = self.veh(vi);
+                if v.stop_pa == Some(pa) && v.pos >= self.stop_position(pa) - 1.0 && v.speed < 0.5 {
+                    arrived.push((vi, pa));
+                }
+            }
+        }
+        for (vi, pa) in arrived {
+            let p = self.add.parking_areas[pa].clone();
+            if self.occupancy[pa] < p.capacity {
+                self.lanes[p.lane.idx()].retain(|x| *x != vi);
+                self.occupancy[pa] += 1;
+                self.parking.parked += 1;
+                let spec_stop = {
+                    let v = self.veh(vi);
+                    self.demand.vehicles[v.spec as usize]
+                        .stops
+                        .get(v.stop_idx as usize)
+                        .cloned()
+                };
+                let now = self.time + self.cfg.step_length;
+                let leave = match spec_stop {
+                    Some(s) => match (s.duration, s.until) {
+                        (Some(d), Some(u)) => (now + d).max(u),
+                        (Some(d), None) => now + d,
+                        (None, Some(u)) => u.max(now),
+                        (None, None) => now,
+                    },
+                    None => now,
+                };
+                if let Some(v) = self.vehs[vi as usize].as_mut() {
+                    v.speed = 0.0;
+                    v.standing = 0.0;
+                    v.parked_at = now;
+                }
+                self.parked.insert(((leave * 1000.0).round() as i64, vi));
+            } else if let Some(alt) = self.choose_alternative(vi, pa) {
+                self.reroute_to(vi, alt);
+            }
+        }
+    }
+
+    /// The alternative parking area with room that is nearest by route, if a
+    /// rerouter offers one for this full area.
+    fn choose_alternative(&self, vi: u32, full: usize) -> Option<usize> {
+        let router = self.router.as_ref()?;
+        let p = &self.add.parking_areas[full];
+        let v = self.veh(vi);
+        let vclass = &self.vtype(v).vclass;
+        let mut best: Option<(f64, usize)> = None;
+        for alt in self.add.alternatives(p.edge, self.time, full) {
+            let a = alt.parking_area;
+            let q = &self.add.parking_areas[a];
+            if a == full || self.occupancy[a] >= q.capacity || (q.edge == p.edge && q.end_pos <= v.pos) {
+                continue;
+            }
+            let Some(path) = router.shortest(&self.net, p.edge, q.edge, vclass) else {
+                continue;
+            };
+            let dist = crate::router::route_length(&self.net, &path[1..]) + q.end_pos - v.pos;
+            if best.is_none_or(|(d, i)| dist < d || (dist == d && a < i)) {
+                best = Some((dist, a));
+            }
+        }
+        best.map(|(_, a)| a)
+    }
+
+    fn reroute_to(&mut self, vi: u32, alt: usize) {
+        let Some(router) = self.router.as_ref() else { return };
+        let (cur, dest, vclass) = {
+            let v = self.veh(vi);
+            (
+                self.net.lane(v.lane).edge,
+                *v.route.last().unwrap_or(&self.net.lane(v.lane).edge),
+                self.vtype(v).vclass.clone(),
+            )
+        };
+        let target = self.add.parking_areas[alt].edge;
+        let Some(mut path) = router.shortest(&self.net, cur, target, &vclass) else {
+            return;
+        };
+        let Some(rest) = router.shortest(&self.net, target, dest, &vclass) else {
+            return;
+        };
+        path.extend(rest.into_iter().skip(1));
+        self.parking.rerouted += 1;
+        if let Some(v) = self.vehs[vi as usize].as_mut() {
+            v.route = path.into();
+            v.route_idx = 0;
+            v.stop_pa = Some(alt);
+            v.reroutes += 1;
+        }
+    }
+
+    /// Parked vehicles whose time is up re-enter their lane when there is room.
+    fn unpark(&mut self) {
+        let now_ms = ((self.time + self.cfg.step_length) * 1000.0).round() as i64;
+        let due: Vec<(i64, u32)> = self.parked.iter().take_while(|(t, _)| *t <= now_ms).copied().collect();
+        for (t, vi) in due {
+            let Some(pa) = self.veh(vi).stop_pa else { continue };
+            let p = self.add.parking_areas[pa].clone();
+            let (len, gap) = {
+                let v = self.veh(vi);
+                let vt = self.vtype(v);
+                (vt.length, vt.min_gap)
+            };
+            let list = &self.lanes[p.lane.idx()];
+            let at = list
+                .iter()
+                .position(|o| self.veh(*o).pos < p.end_pos)
+                .unwrap_or(list.len());
+            let ahead_ok = at == 0 || {
+                let l = self.veh(list[at - 1]);
+                l.pos - self.vtype(l).length >= p.end_pos + gap
+            };
+            let behind_ok = list.get(at).is_none_or(|f| self.veh(*f).pos <= p.end_pos - len - gap);
+            if !(ahead_ok && behind_ok) {
+                continue;
+            }
+            self.parked.remove(&(t, vi));
+            self.occupancy[pa] -= 1;
+            self.lanes[p.lane.idx()].insert(at, vi);
+            let now = self.time + self.cfg.step_length;
+            if let Some(v) = self.vehs[vi as usize].as_mut() {
+                v.lane = p.lane;
+                v.pos = p.end_pos;
+                v.speed = 0.0;
+                v.standing = 0.0;
+                v.stop_time += now - v.parked_at;
+            }
+            self.advance_stop(vi);
+        }
+    }
+
     fn arrive(&mut self, vi: u32, teleported_out: bool) {
         let Some(v) = self.vehs[vi as usize].take() else { return };
         self.free_slots.push(vi);
@@ -948,6 +1203,8 @@ impl Sim {
             time_loss: v.time_loss,
             teleports: v.teleports,
             vtype: self.demand.vtypes[v.vtype as usize].id.clone(),
+            stop_time: v.stop_time,
+            reroutes: v.reroutes,
         };
         self.interval.arrived += 1;
         self.interval.sum_duration += trip.duration;
@@ -1059,6 +1316,11 @@ impl Sim {
             standing: 0.0,
             teleports: 0,
             yielding: None,
+            stop_idx: 0,
+            stop_pa: spec.stops.first().map(|s| s.parking_area),
+            reroutes: 0,
+            stop_time: 0.0,
+            parked_at: 0.0,
         };
         let vi = match self.free_slots.pop() {
             Some(i) => {
@@ -1105,11 +1367,21 @@ impl Sim {
             }
             on_lanes += list.len();
         }
-        if on_lanes != self.totals.running {
+        if on_lanes + self.parked.len() != self.totals.running {
             return Err(format!(
-                "{} vehicles on lanes, {} running",
-                on_lanes, self.totals.running
+                "{} vehicles on lanes and {} parked, {} running",
+                on_lanes,
+                self.parked.len(),
+                self.totals.running
             ));
+        }
+        for (pa, p) in self.add.parking_areas.iter().enumerate() {
+            if self.occupancy[pa] > p.capacity {
+                return Err(format!(
+                    "parking area {} holds {} of {}",
+                    p.id, self.occupancy[pa], p.capacity
+                ));
+            }
         }
         let t = &self.totals;
         let removed: usize = self.summaries.iter().map(|s| s.removed).sum::<usize>() + self.interval.removed;

@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod additional;
 pub mod demand;
 pub mod engine;
 pub mod output;
@@ -29,6 +30,7 @@ pub mod rng;
 pub mod router;
 pub mod signals;
 
-pub use demand::{Demand, VType, VehicleSpec};
+pub use additional::Additional;
+pub use demand::{Demand, StopSpec, VType, VehicleSpec};
 pub use engine::{Sim, SimConfig, Totals};
 pub use output::{RunSummary, TripInfo};

@@ -19,6 +19,10 @@ pub struct TripInfo {
     pub time_loss: f64,
     pub teleports: u32,
     pub vtype: String,
+    /// s spent parked
+    pub stop_time: f64,
+    /// Times sent to another parking area.
+    pub reroutes: u32,
 }
 
 /// What happened in one interval.
@@ -54,7 +58,7 @@ pub fn write_tripinfo_xml(w: &mut impl Write, trips: &[TripInfo]) -> io::Result<
         line.clear();
         let _ = write!(
             line,
-            "    <tripinfo id=\"{}\" depart=\"{:.2}\" departDelay=\"{:.2}\" arrival=\"{:.2}\" duration=\"{:.2}\" routeLength=\"{:.2}\" waitingTime=\"{:.2}\" timeLoss=\"{:.2}\" vType=\"{}\" teleports=\"{}\"/>",
+            "    <tripinfo id=\"{}\" depart=\"{:.2}\" departDelay=\"{:.2}\" arrival=\"{:.2}\" duration=\"{:.2}\" routeLength=\"{:.2}\" waitingTime=\"{:.2}\" timeLoss=\"{:.2}\" vType=\"{}\" teleports=\"{}\" stopTime=\"{:.2}\" rerouteNo=\"{}\"/>",
             xml_escape(&t.id),
             t.depart,
             t.depart_delay,
@@ -64,7 +68,9 @@ pub fn write_tripinfo_xml(w: &mut impl Write, trips: &[TripInfo]) -> io::Result<
             t.waiting_time,
             t.time_loss,
             xml_escape(&t.vtype),
-            t.teleports
+            t.teleports,
+            t.stop_time,
+            t.reroutes
         );
         writeln!(w, "{line}")?;
     }
@@ -80,7 +86,7 @@ pub fn write_tripinfo_csv(w: &mut impl Write, trips: &[TripInfo]) -> io::Result<
     for t in trips {
         writeln!(
             w,
-            "{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{},{}",
+            "{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2},{},{},{:.2},{}",
             csv_escape(&t.id),
             t.depart,
             t.depart_delay,
@@ -90,7 +96,9 @@ pub fn write_tripinfo_csv(w: &mut impl Write, trips: &[TripInfo]) -> io::Result<
             t.waiting_time,
             t.time_loss,
             csv_escape(&t.vtype),
-            t.teleports
+            t.teleports,
+            t.stop_time,
+            t.reroutes
         )?;
     }
     Ok(())

@@ -6,15 +6,14 @@ use std::collections::BinaryHeap;
 
 use citybrain_net::{EdgeFunction, EdgeId, Network};
 
-pub struct Router<'a> {
-    net: &'a Network,
+pub struct Router {
     /// For each edge: (next normal edge, cost to traverse the next edge and the junction).
     adj: Vec<Vec<(EdgeId, f64)>>,
     own: Vec<f64>,
 }
 
-impl<'a> Router<'a> {
-    pub fn new(net: &'a Network) -> Self {
+impl Router {
+    pub fn new(net: &Network) -> Self {
         let own: Vec<f64> = (0..net.edges.len())
             .map(|i| travel_time(net, EdgeId(i as u32)))
             .collect();
@@ -34,15 +33,15 @@ impl<'a> Router<'a> {
                 None => list.push((c.to, cost)),
             }
         }
-        Router { net, adj, own }
+        Router { adj, own }
     }
 
     /// The fastest route from `from` to `to` (both included) for a vehicle class.
-    pub fn shortest(&self, from: EdgeId, to: EdgeId, vclass: &str) -> Option<Vec<EdgeId>> {
+    pub fn shortest(&self, net: &Network, from: EdgeId, to: EdgeId, vclass: &str) -> Option<Vec<EdgeId>> {
         if from == to {
             return Some(vec![from]);
         }
-        let allowed = |e: EdgeId| self.net.edge(e).lanes.iter().any(|l| self.net.lane(*l).allows(vclass));
+        let allowed = |e: EdgeId| net.edge(e).lanes.iter().any(|l| net.lane(*l).allows(vclass));
         let n = self.adj.len();
         let mut dist = vec![f64::INFINITY; n];
         let mut prev: Vec<Option<EdgeId>> = vec![None; n];
@@ -84,4 +83,9 @@ impl<'a> Router<'a> {
 
 fn travel_time(net: &Network, e: EdgeId) -> f64 {
     net.edge_length(e) / net.edge_speed(e).max(0.1)
+}
+
+/// Total length of a route's edges, m.
+pub fn route_length(net: &Network, route: &[EdgeId]) -> f64 {
+    route.iter().map(|e| net.edge_length(*e)).sum()
 }

@@ -319,3 +319,91 @@ fn signal_states_never_give_green_to_conflicting_links() {
         }
     }
 }
+
+fn run_parking(adds: &[&str]) -> (RunSummary, Vec<TripInfo>, citybrain_sim::engine::ParkingTotals, u32) {
+    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
+    let files: Vec<String> = adds.iter().map(|a| data(a)).collect();
+    let add = citybrain_sim::Additional::read(&net, &files).unwrap();
+    let demand = Demand::read_with(&net, &add, &[data("parking.rou.xml")]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
+    let mut trips = Vec::new();
+    let mut max_small = 0;
+    while !sim.finished() {
+        sim.step();
+        if let Err(e) = sim.check_invariants() {
+            panic!("{e}");
+        }
+        max_small = max_small.max(sim.parking_occupancy()[0].1);
+        trips.extend(sim.take_trips());
+    }
+    (
+        RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, 1, 0.0),
+        trips,
+        sim.parking.clone(),
+        max_small,
+    )
+}
+
+#[test]
+fn a_full_parking_area_spills_back_onto_the_road() {
+    let (s, trips, parking, max_small) = run_parking(&["parking.add.xml"]);
+    golden("parking-spillback", &s);
+    assert_eq!(max_small, 2, "never more cars than spaces");
+    assert_eq!(parking.parked, 4, "every visitor parks in the end");
+    assert_eq!(s.teleports, 0);
+    assert_eq!(parking.rerouted, 0);
+    // Visitors 3 and 4 wait on the road for a space; through traffic waits behind them.
+    let wait = |p: &str| {
+        trips
+            .iter()
+            .filter(|t| t.id.starts_with(p))
+            .map(|t| t.waiting_time)
+            .fold(0.0, f64::max)
+    };
+    assert!(wait("visit") > 150.0, "a visitor waited {}", wait("visit"));
+    assert!(
+        wait("through") > 100.0,
+        "through traffic is held by the queue: {}",
+        wait("through")
+    );
+    assert!(trips
+        .iter()
+        .filter(|t| t.id.starts_with("visit"))
+        .all(|t| t.stop_time >= 200.0));
+}
+
+#[test]
+fn a_rerouter_sends_cars_to_the_next_parking_area() {
+    let (s, trips, parking, _) = run_parking(&["parking.add.xml", "parking-rerouter.add.xml"]);
+    golden("parking-rerouted", &s);
+    assert_eq!(parking.parked, 4);
+    assert_eq!(parking.rerouted, 2, "two visitors find the small car park full");
+    assert_eq!(trips.iter().map(|t| t.reroutes).sum::<u32>(), 2);
+    let wait = |p: &str| {
+        trips
+            .iter()
+            .filter(|t| t.id.starts_with(p))
+            .map(|t| t.waiting_time)
+            .fold(0.0, f64::max)
+    };
+    assert!(wait("through") < 30.0, "nobody queues on the road: {}", wait("through"));
+}
+
+#[test]
+fn bad_parking_input_names_file_and_line() {
+    let net = read_net(data("single-lane.net.xml")).unwrap();
+    let err = citybrain_sim::Additional::read_str(
+        &net,
+        "p.add.xml",
+        "<additional>\n<parkingArea id=\"x\" lane=\"nope_0\" roadsideCapacity=\"2\"/>\n</additional>",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("p.add.xml:2:") && err.contains("unknown lane 'nope_0'"),
+        "{err}"
+    );
+    let add = citybrain_sim::Additional::read(&net, &[data("parking.add.xml")]).unwrap();
+    let err = Demand::read_str_with(&net, &add, "r.xml", "<routes>\n<vehicle id=\"v\" depart=\"0\">\n<route edges=\"road\"/>\n<stop parkingArea=\"ghost\" duration=\"5\"/>\n</vehicle>\n</routes>").unwrap_err().to_string();
+    assert!(err.starts_with("r.xml:4:") && err.contains("'ghost'"), "{err}");
+}

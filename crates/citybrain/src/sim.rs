@@ -20,7 +20,7 @@ pub struct SimArgs {
     /// Route files (.rou.xml / .trips.xml, comma-separated or repeated).
     #[arg(short = 'r', long = "route-files", value_delimiter = ',', required = true)]
     routes: Vec<PathBuf>,
-    /// Additional files (parking areas, rerouters, detectors): not read yet; an error if given.
+    /// Additional files: parking areas and rerouters (parkingAreaReroute).
     #[arg(short = 'a', long = "additional-files", value_delimiter = ',')]
     additional: Vec<PathBuf>,
     /// Simulation start, s.
@@ -62,15 +62,13 @@ pub struct SimArgs {
 }
 
 pub fn run(a: SimArgs) -> Result<()> {
-    if !a.additional.is_empty() {
-        anyhow::bail!("--additional-files: parking areas, rerouters and detectors are not supported yet");
-    }
     if !(a.step_length > 0.0 && a.step_length <= 10.0) {
         anyhow::bail!("--step-length must be in (0, 10] seconds");
     }
     let t0 = Instant::now();
     let net = Arc::new(citybrain_net::sumo::read_net(&a.net)?);
-    let demand = Demand::read(&net, &a.routes)?;
+    let additional = citybrain_sim::Additional::read(&net, &a.additional)?;
+    let demand = Demand::read_with(&net, &additional, &a.routes)?;
     let load_s = t0.elapsed().as_secs_f64();
     let cfg = SimConfig {
         begin: a.begin,
@@ -82,7 +80,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         summary_interval: a.summary_interval,
     };
     let controllers = controllers_for(&net, &a.signals).map_err(|e| anyhow::anyhow!("--signals: {e}"))?;
-    let mut sim = Sim::new(net.clone(), demand, cfg, controllers);
+    let mut sim = Sim::new(net.clone(), demand, cfg, controllers).with_parking(additional);
     let pb = if a.quiet {
         ProgressBar::hidden()
     } else {
