@@ -448,14 +448,16 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
         let e = ctx.add.parking_areas[s.parking_area].edge;
         match route[at..].iter().position(|r| *r == e) {
             Some(p) => at += p,
-            None => return Err(f.error(
-                *line,
-                format!(
+            None => {
+                return Err(f.error(
+                    *line,
+                    format!(
                     "<stop parkingArea=\"{}\">: its edge '{}' is not on the route of '{id}' (after the previous stop)",
                     ctx.add.parking_areas[s.parking_area].id,
                     ctx.net.edge(e).id
                 ),
-            )),
+                ))
+            }
         }
     }
     let stops: Arc<[StopSpec]> = o.stops.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>().into();

@@ -739,6 +739,7 @@ impl Sim {
         // Move, lane by lane, front to back; crossings go to a list and are placed after.
         // (vehicle, lane entered, lane it came from, route index before)
         let mut crossings: Vec<(u32, LaneId, LaneId, u32)> = Vec::new();
+        let mut entered: Vec<u32> = Vec::new();
         let mut arrivals: Vec<u32> = Vec::new();
         for oi in 0..self.occupied.len() {
             let li = self.occupied[oi] as usize;
@@ -853,6 +854,30 @@ impl Sim {
                 self.lanes[came_from.idx()].insert(0, vi);
             } else {
                 self.lanes[lane.idx()].insert(at, vi);
+                if self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Normal {
+                    entered.push(vi);
+                }
+            }
+        }
+        // A rerouter on the edge just entered sends a vehicle whose parking
+        // area is full (and visible from here) to an alternative now.
+        if !self.add.rerouters.is_empty() {
+            for vi in entered {
+                let Some(pa) = self.veh(vi).stop_pa else { continue };
+                if self.occupancy[pa] < self.add.parking_areas[pa].capacity {
+                    continue;
+                }
+                let edge = self.net.lane(self.veh(vi).lane).edge;
+                let visible = self
+                    .add
+                    .alternatives(edge, self.time, pa)
+                    .iter()
+                    .any(|a| a.parking_area == pa && a.visible);
+                if visible {
+                    if let Some(alt) = self.choose_alternative_from(vi, pa, edge) {
+                        self.reroute_to(vi, alt);
+                    }
+                }
             }
         }
         for vi in arrivals {
@@ -1091,18 +1116,24 @@ impl Sim {
     /// The alternative parking area with room that is nearest by route, if a
     /// rerouter offers one for this full area.
     fn choose_alternative(&self, vi: u32, full: usize) -> Option<usize> {
+        self.choose_alternative_from(vi, full, self.add.parking_areas[full].edge)
+    }
+
+    /// As `choose_alternative`, for a vehicle on `from` (a rerouter's edge).
+    fn choose_alternative_from(&self, vi: u32, full: usize, from: EdgeId) -> Option<usize> {
         let router = self.router.as_ref()?;
         let p = &self.add.parking_areas[full];
         let v = self.veh(vi);
         let vclass = &self.vtype(v).vclass;
         let mut best: Option<(f64, usize)> = None;
-        for alt in self.add.alternatives(p.edge, self.time, full) {
+        let _ = p;
+        for alt in self.add.alternatives(from, self.time, full) {
             let a = alt.parking_area;
             let q = &self.add.parking_areas[a];
-            if a == full || self.occupancy[a] >= q.capacity || (q.edge == p.edge && q.end_pos <= v.pos) {
+            if a == full || self.occupancy[a] >= q.capacity || (q.edge == from && q.end_pos <= v.pos) {
                 continue;
             }
-            let Some(path) = router.shortest(&self.net, p.edge, q.edge, vclass) else {
+            let Some(path) = router.shortest(&self.net, from, q.edge, vclass) else {
                 continue;
             };
             let dist = crate::router::route_length(&self.net, &path[1..]) + q.end_pos - v.pos;

@@ -407,3 +407,29 @@ fn bad_parking_input_names_file_and_line() {
     let err = Demand::read_str_with(&net, &add, "r.xml", "<routes>\n<vehicle id=\"v\" depart=\"0\">\n<route edges=\"road\"/>\n<stop parkingArea=\"ghost\" duration=\"5\"/>\n</vehicle>\n</routes>").unwrap_err().to_string();
     assert!(err.starts_with("r.xml:4:") && err.contains("'ghost'"), "{err}");
 }
+
+#[test]
+fn entering_a_rerouter_edge_with_the_target_full_reroutes_at_once() {
+    let net = Arc::new(read_net(data("crossing.net.xml")).unwrap());
+    let add = citybrain_sim::Additional::read(&net, &[data("crossing-parking.add.xml")]).unwrap();
+    let demand = Demand::read_with(&net, &add, &[data("crossing-parking.rou.xml")]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
+    let mut trips = Vec::new();
+    while !sim.finished() {
+        sim.step();
+        sim.check_invariants().unwrap();
+        trips.extend(sim.take_trips());
+    }
+    assert_eq!(sim.parking.parked, 4);
+    assert_eq!(
+        sim.parking.rerouted, 3,
+        "the three cars arriving after the first go straight to the big car park"
+    );
+    assert_eq!(sim.totals.teleports, 0);
+    // Nobody queued at the full small car park: waits are the signal's only.
+    assert!(
+        trips.iter().all(|t| t.waiting_time < 50.0),
+        "{:?}",
+        trips.iter().map(|t| t.waiting_time).collect::<Vec<_>>()
+    );
+}
