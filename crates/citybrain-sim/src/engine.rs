@@ -106,6 +106,35 @@ struct Plan {
     change: Option<LaneId>,
 }
 
+/// Queue and occupancy of one edge over one interval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EdgeStat {
+    pub edge: String,
+    /// Mean number of standing vehicles (speed < 0.1 m/s).
+    pub mean_queue: f64,
+    pub max_queue: u32,
+    /// Mean fraction of the edge's lane length covered by vehicles.
+    pub mean_occupancy: f64,
+    /// Mean number of vehicles on the edge.
+    pub mean_vehicles: f64,
+}
+
+/// Per-edge figures of one interval.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EdgeInterval {
+    pub begin: f64,
+    pub end: f64,
+    pub edges: Vec<EdgeStat>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct EdgeAcc {
+    queue_sum: u64,
+    queue_max: u32,
+    cover_sum: f64,
+    veh_sum: u64,
+}
+
 /// What happened at parking areas.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParkingTotals {
@@ -159,6 +188,11 @@ pub struct Sim {
     parked: std::collections::BTreeSet<(i64, u32)>,
     router: Option<Router>,
     pub parking: ParkingTotals,
+    /// Per-edge accumulators (when edge statistics are on) and the edges touched.
+    edge_acc: Vec<EdgeAcc>,
+    edge_touched: Vec<u32>,
+    edge_steps: u64,
+    edge_stats: Vec<EdgeInterval>,
     /// Per lane: vehicles on a neighbouring lane that must move into it and
     /// could not last step (back position, vehicle); followers make room.
     wishers: Vec<Vec<(f64, u32)>>,
@@ -236,6 +270,10 @@ impl Sim {
             queue: vec![0; n_lanes],
             wishers: vec![Vec::new(); n_lanes],
             add: Additional::default(),
+            edge_acc: Vec::new(),
+            edge_touched: Vec::new(),
+            edge_steps: 0,
+            edge_stats: Vec::new(),
             occupancy: Vec::new(),
             parked: Default::default(),
             router: None,
@@ -260,6 +298,76 @@ impl Sim {
 
     pub fn time(&self) -> f64 {
         self.time
+    }
+
+    /// Collects queue length and occupancy per edge for every interval.
+    pub fn with_edge_stats(mut self) -> Sim {
+        self.edge_acc = vec![EdgeAcc::default(); self.net.edges.len()];
+        self
+    }
+
+    /// Per-edge figures of the intervals closed so far (drained).
+    pub fn take_edge_stats(&mut self) -> Vec<EdgeInterval> {
+        std::mem::take(&mut self.edge_stats)
+    }
+
+    fn sample_edges(&mut self) {
+        if self.edge_acc.is_empty() {
+            return;
+        }
+        self.edge_steps += 1;
+        for li in 0..self.lanes.len() {
+            let list = &self.lanes[li];
+            if list.is_empty() {
+                continue;
+            }
+            let lane = &self.net.lanes[li];
+            let e = lane.edge.idx();
+            if self.net.edges[e].function != EdgeFunction::Normal {
+                continue;
+            }
+            let (mut standing, mut cover) = (0u32, 0.0);
+            for &vi in list {
+                let v = self.veh(vi);
+                if v.speed < STANDING {
+                    standing += 1;
+                }
+                cover += self.vtype(v).length;
+            }
+            let lanes_len: f64 = self.net.edges[e].lanes.len() as f64 * lane.length.max(0.1);
+            let acc = &mut self.edge_acc[e];
+            if acc.veh_sum == 0 && acc.cover_sum == 0.0 {
+                self.edge_touched.push(e as u32);
+            }
+            acc.queue_sum += standing as u64;
+            acc.queue_max = acc.queue_max.max(standing);
+            acc.cover_sum += cover / lanes_len;
+            acc.veh_sum += list.len() as u64;
+        }
+    }
+
+    fn close_edge_interval(&mut self, begin: f64, end: f64) {
+        if self.edge_acc.is_empty() {
+            return;
+        }
+        let n = self.edge_steps.max(1) as f64;
+        let mut touched = std::mem::take(&mut self.edge_touched);
+        touched.sort_unstable();
+        let edges = touched
+            .into_iter()
+            .map(|e| {
+                let a = std::mem::take(&mut self.edge_acc[e as usize]);
+                EdgeStat {
+                    edge: self.net.edges[e as usize].id.clone(),
+                    mean_queue: a.queue_sum as f64 / n,
+                    max_queue: a.queue_max,
+                    mean_occupancy: a.cover_sum / n,
+                    mean_vehicles: a.veh_sum as f64 / n,
+                }
+            })
+            .collect();
+        self.edge_steps = 0;
+        self.edge_stats.push(EdgeInterval { begin, end, edges });
     }
 
     /// Adds parking areas and rerouters (from additional files).
@@ -343,6 +451,7 @@ impl Sim {
         self.mark_busy_links();
         let plans = self.plan(dt);
         self.apply(plans, dt);
+        self.sample_edges();
         self.release_due();
         self.insert(dt);
         self.time += dt;
@@ -366,12 +475,18 @@ impl Sim {
         self.close_interval();
     }
 
+    /// Closes the last, partial interval (call once the run is over).
+    pub fn finish(&mut self) {
+        self.close_interval();
+    }
+
     fn close_interval(&mut self) {
         if self.time <= self.interval.begin && self.interval.inserted == 0 && self.interval.arrived == 0 {
             return;
         }
         let mut s = std::mem::take(&mut self.interval);
         s.end = self.time;
+        self.close_edge_interval(s.begin, s.end);
         s.running = self.totals.running;
         s.waiting_to_insert = self.totals.waiting_to_insert;
         self.interval = IntervalSummary {

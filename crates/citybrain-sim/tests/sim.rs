@@ -433,3 +433,35 @@ fn entering_a_rerouter_edge_with_the_target_full_reroutes_at_once() {
         trips.iter().map(|t| t.waiting_time).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn edge_statistics_show_the_queue_at_the_signal() {
+    let net = Arc::new(read_net(data("crossing.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[data("crossing.rou.xml")]).unwrap();
+    let cfg = SimConfig {
+        summary_interval: 90.0,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net)).with_edge_stats();
+    let mut stats = Vec::new();
+    while !sim.finished() {
+        sim.step();
+        stats.extend(sim.take_edge_stats());
+    }
+    sim.finish();
+    stats.extend(sim.take_edge_stats());
+    assert!(stats.len() >= 10, "one record per 90 s interval: {}", stats.len());
+    let inbound: Vec<_> = stats
+        .iter()
+        .flat_map(|i| i.edges.iter().filter(|e| e.edge == "in"))
+        .collect();
+    let outbound: Vec<_> = stats
+        .iter()
+        .flat_map(|i| i.edges.iter().filter(|e| e.edge == "out"))
+        .collect();
+    let max_in = inbound.iter().map(|e| e.max_queue).max().unwrap();
+    let max_out = outbound.iter().map(|e| e.max_queue).max().unwrap_or(0);
+    assert!(max_in >= 3, "cars queue at the red light: {max_in}");
+    assert_eq!(max_out, 0, "nobody stands after the signal");
+    assert!(inbound.iter().all(|e| e.mean_occupancy > 0.0 && e.mean_occupancy < 1.0));
+}

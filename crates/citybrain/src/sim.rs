@@ -53,6 +53,9 @@ pub struct SimArgs {
     /// Write per-interval summaries as JSON lines here.
     #[arg(long)]
     summary_output: Option<PathBuf>,
+    /// Write queue length and occupancy per edge and interval as JSON lines here.
+    #[arg(long)]
+    edge_output: Option<PathBuf>,
     /// Summary interval, s.
     #[arg(long, default_value_t = 300.0)]
     summary_interval: f64,
@@ -81,6 +84,10 @@ pub fn run(a: SimArgs) -> Result<()> {
     };
     let controllers = controllers_for(&net, &a.signals).map_err(|e| anyhow::anyhow!("--signals: {e}"))?;
     let mut sim = Sim::new(net.clone(), demand, cfg, controllers).with_parking(additional);
+    if a.edge_output.is_some() {
+        sim = sim.with_edge_stats();
+    }
+    let mut edge_stats = Vec::new();
     let pb = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -109,9 +116,12 @@ pub fn run(a: SimArgs) -> Result<()> {
         }
         trips.extend(sim.take_trips());
         summaries.extend(sim.take_summaries());
+        edge_stats.extend(sim.take_edge_stats());
     }
+    sim.finish();
     trips.extend(sim.take_trips());
     summaries.extend(sim.take_summaries());
+    edge_stats.extend(sim.take_edge_stats());
     pb.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let summary = RunSummary::from_trips(&sim.totals, &trips, sim.time(), a.seed, a.threads.max(1), wall);
@@ -127,6 +137,14 @@ pub fn run(a: SimArgs) -> Result<()> {
     if let Some(p) = &a.summary_output {
         let mut w = BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?);
         for s in &summaries {
+            serde_json::to_writer(&mut w, s)?;
+            writeln!(w)?;
+        }
+        w.flush()?;
+    }
+    if let Some(p) = &a.edge_output {
+        let mut w = BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?);
+        for s in &edge_stats {
             serde_json::to_writer(&mut w, s)?;
             writeln!(w)?;
         }
