@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::context::{looks_like_iri, TermMap};
 use crate::error::{NgsiError, Result};
 use crate::geo;
-use crate::model::{is_null_marker, is_reserved_member, Attr, AttrInput, Entity, ATTR_KINDS};
+use crate::model::{is_null_marker, is_reserved_member, Attr, AttrInput, Entity, ATTR_KINDS, VALUE_MEMBERS};
 use crate::time::{self, Timestamp};
 
 /// Size limits on one entity in a request.
@@ -222,17 +222,7 @@ fn is_attribute_object(m: &Map<String, Value>) -> bool {
     m.get("type")
         .and_then(Value::as_str)
         .is_some_and(|t| ATTR_KINDS.contains(&t) || t.starts_with("https://uri.etsi.org/ngsi-ld/"))
-        || [
-            "value",
-            "object",
-            "languageMap",
-            "vocab",
-            "json",
-            "valueList",
-            "objectList",
-        ]
-        .iter()
-        .any(|k| m.contains_key(*k))
+        || VALUE_MEMBERS.iter().any(|k| m.contains_key(*k))
 }
 
 fn kind_name(t: &str) -> Option<&'static str> {

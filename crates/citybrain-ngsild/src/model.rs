@@ -29,6 +29,17 @@ pub const ATTR_KINDS: &[&str] = &[
     "ListRelationship",
 ];
 
+/// The members that carry an attribute's value, one per kind.
+pub const VALUE_MEMBERS: &[&str] = &[
+    "value",
+    "object",
+    "languageMap",
+    "vocab",
+    "json",
+    "valueList",
+    "objectList",
+];
+
 /// Members of an attribute instance that are not sub-attributes.
 pub const RESERVED_MEMBERS: &[&str] = &[
     "type",
@@ -343,17 +354,9 @@ pub fn is_null_marker(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s == "urn:ngsi-ld:null",
-        Value::Object(m) => [
-            "value",
-            "object",
-            "languageMap",
-            "vocab",
-            "json",
-            "valueList",
-            "objectList",
-        ]
-        .iter()
-        .any(|k| m.get(*k).is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))),
+        Value::Object(m) => VALUE_MEMBERS
+            .iter()
+            .any(|k| m.get(*k).is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))),
         _ => false,
     }
 }

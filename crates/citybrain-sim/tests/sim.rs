@@ -12,6 +12,21 @@ fn data(name: &str) -> String {
     format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Steps to the end, checking the invariants after every step; `each` sees every step.
+fn drive(sim: &mut Sim, mut each: impl FnMut(&Sim)) -> Vec<TripInfo> {
+    let mut trips = Vec::new();
+    while !sim.finished() {
+        sim.step();
+        if let Err(e) = sim.check_invariants() {
+            panic!("{e}");
+        }
+        each(sim);
+        trips.extend(sim.take_trips());
+    }
+    trips.extend(sim.take_trips());
+    trips
+}
+
 /// Runs to the end, checking the invariants after every step.
 fn run(net: &str, routes: &str, cfg: SimConfig) -> (RunSummary, Vec<TripInfo>) {
     let net = Arc::new(read_net(data(net)).unwrap());
@@ -19,15 +34,7 @@ fn run(net: &str, routes: &str, cfg: SimConfig) -> (RunSummary, Vec<TripInfo>) {
     let threads = cfg.threads;
     let seed = cfg.seed;
     let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
-    let mut trips = Vec::new();
-    while !sim.finished() {
-        sim.step();
-        if let Err(e) = sim.check_invariants() {
-            panic!("{e}");
-        }
-        trips.extend(sim.take_trips());
-    }
-    trips.extend(sim.take_trips());
+    let trips = drive(&mut sim, |_| {});
     (
         RunSummary::from_trips(&sim.totals, &trips, sim.time(), seed, threads, 0.0),
         trips,
@@ -147,15 +154,7 @@ fn run_grid(routes: &str, threads: usize) -> (RunSummary, Vec<TripInfo>) {
         ..SimConfig::default()
     };
     let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
-    let mut trips = Vec::new();
-    while !sim.finished() {
-        sim.step();
-        if let Err(e) = sim.check_invariants() {
-            panic!("{e}");
-        }
-        trips.extend(sim.take_trips());
-    }
-    trips.extend(sim.take_trips());
+    let trips = drive(&mut sim, |_| {});
     (
         RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, threads, 0.0),
         trips,
@@ -255,14 +254,7 @@ fn run_grid_with(routes: &str, signals: &str) -> RunSummary {
     let demand = Demand::read(&net, &[routes]).unwrap();
     let ctl = citybrain_sim::signals::controllers_for(&net, signals).unwrap();
     let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), ctl);
-    let mut trips = Vec::new();
-    while !sim.finished() {
-        sim.step();
-        if let Err(e) = sim.check_invariants() {
-            panic!("{signals}: {e}");
-        }
-        trips.extend(sim.take_trips());
-    }
+    let trips = drive(&mut sim, |_| {});
     RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, 1, 0.0)
 }
 
@@ -326,16 +318,8 @@ fn run_parking(adds: &[&str]) -> (RunSummary, Vec<TripInfo>, citybrain_sim::engi
     let add = citybrain_sim::Additional::read(&net, &files).unwrap();
     let demand = Demand::read_with(&net, &add, &[data("parking.rou.xml")]).unwrap();
     let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
-    let mut trips = Vec::new();
     let mut max_small = 0;
-    while !sim.finished() {
-        sim.step();
-        if let Err(e) = sim.check_invariants() {
-            panic!("{e}");
-        }
-        max_small = max_small.max(sim.parking_occupancy()[0].1);
-        trips.extend(sim.take_trips());
-    }
+    let trips = drive(&mut sim, |sim| max_small = max_small.max(sim.parking_occupancy()[0].1));
     (
         RunSummary::from_trips(&sim.totals, &trips, sim.time(), 42, 1, 0.0),
         trips,
@@ -414,12 +398,7 @@ fn entering_a_rerouter_edge_with_the_target_full_reroutes_at_once() {
     let add = citybrain_sim::Additional::read(&net, &[data("crossing-parking.add.xml")]).unwrap();
     let demand = Demand::read_with(&net, &add, &[data("crossing-parking.rou.xml")]).unwrap();
     let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
-    let mut trips = Vec::new();
-    while !sim.finished() {
-        sim.step();
-        sim.check_invariants().unwrap();
-        trips.extend(sim.take_trips());
-    }
+    let trips = drive(&mut sim, |_| {});
     assert_eq!(sim.parking.parked, 4);
     assert_eq!(
         sim.parking.rerouted, 3,
