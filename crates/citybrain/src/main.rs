@@ -59,6 +59,11 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The twin is synchronous: no async runtime (and its threads and memory) for it.
+    let cli = match cli.command {
+        Command::Sim(args) => return sim::run(args),
+        other => Cli { command: other },
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,7 +73,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args, false).await,
             Command::Demo(args) => serve(args, true).await,
             Command::Bench { what } => bench::run(what).await,
-            Command::Sim(args) => tokio::task::spawn_blocking(move || sim::run(args)).await?,
+            Command::Sim(_) => unreachable!("handled before the runtime starts"),
         }
     })
 }
