@@ -39,11 +39,33 @@ pub struct Rerouter {
     pub intervals: Vec<(f64, f64, Vec<Alternative>)>,
 }
 
+/// What a detector measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DetectorKind {
+    /// An induction loop (E1) at one position.
+    Loop { pos: f64 },
+    /// A lane-area detector (E2) over a stretch of lane.
+    Area { start: f64, end: f64 },
+}
+
+/// A detector with periodic output, as SUMO's `inductionLoop` and `laneAreaDetector`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detector {
+    pub id: String,
+    pub lane: LaneId,
+    pub kind: DetectorKind,
+    /// s
+    pub period: f64,
+    /// Output file, resolved against the additional file's folder.
+    pub file: Option<std::path::PathBuf>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Additional {
     pub parking_areas: Vec<ParkingArea>,
     pub rerouters: Vec<Rerouter>,
     pub parking_by_name: HashMap<String, usize>,
+    pub detectors: Vec<Detector>,
 }
 
 impl Additional {
@@ -149,7 +171,8 @@ fn read_file(net: &Network, a: &mut Additional, f: &mut XmlFile) -> Result<(), X
                             last.2.push(alt);
                         }
                     }
-                    // Detectors, vaporizers, ...: not read yet; skipped as SUMO skips unknown ones.
+                    "inductionLoop" | "e1Detector" | "laneAreaDetector" | "e2Detector" => detector(net, a, f, &el)?,
+                    // Vaporizers, calibrators, ...: not read yet; skipped as SUMO skips unknown ones.
                     _ => {}
                 }
             }
@@ -167,6 +190,49 @@ fn read_file(net: &Network, a: &mut Additional, f: &mut XmlFile) -> Result<(), X
             },
         }
     }
+    Ok(())
+}
+
+fn detector(net: &Network, a: &mut Additional, f: &XmlFile, el: &Element) -> Result<(), XmlError> {
+    let id = el.req(f, "id")?.to_string();
+    let lane_name = el.req(f, "lane")?;
+    let lane = *net
+        .lane_by_name
+        .get(lane_name)
+        .ok_or_else(|| f.error(el.line, format!("detector '{id}' is on unknown lane '{lane_name}'")))?;
+    let len = net.lane(lane).length;
+    let period = el.opt_num(f, "period")?.or(el.opt_num(f, "freq")?).unwrap_or(60.0);
+    if period <= 0.0 {
+        return Err(f.error(el.line, format!("detector '{id}': period must be positive")));
+    }
+    let pos = norm(el.opt_num(f, "pos")?.unwrap_or(0.0), len);
+    let kind = if el.name == "inductionLoop" || el.name == "e1Detector" {
+        DetectorKind::Loop { pos }
+    } else {
+        let end = match (el.opt_num(f, "endPos")?, el.opt_num(f, "length")?) {
+            (Some(e), _) => norm(e, len),
+            (None, Some(l)) => (pos + l).min(len),
+            (None, None) => len,
+        };
+        if end <= pos {
+            return Err(f.error(el.line, format!("detector '{id}': its end must lie after its start")));
+        }
+        DetectorKind::Area { start: pos, end }
+    };
+    let file = el.opt("file").map(|p| {
+        let p = std::path::PathBuf::from(p);
+        match (p.is_absolute(), f.path().parent()) {
+            (false, Some(dir)) => dir.join(p),
+            _ => p,
+        }
+    });
+    a.detectors.push(Detector {
+        id,
+        lane,
+        kind,
+        period,
+        file,
+    });
     Ok(())
 }
 

@@ -135,6 +135,40 @@ struct EdgeAcc {
     veh_sum: u64,
 }
 
+/// One detector's figures for one period (SUMO's E1/E2 interval records).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DetectorRecord {
+    pub id: String,
+    pub begin: f64,
+    pub end: f64,
+    /// Vehicles whose front passed the loop (E1) or entered the area (E2).
+    pub vehicles: u32,
+    /// Vehicles per hour.
+    pub flow: f64,
+    /// % of the period the loop was covered (E1) / mean % of the area covered (E2).
+    pub occupancy: f64,
+    /// Mean speed of the vehicles measured, m/s (-1 when none).
+    pub mean_speed: f64,
+    /// E2: vehicle-seconds inside the area.
+    pub sampled_seconds: f64,
+    /// E2: largest number of halting vehicles (< 1.39 m/s) in the area at once.
+    pub max_jam_vehicles: u32,
+    /// E2: mean number of vehicles in the area.
+    pub mean_vehicles: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct DetAcc {
+    begin: f64,
+    passed: u32,
+    speed_sum: f64,
+    speed_weight: f64,
+    covered: f64,
+    sampled: f64,
+    max_jam: u32,
+    steps: u64,
+}
+
 /// What happened at parking areas.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParkingTotals {
@@ -188,6 +222,9 @@ pub struct Sim {
     parked: std::collections::BTreeSet<(i64, u32)>,
     router: Option<Router>,
     pub parking: ParkingTotals,
+    /// Detector accumulators and the records of finished periods.
+    det_acc: Vec<DetAcc>,
+    det_records: Vec<(usize, DetectorRecord)>,
     /// Per-edge accumulators (when edge statistics are on) and the edges touched.
     edge_acc: Vec<EdgeAcc>,
     edge_touched: Vec<u32>,
@@ -270,6 +307,8 @@ impl Sim {
             queue: vec![0; n_lanes],
             wishers: vec![Vec::new(); n_lanes],
             add: Additional::default(),
+            det_acc: Vec::new(),
+            det_records: Vec::new(),
             edge_acc: Vec::new(),
             edge_touched: Vec::new(),
             edge_steps: 0,
@@ -373,6 +412,13 @@ impl Sim {
     /// Adds parking areas and rerouters (from additional files).
     pub fn with_parking(mut self, add: Additional) -> Sim {
         self.occupancy = vec![0; add.parking_areas.len()];
+        self.det_acc = vec![
+            DetAcc {
+                begin: self.time,
+                ..DetAcc::default()
+            };
+            add.detectors.len()
+        ];
         if !add.rerouters.is_empty() {
             self.router = Some(Router::new(&self.net));
         }
@@ -452,6 +498,7 @@ impl Sim {
         let plans = self.plan(dt);
         self.apply(plans, dt);
         self.sample_edges();
+        self.sample_detectors(dt);
         self.release_due();
         self.insert(dt);
         self.time += dt;
@@ -478,6 +525,99 @@ impl Sim {
     /// Closes the last, partial interval (call once the run is over).
     pub fn finish(&mut self) {
         self.close_interval();
+        for d in 0..self.det_acc.len() {
+            if self.time > self.det_acc[d].begin {
+                self.close_detector(d);
+            }
+        }
+    }
+
+    /// Detector records of the periods finished so far (drained), with the
+    /// detector's index in the additional files.
+    pub fn take_detector_records(&mut self) -> Vec<(usize, DetectorRecord)> {
+        std::mem::take(&mut self.det_records)
+    }
+
+    /// The detectors being measured.
+    pub fn detectors(&self) -> &[crate::additional::Detector] {
+        &self.add.detectors
+    }
+
+    fn sample_detectors(&mut self, dt: f64) {
+        use crate::additional::DetectorKind;
+        for d in 0..self.det_acc.len() {
+            let det = &self.add.detectors[d];
+            let mut acc = self.det_acc[d];
+            acc.steps += 1;
+            let mut covered_now = 0.0f64;
+            let mut halting = 0u32;
+            for &vi in &self.lanes[det.lane.idx()] {
+                let v = self.veh(vi);
+                let len = self.vtype(v).length;
+                let (front, back, before) = (v.pos, v.pos - len, v.pos - v.speed * dt);
+                match det.kind {
+                    DetectorKind::Loop { pos } => {
+                        if before < pos && pos <= front {
+                            acc.passed += 1;
+                            acc.speed_sum += v.speed;
+                            acc.speed_weight += 1.0;
+                        }
+                        if back <= pos && pos <= front {
+                            covered_now = dt;
+                        }
+                    }
+                    DetectorKind::Area { start, end } => {
+                        if before < start && start <= front {
+                            acc.passed += 1;
+                        }
+                        let inside = front.min(end) - back.max(start);
+                        if inside > 0.0 {
+                            acc.sampled += dt;
+                            acc.speed_sum += v.speed * dt;
+                            acc.speed_weight += dt;
+                            covered_now += inside / (end - start) * dt;
+                            if v.speed < 1.39 {
+                                halting += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            acc.covered += covered_now;
+            acc.max_jam = acc.max_jam.max(halting);
+            self.det_acc[d] = acc;
+            if self.time + dt - acc.begin >= det.period - 1e-9 {
+                self.close_detector(d);
+            }
+        }
+    }
+
+    fn close_detector(&mut self, d: usize) {
+        let acc = std::mem::take(&mut self.det_acc[d]);
+        let end = self.time + self.cfg.step_length;
+        let span = (end - acc.begin).max(1e-9);
+        let det = &self.add.detectors[d];
+        let record = DetectorRecord {
+            id: det.id.clone(),
+            begin: acc.begin,
+            end,
+            vehicles: acc.passed,
+            flow: acc.passed as f64 * 3600.0 / span,
+            occupancy: 100.0 * acc.covered / span,
+            mean_speed: if acc.speed_weight > 0.0 {
+                acc.speed_sum / acc.speed_weight
+            } else {
+                -1.0
+            },
+            sampled_seconds: acc.sampled,
+            max_jam_vehicles: acc.max_jam,
+            mean_vehicles: acc.sampled / span,
+        };
+        self.det_acc[d] = DetAcc {
+            begin: end,
+            ..DetAcc::default()
+        };
+        self.det_records.push((d, record));
     }
 
     fn close_interval(&mut self) {

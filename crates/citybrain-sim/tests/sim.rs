@@ -444,3 +444,47 @@ fn edge_statistics_show_the_queue_at_the_signal() {
     assert_eq!(max_out, 0, "nobody stands after the signal");
     assert!(inbound.iter().all(|e| e.mean_occupancy > 0.0 && e.mean_occupancy < 1.0));
 }
+
+#[test]
+fn detectors_count_flow_and_see_the_queue() {
+    let net = Arc::new(read_net(data("crossing.net.xml")).unwrap());
+    let add = citybrain_sim::Additional::read(&net, &[data("crossing-detectors.add.xml")]).unwrap();
+    assert!(
+        add.detectors[0]
+            .file
+            .as_ref()
+            .unwrap()
+            .ends_with("tests/data/loop.out.xml"),
+        "files resolve beside the additional file"
+    );
+    let demand = Demand::read(&net, &[data("crossing.rou.xml")]).unwrap();
+    let loaded = demand.vehicles.len() as u32;
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
+    drive(&mut sim, |_| {});
+    sim.finish();
+    let recs = sim.take_detector_records();
+    let loop_recs: Vec<_> = recs.iter().filter(|(d, _)| *d == 0).map(|(_, r)| r).collect();
+    let area_recs: Vec<_> = recs.iter().filter(|(d, _)| *d == 1).map(|(_, r)| r).collect();
+    assert_eq!(
+        loop_recs.iter().map(|r| r.vehicles).sum::<u32>(),
+        loaded,
+        "every car passes the loop once"
+    );
+    assert_eq!(
+        area_recs.iter().map(|r| r.vehicles).sum::<u32>(),
+        loaded,
+        "and enters the area once"
+    );
+    assert!(loop_recs
+        .iter()
+        .all(|r| r.begin < r.end && r.end - r.begin <= 90.0 + 1e-9));
+    // 600 veh/h in, measured per 90 s period while the flow lasts.
+    let busy: Vec<f64> = loop_recs.iter().filter(|r| r.end <= 900.0).map(|r| r.flow).collect();
+    let mean_flow = busy.iter().sum::<f64>() / busy.len() as f64;
+    assert!((mean_flow - 600.0).abs() < 100.0, "{mean_flow}");
+    assert!(
+        area_recs.iter().map(|r| r.max_jam_vehicles).max().unwrap() >= 3,
+        "the red light queues cars in the area"
+    );
+    assert!(loop_recs.iter().all(|r| (0.0..=100.0).contains(&r.occupancy)));
+}

@@ -20,7 +20,7 @@ pub struct SimArgs {
     /// Route files (.rou.xml / .trips.xml, comma-separated or repeated).
     #[arg(short = 'r', long = "route-files", value_delimiter = ',', required = true)]
     routes: Vec<PathBuf>,
-    /// Additional files: parking areas and rerouters (parkingAreaReroute).
+    /// Additional files: parking areas, rerouters (parkingAreaReroute), induction loops and lane-area detectors.
     #[arg(short = 'a', long = "additional-files", value_delimiter = ',')]
     additional: Vec<PathBuf>,
     /// Simulation start, s.
@@ -64,6 +64,45 @@ pub struct SimArgs {
     quiet: bool,
 }
 
+/// Writes each detector's records to the file its definition names, in
+/// SUMO's `<detector><interval .../></detector>` format (E1 or E2 fields).
+fn write_detectors(
+    dets: &[citybrain_sim::additional::Detector],
+    records: &[(usize, citybrain_sim::DetectorRecord)],
+) -> Result<()> {
+    use citybrain_sim::additional::DetectorKind;
+    let mut by_file: std::collections::BTreeMap<&std::path::Path, Vec<(usize, &citybrain_sim::DetectorRecord)>> =
+        Default::default();
+    for (d, r) in records {
+        if let Some(f) = &dets[*d].file {
+            by_file.entry(f.as_path()).or_default().push((*d, r));
+        }
+    }
+    for (path, recs) in by_file {
+        let mut w = BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot write detector output {}", path.display()))?,
+        );
+        writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<detector>")?;
+        for (d, r) in recs {
+            match dets[d].kind {
+                DetectorKind::Loop { .. } => writeln!(
+                    w,
+                    "    <interval begin=\"{:.2}\" end=\"{:.2}\" id=\"{}\" nVehContrib=\"{}\" flow=\"{:.2}\" occupancy=\"{:.2}\" speed=\"{:.2}\" nVehEntered=\"{}\"/>",
+                    r.begin, r.end, r.id, r.vehicles, r.flow, r.occupancy, r.mean_speed, r.vehicles
+                )?,
+                DetectorKind::Area { .. } => writeln!(
+                    w,
+                    "    <interval begin=\"{:.2}\" end=\"{:.2}\" id=\"{}\" sampledSeconds=\"{:.2}\" nVehEntered=\"{}\" meanSpeed=\"{:.2}\" meanOccupancy=\"{:.2}\" maxJamLengthInVehicles=\"{}\" meanVehicleNumber=\"{:.2}\"/>",
+                    r.begin, r.end, r.id, r.sampled_seconds, r.vehicles, r.mean_speed, r.occupancy, r.max_jam_vehicles, r.mean_vehicles
+                )?,
+            }
+        }
+        writeln!(w, "</detector>")?;
+        w.flush()?;
+    }
+    Ok(())
+}
+
 pub fn run(a: SimArgs) -> Result<()> {
     if !(a.step_length > 0.0 && a.step_length <= 10.0) {
         anyhow::bail!("--step-length must be in (0, 10] seconds");
@@ -88,6 +127,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         sim = sim.with_edge_stats();
     }
     let mut edge_stats = Vec::new();
+    let mut detector_records = Vec::new();
     let pb = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -117,11 +157,14 @@ pub fn run(a: SimArgs) -> Result<()> {
         trips.extend(sim.take_trips());
         summaries.extend(sim.take_summaries());
         edge_stats.extend(sim.take_edge_stats());
+        detector_records.extend(sim.take_detector_records());
     }
     sim.finish();
     trips.extend(sim.take_trips());
     summaries.extend(sim.take_summaries());
     edge_stats.extend(sim.take_edge_stats());
+    detector_records.extend(sim.take_detector_records());
+    write_detectors(sim.detectors(), &detector_records)?;
     pb.finish_and_clear();
     let wall = started.elapsed().as_secs_f64();
     let summary = RunSummary::from_trips(&sim.totals, &trips, sim.time(), a.seed, a.threads.max(1), wall);
