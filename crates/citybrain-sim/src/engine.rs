@@ -562,9 +562,17 @@ impl Sim {
                             acc.speed_sum += v.speed;
                             acc.speed_weight += 1.0;
                         }
-                        if back <= pos && pos <= front {
-                            covered_now = dt;
-                        }
+                        // Time the vehicle covered the loop during the step: its front
+                        // moved linearly from `before` to `front`, covering while in [pos, pos+len].
+                        let cover = if v.speed > 0.0 {
+                            let moved = (front.min(pos + len) - before.max(pos)).max(0.0);
+                            moved / v.speed
+                        } else if back <= pos && pos <= front {
+                            dt
+                        } else {
+                            0.0
+                        };
+                        covered_now = (covered_now + cover).min(dt);
                     }
                     DetectorKind::Area { start, end } => {
                         if before < start && start <= front {

@@ -487,4 +487,12 @@ fn detectors_count_flow_and_see_the_queue() {
         "the red light queues cars in the area"
     );
     assert!(loop_recs.iter().all(|r| (0.0..=100.0).contains(&r.occupancy)));
+    // 15 cars of 5 m at ~13 m/s per 90 s cover the loop about 6 % of the time.
+    let occ: Vec<f64> = loop_recs
+        .iter()
+        .filter(|r| r.end <= 900.0 && r.begin > 0.0)
+        .map(|r| r.occupancy)
+        .collect();
+    let mean_occ = occ.iter().sum::<f64>() / occ.len() as f64;
+    assert!((4.0..9.0).contains(&mean_occ), "{mean_occ}");
 }
