@@ -788,7 +788,9 @@ impl Sim {
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
         let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
-        let change = self.lane_change(v, t, lane_id, dt);
+        let change = self
+            .lane_change(v, t, lane_id, dt)
+            .or_else(|| self.overtake(v, t, lane_id, gap, leader_speed, vmax));
         Plan { speed, change }
     }
 
@@ -943,6 +945,53 @@ impl Sim {
         // The wish only: apply() checks the gap, or swaps with a neighbour wishing the opposite.
         let _ = t;
         edge.lanes.get(step as usize).copied()
+    }
+
+    /// Simple overtaking: a vehicle held behind a slow or standing leader
+    /// moves to a neighbouring lane that also leads on along its route and
+    /// offers clearly more room and speed ahead.
+    fn overtake(&self, v: &Veh, t: &VType, lane_id: LaneId, gap: f64, leader_speed: f64, vmax: f64) -> Option<LaneId> {
+        if !(gap < 40.0 && leader_speed < 0.7 * vmax) {
+            return None;
+        }
+        let lane = self.net.lane(lane_id);
+        let edge = self.net.edge(lane.edge);
+        if edge.function != EdgeFunction::Normal
+            || edge.lanes.len() < 2
+            || v.stop_pa.is_some_and(|pa| self.add.parking_areas[pa].edge == lane.edge)
+        {
+            return None;
+        }
+        let next = v.route.get(v.route_idx as usize + 1).copied();
+        let leads_on = |l: LaneId| next.is_none_or(|n| self.links[l.idx()].iter().any(|k| k.to_edge == n));
+        let ahead = |l: LaneId| -> (f64, f64) {
+            // The nearest vehicle ahead in lane l: (gap, speed).
+            let list = &self.lanes[l.idx()];
+            let mut best = (self.net.lane(l).length - v.pos, vmax);
+            for &o in list.iter().rev() {
+                let ov = self.veh(o);
+                if ov.pos > v.pos {
+                    best = (ov.pos - self.vtype(ov).length - v.pos - t.min_gap, ov.speed);
+                    break;
+                }
+            }
+            best
+        };
+        let mut choice: Option<(f64, LaneId)> = None;
+        for idx in [lane.index.checked_sub(1), Some(lane.index + 1)].into_iter().flatten() {
+            let Some(&other) = edge.lanes.get(idx as usize) else {
+                continue;
+            };
+            if !leads_on(other) || !self.net.lane(other).allows(&t.vclass) {
+                continue;
+            }
+            let (g, sp) = ahead(other);
+            let better = g > gap + 15.0 && (sp > leader_speed + 2.0 || g > 2.0 * gap + 20.0);
+            if better && choice.is_none_or(|(cg, _)| g > cg) {
+                choice = Some((g, other));
+            }
+        }
+        choice.map(|(_, l)| l)
     }
 
     /// Room in `target` beside `v`: no overlap, safe gaps ahead and behind.
