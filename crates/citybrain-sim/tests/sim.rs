@@ -496,3 +496,19 @@ fn detectors_count_flow_and_see_the_queue() {
     let mean_occ = occ.iter().sum::<f64>() / occ.len() as f64;
     assert!((4.0..9.0).contains(&mean_occ), "{mean_occ}");
 }
+
+#[test]
+fn cars_overtake_a_slow_vehicle() {
+    let (s, trips) = run("two-lane.net.xml", "two-lane.rou.xml", SimConfig::default());
+    assert_eq!(s.arrived, s.loaded);
+    let slow = trips.iter().find(|t| t.id == "slow").unwrap();
+    assert!(slow.duration > 190.0, "the tractor drives at 5 m/s: {}", slow.duration);
+    // Stuck behind it, a car would need as long; passing, it needs about 1000/13.89 = 72 s.
+    let fast: Vec<f64> = trips
+        .iter()
+        .filter(|t| t.id.starts_with("fast"))
+        .map(|t| t.duration)
+        .collect();
+    let mean = fast.iter().sum::<f64>() / fast.len() as f64;
+    assert!(mean < 110.0, "cars pass the tractor: mean {mean}");
+}
