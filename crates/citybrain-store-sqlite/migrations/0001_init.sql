@@ -4,6 +4,8 @@ CREATE TABLE tenants (
     created_at TEXT NOT NULL
 );
 -- Entities as expanded JSON documents; version grows with every write.
+-- Type and value lookups are answered by the in-memory cache (cache.rs),
+-- loaded from this table, so no index tables are kept here.
 CREATE TABLE entities (
     tenant  TEXT NOT NULL,
     id      TEXT NOT NULL,
@@ -11,15 +13,6 @@ CREATE TABLE entities (
     doc     TEXT NOT NULL,
     PRIMARY KEY (tenant, id)
 );
--- Type index: one row per (entity, type), for type queries and /types.
--- Keyed by entity (rewritten on every write of it), indexed by type.
-CREATE TABLE entity_types (
-    tenant TEXT NOT NULL,
-    id     TEXT NOT NULL,
-    type   TEXT NOT NULL,
-    PRIMARY KEY (tenant, id, type)
-) WITHOUT ROWID;
-CREATE INDEX entity_types_by_type ON entity_types (tenant, type, id);
 -- Attribute history; times in Unix milliseconds. observed_at falls back to
 -- modified_at when the instance had no observedAt (the document keeps the
 -- real member). doc holds the instance's members only.

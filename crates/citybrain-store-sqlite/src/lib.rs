@@ -9,8 +9,11 @@
 //! failure before the next checkpoint. `durability = Full` (the
 //! `?synchronous=full` URL option) makes every commit survive power loss too.
 //!
-//! What it does **not** do: NGSI-LD semantics. It pre-filters queries by id or
-//! type index and asks `EntityQuery::matches` for the rest.
+//! Reads and queries are answered from a parsed in-memory copy of each
+//! tenant's entities (`cache.rs`), which narrows candidates by id, type or an
+//! attribute-value index and asks `EntityQuery::matches` for the rest.
+//!
+//! What it does **not** do: NGSI-LD semantics.
 
 #![forbid(unsafe_code)]
 
@@ -426,8 +429,6 @@ impl Store for SqliteStore {
                 let mut ins = tx.prepare_cached("INSERT INTO entities(tenant, id, version, doc) VALUES (?1, ?2, 1, ?3)").map_err(be)?;
                 let mut upd = tx.prepare_cached("UPDATE entities SET version=version+1, doc=?3 WHERE tenant=?1 AND id=?2 AND version=?4").map_err(be)?;
                 let mut del = tx.prepare_cached("DELETE FROM entities WHERE tenant=?1 AND id=?2 AND version=?3").map_err(be)?;
-                let mut del_types = tx.prepare_cached("DELETE FROM entity_types WHERE tenant=?1 AND id=?2").map_err(be)?;
-                let mut ins_type = tx.prepare_cached("INSERT OR IGNORE INTO entity_types(tenant, type, id) VALUES (?1, ?2, ?3)").map_err(be)?;
                 let current = cache.read().map_err(be)?;
                 for put in &w.puts {
                     let e = &put.entity;
@@ -440,28 +441,20 @@ impl Store for SqliteStore {
                             ins.execute(params![t, e.id, doc]).map_err(be)?;
                         }
                         Some(v) => {
-                            let Some((cur_v, cur)) = current.entities.get(&e.id) else {
+                            let Some((cur_v, _)) = current.entities.get(&e.id) else {
                                 return Err(StoreError::Conflict(e.id.clone()));
                             };
                             if *cur_v != v {
                                 return Err(StoreError::Conflict(e.id.clone()));
                             }
                             upd.execute(params![t, e.id, doc, v as i64]).map_err(be)?;
-                            if cur.types == e.types {
-                                continue; // the type index is already right
-                            }
-                            del_types.execute(params![t, e.id]).map_err(be)?;
                         }
-                    }
-                    for ty in &e.types {
-                        ins_type.execute(params![t, ty, e.id]).map_err(be)?;
                     }
                 }
                 for (id, v) in &w.deletes {
                     if del.execute(params![t, id, *v as i64]).map_err(be)? != 1 {
                         return Err(StoreError::Conflict(id.clone()));
                     }
-                    del_types.execute(params![t, id]).map_err(be)?;
                 }
                 let mut hist = tx
                     .prepare_cached(
