@@ -144,6 +144,26 @@ async fn observe(req: Request, next: Next) -> Response {
         }
         return r;
     }
+    // Rejections produced by axum itself (a path that is not valid UTF-8, ...)
+    // come as plain text: give them the same ProblemDetails shape as ours.
+    let plain_text = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && plain_text {
+        let (parts, body) = resp.into_parts();
+        let detail = match axum::body::to_bytes(body, 64 * 1024).await {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(_) => String::new(),
+        };
+        let mut e = ApiError::http(parts.status, detail);
+        if parts.status == StatusCode::BAD_REQUEST {
+            e.type_uri = "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest";
+            e.title = "Invalid request";
+        }
+        return e.into_response();
+    }
     resp
 }
 

@@ -1064,3 +1064,13 @@ async fn remote_contexts_are_fetched_once_and_mapped_files_work_offline() {
         2
     );
 }
+
+#[tokio::test]
+async fn framework_rejections_are_problem_details_too() {
+    let s = start().await;
+    let r = s.get("/entities/%FF%FE").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type").unwrap(), "application/json");
+    assert_eq!(r.error_type(), "InvalidRequest");
+    assert!(r.body["detail"].as_str().unwrap().contains("UTF-8"), "{}", r.text);
+}
