@@ -617,28 +617,32 @@ impl Hub {
         } else {
             Mode::Create
         };
-        let mut parsed: Vec<std::result::Result<Fragment, BatchError>> = Vec::with_capacity(items.len());
-        for (i, v) in items.iter().enumerate() {
-            let id_hint = v
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("(entity #{i})"));
-            parsed.push(
-                self.parse_body(v, ctx, mode)
-                    .and_then(|f| match (&f.id, &f.types, op) {
-                        (None, _, _) => Err(NgsiError::bad_data("entity has no 'id'")),
-                        (_, None, BatchOp::Create | BatchOp::Upsert { .. }) => {
-                            Err(NgsiError::bad_data("entity has no 'type'"))
-                        }
-                        _ => Ok(f),
-                    })
-                    .map_err(|error| BatchError {
-                        entity_id: id_hint,
-                        error,
-                    }),
-            );
-        }
+        let parse_all = || -> Vec<std::result::Result<Fragment, BatchError>> {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let id_hint = v
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("(entity #{i})"));
+                    self.parse_body(v, ctx, mode)
+                        .and_then(|f| match (&f.id, &f.types, op) {
+                            (None, _, _) => Err(NgsiError::bad_data("entity has no 'id'")),
+                            (_, None, BatchOp::Create | BatchOp::Upsert { .. }) => {
+                                Err(NgsiError::bad_data("entity has no 'type'"))
+                            }
+                            _ => Ok(f),
+                        })
+                        .map_err(|error| BatchError {
+                            entity_id: id_hint,
+                            error,
+                        })
+                })
+                .collect()
+        };
+        let mut parsed = parse_all();
         let ids: Vec<String> = {
             let mut seen = HashSet::new();
             parsed
@@ -647,15 +651,22 @@ impl Hub {
                 .filter(|id| seen.insert(id.clone()))
                 .collect()
         };
+        let mut first_attempt = true;
         self.transact(tenant, &ids, |ws| {
             let mut r = BatchResult::default();
             // An id repeated in a batch is reported once.
             let (mut success_seen, mut created_seen) = (HashSet::new(), HashSet::new());
-            for p in &parsed {
+            // The parsed fragments are consumed; a retry after a conflict parses again.
+            let fragments = if std::mem::take(&mut first_attempt) {
+                std::mem::take(&mut parsed)
+            } else {
+                parse_all()
+            };
+            for p in fragments {
                 let f = match p {
-                    Ok(f) => f.clone(),
+                    Ok(f) => f,
                     Err(e) => {
-                        r.errors.push(e.clone());
+                        r.errors.push(e);
                         continue;
                     }
                 };
