@@ -1,6 +1,7 @@
 //! Shortest travel-time routes on an empty network (how SUMO routes trips at
 //! insertion): edge length over speed, plus the internal lane crossed.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -10,6 +11,24 @@ pub struct Router {
     /// For each edge: (next normal edge, cost to traverse the next edge and the junction).
     adj: Vec<Vec<(EdgeId, f64)>>,
     own: Vec<f64>,
+    /// Where each edge starts and ends (its junctions), for the A* estimate.
+    start: Vec<(f64, f64)>,
+    end: Vec<(f64, f64)>,
+    /// The fastest lane speed of the network: distance / this never overestimates time.
+    vmax: f64,
+}
+
+/// Reused search state, one per thread: no allocation per query.
+#[derive(Default)]
+struct Scratch {
+    dist: Vec<f64>,
+    prev: Vec<u32>,
+    stamp: Vec<u32>,
+    generation: u32,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
 impl Router {
@@ -33,51 +52,110 @@ impl Router {
                 None => list.push((c.to, cost)),
             }
         }
-        Router { adj, own }
+        let at = |j: Option<citybrain_net::JunctionId>| j.map(|j| (net.junctions[j.idx()].x, net.junctions[j.idx()].y));
+        let start: Vec<(f64, f64)> = net.edges.iter().map(|e| at(e.from).unwrap_or((0.0, 0.0))).collect();
+        let end: Vec<(f64, f64)> = net.edges.iter().map(|e| at(e.to).unwrap_or((0.0, 0.0))).collect();
+        // Junction coordinates missing (no from/to) would make the estimate wrong: fall back to Dijkstra.
+        let coords_ok = net
+            .edges
+            .iter()
+            .all(|e| e.function != EdgeFunction::Normal || (e.from.is_some() && e.to.is_some()));
+        let vmax = if coords_ok {
+            net.lanes.iter().map(|l| l.speed).fold(0.0, f64::max)
+        } else {
+            0.0
+        };
+        Router {
+            adj,
+            own,
+            start,
+            end,
+            vmax,
+        }
     }
 
-    /// The fastest route from `from` to `to` (both included) for a vehicle class.
+    /// Lower bound on the time from the end of `e` to the start of `target`.
+    fn estimate(&self, e: usize, target: usize) -> f64 {
+        if self.vmax <= 0.0 {
+            return 0.0;
+        }
+        if e == target {
+            return 0.0;
+        }
+        let (a, b) = (self.end[e], self.start[target]);
+        // Junction centres lie a few metres from where lanes begin and end:
+        // keep a margin so the estimate stays below the true time.
+        (((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt() - 30.0).max(0.0) / self.vmax
+    }
+
+    /// The fastest route from `from` to `to` (both included) for a vehicle
+    /// class: A* over edges with a straight-line, top-speed estimate (exact,
+    /// as the estimate never overestimates).
     pub fn shortest(&self, net: &Network, from: EdgeId, to: EdgeId, vclass: &str) -> Option<Vec<EdgeId>> {
         if from == to {
             return Some(vec![from]);
         }
         let allowed = |e: EdgeId| net.edge(e).lanes.iter().any(|l| net.lane(*l).allows(vclass));
         let n = self.adj.len();
-        let mut dist = vec![f64::INFINITY; n];
-        let mut prev: Vec<Option<EdgeId>> = vec![None; n];
-        let mut heap = BinaryHeap::new();
-        dist[from.idx()] = self.own[from.idx()];
-        // Costs as integer microseconds keep the heap ordering total and deterministic.
-        heap.push(Reverse(((dist[from.idx()] * 1e6) as u64, from.0)));
-        while let Some(Reverse((_, e))) = heap.pop() {
-            let e = EdgeId(e);
-            if e == to {
-                break;
+        SCRATCH.with(|cell| {
+            let mut sc = cell.borrow_mut();
+            if sc.stamp.len() != n {
+                *sc = Scratch {
+                    dist: vec![0.0; n],
+                    prev: vec![u32::MAX; n],
+                    stamp: vec![0; n],
+                    generation: 0,
+                };
             }
-            let d = dist[e.idx()];
-            for &(next, cost) in &self.adj[e.idx()] {
-                if !allowed(next) {
-                    continue;
+            sc.generation = sc.generation.wrapping_add(1);
+            if sc.generation == 0 {
+                sc.stamp.iter_mut().for_each(|s| *s = 0);
+                sc.generation = 1;
+            }
+            let g = sc.generation;
+            let t = to.idx();
+            let mut heap = BinaryHeap::new();
+            sc.stamp[from.idx()] = g;
+            sc.dist[from.idx()] = self.own[from.idx()];
+            sc.prev[from.idx()] = u32::MAX;
+            // Keys as integer microseconds keep the heap ordering total and deterministic.
+            let key = |d: f64, e: usize| Reverse((((d + self.estimate(e, t)) * 1e6) as u64, e as u32));
+            heap.push(key(sc.dist[from.idx()], from.idx()));
+            let mut found = false;
+            while let Some(Reverse((_, e))) = heap.pop() {
+                let e = e as usize;
+                if e == t {
+                    found = true;
+                    break;
                 }
-                let nd = d + cost;
-                if nd < dist[next.idx()] {
-                    dist[next.idx()] = nd;
-                    prev[next.idx()] = Some(e);
-                    heap.push(Reverse(((nd * 1e6) as u64, next.0)));
+                let d = sc.dist[e];
+                for &(next, cost) in &self.adj[e] {
+                    let ni = next.idx();
+                    let nd = d + cost;
+                    if sc.stamp[ni] == g && nd >= sc.dist[ni] {
+                        continue;
+                    }
+                    if !allowed(next) {
+                        continue;
+                    }
+                    sc.stamp[ni] = g;
+                    sc.dist[ni] = nd;
+                    sc.prev[ni] = e as u32;
+                    heap.push(key(nd, ni));
                 }
             }
-        }
-        if dist[to.idx()].is_infinite() {
-            return None;
-        }
-        let mut path = vec![to];
-        let mut cur = to;
-        while let Some(p) = prev[cur.idx()] {
-            path.push(p);
-            cur = p;
-        }
-        path.reverse();
-        Some(path)
+            if !found {
+                return None;
+            }
+            let mut path = vec![to];
+            let mut cur = t;
+            while sc.prev[cur] != u32::MAX {
+                cur = sc.prev[cur] as usize;
+                path.push(EdgeId(cur as u32));
+            }
+            path.reverse();
+            Some(path)
+        })
     }
 }
 
@@ -88,4 +166,47 @@ fn travel_time(net: &Network, e: EdgeId) -> f64 {
 /// Total length of a route's edges, m.
 pub fn route_length(net: &Network, route: &[EdgeId]) -> f64 {
     route.iter().map(|e| net.edge_length(*e)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(r: &Router, route: &[EdgeId]) -> f64 {
+        let mut c = r.own[route[0].idx()];
+        for w in route.windows(2) {
+            c += r.adj[w[0].idx()]
+                .iter()
+                .find(|(e, _)| *e == w[1])
+                .map(|x| x.1)
+                .unwrap_or(f64::INFINITY);
+        }
+        c
+    }
+
+    #[test]
+    fn a_star_finds_routes_as_fast_as_dijkstra() {
+        let net =
+            citybrain_net::sumo::read_net(format!("{}/tests/data/grid3.net.xml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let astar = Router::new(&net);
+        let mut dijkstra = Router::new(&net);
+        dijkstra.vmax = 0.0; // no estimate: plain Dijkstra
+        let normal: Vec<EdgeId> = (0..net.edges.len())
+            .map(|i| EdgeId(i as u32))
+            .filter(|e| net.edge(*e).function == EdgeFunction::Normal)
+            .collect();
+        for &a in &normal {
+            for &b in &normal {
+                let (x, y) = (
+                    astar.shortest(&net, a, b, "passenger"),
+                    dijkstra.shortest(&net, a, b, "passenger"),
+                );
+                match (x, y) {
+                    (Some(x), Some(y)) => assert!((cost(&astar, &x) - cost(&dijkstra, &y)).abs() < 1e-6, "{a} -> {b}"),
+                    (None, None) => {}
+                    other => panic!("{a} -> {b}: {other:?}"),
+                }
+            }
+        }
+    }
 }
