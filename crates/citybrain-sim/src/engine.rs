@@ -213,6 +213,8 @@ pub struct Sim {
     busy: Vec<Vec<bool>>,
     /// Lanes holding vehicles at the start of this step (every pass walks these only).
     occupied: Vec<u32>,
+    /// Lanes that received a vehicle since `occupied` was computed.
+    touched: Vec<u32>,
     /// Standing vehicles per lane, kept for the signal controllers.
     queue: Vec<u32>,
     /// Parking areas, rerouters, and the state of the parking.
@@ -304,6 +306,7 @@ impl Sim {
             busy,
             via_links,
             occupied: Vec::new(),
+            touched: Vec::new(),
             queue: vec![0; n_lanes],
             wishers: vec![Vec::new(); n_lanes],
             add: Additional::default(),
@@ -355,7 +358,8 @@ impl Sim {
             return;
         }
         self.edge_steps += 1;
-        for li in 0..self.lanes.len() {
+        for li in self.live_lanes() {
+            let li = li as usize;
             let list = &self.lanes[li];
             if list.is_empty() {
                 continue;
@@ -482,17 +486,26 @@ impl Sim {
         &self.demand.vtypes[v.vtype as usize]
     }
 
+    /// Lanes holding vehicles now, in lane order.
+    fn live_lanes(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.occupied.iter().chain(self.touched.iter()).copied().collect();
+        v.sort_unstable();
+        v.dedup();
+        v.retain(|l| !self.lanes[*l as usize].is_empty());
+        v
+    }
+
     /// Advances one step.
     pub fn step(&mut self) {
         let dt = self.cfg.step_length;
-        self.occupied.clear();
-        self.occupied.extend(
-            self.lanes
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| !l.is_empty())
-                .map(|(i, _)| i as u32),
-        );
+        // Occupied lanes now: those occupied at the last step plus those that
+        // received a vehicle since (never a scan of every lane: city networks
+        // have hundreds of thousands), in lane order as before.
+        for &li in &self.occupied {
+            self.queue[li as usize] = 0;
+        }
+        self.occupied = self.live_lanes();
+        self.touched.clear();
         self.update_signals();
         self.mark_busy_links();
         let plans = self.plan(dt);
@@ -645,12 +658,6 @@ impl Sim {
     }
 
     fn update_signals(&mut self) {
-        // Lanes empty now were reset when they emptied: only occupied ones change.
-        for q in self.queue.iter_mut() {
-            if *q != 0 {
-                *q = 0;
-            }
-        }
         for &li in &self.occupied {
             self.queue[li as usize] = self.lanes[li as usize]
                 .iter()
@@ -1164,8 +1171,10 @@ impl Sim {
                     v.route_idx = route_before;
                 }
                 self.lanes[came_from.idx()].insert(0, vi);
+                self.touched.push(came_from.0);
             } else {
                 self.lanes[lane.idx()].insert(at, vi);
+                self.touched.push(lane.0);
                 if self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Normal {
                     entered.push(vi);
                 }
@@ -1261,6 +1270,7 @@ impl Sim {
                 .position(|o| self.veh(*o).pos < pos)
                 .unwrap_or(self.lanes[to.idx()].len());
             self.lanes[to.idx()].insert(at, vi);
+            self.touched.push(to.0);
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.lane = to;
             }
@@ -1336,6 +1346,7 @@ impl Sim {
                                 }
                             }
                             self.lanes[l.idx()].push(vi);
+                            self.touched.push(l.0);
                         }
                         _ => self.arrive(vi, true),
                     }
@@ -1511,6 +1522,7 @@ impl Sim {
             self.parked.remove(&(t, vi));
             self.occupancy[pa] -= 1;
             self.lanes[p.lane.idx()].insert(at, vi);
+            self.touched.push(p.lane.0);
             let now = self.time + self.cfg.step_length;
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.lane = p.lane;
@@ -1676,6 +1688,7 @@ impl Sim {
             }
         };
         self.lanes[lane.idx()].push(vi);
+        self.touched.push(lane.0);
         self.totals.running += 1;
         self.totals.inserted += 1;
         self.interval.inserted += 1;
