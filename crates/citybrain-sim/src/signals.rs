@@ -37,7 +37,9 @@ pub struct SignalInput<'a> {
 
 /// A signal controller for one traffic light.
 pub trait SignalController: Send + Sync {
-    /// Fills `out` (one entry per link index) for this step.
+    /// Fills `out` (one entry per link index) for this step. `out` is the
+    /// same vector on every call for a controller and still holds what it
+    /// wrote last time, so a controller may leave it untouched when nothing changed.
     fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>);
     /// A name for outputs ("fixed", "actuated", ...).
     fn kind(&self) -> &'static str;
@@ -51,6 +53,8 @@ pub struct FixedTime {
     phases: Vec<(f64, Vec<LinkSignal>)>,
     cycle: f64,
     offset: f64,
+    /// The phase last written out (the engine keeps `out` between calls).
+    shown: Option<usize>,
 }
 
 impl FixedTime {
@@ -64,6 +68,7 @@ impl FixedTime {
             cycle: logic.cycle().max(1e-9),
             phases,
             offset: logic.offset,
+            shown: None,
         }
     }
 
@@ -82,8 +87,14 @@ impl FixedTime {
 
 impl SignalController for FixedTime {
     fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
+        let p = self.phase_at(input.time);
+        // Most steps change nothing: rewrite the states only on a phase change.
+        if self.shown == Some(p) && !out.is_empty() {
+            return;
+        }
+        self.shown = Some(p);
         out.clear();
-        if let Some((_, s)) = self.phases.get(self.phase_at(input.time)) {
+        if let Some((_, s)) = self.phases.get(p) {
             out.extend_from_slice(s);
         }
     }

@@ -286,15 +286,16 @@ fn signal_states_never_give_green_to_conflicting_links() {
     for kind in ["fixed", "actuated", "max-pressure"] {
         let mut ctl = citybrain_sim::signals::controllers_for(&net, kind).unwrap();
         let queues: Vec<u32> = (0..net.lanes.len()).map(|i| (i * 7 % 5) as u32).collect();
-        let mut out = Vec::new();
+        // One state vector per controller, kept between calls, as the engine does.
+        let mut outs = vec![Vec::new(); ctl.len()];
         for t in 0..2000 {
-            for (tls, c) in ctl.iter_mut() {
+            for ((tls, c), out) in ctl.iter_mut().zip(outs.iter_mut()) {
                 c.states(
                     &citybrain_sim::signals::SignalInput {
                         time: t as f64,
                         queue_by_lane: &queues,
                     },
-                    &mut out,
+                    out,
                 );
                 let logic = &net.tls[tls.idx()];
                 let shown: String = out.iter().map(|s| format!("{s:?}")).collect();
