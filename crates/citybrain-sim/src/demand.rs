@@ -111,10 +111,22 @@ pub struct Demand {
     pub vehicles: Vec<VehicleSpec>,
 }
 
+/// A trip route to compute once every file is read (all in parallel).
+struct PendingRoute {
+    waypoints: Vec<EdgeId>,
+    vclass: String,
+    file: std::path::PathBuf,
+    line: usize,
+    label: String,
+    /// The vehicles (indices in `Demand::vehicles`) that drive it.
+    vehicles: std::ops::Range<usize>,
+}
+
 struct Ctx<'a> {
     net: &'a Network,
     add: &'a Additional,
     router: Router,
+    pending: Vec<PendingRoute>,
     routes: HashMap<String, Arc<[EdgeId]>>,
     vtypes: HashMap<String, usize>,
     demand: Demand,
@@ -133,7 +145,7 @@ impl Demand {
             let mut x = XmlFile::open(f)?;
             read_file(&mut ctx, &mut x)?;
         }
-        Ok(ctx.finish())
+        ctx.finish()
     }
 
     /// Reads demand from XML text (tests).
@@ -144,7 +156,7 @@ impl Demand {
     pub fn read_str_with(net: &Network, add: &Additional, name: &str, text: &str) -> Result<Demand, XmlError> {
         let mut ctx = Ctx::new(net, add);
         read_file(&mut ctx, &mut XmlFile::from_str(name, text))?;
-        Ok(ctx.finish())
+        ctx.finish()
     }
 }
 
@@ -154,6 +166,7 @@ impl<'a> Ctx<'a> {
             net,
             add,
             router: Router::new(net),
+            pending: Vec::new(),
             routes: HashMap::new(),
             vtypes: HashMap::new(),
             demand: Demand::default(),
@@ -163,11 +176,45 @@ impl<'a> Ctx<'a> {
         ctx
     }
 
-    fn finish(self) -> Demand {
-        let mut d = self.demand;
+    fn finish(self) -> Result<Demand, XmlError> {
+        use rayon::prelude::*;
+        let Ctx {
+            net,
+            router,
+            pending,
+            mut demand,
+            ..
+        } = self;
+        // Trips are routed here, in parallel: each route is a pure function of its inputs.
+        let routes: Vec<Result<Vec<EdgeId>, XmlError>> = pending
+            .par_iter()
+            .map(|p| {
+                let mut path = vec![p.waypoints[0]];
+                for w in p.waypoints.windows(2) {
+                    let leg = router.shortest(net, w[0], w[1], &p.vclass).ok_or_else(|| XmlError {
+                        file: p.file.clone(),
+                        line: p.line,
+                        message: format!(
+                            "{}: no route from '{}' to '{}'",
+                            p.label,
+                            net.edge(w[0]).id,
+                            net.edge(w[1]).id
+                        ),
+                    })?;
+                    path.extend(leg.into_iter().skip(1));
+                }
+                Ok(path)
+            })
+            .collect();
+        for (p, r) in pending.iter().zip(routes) {
+            let route: Arc<[EdgeId]> = r?.into();
+            for v in &mut demand.vehicles[p.vehicles.clone()] {
+                v.route = route.clone();
+            }
+        }
         // Stable: equal departures keep file order, as SUMO does.
-        d.vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart));
-        d
+        demand.vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart));
+        Ok(demand)
     }
 }
 
@@ -351,6 +398,7 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
             .get(t)
             .ok_or_else(|| f.error(el.line, format!("<{} id=\"{id}\">: unknown type '{t}'", el.name)))?,
     };
+    let mut deferred: Option<PendingRoute> = None;
     let route: Arc<[EdgeId]> = match (o.route, el.opt("route"), el.opt("from"), el.opt("to")) {
         (Some(r), _, _, _) => r,
         (None, Some(r), _, _) => ctx
@@ -360,38 +408,25 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
             .ok_or_else(|| f.error(el.line, format!("<{} id=\"{id}\">: unknown route '{r}'", el.name)))?,
         (None, None, Some(from), Some(to)) => {
             let (a, b) = (edge(ctx, f, el, from)?, edge(ctx, f, el, to)?);
-            let mut path = vec![a];
-            let mut cur = a;
-            let mut via: Vec<EdgeId> = el
-                .opt("via")
-                .map(|v| {
-                    v.split_whitespace()
-                        .map(|n| edge(ctx, f, el, n))
-                        .collect::<Result<_, _>>()
-                })
-                .transpose()?
-                .unwrap_or_default();
-            // A trip drives past its stops.
-            via.extend(o.stops.iter().map(|(_, s)| ctx.add.parking_areas[s.parking_area].edge));
-            for target in via.into_iter().chain(std::iter::once(b)) {
-                let leg = ctx
-                    .router
-                    .shortest(ctx.net, cur, target, &ctx.demand.vtypes[vtype].vclass)
-                    .ok_or_else(|| {
-                        f.error(
-                            el.line,
-                            format!(
-                                "<{} id=\"{id}\">: no route from '{}' to '{}'",
-                                el.name,
-                                ctx.net.edge(cur).id,
-                                ctx.net.edge(target).id
-                            ),
-                        )
-                    })?;
-                path.extend(leg.into_iter().skip(1));
-                cur = target;
+            let mut waypoints = vec![a];
+            if let Some(v) = el.opt("via") {
+                for n in v.split_whitespace() {
+                    waypoints.push(edge(ctx, f, el, n)?);
+                }
             }
-            path.into()
+            // A trip drives past its stops.
+            waypoints.extend(o.stops.iter().map(|(_, s)| ctx.add.parking_areas[s.parking_area].edge));
+            waypoints.push(b);
+            deferred = Some(PendingRoute {
+                waypoints,
+                vclass: ctx.demand.vtypes[vtype].vclass.clone(),
+                file: f.path().to_path_buf(),
+                line: el.line,
+                label: format!("<{} id=\"{id}\">", el.name),
+                vehicles: 0..0,
+            });
+            // Routed once every file is read; the first edge stands in until then.
+            vec![a].into()
         }
         _ => {
             return Err(f.error(
@@ -442,9 +477,9 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
             .filter(|p| *p >= 0.0)
             .ok_or_else(|| f.error(el.line, format!("<{} departPos=\"{v}\">: expected metres", el.name)))?,
     };
-    // Every stop must lie on the route, in order.
+    // Every stop must lie on the route, in order (a trip's route is built through its stops).
     let mut at = 0usize;
-    for (line, s) in &o.stops {
+    for (line, s) in o.stops.iter().filter(|_| deferred.is_none()) {
         let e = ctx.add.parking_areas[s.parking_area].edge;
         match route[at..].iter().position(|r| *r == e) {
             Some(p) => at += p,
@@ -471,6 +506,7 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
         depart_pos,
         stops: stops.clone(),
     };
+    let first_vehicle = ctx.demand.vehicles.len();
     if el.name == "flow" {
         let begin = time_attr(f, el, "begin")?.unwrap_or(0.0);
         let end = time_attr(f, el, "end")?;
@@ -520,11 +556,16 @@ fn finish(ctx: &mut Ctx<'_>, f: &XmlFile, o: Open) -> Result<(), XmlError> {
                 }
             }
         }
-        return Ok(());
+    } else {
+        let depart = time_attr(f, el, "depart")?
+            .ok_or_else(|| f.error(el.line, format!("<{} id=\"{id}\"> needs a 'depart' time", el.name)))?;
+        push(ctx, f, el, spec(id, depart))?;
     }
-    let depart = time_attr(f, el, "depart")?
-        .ok_or_else(|| f.error(el.line, format!("<{} id=\"{id}\"> needs a 'depart' time", el.name)))?;
-    push(ctx, f, el, spec(id, depart))
+    if let Some(mut p) = deferred {
+        p.vehicles = first_vehicle..ctx.demand.vehicles.len();
+        ctx.pending.push(p);
+    }
+    Ok(())
 }
 
 fn stop(ctx: &Ctx<'_>, f: &XmlFile, el: &Element) -> Result<StopSpec, XmlError> {
