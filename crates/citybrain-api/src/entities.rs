@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Accept, JsonBody, Ngsi, Params};
-use crate::respond::{body, entity_query, entity_query_body, plain, render_options, with_header};
+use crate::respond::{
+    body, created, entity_query, entity_query_body, no_content, plain, render_options, require_filter, with_header,
+};
 use crate::AppState;
 
 pub fn page(p: &Params, hub: &Hub) -> ApiResult<Page> {
@@ -20,25 +22,6 @@ pub fn page(p: &Params, hub: &Hub) -> ApiResult<Page> {
         limit: p.usize("limit")?.unwrap_or(hub.limits().default_page),
         count: p.bool("count")?,
     })
-}
-
-fn no_content() -> Response {
-    StatusCode::NO_CONTENT.into_response()
-}
-
-fn created(location: String) -> Response {
-    let mut r = StatusCode::CREATED.into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        r.headers_mut().insert(header::LOCATION, v);
-    }
-    r
-}
-
-fn entity_path(id: &str) -> String {
-    format!(
-        "/ngsi-ld/v1/entities/{}",
-        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-    )
 }
 
 /// Renders entities for the client, as a list or a GeoJSON FeatureCollection.
@@ -98,12 +81,7 @@ fn paging_headers(
 pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let q = entity_query(&n.params, &ctx, &s.hub)?;
-    if q.is_unrestricted() && !n.params.bool("local")? {
-        return Err(NgsiError::bad_data(
-            "give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)",
-        )
-        .into());
-    }
+    require_filter(&q, &n.params)?;
     let page = page(&n.params, &s.hub)?;
     let o = render_options(&n.params, &ctx)?;
     let r = s.hub.query_entities(&n.tenant, &q, page).await?;
@@ -150,7 +128,7 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
 pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let id = s.hub.create_entity(&n.tenant, &b, &ctx).await?;
-    Ok(created(entity_path(&id)))
+    Ok(created("/ngsi-ld/v1/entities", &id))
 }
 
 pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {

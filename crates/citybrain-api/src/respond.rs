@@ -66,6 +66,33 @@ pub fn plain(status: StatusCode, v: Value) -> Response {
     r
 }
 
+/// 204 No Content.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// 201 Created with the Location of `id` under `collection` (e.g.
+/// `/ngsi-ld/v1/entities`), the id percent-encoded.
+pub fn created(collection: &str, id: &str) -> Response {
+    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    with_header(
+        StatusCode::CREATED.into_response(),
+        "location",
+        format!("{collection}/{id}"),
+    )
+}
+
+/// A query must say which entities it wants, unless it asks for `local=true`.
+pub fn require_filter(q: &EntityQuery, p: &Params) -> ApiResult<()> {
+    if q.is_unrestricted() && !p.bool("local")? {
+        return Err(NgsiError::bad_data(
+            "give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 pub fn with_header(mut r: Response, name: &'static str, value: String) -> Response {
     if let Ok(v) = HeaderValue::from_str(&value) {
         r.headers_mut().insert(HeaderName::from_static(name), v);

@@ -16,17 +16,13 @@ use tokio_stream::wrappers::BroadcastStream;
 use crate::entities::page;
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, Ngsi};
-use crate::respond::{body, plain, with_header};
+use crate::respond::{body, created, no_content, plain, with_header};
 use crate::AppState;
 
 pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     let id = s.hub.create_subscription(&n.tenant, &b, &ctx).await?;
-    let loc = format!(
-        "/ngsi-ld/v1/subscriptions/{}",
-        url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-    );
-    Ok(with_header(StatusCode::CREATED.into_response(), "location", loc))
+    Ok(created("/ngsi-ld/v1/subscriptions", &id))
 }
 
 pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
@@ -65,12 +61,12 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     s.hub.update_subscription(&n.tenant, &id, &b, &ctx).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }
 
 pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_subscription(&n.tenant, &id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }
 
 /// GET /ngsi-ld/v1/subscriptions/{id}/stream — Server-Sent Events, one
@@ -123,11 +119,7 @@ fn sse(sub: citybrain_hub::StreamSubscription) -> Sse<impl Stream<Item = Result<
 
 pub async fn add_context(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let rec = s.hub.add_context(&n.tenant, b).await?;
-    Ok(with_header(
-        StatusCode::CREATED.into_response(),
-        "location",
-        format!("/ngsi-ld/v1/jsonldContexts/{}", rec.id),
-    ))
+    Ok(created("/ngsi-ld/v1/jsonldContexts", &rec.id))
 }
 
 pub async fn list_contexts(State(s): State<AppState>, n: Ngsi, headers: HeaderMap) -> ApiResult<Response> {
@@ -165,5 +157,5 @@ pub async fn get_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<Stri
 
 pub async fn delete_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_context(&n.tenant, &id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }

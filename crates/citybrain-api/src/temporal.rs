@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use citybrain_hub::{RequestContext, TemporalEntity, TemporalRequest};
 use citybrain_ngsild::temporal::{render_entity, AggrMethod, TemporalFormat, TemporalQuery};
 use citybrain_ngsild::{time, NgsiError};
@@ -11,7 +11,9 @@ use serde_json::Value;
 use crate::entities::page;
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, Ngsi, Params};
-use crate::respond::{body, entity_query, entity_query_body, render_options, with_header};
+use crate::respond::{
+    body, created, entity_query, entity_query_body, no_content, render_options, require_filter, with_header,
+};
 use crate::AppState;
 
 fn request(p: &Params, ctx: &RequestContext) -> ApiResult<(TemporalRequest, TemporalFormat)> {
@@ -140,12 +142,7 @@ async fn run_query(
 pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let q = entity_query(&n.params, &ctx, &s.hub)?;
-    if q.is_unrestricted() && !n.params.bool("local")? {
-        return Err(NgsiError::bad_data(
-            "give at least one of id, idPattern, type, attrs, q, geo-query or scopeQ (or local=true)",
-        )
-        .into());
-    }
+    require_filter(&q, &n.params)?;
     let params = n.params.clone();
     run_query(&s, &n, &ctx, q, &params).await
 }
@@ -162,22 +159,18 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
 
 pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
-    let created = s.hub.temporal_create(&n.tenant, &b, &ctx).await?;
-    if created {
+    let is_new = s.hub.temporal_create(&n.tenant, &b, &ctx).await?;
+    if is_new {
         let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
-        let loc = format!(
-            "/ngsi-ld/v1/temporal/entities/{}",
-            url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-        );
-        Ok(with_header(StatusCode::CREATED.into_response(), "location", loc))
+        Ok(created("/ngsi-ld/v1/temporal/entities", id))
     } else {
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(no_content())
     }
 }
 
 pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_entity(&n.tenant, &id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }
 
 pub async fn add_attrs(
@@ -188,7 +181,7 @@ pub async fn add_attrs(
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
     s.hub.temporal_add_attrs(&n.tenant, &id, &b, &ctx).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }
 
 pub async fn delete_attr(
@@ -207,7 +200,7 @@ pub async fn delete_attr(
             n.params.bool("deleteAll")?,
         )
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }
 
 pub async fn patch_instance(
@@ -220,7 +213,7 @@ pub async fn patch_instance(
     s.hub
         .temporal_patch_instance(&n.tenant, &id, &attr, &instance, &b, &ctx)
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }
 
 pub async fn delete_instance(
@@ -232,5 +225,5 @@ pub async fn delete_instance(
     s.hub
         .temporal_delete_instance(&n.tenant, &id, &attr, &instance, &ctx)
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(no_content())
 }

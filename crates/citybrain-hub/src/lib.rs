@@ -208,6 +208,6 @@ impl Hub {
 
 pub(crate) fn now() -> Timestamp {
     // Millisecond precision, the precision of every output.
-    let t = chrono::Utc::now();
-    citybrain_ngsild::time::parse(&citybrain_ngsild::time::format(&t)).unwrap_or(t)
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(3)
 }

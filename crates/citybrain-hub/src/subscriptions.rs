@@ -637,20 +637,18 @@ impl Hub {
     /// Writes changed delivery counters back to the store.
     pub(crate) async fn flush_status(&self) -> Result<()> {
         for s in self.inner.subs.all() {
-            let st = {
+            {
                 let mut st = s.status.lock().unwrap_or_else(|p| p.into_inner());
                 if !st.dirty {
                     continue;
                 }
                 st.dirty = false;
-                st.clone()
-            };
+            }
             if let Value::Object(mut doc) = self.render_subscription(&s) {
                 doc.remove("status");
                 if let Some(c) = s.doc.get("@context") {
                     doc.insert("@context".into(), c.clone());
                 }
-                let _ = st;
                 self.inner
                     .store
                     .put_subscription(&SubscriptionRecord {

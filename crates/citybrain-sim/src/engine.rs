@@ -513,7 +513,7 @@ impl Sim {
         self.sample_edges();
         self.sample_detectors(dt);
         self.release_due();
-        self.insert(dt);
+        self.insert();
         self.time += dt;
         self.step_no += 1;
         self.totals.vehicle_steps += self.totals.running as u64;
@@ -753,15 +753,14 @@ impl Sim {
 
     /// Plans for the vehicles of each occupied lane, in `occupied` order.
     fn plan(&self, dt: f64) -> Vec<Vec<Plan>> {
-        let this = self;
         self.pool.install(|| {
-            this.occupied
+            self.occupied
                 .par_iter()
                 .map(|&li| {
-                    let list = &this.lanes[li as usize];
+                    let list = &self.lanes[li as usize];
                     list.iter()
                         .enumerate()
-                        .map(|(k, &vi)| this.plan_vehicle(LaneId(li), list, k, vi, dt))
+                        .map(|(k, &vi)| self.plan_vehicle(LaneId(li), list, k, vi, dt))
                         .collect()
                 })
                 .collect()
@@ -796,7 +795,7 @@ impl Sim {
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
         let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
         let change = self
-            .lane_change(v, t, lane_id, dt)
+            .lane_change(v, lane_id)
             .or_else(|| self.overtake(v, t, lane_id, gap, leader_speed, vmax));
         Plan { speed, change }
     }
@@ -911,7 +910,7 @@ impl Sim {
     }
 
     /// Strategic lane change: move toward a lane that continues along the route.
-    fn lane_change(&self, v: &Veh, t: &VType, lane_id: LaneId, _dt: f64) -> Option<LaneId> {
+    fn lane_change(&self, v: &Veh, lane_id: LaneId) -> Option<LaneId> {
         let lane = self.net.lane(lane_id);
         let edge = self.net.edge(lane.edge);
         if edge.function != EdgeFunction::Normal || edge.lanes.len() < 2 {
@@ -950,7 +949,6 @@ impl Sim {
             lane.index.checked_sub(1)?
         };
         // The wish only: apply() checks the gap, or swaps with a neighbour wishing the opposite.
-        let _ = t;
         edge.lanes.get(step as usize).copied()
     }
 
@@ -1445,11 +1443,9 @@ impl Sim {
     /// As `choose_alternative`, for a vehicle on `from` (a rerouter's edge).
     fn choose_alternative_from(&self, vi: u32, full: usize, from: EdgeId) -> Option<usize> {
         let router = self.router.as_ref()?;
-        let p = &self.add.parking_areas[full];
         let v = self.veh(vi);
         let vclass = &self.vtype(v).vclass;
         let mut best: Option<(f64, usize)> = None;
-        let _ = p;
         for alt in self.add.alternatives(from, self.time, full) {
             let a = alt.parking_area;
             let q = &self.add.parking_areas[a];
@@ -1585,12 +1581,12 @@ impl Sim {
         }
     }
 
-    fn insert(&mut self, dt: f64) {
+    fn insert(&mut self) {
         let edges = std::mem::take(&mut self.pending_edges);
         let mut still = Vec::with_capacity(edges.len());
         for e in edges {
             while let Some(&si) = self.pending[e.idx()].front() {
-                if !self.try_insert(si, dt) {
+                if !self.try_insert(si) {
                     break;
                 }
                 self.pending[e.idx()].pop_front();
@@ -1603,7 +1599,7 @@ impl Sim {
         self.pending_edges = still;
     }
 
-    fn try_insert(&mut self, si: u32, _dt: f64) -> bool {
+    fn try_insert(&mut self, si: u32) -> bool {
         let spec = &self.demand.vehicles[si as usize];
         let t = &self.demand.vtypes[spec.vtype];
         let edge = spec.route[0];

@@ -103,6 +103,18 @@ fn write_detectors(
     Ok(())
 }
 
+/// One JSON object per line.
+fn write_json_lines<T: serde::Serialize>(path: &std::path::Path, items: &[T]) -> Result<()> {
+    let mut w =
+        BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
+    for item in items {
+        serde_json::to_writer(&mut w, item)?;
+        writeln!(w)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
 pub fn run(a: SimArgs) -> Result<()> {
     if !(a.step_length > 0.0 && a.step_length <= 10.0) {
         anyhow::bail!("--step-length must be in (0, 10] seconds");
@@ -178,20 +190,10 @@ pub fn run(a: SimArgs) -> Result<()> {
         w.flush()?;
     }
     if let Some(p) = &a.summary_output {
-        let mut w = BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?);
-        for s in &summaries {
-            serde_json::to_writer(&mut w, s)?;
-            writeln!(w)?;
-        }
-        w.flush()?;
+        write_json_lines(p, &summaries)?;
     }
     if let Some(p) = &a.edge_output {
-        let mut w = BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?);
-        for s in &edge_stats {
-            serde_json::to_writer(&mut w, s)?;
-            writeln!(w)?;
-        }
-        w.flush()?;
+        write_json_lines(p, &edge_stats)?;
     }
     let json = serde_json::to_string_pretty(&summary)?;
     if let Some(p) = &a.summary_json {
