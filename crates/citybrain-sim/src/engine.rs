@@ -178,6 +178,33 @@ pub struct ParkingTotals {
     pub rerouted: usize,
 }
 
+/// Why a vehicle stood long enough to be teleported (SUMO's warning names
+/// the same causes: jam, yield, wrongLane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeleportCause {
+    /// Held at a red light.
+    Red,
+    /// Waiting for a foe stream on a yielding link (outside or inside the junction).
+    Yield,
+    /// No room on the lane beyond the junction, or a jam ahead.
+    Jam,
+    /// On a lane that does not lead on along its route, unable to change.
+    WrongLane,
+}
+
+/// One teleport: who, where from, why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TeleportEvent {
+    pub time: f64,
+    pub vehicle: String,
+    pub lane: String,
+    pub cause: TeleportCause,
+    /// The vehicle landed further along its route; false: it jumped past
+    /// the end of its route and arrived there.
+    pub continued: bool,
+}
+
 /// Counts and timings of a run so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
@@ -242,10 +269,13 @@ pub struct Sim {
     time: f64,
     step_no: u64,
     pool: rayon::ThreadPool,
+    /// The plan list, kept between steps to reuse its allocation.
+    plan_buf: Vec<Plan>,
     pub totals: Totals,
     trips: Vec<TripInfo>,
     interval: IntervalSummary,
     summaries: Vec<IntervalSummary>,
+    teleport_log: Vec<TeleportEvent>,
 }
 
 const STANDING: f64 = 0.1;
@@ -324,6 +354,7 @@ impl Sim {
             time,
             step_no: 0,
             pool,
+            plan_buf: Vec::new(),
             totals: Totals {
                 loaded,
                 ..Totals::default()
@@ -334,6 +365,7 @@ impl Sim {
                 ..IntervalSummary::default()
             },
             summaries: Vec::new(),
+            teleport_log: Vec::new(),
             cfg,
         }
     }
@@ -463,6 +495,31 @@ impl Sim {
         std::mem::take(&mut self.summaries)
     }
 
+    /// The teleports since the last call, in the order they happened.
+    pub fn take_teleports(&mut self) -> Vec<TeleportEvent> {
+        std::mem::take(&mut self.teleport_log)
+    }
+
+    /// What holds the front vehicle of its lane.
+    fn hold_cause(&self, v: &Veh) -> TeleportCause {
+        let lane = self.net.lane(v.lane);
+        let internal = self.net.edge(lane.edge).function == EdgeFunction::Internal;
+        let Some(link) = self.link_of(v) else {
+            return TeleportCause::WrongLane;
+        };
+        if internal {
+            return match v.yielding {
+                Some((j, r)) if self.foes_busy_at(j, r) => TeleportCause::Yield,
+                _ => TeleportCause::Jam,
+            };
+        }
+        match self.signal(link) {
+            LinkSignal::Stop => TeleportCause::Red,
+            LinkSignal::Yield if self.foe_busy(link) => TeleportCause::Yield,
+            _ => TeleportCause::Jam,
+        }
+    }
+
     /// Vehicles on each lane (for queue and occupancy outputs and the scenario hook).
     pub fn lane_counts(&self) -> Vec<(LaneId, usize, usize)> {
         self.lanes
@@ -508,8 +565,10 @@ impl Sim {
         self.touched.clear();
         self.update_signals();
         self.mark_busy_links();
-        let plans = self.plan(dt);
-        self.apply(plans, dt);
+        let mut plans = std::mem::take(&mut self.plan_buf);
+        self.plan(dt, &mut plans);
+        self.apply(&plans, dt);
+        self.plan_buf = plans;
         self.sample_edges();
         self.sample_detectors(dt);
         self.release_due();
@@ -751,20 +810,23 @@ impl Sim {
         }
     }
 
-    /// Plans for the vehicles of each occupied lane, in `occupied` order.
-    fn plan(&self, dt: f64) -> Vec<Vec<Plan>> {
-        self.pool.install(|| {
-            self.occupied
-                .par_iter()
-                .map(|&li| {
-                    let list = &self.lanes[li as usize];
-                    list.iter()
-                        .enumerate()
-                        .map(|(k, &vi)| self.plan_vehicle(LaneId(li), list, k, vi, dt))
-                        .collect()
-                })
-                .collect()
-        })
+    /// Plans for the vehicles of each occupied lane, in `occupied` order and
+    /// front to back within a lane: one flat list (no allocation per lane).
+    fn plan(&self, dt: f64, out: &mut Vec<Plan>) {
+        out.clear();
+        let lane_plans = |li: u32| {
+            let list = &self.lanes[li as usize];
+            list.iter()
+                .enumerate()
+                .map(move |(k, &vi)| self.plan_vehicle(LaneId(li), list, k, vi, dt))
+        };
+        if self.cfg.threads <= 1 {
+            out.extend(self.occupied.iter().flat_map(|&li| lane_plans(li)));
+        } else {
+            self.pool.install(|| {
+                out.par_extend(self.occupied.par_iter().flat_map_iter(|&li| lane_plans(li)));
+            });
+        }
     }
 
     fn plan_vehicle(&self, lane_id: LaneId, list: &[u32], k: usize, vi: u32, dt: f64) -> Plan {
@@ -779,10 +841,17 @@ impl Sim {
         } else {
             self.look_ahead(v, t, lane.length)
         };
-        // Cooperation: slow down behind a vehicle waiting to move into this lane.
+        // Cooperation: slow down behind a vehicle waiting to move into this
+        // lane — if it can still stop behind it comfortably. One already
+        // closer cannot make room by holding back (waiting there deadlocked
+        // both), so it goes first and lets the wisher in behind.
+        let can_stop_behind = |back: f64| {
+            let g = back - v.pos - t.min_gap;
+            g >= 0.0 && krauss_safe(g, 0.0, t) >= v.speed - t.decel * dt
+        };
         let (gap, leader_speed) = self.wishers[lane_id.idx()]
             .iter()
-            .filter(|(back, w)| *w != vi && *back > v.pos && *back - v.pos < 60.0)
+            .filter(|(back, w)| *w != vi && *back - v.pos < 60.0 && can_stop_behind(*back))
             .map(|(back, _)| (back - v.pos - t.min_gap, 0.0))
             .fold((gap, leader_speed), |a, b| if b.0 < a.0 { b } else { a });
         // The next stop, if it lies ahead on this lane, is a leader standing still.
@@ -999,29 +1068,36 @@ impl Sim {
         choice.map(|(_, l)| l)
     }
 
-    /// Room in `target` beside `v`: no overlap, safe gaps ahead and behind.
+    /// Room in `target` beside `v`: no overlap, and gaps that neither the
+    /// changer (behind its new leader) nor its new follower can close without
+    /// braking harder than their `decel` — the bound every Krauss safe speed
+    /// assumes of its leader.
     fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId) -> bool {
+        let dt = self.cfg.step_length;
         let list = &self.lanes[target.idx()];
         let back = v.pos - t.length;
-        // Near the end of the lane a change is urgent: a follower need only be
-        // able to brake behind us, not keep a full headway.
+        // Near the end of the lane a change is urgent: the follower need only
+        // be able to brake behind us, not keep a full headway.
         let urgent = self.net.lane(v.lane).length - v.pos < 50.0;
         for &o in list {
             let ov = self.veh(o);
             let ot = self.vtype(ov);
             if ov.pos >= v.pos {
                 // Leader in the target lane.
-                if ov.pos - ot.length - v.pos < t.min_gap + v.speed * 0.5 {
+                let gap = ov.pos - ot.length - v.pos - t.min_gap;
+                if gap < 0.0 || krauss_safe(gap, ov.speed, t) < v.speed - t.decel * dt {
+                    return false;
+                }
+                if !urgent && gap < v.speed * 0.5 {
                     return false;
                 }
             } else {
                 // Follower: must be able to keep its distance.
-                let headway = if urgent {
-                    (ov.speed - v.speed).max(0.0) * ot.tau
-                } else {
-                    ov.speed * ot.tau
-                };
-                if back - ov.pos < ot.min_gap + headway {
+                let gap = back - ov.pos - ot.min_gap;
+                if gap < 0.0 || krauss_safe(gap, v.speed, ot) < ov.speed - ot.decel * dt {
+                    return false;
+                }
+                if !urgent && gap < ov.speed * ot.tau {
                     return false;
                 }
                 break;
@@ -1030,27 +1106,20 @@ impl Sim {
         true
     }
 
-    fn apply(&mut self, plans: Vec<Vec<Plan>>, dt: f64) {
-        // Lane changes first, at the start of the step.
+    fn apply(&mut self, plans: &[Plan], dt: f64) {
+        // Lane changes are wished now and carried out after the moves.
         let mut changes: Vec<(u32, LaneId, LaneId)> = Vec::new();
-        for (n, &li) in self.occupied.iter().enumerate() {
-            let list = &self.lanes[li as usize];
-            for (k, p) in plans[n].iter().enumerate() {
+        let mut n = 0;
+        for &li in &self.occupied {
+            for &vi in &self.lanes[li as usize] {
+                let p = plans[n];
+                n += 1;
                 if let Some(to) = p.change {
-                    changes.push((list[k], LaneId(li), to));
+                    changes.push((vi, LaneId(li), to));
                 }
-            }
-        }
-        let mut speeds: Vec<(u32, f64)> = Vec::with_capacity(self.totals.running);
-        for (n, &li) in self.occupied.iter().enumerate() {
-            let list = &self.lanes[li as usize];
-            for (k, p) in plans[n].iter().enumerate() {
-                speeds.push((list[k], p.speed));
-            }
-        }
-        for (vi, s) in speeds {
-            if let Some(v) = self.vehs[vi as usize].as_mut() {
-                v.speed = s;
+                if let Some(v) = self.vehs[vi as usize].as_mut() {
+                    v.speed = p.speed;
+                }
             }
         }
         // Move, lane by lane, front to back; crossings go to a list and are placed after.
@@ -1058,6 +1127,10 @@ impl Sim {
         let mut crossings: Vec<(u32, LaneId, LaneId, u32)> = Vec::new();
         let mut entered: Vec<u32> = Vec::new();
         let mut arrivals: Vec<u32> = Vec::new();
+        // The vehicle table is moved out for the loop (no method called in it
+        // reads it), so each vehicle is updated in place, and each lane list
+        // is compacted in place.
+        let mut vehs = std::mem::take(&mut self.vehs);
         for oi in 0..self.occupied.len() {
             let li = self.occupied[oi] as usize;
             if self.lanes[li].is_empty() {
@@ -1065,10 +1138,11 @@ impl Sim {
             }
             let lane_len = self.net.lanes[li].length;
             let lane_speed = self.net.lanes[li].speed;
-            let mut keep = Vec::with_capacity(self.lanes[li].len());
-            let list = std::mem::take(&mut self.lanes[li]);
-            for vi in list {
-                let Some(mut v) = self.vehs[vi as usize].take() else {
+            let mut list = std::mem::take(&mut self.lanes[li]);
+            let mut kept = 0;
+            for r in 0..list.len() {
+                let vi = list[r];
+                let Some(v) = vehs[vi as usize].as_mut() else {
                     continue;
                 };
                 let t = &self.demand.vtypes[v.vtype as usize];
@@ -1089,7 +1163,7 @@ impl Sim {
                     if last_edge {
                         arrivals.push(vi);
                         vacated = true;
-                    } else if let Some(link) = self.link_of(&v).cloned() {
+                    } else if let Some(link) = self.link_of(v).cloned() {
                         let (mut came_from, mut route_before) = (LaneId(li as u32), v.route_idx);
                         if self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal {
                             v.yielding = match self.signal(&link) {
@@ -1130,12 +1204,14 @@ impl Sim {
                     }
                 }
                 if !vacated {
-                    keep.push(vi);
+                    list[kept] = vi;
+                    kept += 1;
                 }
-                self.vehs[vi as usize] = Some(v);
             }
-            self.lanes[li] = keep;
+            list.truncate(kept);
+            self.lanes[li] = list;
         }
+        self.vehs = vehs;
         // Place the vehicles that crossed onto a new lane, front first. One
         // that would overlap a vehicle already there (two links merging in the
         // same step) stays at the end of the lane it came from.
@@ -1200,7 +1276,7 @@ impl Sim {
             }
         }
         for vi in arrivals {
-            self.arrive(vi, false);
+            self.arrive(vi);
         }
         // Lane changes after the moves (as SUMO orders them), checked against the new positions.
         // Two vehicles side by side that each need the other's lane swap places
@@ -1296,16 +1372,11 @@ impl Sim {
             }
         }
         for vi in stuck {
-            let (lane, next_edge) = {
+            let (lane, route_idx) = {
                 let v = self.veh(vi);
-                let internal = self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal;
-                let next_idx = if internal {
-                    v.route_idx as usize
-                } else {
-                    v.route_idx as usize + 1
-                };
-                (v.lane, v.route.get(next_idx).copied())
+                (v.lane, v.route_idx as usize)
             };
+            let cause = self.hold_cause(self.veh(vi));
             self.lanes[lane.idx()].retain(|x| *x != vi);
             self.totals.teleports += 1;
             // A stop on the edge it jumps away from is skipped.
@@ -1321,35 +1392,49 @@ impl Sim {
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.teleports += 1;
             }
-            match next_edge {
-                Some(e) => {
-                    // Jump to the start of the next edge's emptiest lane, if there is room.
-                    let lanes = self.net.edge(e).lanes.clone();
-                    let best = lanes
+            // Like SUMO: jump along the route to the first edge with room at
+            // its start; past the end of the route the vehicle arrives.
+            let internal = self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Internal;
+            let first = if internal { route_idx } else { route_idx + 1 };
+            let need = self.vtype(self.veh(vi)).length + self.vtype(self.veh(vi)).min_gap;
+            let route = self.veh(vi).route.clone();
+            let landing = route.iter().enumerate().skip(first).find_map(|(i, e)| {
+                let best = self
+                    .net
+                    .edge(*e)
+                    .lanes
+                    .iter()
+                    .copied()
+                    .filter(|l| self.net.lane(*l).allows(&self.vtype(self.veh(vi)).vclass))
+                    .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)))?;
+                (self.room(best) > need).then_some((i, best))
+            });
+            self.teleport_log.push(TeleportEvent {
+                time: self.time,
+                vehicle: self.demand.vehicles[self.veh(vi).spec as usize].id.clone(),
+                lane: self.net.lane(lane).id.clone(),
+                cause,
+                continued: landing.is_some(),
+            });
+            match landing {
+                Some((i, l)) => {
+                    let skipped: f64 = route[first..i]
                         .iter()
-                        .copied()
-                        .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)));
-                    match best {
-                        Some(l)
-                            if self.room(l) > self.vtype(self.veh(vi)).length + self.vtype(self.veh(vi)).min_gap =>
-                        {
-                            let internal = self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Internal;
-                            if let Some(v) = self.vehs[vi as usize].as_mut() {
-                                v.lane = l;
-                                v.pos = 0.0;
-                                v.speed = 0.0;
-                                v.standing = 0.0;
-                                if !internal {
-                                    v.route_idx += 1;
-                                }
-                            }
-                            self.lanes[l.idx()].push(vi);
-                            self.touched.push(l.0);
-                        }
-                        _ => self.arrive(vi, true),
+                        .filter_map(|e| self.net.edge(*e).lanes.first())
+                        .map(|l| self.net.lane(*l).length)
+                        .sum();
+                    if let Some(v) = self.vehs[vi as usize].as_mut() {
+                        v.lane = l;
+                        v.pos = 0.0;
+                        v.speed = 0.0;
+                        v.standing = 0.0;
+                        v.route_idx = i as u32;
+                        v.route_length += skipped;
                     }
+                    self.lanes[l.idx()].push(vi);
+                    self.touched.push(l.0);
                 }
-                _ => self.arrive(vi, true),
+                None => self.arrive(vi),
             }
         }
     }
@@ -1531,15 +1616,10 @@ impl Sim {
         }
     }
 
-    fn arrive(&mut self, vi: u32, teleported_out: bool) {
+    fn arrive(&mut self, vi: u32) {
         let Some(v) = self.vehs[vi as usize].take() else { return };
         self.free_slots.push(vi);
         self.totals.running -= 1;
-        if teleported_out {
-            // Removed by teleport with no room ahead: counted, but not as an arrival.
-            self.interval.removed += 1;
-            return;
-        }
         self.totals.arrived += 1;
         let spec = &self.demand.vehicles[v.spec as usize];
         let arrival = self.time + self.cfg.step_length;
@@ -1736,12 +1816,9 @@ impl Sim {
             }
         }
         let t = &self.totals;
-        let removed: usize = self.summaries.iter().map(|s| s.removed).sum::<usize>() + self.interval.removed;
         let not_yet = self.demand.vehicles.len() - self.next_spec;
-        if t.loaded != t.arrived + t.running + t.waiting_to_insert + removed + not_yet {
-            return Err(format!(
-                "vehicles not conserved: {t:?}, removed {removed}, not yet due {not_yet}"
-            ));
+        if t.loaded != t.arrived + t.running + t.waiting_to_insert + not_yet {
+            return Err(format!("vehicles not conserved: {t:?}, not yet due {not_yet}"));
         }
         Ok(())
     }

@@ -32,5 +32,5 @@ pub mod signals;
 
 pub use additional::Additional;
 pub use demand::{Demand, StopSpec, VType, VehicleSpec};
-pub use engine::{DetectorRecord, EdgeInterval, EdgeStat, Sim, SimConfig, Totals};
+pub use engine::{DetectorRecord, EdgeInterval, EdgeStat, Sim, SimConfig, TeleportCause, TeleportEvent, Totals};
 pub use output::{RunSummary, TripInfo};

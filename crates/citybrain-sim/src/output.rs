@@ -35,8 +35,6 @@ pub struct IntervalSummary {
     pub running: usize,
     pub waiting_to_insert: usize,
     pub teleports: usize,
-    /// Vehicles removed by a teleport with no room ahead.
-    pub removed: usize,
     pub vehicle_steps: u64,
     pub sum_duration: f64,
     pub sum_waiting: f64,

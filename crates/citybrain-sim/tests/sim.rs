@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use citybrain_net::sumo::read_net;
 use citybrain_sim::signals::fixed_time_for;
-use citybrain_sim::{Demand, RunSummary, Sim, SimConfig, TripInfo};
+use citybrain_sim::{Demand, RunSummary, Sim, SimConfig, TeleportCause, TripInfo};
 use serde_json::Value;
 
 fn data(name: &str) -> String {
@@ -512,4 +512,42 @@ fn cars_overtake_a_slow_vehicle() {
         .collect();
     let mean = fast.iter().sum::<f64>() / fast.len() as f64;
     assert!(mean < 110.0, "cars pass the tractor: mean {mean}");
+}
+
+#[test]
+fn cars_merge_into_a_standing_turn_queue_at_the_stop_line() {
+    // The queue on the turn lane lets merging cars in behind its front; a car
+    // already beside a merging one goes first instead of waiting for it
+    // (waiting there once deadlocked both until the jam teleport).
+    let (s, trips) = run("turn-lanes.net.xml", "turn-lanes.rou.xml", SimConfig::default());
+    assert_eq!(s.arrived, s.loaded);
+    assert_eq!(s.teleports, 0, "no jam: {s:?}");
+    let worst = trips
+        .iter()
+        .filter(|t| t.id.starts_with("merging"))
+        .map(|t| t.waiting_time)
+        .fold(0.0, f64::max);
+    assert!(worst < 150.0, "a merging car waits at most a couple of cycles: {worst}");
+}
+
+#[test]
+fn a_vehicle_held_too_long_teleports_along_its_route_and_says_why() {
+    // A 45 s red and a 20 s jam limit: the first car at each red jumps on
+    // to the next edge of its route; the log names the red light.
+    let net = Arc::new(read_net(data("crossing.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[data("crossing.rou.xml")]).unwrap();
+    let cfg = SimConfig {
+        time_to_teleport: 20.0,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
+    let trips = drive(&mut sim, |_| {});
+    let events = sim.take_teleports();
+    assert!(!events.is_empty());
+    assert_eq!(sim.totals.teleports, events.len());
+    assert!(events.iter().all(|e| e.cause == TeleportCause::Red && e.lane == "in_0"));
+    assert!(events.iter().all(|e| e.continued), "the next edge had room: {events:?}");
+    assert_eq!(sim.totals.arrived, sim.totals.loaded, "teleported cars still arrive");
+    let jumped: Vec<&TripInfo> = trips.iter().filter(|t| t.teleports > 0).collect();
+    assert_eq!(jumped.len(), events.len());
 }

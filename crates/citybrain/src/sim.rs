@@ -56,6 +56,9 @@ pub struct SimArgs {
     /// Write queue length and occupancy per edge and interval as JSON lines here.
     #[arg(long)]
     edge_output: Option<PathBuf>,
+    /// Write every teleport (time, vehicle, lane, cause: red, yield, jam, wrong_lane) as JSON lines here.
+    #[arg(long)]
+    teleport_output: Option<PathBuf>,
     /// Summary interval, s.
     #[arg(long, default_value_t = 300.0)]
     summary_interval: f64,
@@ -140,6 +143,7 @@ pub fn run(a: SimArgs) -> Result<()> {
     }
     let mut edge_stats = Vec::new();
     let mut detector_records = Vec::new();
+    let mut teleports = Vec::new();
     let pb = if a.quiet {
         ProgressBar::hidden()
     } else {
@@ -170,6 +174,21 @@ pub fn run(a: SimArgs) -> Result<()> {
         summaries.extend(sim.take_summaries());
         edge_stats.extend(sim.take_edge_stats());
         detector_records.extend(sim.take_detector_records());
+        for t in sim.take_teleports() {
+            if !a.quiet {
+                pb.suspend(|| {
+                    eprintln!(
+                        "warning: vehicle '{}' teleported from lane '{}' at {:.0} s ({:?}){}",
+                        t.vehicle,
+                        t.lane,
+                        t.time,
+                        t.cause,
+                        if t.continued { "" } else { ", past the end of its route" }
+                    )
+                });
+            }
+            teleports.push(t);
+        }
     }
     sim.finish();
     trips.extend(sim.take_trips());
@@ -194,6 +213,9 @@ pub fn run(a: SimArgs) -> Result<()> {
     }
     if let Some(p) = &a.edge_output {
         write_json_lines(p, &edge_stats)?;
+    }
+    if let Some(p) = &a.teleport_output {
+        write_json_lines(p, &teleports)?;
     }
     let json = serde_json::to_string_pretty(&summary)?;
     if let Some(p) = &a.summary_json {
