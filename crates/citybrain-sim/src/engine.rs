@@ -99,6 +99,12 @@ struct Veh {
     parked_at: f64,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct LaneInfo {
+    length: f64,
+    function: EdgeFunction,
+}
+
 /// What the plan decided for one vehicle.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -269,6 +275,9 @@ pub struct Sim {
     time: f64,
     step_no: u64,
     pool: rayon::ThreadPool,
+    /// What the hot loops read of each lane, packed (the network's lanes
+    /// carry names and shapes that would crowd the cache).
+    lane_info: Vec<LaneInfo>,
     /// The plan list, kept between steps to reuse its allocation.
     plan_buf: Vec<Plan>,
     pub totals: Totals,
@@ -318,6 +327,14 @@ impl Sim {
                     .build()
                     .expect("a one-thread pool can always be built")
             });
+        let lane_info: Vec<LaneInfo> = net
+            .lanes
+            .iter()
+            .map(|l| LaneInfo {
+                length: l.length,
+                function: net.edge(l.edge).function,
+            })
+            .collect();
         let loaded = demand.vehicles.len();
         let time = cfg.begin;
         Sim {
@@ -355,6 +372,7 @@ impl Sim {
             step_no: 0,
             pool,
             plan_buf: Vec::new(),
+            lane_info,
             totals: Totals {
                 loaded,
                 ..Totals::default()
@@ -531,6 +549,18 @@ impl Sim {
                 (LaneId(i as u32), l.len(), standing)
             })
             .collect()
+    }
+
+    fn is_internal(&self, l: LaneId) -> bool {
+        self.lane_info[l.idx()].function == EdgeFunction::Internal
+    }
+
+    fn is_normal(&self, l: LaneId) -> bool {
+        self.lane_info[l.idx()].function == EdgeFunction::Normal
+    }
+
+    fn lane_len(&self, l: LaneId) -> f64 {
+        self.lane_info[l.idx()].length
     }
 
     fn veh(&self, i: u32) -> &Veh {
@@ -745,9 +775,8 @@ impl Sim {
 
     /// The link a vehicle takes at the end of its lane, if any.
     fn link_of(&self, v: &Veh) -> Option<&Link> {
-        let lane = self.net.lane(v.lane);
         let links = &self.links[v.lane.idx()];
-        if self.net.edge(lane.edge).function == EdgeFunction::Internal {
+        if self.is_internal(v.lane) {
             return links.first();
         }
         let next = *v.route.get(v.route_idx as usize + 1)?;
@@ -774,7 +803,7 @@ impl Sim {
                     && v.speed < STANDING
                     && self.links[li as usize]
                         .first()
-                        .is_some_and(|l| self.net.edge(self.net.lane(l.next).edge).function == EdgeFunction::Internal);
+                        .is_some_and(|l| self.is_internal(l.next));
                 if waiting {
                     continue;
                 }
@@ -893,8 +922,7 @@ impl Sim {
     /// (gap, leader speed) for the front vehicle of a lane.
     fn look_ahead(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64) {
         let to_end = lane_len - v.pos;
-        let on_last_edge = v.route_idx as usize + 1 >= v.route.len()
-            && self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Normal;
+        let on_last_edge = v.route_idx as usize + 1 >= v.route.len() && self.is_normal(v.lane);
         if on_last_edge {
             return (f64::INFINITY, 0.0);
         }
@@ -913,12 +941,12 @@ impl Sim {
             }
             LinkSignal::Yield => !self.foe_busy(link) || self.may_wait_inside(link, t),
         };
-        let internal = self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal;
+        let internal = self.is_internal(v.lane);
         if !open && !internal {
             return stop_line;
         }
         // At the internal waiting point: cross only when the foes are clear.
-        if internal && self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Internal {
+        if internal && self.is_internal(link.next) {
             if let Some((j, r)) = v.yielding {
                 if self.foes_busy_at(j, r) {
                     return stop_line;
@@ -944,7 +972,7 @@ impl Sim {
             if lane == link.target {
                 break;
             }
-            dist += self.net.lane(lane).length;
+            dist += self.lane_len(lane);
             lane = link.target;
         }
         (f64::INFINITY, 0.0)
@@ -974,7 +1002,7 @@ impl Sim {
         }
         let has_waiting_point = self.links[link.next.idx()]
             .first()
-            .is_some_and(|l| self.net.edge(self.net.lane(l.next).edge).function == EdgeFunction::Internal);
+            .is_some_and(|l| self.is_internal(l.next));
         has_waiting_point && self.lanes[link.next.idx()].is_empty() && self.can_leave(link.target, t)
     }
 
@@ -1041,7 +1069,7 @@ impl Sim {
         let ahead = |l: LaneId| -> (f64, f64) {
             // The nearest vehicle ahead in lane l: (gap, speed).
             let list = &self.lanes[l.idx()];
-            let mut best = (self.net.lane(l).length - v.pos, vmax);
+            let mut best = (self.lane_len(l) - v.pos, vmax);
             for &o in list.iter().rev() {
                 let ov = self.veh(o);
                 if ov.pos > v.pos {
@@ -1078,7 +1106,7 @@ impl Sim {
         let back = v.pos - t.length;
         // Near the end of the lane a change is urgent: the follower need only
         // be able to brake behind us, not keep a full headway.
-        let urgent = self.net.lane(v.lane).length - v.pos < 50.0;
+        let urgent = self.lane_len(v.lane) - v.pos < 50.0;
         for &o in list {
             let ov = self.veh(o);
             let ot = self.vtype(ov);
@@ -1136,7 +1164,7 @@ impl Sim {
             if self.lanes[li].is_empty() {
                 continue;
             }
-            let lane_len = self.net.lanes[li].length;
+            let lane_len = self.lane_len(LaneId(li as u32));
             let lane_speed = self.net.lanes[li].speed;
             let mut list = std::mem::take(&mut self.lanes[li]);
             let mut kept = 0;
@@ -1158,29 +1186,26 @@ impl Sim {
                 v.time_loss += dt * (1.0 - v.speed / vmax.max(0.1)).max(0.0);
                 let mut vacated = false;
                 if v.pos >= lane_len {
-                    let last_edge = v.route_idx as usize + 1 >= v.route.len()
-                        && self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal;
+                    let last_edge = v.route_idx as usize + 1 >= v.route.len() && self.is_normal(LaneId(li as u32));
                     if last_edge {
                         arrivals.push(vi);
                         vacated = true;
                     } else if let Some(link) = self.link_of(v).cloned() {
                         let (mut came_from, mut route_before) = (LaneId(li as u32), v.route_idx);
-                        if self.net.edge(self.net.lanes[li].edge).function == EdgeFunction::Normal {
+                        if self.is_normal(LaneId(li as u32)) {
                             v.yielding = match self.signal(&link) {
                                 LinkSignal::Yield => link.junction.zip(link.request),
                                 _ => None,
                             };
                         }
                         v.pos -= lane_len;
-                        if self.net.edge(self.net.lane(link.next).edge).function == EdgeFunction::Normal {
+                        if self.is_normal(link.next) {
                             v.route_idx += 1;
                         }
                         v.lane = link.next;
                         // Short internal lanes can be crossed within one step.
-                        while v.pos >= self.net.lane(v.lane).length
-                            && self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Internal
-                        {
-                            let ll = self.net.lane(v.lane).length;
+                        while v.pos >= self.lane_len(v.lane) && self.is_internal(v.lane) {
+                            let ll = self.lane_len(v.lane);
                             let Some(nl) = self.links[v.lane.idx()].first().cloned() else {
                                 break;
                             };
@@ -1188,11 +1213,11 @@ impl Sim {
                             route_before = v.route_idx;
                             v.pos -= ll;
                             v.lane = nl.next;
-                            if self.net.edge(self.net.lane(nl.next).edge).function == EdgeFunction::Normal {
+                            if self.is_normal(nl.next) {
                                 v.route_idx += 1;
                             }
                         }
-                        if self.net.edge(self.net.lane(v.lane).edge).function == EdgeFunction::Normal {
+                        if self.is_normal(v.lane) {
                             v.yielding = None;
                         }
                         crossings.push((vi, v.lane, came_from, route_before));
@@ -1237,7 +1262,7 @@ impl Sim {
             };
             let clash_behind = list.get(at).is_some_and(|f| self.veh(*f).pos > pos - len);
             if clash_ahead || clash_behind {
-                let back_len = self.net.lane(came_from).length;
+                let back_len = self.lane_len(came_from);
                 if let Some(v) = self.vehs[vi as usize].as_mut() {
                     v.lane = came_from;
                     v.pos = back_len - 0.01;
@@ -1249,7 +1274,7 @@ impl Sim {
             } else {
                 self.lanes[lane.idx()].insert(at, vi);
                 self.touched.push(lane.0);
-                if self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Normal {
+                if self.is_normal(lane) {
                     entered.push(vi);
                 }
             }
@@ -1331,7 +1356,7 @@ impl Sim {
             if !fits {
                 let (back, urgent) = {
                     let v = self.veh(vi);
-                    (v.pos - self.vtype(v).length, self.net.lane(from).length - v.pos < 50.0)
+                    (v.pos - self.vtype(v).length, self.lane_len(from) - v.pos < 50.0)
                 };
                 if urgent {
                     new_wishers.push((to, back, vi));
@@ -1394,7 +1419,7 @@ impl Sim {
             }
             // Like SUMO: jump along the route to the first edge with room at
             // its start; past the end of the route the vehicle arrives.
-            let internal = self.net.edge(self.net.lane(lane).edge).function == EdgeFunction::Internal;
+            let internal = self.is_internal(lane);
             let first = if internal { route_idx } else { route_idx + 1 };
             let need = self.vtype(self.veh(vi)).length + self.vtype(self.veh(vi)).min_gap;
             let route = self.veh(vi).route.clone();
@@ -1421,7 +1446,7 @@ impl Sim {
                     let skipped: f64 = route[first..i]
                         .iter()
                         .filter_map(|e| self.net.edge(*e).lanes.first())
-                        .map(|l| self.net.lane(*l).length)
+                        .map(|l| self.lane_len(*l))
                         .sum();
                     if let Some(v) = self.vehs[vi as usize].as_mut() {
                         v.lane = l;
@@ -1457,7 +1482,7 @@ impl Sim {
                 let v = self.veh(last);
                 v.pos - self.vtype(v).length
             }
-            None => self.net.lane(lane).length,
+            None => self.lane_len(lane),
         }
     }
 
@@ -1722,7 +1747,7 @@ impl Sim {
             DepartSpeed::Max | DepartSpeed::Desired => vmax,
             DepartSpeed::Value(v) => v.min(vmax),
         };
-        let pos = (spec.depart_pos + t.length).min(self.net.lane(lane).length);
+        let pos = (spec.depart_pos + t.length).min(self.lane_len(lane));
         // Room: the last vehicle must be far enough ahead to brake behind it.
         if let Some(&last) = self.lanes[lane.idx()].last() {
             let l = self.veh(last);
