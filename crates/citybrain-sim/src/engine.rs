@@ -20,7 +20,7 @@ use crate::demand::{Demand, DepartLane, DepartSpeed, VType};
 use crate::output::{IntervalSummary, TripInfo};
 use crate::rng;
 use crate::router::Router;
-use crate::signals::{LinkSignal, SignalController, SignalInput};
+use crate::signals::{LinkSignal, PriorityCall, SignalController, SignalInput};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -250,6 +250,9 @@ pub struct Sim {
     touched: Vec<u32>,
     /// Standing vehicles per lane, kept for the signal controllers.
     queue: Vec<u32>,
+    /// Vehicles within `DETECTION_RANGE` of each lane's end (moving or not),
+    /// what a stop-line detector zone would see.
+    near_stop_line: Vec<u32>,
     /// Parking areas, rerouters, and the state of the parking.
     add: Additional,
     occupancy: Vec<u32>,
@@ -285,9 +288,15 @@ pub struct Sim {
     interval: IntervalSummary,
     summaries: Vec<IntervalSummary>,
     teleport_log: Vec<TeleportEvent>,
+    /// Running vehicles of vClass `emergency` (their signals get priority calls).
+    emergency: Vec<u32>,
 }
 
 const STANDING: f64 = 0.1;
+/// The stop-line detection zone signal controllers see, m.
+const DETECTION_RANGE: f64 = 40.0;
+/// How far ahead of an emergency vehicle signals are told it is coming, m.
+const PRIORITY_HORIZON: f64 = 1000.0;
 
 impl Sim {
     pub fn new(
@@ -355,6 +364,7 @@ impl Sim {
             occupied: Vec::new(),
             touched: Vec::new(),
             queue: vec![0; n_lanes],
+            near_stop_line: vec![0; n_lanes],
             wishers: vec![Vec::new(); n_lanes],
             add: Additional::default(),
             det_acc: Vec::new(),
@@ -384,6 +394,7 @@ impl Sim {
             },
             summaries: Vec::new(),
             teleport_log: Vec::new(),
+            emergency: Vec::new(),
             cfg,
         }
     }
@@ -590,6 +601,7 @@ impl Sim {
         // have hundreds of thousands), in lane order as before.
         for &li in &self.occupied {
             self.queue[li as usize] = 0;
+            self.near_stop_line[li as usize] = 0;
         }
         self.occupied = self.live_lanes();
         self.touched.clear();
@@ -748,18 +760,82 @@ impl Sim {
 
     fn update_signals(&mut self) {
         for &li in &self.occupied {
-            self.queue[li as usize] = self.lanes[li as usize]
-                .iter()
-                .filter(|v| self.veh(**v).speed < STANDING)
-                .count() as u32;
+            let len = self.lane_info[li as usize].length;
+            let (mut standing, mut near) = (0, 0);
+            for &vi in &self.lanes[li as usize] {
+                let v = self.veh(vi);
+                if v.speed < STANDING {
+                    standing += 1;
+                }
+                if len - v.pos <= DETECTION_RANGE {
+                    near += 1;
+                }
+            }
+            self.queue[li as usize] = standing;
+            self.near_stop_line[li as usize] = near;
         }
+        let calls = self.priority_calls();
         let input = SignalInput {
             time: self.time,
             queue_by_lane: &self.queue,
+            near_stop_line: &self.near_stop_line,
+            priority: &calls,
         };
         for (tls, c) in self.controllers.iter_mut() {
             c.states(&input, &mut self.signal_states[tls.idx()]);
         }
+    }
+
+    /// The signalled links ahead of each emergency vehicle, up to
+    /// `PRIORITY_HORIZON` metres, with arrival estimates at the speed limits.
+    fn priority_calls(&self) -> Vec<PriorityCall> {
+        let mut calls = Vec::new();
+        for &vi in &self.emergency {
+            let Some(v) = self.vehs[vi as usize].as_ref() else {
+                continue;
+            };
+            if !self.lanes[v.lane.idx()].contains(&vi) {
+                continue; // parked
+            }
+            let mut lane = v.lane;
+            let mut dist = self.lane_len(lane) - v.pos;
+            let mut eta = dist / self.net.lane(lane).speed.max(1.0);
+            for idx in (v.route_idx as usize..).take(16) {
+                if dist > PRIORITY_HORIZON {
+                    break;
+                }
+                let link = if self.is_internal(lane) {
+                    self.links[lane.idx()].first()
+                } else {
+                    let Some(&next) = v.route.get(idx + 1) else { break };
+                    let edge = self.net.edge(self.net.lane(lane).edge);
+                    // Its own lane's link, else any lane of the edge that leads on.
+                    std::iter::once(lane)
+                        .chain(edge.lanes.iter().copied())
+                        .find_map(|l| self.links[l.idx()].iter().find(|k| k.to_edge == next))
+                };
+                let Some(link) = link else { break };
+                if let Some((tls, i)) = link.tls {
+                    calls.push(PriorityCall {
+                        tls,
+                        link: i,
+                        distance: dist,
+                        eta,
+                    });
+                }
+                let step_len = |l: LaneId| (self.lane_len(l), self.net.lane(l).speed.max(1.0));
+                if link.next != link.target {
+                    let (len, sp) = step_len(link.next);
+                    dist += len;
+                    eta += len / sp;
+                }
+                lane = link.target; // the route's next normal edge (idx + 1)
+                let (len, sp) = step_len(lane);
+                dist += len;
+                eta += len / sp;
+            }
+        }
+        calls
     }
 
     fn signal(&self, link: &Link) -> LinkSignal {
@@ -1643,6 +1719,9 @@ impl Sim {
 
     fn arrive(&mut self, vi: u32) {
         let Some(v) = self.vehs[vi as usize].take() else { return };
+        if !self.emergency.is_empty() {
+            self.emergency.retain(|e| *e != vi);
+        }
         self.free_slots.push(vi);
         self.totals.running -= 1;
         self.totals.arrived += 1;
@@ -1790,6 +1869,9 @@ impl Sim {
         };
         self.lanes[lane.idx()].push(vi);
         self.touched.push(lane.0);
+        if t.vclass == "emergency" {
+            self.emergency.push(vi);
+        }
         self.totals.running += 1;
         self.totals.inserted += 1;
         self.interval.inserted += 1;

@@ -33,6 +33,24 @@ pub struct SignalInput<'a> {
     pub time: f64,
     /// Vehicles waiting (speed < 0.1 m/s) on each lane, by lane index.
     pub queue_by_lane: &'a [u32],
+    /// Vehicles, moving or not, within 40 m of each lane's stop line (a
+    /// detector zone), by lane index.
+    pub near_stop_line: &'a [u32],
+    /// Emergency vehicles approaching signals (all signals; each controller
+    /// picks its own), nearest first per vehicle.
+    pub priority: &'a [PriorityCall],
+}
+
+/// An emergency vehicle (vClass `emergency`) on its way to a signalled link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriorityCall {
+    pub tls: TlsId,
+    /// The link it will take (index into the signal's state).
+    pub link: u32,
+    /// Distance to the stop line, m.
+    pub distance: f64,
+    /// Estimated arrival at the stop line at the lanes' speed limits, s from now.
+    pub eta: f64,
 }
 
 /// A signal controller for one traffic light.
@@ -230,7 +248,9 @@ impl PhaseMachine {
 }
 
 /// Vehicle-actuated control: a green lasts at least its minimum, then is
-/// extended while vehicles wait on its lanes, up to its maximum. Durations
+/// extended while vehicles occupy the detection zone before the stop line
+/// of its lanes (gap-out, as SUMO's actuated signals do with their loops),
+/// up to its maximum. Durations
 /// come from the program's `minDur`/`maxDur`, else the written duration
 /// (capped at `min_green`) and twice the written duration.
 pub struct Actuated {
@@ -260,7 +280,7 @@ impl SignalController for Actuated {
                         .get(i)
                         .copied()
                         .flatten()
-                        .is_some_and(|(from, _)| input.queue_by_lane.get(from.idx()).copied().unwrap_or(0) > 0)
+                        .is_some_and(|(from, _)| input.near_stop_line.get(from.idx()).copied().unwrap_or(0) > 0)
             });
             let done = e >= self.m.max_dur[cur] || (e >= self.m.min_dur[cur] && !demand);
             if done {
@@ -345,6 +365,233 @@ impl SignalController for MaxPressure {
     }
 }
 
+/// Emergency-vehicle priority over any controller: when an emergency vehicle
+/// is due at a link of this signal soon enough that the queue ahead of it
+/// needs the green to clear, show the program's green phase for that link
+/// and hold it until the vehicle has passed; otherwise show what the base
+/// controller says (it keeps running underneath). Every change that takes
+/// green away from a link goes through amber first, so no driver ever faces
+/// green-to-red, and only the program's own phases are shown — never two
+/// conflicting greens.
+pub struct Priority {
+    base: Box<dyn SignalController>,
+    tls: TlsId,
+    phases: Vec<Vec<LinkSignal>>,
+    /// Per link: the lanes of the edge it leaves from (the approach).
+    approach: Vec<Vec<LaneId>>,
+    amber: f64,
+    base_out: Vec<LinkSignal>,
+    shown: Vec<LinkSignal>,
+    /// While > time: the transition amber is showing; then `shown` becomes what is wanted.
+    amber_until: f64,
+    /// The link being served for an emergency vehicle.
+    serving: Option<u32>,
+}
+
+/// Seconds per queued vehicle to discharge (saturation headway), and the
+/// start-up loss, for the clearance estimate.
+const DISCHARGE_HEADWAY: f64 = 2.0;
+const START_UP_LOSS: f64 = 4.0;
+/// Lead time before the predicted arrival, beyond clearing the standing
+/// queue: the vehicles driving ahead of the emergency vehicle on the way
+/// need the green too, or it catches up with them at the line (measured on
+/// the signal corridor: 8 s of lead saved 13 % of the ambulance's time,
+/// 30 s 24 %, 60 s 32 %, with others delayed by 3–7 s on average).
+const PRIORITY_MARGIN: f64 = 60.0;
+
+impl Priority {
+    pub fn new(net: &Network, tls: TlsId, base: Box<dyn SignalController>, amber: f64) -> Self {
+        let logic = &net.tls[tls.idx()];
+        let phases = logic
+            .phases
+            .iter()
+            .map(|p| p.state.chars().map(LinkSignal::from_char).collect())
+            .collect();
+        let approach = link_lanes(net, tls)
+            .into_iter()
+            .map(|l| {
+                l.map(|(from, _)| net.edge(net.lane(from).edge).lanes.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Priority {
+            base,
+            tls,
+            phases,
+            approach,
+            amber,
+            base_out: Vec::new(),
+            shown: Vec::new(),
+            amber_until: f64::NEG_INFINITY,
+            serving: None,
+        }
+    }
+
+    /// The program phase that serves `link` best: `G` before `g`.
+    fn phase_for(&self, link: u32) -> Option<usize> {
+        let state = |p: &Vec<LinkSignal>| p.get(link as usize).copied();
+        self.phases
+            .iter()
+            .position(|p| state(p) == Some(LinkSignal::Go))
+            .or_else(|| self.phases.iter().position(|p| state(p) == Some(LinkSignal::Yield)))
+    }
+
+    fn wanted(&mut self, input: &SignalInput<'_>) -> Vec<LinkSignal> {
+        let call = input
+            .priority
+            .iter()
+            .filter(|c| c.tls == self.tls)
+            .min_by(|a, b| a.eta.total_cmp(&b.eta));
+        let Some(call) = call else {
+            self.serving = None;
+            return self.base_out.clone();
+        };
+        let queue = self.approach.get(call.link as usize).map_or(0, |lanes| {
+            lanes
+                .iter()
+                .map(|l| input.queue_by_lane.get(l.idx()).copied().unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        });
+        let clearance = queue as f64 * DISCHARGE_HEADWAY + START_UP_LOSS + self.amber + PRIORITY_MARGIN;
+        if self.serving == Some(call.link) || call.eta <= clearance {
+            if let Some(p) = self.phase_for(call.link) {
+                self.serving = Some(call.link);
+                return self.phases[p].clone();
+            }
+        }
+        self.serving = None;
+        self.base_out.clone()
+    }
+}
+
+fn is_go(s: LinkSignal) -> bool {
+    matches!(s, LinkSignal::Go | LinkSignal::Yield)
+}
+
+impl SignalController for Priority {
+    fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
+        let t = input.time;
+        self.base.states(input, &mut self.base_out);
+        let want = self.wanted(input);
+        if t >= self.amber_until {
+            if self.shown.len() != want.len() {
+                self.shown = want;
+            } else if want != self.shown {
+                let loses = (0..want.len()).any(|i| is_go(self.shown[i]) && want[i] == LinkSignal::Stop);
+                if loses {
+                    // Amber on every link that loses its green; nothing gains one yet.
+                    for (shown, w) in self.shown.iter_mut().zip(&want) {
+                        if is_go(*shown) && !is_go(*w) {
+                            *shown = LinkSignal::Amber;
+                        }
+                    }
+                    self.amber_until = t + self.amber;
+                } else {
+                    self.shown = want;
+                }
+            }
+        }
+        out.clear();
+        out.extend_from_slice(&self.shown);
+    }
+
+    fn kind(&self) -> &'static str {
+        "priority"
+    }
+}
+
+/// Adaptive control (the City Brain policy): greens chosen by pressure and
+/// held while they still carry traffic. Every step after a minimum green it
+/// compares the phases' pressure — vehicles queued or in the detection zone
+/// on the lanes a phase serves, minus the queue on the lanes it feeds (no
+/// green into a blocked street) — and leaves the current green when its
+/// lanes have emptied (gap-out) and another phase has demand, when it has
+/// run its maximum, or when another phase's pressure clearly dominates.
+/// Unlike max-pressure with a fixed decision period, it does not cut a
+/// platoon that is still discharging, and it skips phases nobody waits for.
+pub struct Adaptive {
+    m: PhaseMachine,
+    /// Per phase: the distinct (incoming, outgoing) lanes its greens serve.
+    served: Vec<Vec<(LaneId, LaneId)>>,
+}
+
+impl Adaptive {
+    pub fn new(net: &Network, tls: TlsId, min_green: f64) -> Self {
+        let m = PhaseMachine::new(&net.tls[tls.idx()], min_green);
+        let lanes = link_lanes(net, tls);
+        let served = m
+            .phases
+            .iter()
+            .map(|(_, p)| {
+                let mut v: Vec<(LaneId, LaneId)> = p
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| is_go(**s))
+                    .filter_map(|(i, _)| lanes.get(i).copied().flatten())
+                    .collect();
+                v.sort();
+                v.dedup_by_key(|x| x.0);
+                v
+            })
+            .collect();
+        Adaptive { m, served }
+    }
+
+    fn pressure(&self, phase: usize, input: &SignalInput<'_>) -> i64 {
+        let get = |v: &[u32], l: LaneId| v.get(l.idx()).copied().unwrap_or(0) as i64;
+        self.served[phase]
+            .iter()
+            .map(|&(from, to)| {
+                get(input.queue_by_lane, from).max(get(input.near_stop_line, from)) - get(input.queue_by_lane, to)
+            })
+            .sum()
+    }
+
+    fn active(&self, phase: usize, input: &SignalInput<'_>) -> bool {
+        self.served[phase]
+            .iter()
+            .any(|(from, _)| input.near_stop_line.get(from.idx()).copied().unwrap_or(0) > 0)
+    }
+}
+
+/// How much more pressure another phase needs to cut a green that still carries traffic.
+const DOMINANCE: i64 = 3;
+
+impl SignalController for Adaptive {
+    fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
+        let t = input.time;
+        if !self.m.step_transition(t) {
+            let cur = self.m.current;
+            let e = self.m.elapsed(t);
+            if e >= self.m.min_dur[cur] {
+                let mut best: Option<(usize, i64)> = None;
+                for p in 0..self.m.phases.len() {
+                    if p != cur && is_green(&self.m.phases[p].1) && !has_amber(&self.m.phases[p].1) {
+                        let pp = self.pressure(p, input);
+                        if pp > 0 && best.is_none_or(|(_, b)| pp > b) {
+                            best = Some((p, pp));
+                        }
+                    }
+                }
+                if let Some((p, pp)) = best {
+                    let cur_p = self.pressure(cur, input);
+                    let gap_out = !self.active(cur, input);
+                    let max_out = e >= self.m.max_dur[cur];
+                    if gap_out || max_out || pp > DOMINANCE * cur_p.max(1) {
+                        self.m.leave_green(p, t);
+                    }
+                }
+            }
+        }
+        self.m.out(out);
+    }
+
+    fn kind(&self) -> &'static str {
+        "adaptive"
+    }
+}
+
 /// Controllers of one kind for every traffic light of a network.
 pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, String> {
     let ids = (0..net.tls.len()).map(|i| TlsId(i as u32));
@@ -352,6 +599,9 @@ pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, String>
         "fixed" => fixed_time_for(net),
         "actuated" => ids
             .map(|t| (t, Box::new(Actuated::new(net, t, 5.0)) as Box<dyn SignalController>))
+            .collect(),
+        "adaptive" => ids
+            .map(|t| (t, Box::new(Adaptive::new(net, t, 6.0)) as Box<dyn SignalController>))
             .collect(),
         "max-pressure" => ids
             .map(|t| {
@@ -363,7 +613,7 @@ pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, String>
             .collect(),
         other => {
             return Err(format!(
-                "unknown signal control '{other}' (fixed, actuated, max-pressure)"
+                "unknown signal control '{other}' (fixed, actuated, max-pressure, adaptive)"
             ))
         }
     })
@@ -412,6 +662,8 @@ mod tests {
             &SignalInput {
                 time: 40.0,
                 queue_by_lane: &[],
+                near_stop_line: &[],
+                priority: &[],
             },
             &mut out,
         );

@@ -263,7 +263,7 @@ fn adaptive_signals_run_safely_and_serve_everyone() {
     let dir = tempfile::tempdir().unwrap();
     let routes = grid_demand_file(&dir, 900);
     let fixed = run_grid_with(&routes, "fixed");
-    for kind in ["actuated", "max-pressure"] {
+    for kind in ["actuated", "max-pressure", "adaptive"] {
         let s = run_grid_with(&routes, kind);
         assert_eq!(s.arrived + s.teleports, s.loaded, "{kind}");
         assert_eq!(s.teleports, 0, "{kind}");
@@ -283,7 +283,7 @@ fn signal_states_never_give_green_to_conflicting_links() {
     // Every state a controller shows must be one of the program's own phases
     // (or its amber): controllers choose among written phases, they never mix them.
     let net = Arc::new(read_net(data("grid3.net.xml")).unwrap());
-    for kind in ["fixed", "actuated", "max-pressure"] {
+    for kind in ["fixed", "actuated", "max-pressure", "adaptive"] {
         let mut ctl = citybrain_sim::signals::controllers_for(&net, kind).unwrap();
         let queues: Vec<u32> = (0..net.lanes.len()).map(|i| (i * 7 % 5) as u32).collect();
         // One state vector per controller, kept between calls, as the engine does.
@@ -294,6 +294,8 @@ fn signal_states_never_give_green_to_conflicting_links() {
                     &citybrain_sim::signals::SignalInput {
                         time: t as f64,
                         queue_by_lane: &queues,
+                        near_stop_line: &queues,
+                        priority: &[],
                     },
                     out,
                 );

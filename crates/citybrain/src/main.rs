@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod scenario;
 mod sim;
 
 use std::net::SocketAddr;
@@ -50,6 +51,12 @@ enum Command {
     Demo(ServeArgs),
     /// Run the traffic twin on SUMO files: citybrain sim -n net.xml -r routes.xml
     Sim(sim::SimArgs),
+    /// Scenarios on the twin, policy against policy over seeds:
+    /// citybrain scenario run signal-corridor --seeds 10
+    Scenario {
+        #[command(subcommand)]
+        what: scenario::ScenarioCommand,
+    },
     /// Benchmarks that print ratios against a peer measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -62,6 +69,7 @@ fn main() -> Result<()> {
     // The twin is synchronous: no async runtime (and its threads and memory) for it.
     let cli = match cli.command {
         Command::Sim(args) => return sim::run(args),
+        Command::Scenario { what } => return scenario::run(what),
         other => Cli { command: other },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -73,7 +81,7 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args, false).await,
             Command::Demo(args) => serve(args, true).await,
             Command::Bench { what } => bench::run(what).await,
-            Command::Sim(_) => unreachable!("handled before the runtime starts"),
+            Command::Sim(_) | Command::Scenario { .. } => unreachable!("handled before the runtime starts"),
         }
     })
 }

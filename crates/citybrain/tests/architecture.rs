@@ -50,6 +50,32 @@ fn domain_crates_know_no_http_sql_or_runtime() {
                 "citybrain-hub",
             ],
         ),
+        (
+            "citybrain-sim",
+            &[
+                "axum",
+                "tokio",
+                "rusqlite",
+                "reqwest",
+                "sqlx",
+                "tower",
+                "hyper",
+                "citybrain-hub",
+            ],
+        ),
+        (
+            "citybrain-scenarios",
+            &[
+                "axum",
+                "tokio",
+                "rusqlite",
+                "reqwest",
+                "sqlx",
+                "tower",
+                "hyper",
+                "citybrain-hub",
+            ],
+        ),
     ];
     for (krate, banned) in rules {
         let d = deps(krate);

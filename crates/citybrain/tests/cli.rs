@@ -238,3 +238,61 @@ fn bad_database_urls_are_clear_errors() {
         assert!(err.contains(want), "{url}: {err}");
     }
 }
+
+#[test]
+fn scenario_run_prints_one_json_object_per_policy() {
+    let out = Command::new(BIN)
+        .args([
+            "scenario",
+            "run",
+            "signal-corridor",
+            "--policy",
+            "fixed,citybrain",
+            "--duration",
+            "600",
+            "--seeds",
+            "2",
+            "--ambulance",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for (l, policy) in lines.iter().zip(["fixed", "citybrain"]) {
+        assert_eq!(l["policy"], policy);
+        assert_eq!(l["seeds"], serde_json::json!([1, 2]));
+        for key in [
+            "mean_travel_time_s",
+            "mean_delay_s",
+            "delay_index",
+            "throughput_veh_per_h",
+            "max_queue_veh",
+        ] {
+            assert!(l[key].as_f64().is_some_and(|x| x > 0.0), "{policy}: {key} in {l}");
+        }
+        let amb = &l["ambulance"];
+        assert!(amb["ambulance_travel_time_s"].as_f64().unwrap() > 0.0);
+        assert!(amb["ambulance_travel_time_without_priority_s"].as_f64().unwrap() > 0.0);
+        assert!(amb["extra_delay_others_s"].is_number());
+    }
+    assert!(lines[1]["travel_time_vs_fixed_pct"].is_number());
+}
+
+#[test]
+fn scenario_errors_name_what_was_wrong() {
+    let out = Command::new(BIN)
+        .args(["scenario", "run", "signal-corridor", "--policy", "magic"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy 'magic'"));
+    let out = Command::new(BIN).args(["scenario", "run", "nowhere"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'nowhere'"));
+}

@@ -1,0 +1,565 @@
+//! The signal corridor: a 7 km arterial with 21 signalled intersections and
+//! its cross streets at the evening peak, run under fixed-time plans
+//! (Webster, as designed), actuated control or City Brain adaptive control,
+//! optionally with an ambulance dispatched along the whole arterial.
+//!
+//! The network and the fixed-time plans come from
+//! `scenarios/signal-corridor/generate.py` (netconvert + Webster); the demand
+//! is drawn here, per seed, from the rates in `corridor.json`: Poisson
+//! arrivals at every entry, shaped by the peak profile, destinations drawn
+//! from the shares in the same file. Both files are embedded in the binary.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use citybrain_net::{EdgeId, Network, TlsId};
+use citybrain_sim::demand::{DepartLane, DepartSpeed};
+use citybrain_sim::rng;
+use citybrain_sim::router::Router;
+use citybrain_sim::signals::{controllers_for, Controllers, Priority, SignalController};
+use citybrain_sim::{Demand, Sim, SimConfig, TripInfo, VType, VehicleSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::ScenarioError;
+
+const SPEC: &str = include_str!("../../../scenarios/signal-corridor/corridor.json");
+const NET_GZ: &[u8] = include_bytes!("../../../scenarios/signal-corridor/corridor.net.xml.gz");
+
+/// When the ambulance is dispatched (the middle of the peak), s.
+pub const AMBULANCE_DEPART: f64 = 1800.0;
+pub const AMBULANCE_ID: &str = "ambulance";
+/// The ambulance's speed over the limit (see `Corridor::demand`).
+pub const AMBULANCE_SPEED_FACTOR: f64 = 1.3;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Spec {
+    pub arterial: Arterial,
+    pub signals: Signals,
+    pub demand: DemandSpec,
+    pub intersections: Vec<Intersection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Arterial {
+    pub lanes: u32,
+    pub speed_ms: f64,
+    pub spacing_m: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Signals {
+    pub amber_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemandSpec {
+    pub duration_s: f64,
+    /// (time s, multiplier) points, linear in between.
+    pub profile: Vec<(f64, f64)>,
+    pub through_eastbound_veh_h: f64,
+    pub through_westbound_veh_h: f64,
+    pub from_terminal_to_each_cross_street_veh_h: f64,
+    pub cross_share_straight_across: f64,
+    /// Vehicles from a cross street that turn onto the arterial leave it
+    /// after this many junctions (uniform, inclusive).
+    pub cross_turning_travel_junctions: (u32, u32),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Intersection {
+    pub cross_veh_h_per_approach: f64,
+}
+
+/// How the signals are run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The Webster plans as designed (the network's `tlLogic`s).
+    Fixed,
+    /// Vehicle-actuated: greens extended while vehicles wait, within bounds.
+    Actuated,
+    /// City Brain adaptive control: pressure-chosen greens held while they
+    /// carry traffic, re-decided every second (`signals::Adaptive`).
+    CityBrain,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::Fixed, Policy::Actuated, Policy::CityBrain];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Fixed => "fixed",
+            Policy::Actuated => "actuated",
+            Policy::CityBrain => "citybrain",
+        }
+    }
+
+    fn engine_kind(self) -> &'static str {
+        match self {
+            Policy::Fixed => "fixed",
+            Policy::Actuated => "actuated",
+            Policy::CityBrain => "adaptive",
+        }
+    }
+}
+
+impl FromStr for Policy {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| ScenarioError::Policy(s.to_string()))
+    }
+}
+
+/// The ambulance, if any, and whether the signals give it priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambulance {
+    None,
+    WithoutPriority,
+    WithPriority,
+}
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub policy: Policy,
+    pub seed: u64,
+    pub ambulance: Ambulance,
+    /// Multiplies every demand rate (1.0: the peak as specified).
+    pub demand_scale: f64,
+    /// Demand period, s (default: the spec's duration); vehicles already in
+    /// the network still run to the end.
+    pub duration: Option<f64>,
+}
+
+impl RunOptions {
+    pub fn new(policy: Policy, seed: u64) -> Self {
+        RunOptions {
+            policy,
+            seed,
+            ambulance: Ambulance::None,
+            demand_scale: 1.0,
+            duration: None,
+        }
+    }
+}
+
+/// The figures of one run (the ambulance excluded from the traffic figures).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub policy: Policy,
+    pub seed: u64,
+    pub vehicles: usize,
+    pub arrived: usize,
+    pub teleports: usize,
+    pub mean_travel_time_s: f64,
+    pub mean_delay_s: f64,
+    pub delay_index: f64,
+    pub throughput_veh_per_h: f64,
+    pub max_queue_veh: u32,
+    /// Where (approach edge) and when the longest queue stood.
+    pub max_queue_edge: String,
+    pub max_queue_time_s: f64,
+    pub ambulance_travel_time_s: Option<f64>,
+}
+
+/// The corridor: network and demand rates.
+pub struct Corridor {
+    pub net: Arc<Network>,
+    pub spec: Spec,
+    router: Router,
+    /// The edges whose queues count (the signals' approaches).
+    approaches: Vec<EdgeId>,
+}
+
+impl Corridor {
+    /// The embedded corridor.
+    pub fn load() -> Result<Corridor, ScenarioError> {
+        let spec: Spec = serde_json::from_str(SPEC).map_err(|e| ScenarioError::Data(format!("corridor.json: {e}")))?;
+        let mut xml = String::new();
+        flate2::read::GzDecoder::new(NET_GZ)
+            .read_to_string(&mut xml)
+            .map_err(|e| ScenarioError::Data(format!("corridor.net.xml.gz: {e}")))?;
+        let net = citybrain_net::sumo::read_net_str("corridor.net.xml", &xml)
+            .map_err(|e| ScenarioError::Data(e.to_string()))?;
+        if net.tls.len() != spec.intersections.len() {
+            return Err(ScenarioError::Data(format!(
+                "the network has {} signals, corridor.json describes {}",
+                net.tls.len(),
+                spec.intersections.len()
+            )));
+        }
+        let approaches = net
+            .connections
+            .iter()
+            .filter(|c| c.tls.is_some())
+            .map(|c| c.from)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let router = Router::new(&net);
+        Ok(Corridor {
+            net: Arc::new(net),
+            spec,
+            router,
+            approaches,
+        })
+    }
+
+    fn edge(&self, name: &str) -> Result<EdgeId, ScenarioError> {
+        self.net
+            .edge_id(name)
+            .ok_or_else(|| ScenarioError::Data(format!("the network has no edge '{name}'")))
+    }
+
+    fn signals(&self) -> usize {
+        self.spec.intersections.len()
+    }
+
+    /// Free-flow time along the whole arterial at the ambulance's speed, s.
+    pub fn ambulance_free_flow_s(&self) -> f64 {
+        self.spec.arterial.spacing_m.iter().sum::<f64>() / (self.spec.arterial.speed_ms * AMBULANCE_SPEED_FACTOR)
+    }
+
+    /// Draws the demand for one seed.
+    pub fn demand(&self, o: &RunOptions) -> Result<Demand, ScenarioError> {
+        let d = &self.spec.demand;
+        let n = self.signals();
+        let duration = o.duration.unwrap_or(d.duration_s);
+        let west_in = "e0".to_string();
+        let west_out = "w0".to_string();
+        let east_in = format!("w{n}");
+        let east_out = format!("e{n}");
+        let sides_out: Vec<String> = (1..=n).flat_map(|i| [format!("n{i}out"), format!("s{i}out")]).collect();
+        // (origin edge, rate veh/h, destination chooser)
+        let mut streams: Vec<(String, f64, Destinations)> = Vec::new();
+        let per_side = d.from_terminal_to_each_cross_street_veh_h;
+        for (origin, through, terminal) in [
+            (&west_in, d.through_eastbound_veh_h, &east_out),
+            (&east_in, d.through_westbound_veh_h, &west_out),
+        ] {
+            let side_total = per_side * sides_out.len() as f64;
+            streams.push((
+                origin.clone(),
+                through + side_total,
+                Destinations::Terminal {
+                    terminal: terminal.clone(),
+                    p_terminal: through / (through + side_total),
+                    sides: sides_out.clone(),
+                },
+            ));
+        }
+        for i in 1..=n {
+            let rate = self.spec.intersections[i - 1].cross_veh_h_per_approach;
+            for (from, across) in [("n", "s"), ("s", "n")] {
+                streams.push((
+                    format!("{from}{i}in"),
+                    rate,
+                    Destinations::Cross {
+                        at: i as u32,
+                        across: format!("{across}{i}out"),
+                    },
+                ));
+            }
+        }
+        let car = VType::default();
+        // On an urgent call an ambulance is not bound by the speed limit
+        // (PRC Road Traffic Safety Law, art. 53); 1.3 × 50 km/h = 65 km/h.
+        // It never runs a red light here: the signals make way, or it waits.
+        let ambulance = VType {
+            id: "ambulance".into(),
+            vclass: "emergency".into(),
+            length: 6.5,
+            sigma: 0.0,
+            speed_factor: AMBULANCE_SPEED_FACTOR,
+            ..VType::default()
+        };
+        let mut routes: HashMap<(String, String), Arc<[EdgeId]>> = HashMap::new();
+        let mut vehicles = Vec::new();
+        for (origin, rate, dest) in &streams {
+            let rate = rate * o.demand_scale;
+            if rate <= 0.0 {
+                continue;
+            }
+            let mut draw = Stream::new(o.seed, origin);
+            let peak = d.profile.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-9);
+            let mut t = 0.0;
+            let mut k = 0;
+            loop {
+                // Poisson arrivals at the peak rate, thinned by the profile.
+                t += -(1.0 - draw.next()).ln() * 3600.0 / (rate * peak);
+                if t >= duration {
+                    break;
+                }
+                if draw.next() * peak > profile_at(&d.profile, t) {
+                    continue;
+                }
+                let to = dest.pick(&mut draw, d, n);
+                let key = (origin.clone(), to.clone());
+                let route = match routes.get(&key) {
+                    Some(r) => r.clone(),
+                    None => {
+                        let (a, b) = (self.edge(origin)?, self.edge(&to)?);
+                        let r: Arc<[EdgeId]> = self
+                            .router
+                            .shortest(&self.net, a, b, "passenger")
+                            .ok_or_else(|| ScenarioError::Data(format!("no route from {origin} to {to}")))?
+                            .into();
+                        routes.insert(key, r.clone());
+                        r
+                    }
+                };
+                vehicles.push(VehicleSpec {
+                    id: format!("{origin}.{k}"),
+                    vtype: 0,
+                    depart: t.floor(),
+                    route,
+                    depart_lane: DepartLane::Best,
+                    depart_speed: DepartSpeed::Max,
+                    depart_pos: 0.0,
+                    stops: Arc::new([]),
+                });
+                k += 1;
+            }
+        }
+        if o.ambulance != Ambulance::None {
+            let route: Arc<[EdgeId]> = (0..=n)
+                .map(|k| self.edge(&format!("e{k}")))
+                .collect::<Result<Vec<_>, _>>()?
+                .into();
+            vehicles.push(VehicleSpec {
+                id: AMBULANCE_ID.into(),
+                vtype: 1,
+                depart: AMBULANCE_DEPART.min(duration / 2.0).floor(),
+                route,
+                depart_lane: DepartLane::Best,
+                depart_speed: DepartSpeed::Max,
+                depart_pos: 0.0,
+                stops: Arc::new([]),
+            });
+        }
+        // Sorted by departure, ties by id: the engine inserts in this order.
+        vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart).then_with(|| a.id.cmp(&b.id)));
+        Ok(Demand {
+            vtypes: vec![car, ambulance],
+            vehicles,
+        })
+    }
+
+    /// The controllers for a policy, wrapped with emergency priority if asked.
+    pub fn controllers(&self, o: &RunOptions) -> Result<Controllers, ScenarioError> {
+        let base = controllers_for(&self.net, o.policy.engine_kind()).map_err(ScenarioError::Data)?;
+        if o.ambulance != Ambulance::WithPriority {
+            return Ok(base);
+        }
+        Ok(base
+            .into_iter()
+            .map(|(tls, c): (TlsId, Box<dyn SignalController>)| {
+                (
+                    tls,
+                    Box::new(Priority::new(&self.net, tls, c, self.spec.signals.amber_s)) as Box<dyn SignalController>,
+                )
+            })
+            .collect())
+    }
+
+    /// Builds the simulation of one run (for callers that step it themselves).
+    pub fn sim(&self, o: &RunOptions) -> Result<Sim, ScenarioError> {
+        let cfg = SimConfig {
+            seed: o.seed,
+            ..SimConfig::default()
+        };
+        Ok(Sim::new(self.net.clone(), self.demand(o)?, cfg, self.controllers(o)?))
+    }
+
+    /// Runs to the end; `each_step` sees the simulation after every step.
+    pub fn run(&self, o: &RunOptions, mut each_step: impl FnMut(&Sim)) -> Result<Outcome, ScenarioError> {
+        let mut sim = self.sim(o)?;
+        let is_approach = {
+            let mut v = vec![false; self.net.edges.len()];
+            for e in &self.approaches {
+                v[e.idx()] = true;
+            }
+            v
+        };
+        let mut trips: Vec<TripInfo> = Vec::new();
+        let mut max_queue = (0u32, String::new(), 0.0);
+        let mut per_edge = vec![0u32; self.net.edges.len()];
+        while !sim.finished() {
+            sim.step();
+            let counts = sim.lane_counts();
+            for (lane, _, standing) in &counts {
+                let e = self.net.lane(*lane).edge;
+                if is_approach[e.idx()] {
+                    per_edge[e.idx()] += *standing as u32;
+                }
+            }
+            for (lane, _, _) in &counts {
+                let e = self.net.lane(*lane).edge;
+                if per_edge[e.idx()] > max_queue.0 {
+                    max_queue = (per_edge[e.idx()], self.net.edge(e).id.clone(), sim.time());
+                }
+                per_edge[e.idx()] = 0;
+            }
+            trips.extend(sim.take_trips());
+            each_step(&sim);
+        }
+        sim.finish();
+        trips.extend(sim.take_trips());
+        let duration = o.duration.unwrap_or(self.spec.demand.duration_s);
+        Ok(outcome(
+            o,
+            &trips,
+            sim.totals.teleports,
+            sim.totals.loaded,
+            max_queue,
+            duration,
+        ))
+    }
+}
+
+fn outcome(
+    o: &RunOptions,
+    trips: &[TripInfo],
+    teleports: usize,
+    loaded: usize,
+    max_queue: (u32, String, f64),
+    duration: f64,
+) -> Outcome {
+    let ambulance = trips.iter().find(|t| t.id == AMBULANCE_ID).map(|t| t.duration);
+    let traffic: Vec<&TripInfo> = trips.iter().filter(|t| t.id != AMBULANCE_ID).collect();
+    let n = traffic.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&TripInfo) -> f64| traffic.iter().map(|t| f(t)).sum::<f64>() / n;
+    let within = traffic.iter().filter(|t| t.arrival <= duration).count();
+    Outcome {
+        policy: o.policy,
+        seed: o.seed,
+        vehicles: loaded - usize::from(ambulance.is_some()),
+        arrived: traffic.len(),
+        teleports,
+        mean_travel_time_s: mean(&|t| t.duration),
+        mean_delay_s: mean(&|t| t.time_loss),
+        delay_index: mean(&|t| t.duration / (t.duration - t.time_loss).max(1.0)),
+        throughput_veh_per_h: within as f64 * 3600.0 / duration,
+        max_queue_veh: max_queue.0,
+        max_queue_edge: max_queue.1,
+        max_queue_time_s: max_queue.2,
+        ambulance_travel_time_s: ambulance,
+    }
+}
+
+/// Where the vehicles of one entry go.
+enum Destinations {
+    /// From an end of the arterial: the other end, or any cross street.
+    Terminal {
+        terminal: String,
+        p_terminal: f64,
+        sides: Vec<String>,
+    },
+    /// From a cross street: straight across, or onto the arterial for a few junctions.
+    Cross { at: u32, across: String },
+}
+
+impl Destinations {
+    fn pick(&self, draw: &mut Stream, d: &DemandSpec, n: usize) -> String {
+        match self {
+            Destinations::Terminal {
+                terminal,
+                p_terminal,
+                sides,
+            } => {
+                if draw.next() < *p_terminal {
+                    terminal.clone()
+                } else {
+                    sides[((draw.next() * sides.len() as f64) as usize).min(sides.len() - 1)].clone()
+                }
+            }
+            Destinations::Cross { at, across } => {
+                if draw.next() < d.cross_share_straight_across {
+                    return across.clone();
+                }
+                let (lo, hi) = d.cross_turning_travel_junctions;
+                let hops = lo + ((draw.next() * (hi - lo + 1) as f64) as u32).min(hi - lo);
+                let east = draw.next() < 0.5;
+                let to = if east {
+                    *at as i64 + hops as i64
+                } else {
+                    *at as i64 - hops as i64
+                };
+                if to < 1 {
+                    "w0".into()
+                } else if to > n as i64 {
+                    format!("e{n}")
+                } else if draw.next() < 0.5 {
+                    format!("n{to}out")
+                } else {
+                    format!("s{to}out")
+                }
+            }
+        }
+    }
+}
+
+/// A seeded stream of uniform draws (one per entry, so entries are independent).
+struct Stream(u64);
+
+impl Stream {
+    fn new(seed: u64, name: &str) -> Stream {
+        Stream(rng::mix(seed ^ rng::hash_str(name)))
+    }
+    fn next(&mut self) -> f64 {
+        self.0 = rng::mix(self.0);
+        rng::unit(self.0)
+    }
+}
+
+fn profile_at(points: &[(f64, f64)], t: f64) -> f64 {
+    match points.iter().position(|p| p.0 > t) {
+        None => points.last().map_or(1.0, |p| p.1),
+        Some(0) => points[0].1,
+        Some(i) => {
+            let (a, b) = (points[i - 1], points[i]);
+            a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0).max(1e-9)
+        }
+    }
+}
+
+/// Runs each seed and returns the outcomes in seed order.
+pub fn run_seeds(
+    c: &Corridor,
+    base: &RunOptions,
+    seeds: &[u64],
+    mut each_step: impl FnMut(&Sim),
+) -> Result<Vec<Outcome>, ScenarioError> {
+    seeds
+        .iter()
+        .map(|&seed| {
+            let o = RunOptions { seed, ..base.clone() };
+            c.run(&o, &mut each_step)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profile_interpolates_and_holds_at_the_ends() {
+        let p = [(0.0, 0.5), (100.0, 1.0), (200.0, 1.0)];
+        assert_eq!(profile_at(&p, 0.0), 0.5);
+        assert_eq!(profile_at(&p, 50.0), 0.75);
+        assert_eq!(profile_at(&p, 150.0), 1.0);
+        assert_eq!(profile_at(&p, 500.0), 1.0);
+    }
+
+    #[test]
+    fn policies_parse_by_name() {
+        assert_eq!("citybrain".parse::<Policy>().unwrap(), Policy::CityBrain);
+        assert!("magic".parse::<Policy>().is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The signal corridor: reduced runs of every policy, held against checked-in
+//! figures; ambulance priority that helps and is safe.
+
+use std::collections::BTreeSet;
+
+use citybrain_net::TlsId;
+use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Outcome, Policy, RunOptions};
+use citybrain_sim::signals::{FixedTime, LinkSignal, Priority, PriorityCall, SignalController, SignalInput};
+
+fn reduced(policy: Policy, seed: u64) -> RunOptions {
+    let mut o = RunOptions::new(policy, seed);
+    o.duration = Some(1200.0);
+    o
+}
+
+fn rounded(o: &Outcome) -> serde_json::Value {
+    let mut v = serde_json::to_value(o).unwrap();
+    for (_, x) in v.as_object_mut().unwrap().iter_mut() {
+        if let Some(f) = x.as_f64() {
+            if x.is_f64() {
+                *x = serde_json::json!((f * 100.0).round() / 100.0);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn reduced_runs_hold_their_figures_for_a_fixed_seed() {
+    let c = Corridor::load().unwrap();
+    let got: Vec<serde_json::Value> = Policy::ALL
+        .iter()
+        .map(|&p| {
+            let o = c.run(&reduced(p, 7), |_| {}).unwrap();
+            assert_eq!(o.arrived, o.vehicles, "{p:?}: every vehicle arrives");
+            assert_eq!(o.teleports, 0, "{p:?}: no jams");
+            rounded(&o)
+        })
+        .collect();
+    let path = format!("{}/tests/data/signal-corridor-seed7.json", env!("CARGO_MANIFEST_DIR"));
+    let text = serde_json::to_string_pretty(&got).unwrap();
+    if std::env::var("UPDATE_GOLDEN").is_ok() {
+        std::fs::write(&path, text + "\n").unwrap();
+        return;
+    }
+    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        serde_json::Value::Array(got),
+        want,
+        "figures changed (UPDATE_GOLDEN=1 to accept, and say why)"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_and_another_seed_another() {
+    let c = Corridor::load().unwrap();
+    let a = c.run(&reduced(Policy::Fixed, 3), |_| {}).unwrap();
+    let b = c.run(&reduced(Policy::Fixed, 3), |_| {}).unwrap();
+    let d = c.run(&reduced(Policy::Fixed, 4), |_| {}).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a.mean_travel_time_s, d.mean_travel_time_s);
+}
+
+#[test]
+fn adaptive_control_beats_the_fixed_plans_at_the_peak() {
+    let c = Corridor::load().unwrap();
+    let mut o = RunOptions::new(Policy::Fixed, 11);
+    o.duration = Some(2400.0);
+    let fixed = c.run(&o, |_| {}).unwrap();
+    o.policy = Policy::CityBrain;
+    let adaptive = c.run(&o, |_| {}).unwrap();
+    assert!(
+        adaptive.mean_travel_time_s < 0.9 * fixed.mean_travel_time_s,
+        "{} vs {}",
+        adaptive.mean_travel_time_s,
+        fixed.mean_travel_time_s
+    );
+}
+
+#[test]
+fn signal_priority_gets_the_ambulance_through_faster() {
+    let c = Corridor::load().unwrap();
+    let mut o = RunOptions::new(Policy::Fixed, 5);
+    o.duration = Some(2400.0);
+    o.ambulance = Ambulance::WithoutPriority;
+    let without = c.run(&o, |_| {}).unwrap();
+    o.ambulance = Ambulance::WithPriority;
+    let with = c.run(&o, |_| {}).unwrap();
+    let (a, b) = (
+        without.ambulance_travel_time_s.unwrap(),
+        with.ambulance_travel_time_s.unwrap(),
+    );
+    assert!(b < 0.85 * a, "with priority {b} s, without {a} s");
+    assert_eq!(with.teleports, 0);
+}
+
+/// Drives one signal's priority controller through emergency calls for two
+/// conflicting links and checks, every second, that what it shows is safe.
+#[test]
+fn priority_never_shows_conflicting_greens_nor_cuts_a_green_without_amber() {
+    let c = Corridor::load().unwrap();
+    let net = &c.net;
+    let tls = TlsId(net.tls.iter().position(|t| t.id == "J5").unwrap() as u32);
+    let link = |from: &str, to: &str| {
+        net.connections
+            .iter()
+            .find(|k| k.tls == Some(tls) && net.edge(k.from).id == from && net.edge(k.to).id == to)
+            .and_then(|k| k.link_index)
+            .unwrap()
+    };
+    let (arterial, cross) = (link("e4", "e5"), link("n5in", "s5out"));
+    let greens: Vec<BTreeSet<usize>> = net.tls[tls.idx()]
+        .phases
+        .iter()
+        .map(|p| {
+            p.state
+                .char_indices()
+                .filter(|(_, ch)| "Gg".contains(*ch))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect();
+    let base = Box::new(FixedTime::new(&net.tls[tls.idx()]));
+    let mut p = Priority::new(net, tls, base, 3.0);
+    let queues = vec![0u32; net.lanes.len()];
+    let mut prev: Vec<LinkSignal> = Vec::new();
+    let mut served = 0;
+    for t in 0..4000 {
+        // A call every 97 s, for 40 s, alternating between the two links;
+        // sometimes both at once.
+        let mut calls = Vec::new();
+        let phase = t % 97;
+        if phase < 40 {
+            let l = if (t / 97) % 2 == 0 { arterial } else { cross };
+            calls.push(PriorityCall {
+                tls,
+                link: l,
+                distance: 500.0,
+                eta: 40.0 - phase as f64,
+            });
+            if (t / 97) % 5 == 4 {
+                calls.push(PriorityCall {
+                    tls,
+                    link: if l == arterial { cross } else { arterial },
+                    distance: 600.0,
+                    eta: 45.0 - phase as f64,
+                });
+            }
+        }
+        let mut out = Vec::new();
+        p.states(
+            &SignalInput {
+                time: t as f64,
+                queue_by_lane: &queues,
+                near_stop_line: &queues,
+                priority: &calls,
+            },
+            &mut out,
+        );
+        let shown: BTreeSet<usize> = out
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, LinkSignal::Go | LinkSignal::Yield))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            greens.iter().any(|g| shown.is_subset(g)),
+            "t={t}: greens {shown:?} are not one phase's"
+        );
+        for (i, (a, b)) in prev.iter().zip(&out).enumerate() {
+            assert!(
+                !(matches!(a, LinkSignal::Go | LinkSignal::Yield) && *b == LinkSignal::Stop),
+                "t={t}: link {i} went from green to red without amber"
+            );
+        }
+        if let Some(c) = calls.iter().min_by(|a, b| a.eta.total_cmp(&b.eta)) {
+            if c.eta < 5.0 && matches!(out[c.link as usize], LinkSignal::Go) {
+                served += 1;
+            }
+        }
+        prev = out;
+    }
+    assert!(served > 100, "calls are served: {served} steps green at arrival");
+}

@@ -1,0 +1,406 @@
+//! `citybrain scenario run NAME`: a scenario under each policy, over seeds,
+//! as a table, JSON lines, or a self-contained HTML report.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Outcome, Policy, RunOptions};
+use citybrain_scenarios::stats::Spread;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+#[derive(Subcommand, Debug)]
+pub enum ScenarioCommand {
+    /// Run a scenario under one or more policies and print the figures.
+    ///
+    /// Example: citybrain scenario run signal-corridor --policy fixed,citybrain --seeds 10
+    Run(RunArgs),
+    /// List the scenarios.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The scenario (see `citybrain scenario list`).
+    name: String,
+    /// Policies, comma-separated: fixed, actuated, citybrain (default: all three).
+    #[arg(long, value_delimiter = ',')]
+    policy: Vec<String>,
+    /// Dispatch an ambulance along the whole arterial; each run is made twice,
+    /// without and with signal priority, and both are reported.
+    #[arg(long)]
+    ambulance: bool,
+    /// Number of seeds (runs per policy): seed, seed+1, ...
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Multiply every demand rate (1.0: the peak as specified).
+    #[arg(long, default_value_t = 1.0)]
+    demand_scale: f64,
+    /// Demand period in seconds (default: the scenario's).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Print one JSON object per policy instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Runs in parallel (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// The figures of one policy over all seeds (the JSON line).
+#[derive(Debug, Serialize)]
+struct PolicySummary {
+    scenario: &'static str,
+    policy: Policy,
+    seeds: Vec<u64>,
+    mean_travel_time_s: f64,
+    mean_delay_s: f64,
+    delay_index: f64,
+    throughput_veh_per_h: f64,
+    max_queue_veh: f64,
+    teleports: f64,
+    spread: Spreads,
+    /// Relative to fixed-time (negative: faster), when fixed ran too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    travel_time_vs_fixed_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ambulance: Option<AmbulanceSummary>,
+    runs: Vec<Outcome>,
+}
+
+#[derive(Debug, Serialize)]
+struct Spreads {
+    mean_travel_time_s: Spread,
+    mean_delay_s: Spread,
+    delay_index: Spread,
+    throughput_veh_per_h: Spread,
+    max_queue_veh: Spread,
+}
+
+#[derive(Debug, Serialize)]
+struct AmbulanceSummary {
+    /// Free-flow time along the arterial at the ambulance's speed.
+    free_flow_s: f64,
+    ambulance_travel_time_s: f64,
+    ambulance_travel_time_without_priority_s: f64,
+    saving_pct: f64,
+    /// Mean travel time of the other vehicles, with priority minus without.
+    extra_delay_others_s: f64,
+    spread_with: Spread,
+    spread_without: Spread,
+    runs_without_priority: Vec<Outcome>,
+}
+
+pub fn run(cmd: ScenarioCommand) -> Result<()> {
+    match cmd {
+        ScenarioCommand::List => {
+            println!("signal-corridor  a 7 km arterial with 21 signals at the evening peak; policies fixed, actuated, citybrain; --ambulance");
+            Ok(())
+        }
+        ScenarioCommand::Run(a) => run_scenario(a),
+    }
+}
+
+fn run_scenario(a: RunArgs) -> Result<()> {
+    if a.name != "signal-corridor" {
+        bail!("unknown scenario '{}' (see `citybrain scenario list`)", a.name);
+    }
+    if a.seeds == 0 || a.seeds > 1000 {
+        bail!("--seeds must be between 1 and 1000");
+    }
+    if !(a.demand_scale > 0.0 && a.demand_scale <= 5.0) {
+        bail!("--demand-scale must be in (0, 5]");
+    }
+    if a.duration.is_some_and(|d| !(d > 0.0 && d <= 86_400.0)) {
+        bail!("--duration must be in (0, 86400] seconds");
+    }
+    let policies: Vec<Policy> = if a.policy.is_empty() {
+        Policy::ALL.to_vec()
+    } else {
+        a.policy
+            .iter()
+            .map(|p| p.parse::<Policy>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--policy: {e}"))?
+    };
+    let corridor = Corridor::load().context("loading the signal corridor")?;
+    let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
+    let modes: Vec<Ambulance> = if a.ambulance {
+        vec![Ambulance::WithoutPriority, Ambulance::WithPriority]
+    } else {
+        vec![Ambulance::None]
+    };
+    // Every (policy, mode, seed) run is independent: spread them over threads.
+    let mut jobs = Vec::new();
+    for &p in &policies {
+        for &m in &modes {
+            for &s in &seeds {
+                let mut o = RunOptions::new(p, s);
+                o.ambulance = m;
+                o.demand_scale = a.demand_scale;
+                o.duration = a.duration;
+                jobs.push(o);
+            }
+        }
+    }
+    let pb = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(jobs.len() as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {elapsed_precise}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    let threads = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(o) = jobs.get(i) else { break };
+                match corridor.run(o, |_| {}) {
+                    Ok(out) => {
+                        pb.set_message(format!("{} seed {}", o.policy.name(), o.seed));
+                        pb.inc(1);
+                        results.lock().unwrap_or_else(|e| e.into_inner()).push((i, out));
+                    }
+                    Err(e) => {
+                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.into());
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    pb.finish_and_clear();
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let outcome_of = |p: Policy, m: Ambulance| -> Vec<Outcome> {
+        results
+            .iter()
+            .filter(|(i, _)| jobs[*i].policy == p && jobs[*i].ambulance == m)
+            .map(|(_, o)| o.clone())
+            .collect()
+    };
+    // With an ambulance, the traffic figures are those of the priority runs.
+    let main_mode = *modes.last().unwrap_or(&Ambulance::None);
+    let mut summaries: Vec<PolicySummary> = policies
+        .iter()
+        .map(|&p| {
+            summarize(
+                &corridor,
+                p,
+                &seeds,
+                outcome_of(p, main_mode),
+                a.ambulance.then(|| outcome_of(p, Ambulance::WithoutPriority)),
+            )
+        })
+        .collect();
+    if let Some(fixed_tt) = summaries
+        .iter()
+        .find(|s| s.policy == Policy::Fixed)
+        .map(|s| s.mean_travel_time_s)
+    {
+        for s in &mut summaries {
+            s.travel_time_vs_fixed_pct = Some(100.0 * (s.mean_travel_time_s / fixed_tt - 1.0));
+        }
+    }
+    if a.json {
+        for s in &summaries {
+            println!("{}", serde_json::to_string(s)?);
+        }
+    } else {
+        print_table(&summaries, seeds.len());
+    }
+    if let Some(path) = &a.report {
+        std::fs::write(path, report_html(&summaries, &seeds))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(())
+}
+
+fn summarize(
+    c: &Corridor,
+    policy: Policy,
+    seeds: &[u64],
+    runs: Vec<Outcome>,
+    without: Option<Vec<Outcome>>,
+) -> PolicySummary {
+    let sp = |f: &dyn Fn(&Outcome) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+    let spread = Spreads {
+        mean_travel_time_s: sp(&|o| o.mean_travel_time_s),
+        mean_delay_s: sp(&|o| o.mean_delay_s),
+        delay_index: sp(&|o| o.delay_index),
+        throughput_veh_per_h: sp(&|o| o.throughput_veh_per_h),
+        max_queue_veh: sp(&|o| o.max_queue_veh as f64),
+    };
+    let ambulance = without.map(|without| {
+        let amb = |rs: &[Outcome]| Spread::of(&rs.iter().filter_map(|o| o.ambulance_travel_time_s).collect::<Vec<_>>());
+        let (with_s, without_s) = (amb(&runs), amb(&without));
+        let others = |rs: &[Outcome]| rs.iter().map(|o| o.mean_travel_time_s).sum::<f64>() / rs.len().max(1) as f64;
+        AmbulanceSummary {
+            free_flow_s: c.ambulance_free_flow_s(),
+            ambulance_travel_time_s: with_s.mean,
+            ambulance_travel_time_without_priority_s: without_s.mean,
+            saving_pct: 100.0 * (1.0 - with_s.mean / without_s.mean),
+            extra_delay_others_s: others(&runs) - others(&without),
+            spread_with: with_s,
+            spread_without: without_s,
+            runs_without_priority: without,
+        }
+    });
+    PolicySummary {
+        scenario: "signal-corridor",
+        policy,
+        seeds: seeds.to_vec(),
+        mean_travel_time_s: spread.mean_travel_time_s.mean,
+        mean_delay_s: spread.mean_delay_s.mean,
+        delay_index: spread.delay_index.mean,
+        throughput_veh_per_h: spread.throughput_veh_per_h.mean,
+        max_queue_veh: spread.max_queue_veh.mean,
+        teleports: runs.iter().map(|o| o.teleports as f64).sum::<f64>() / runs.len().max(1) as f64,
+        spread,
+        travel_time_vs_fixed_pct: None,
+        ambulance,
+        runs,
+    }
+}
+
+fn print_table(summaries: &[PolicySummary], seeds: usize) {
+    println!("signal-corridor, {seeds} seed(s): mean ± sd over seeds");
+    println!(
+        "{:<10} {:>16} {:>9} {:>14} {:>8} {:>15} {:>11} {:>9}",
+        "policy", "travel time s", "vs fixed", "delay s", "index", "throughput/h", "max queue", "teleports"
+    );
+    for s in summaries {
+        let sp = &s.spread;
+        println!(
+            "{:<10} {:>9.1} ± {:<4.1} {:>9} {:>7.1} ± {:<4.1} {:>8.3} {:>15.0} {:>11.1} {:>9.1}",
+            s.policy.name(),
+            sp.mean_travel_time_s.mean,
+            sp.mean_travel_time_s.sd,
+            s.travel_time_vs_fixed_pct.map_or("-".into(), |p| format!("{p:+.1}%")),
+            sp.mean_delay_s.mean,
+            sp.mean_delay_s.sd,
+            sp.delay_index.mean,
+            sp.throughput_veh_per_h.mean,
+            sp.max_queue_veh.mean,
+            s.teleports
+        );
+    }
+    if summaries.iter().any(|s| s.ambulance.is_some()) {
+        println!();
+        println!(
+            "{:<10} {:>22} {:>22} {:>9} {:>20}",
+            "ambulance", "without priority s", "with priority s", "saving", "others' extra s"
+        );
+        for s in summaries {
+            if let Some(a) = &s.ambulance {
+                println!(
+                    "{:<10} {:>15.1} ± {:<4.1} {:>15.1} ± {:<4.1} {:>8.1}% {:>20.1}",
+                    s.policy.name(),
+                    a.spread_without.mean,
+                    a.spread_without.sd,
+                    a.spread_with.mean,
+                    a.spread_with.sd,
+                    a.saving_pct,
+                    a.extra_delay_others_s
+                );
+            }
+        }
+        if let Some(a) = summaries.iter().find_map(|s| s.ambulance.as_ref()) {
+            println!(
+                "(the ambulance's free-flow time along the arterial: {:.0} s)",
+                a.free_flow_s
+            );
+        }
+    }
+}
+
+/// A report that opens offline: the table, and bars with the spread over seeds.
+fn report_html(summaries: &[PolicySummary], seeds: &[u64]) -> String {
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let max_tt = summaries
+        .iter()
+        .map(|s| s.spread.mean_travel_time_s.max)
+        .fold(1.0, f64::max);
+    let mut bars = String::new();
+    for (i, s) in summaries.iter().enumerate() {
+        let sp = &s.spread.mean_travel_time_s;
+        let y = 20 + i as i32 * 40;
+        let w = |v: f64| 120.0 + 500.0 * v / max_tt;
+        bars += &format!(
+            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"120\" y=\"{}\" width=\"{:.1}\" height=\"24\" fill=\"#3b82f6\"/>\
+             <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"2\"/>\
+             <text x=\"{:.1}\" y=\"{}\">{:.0} s</text>",
+            y + 17,
+            s.policy.name(),
+            y,
+            w(sp.mean) - 120.0,
+            w(sp.min),
+            w(sp.max),
+            y + 12,
+            y + 12,
+            w(sp.max) + 8.0,
+            y + 17,
+            sp.mean
+        );
+    }
+    let mut rows = String::new();
+    for s in summaries {
+        rows += &format!(
+            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.0}</td><td>{:.1}</td>{}</tr>",
+            s.policy.name(),
+            s.spread.mean_travel_time_s.mean,
+            s.spread.mean_travel_time_s.sd,
+            s.travel_time_vs_fixed_pct.map_or("-".into(), |p| format!("{p:+.1}%")),
+            s.mean_delay_s,
+            s.delay_index,
+            s.throughput_veh_per_h,
+            s.max_queue_veh,
+            s.ambulance.as_ref().map_or(String::new(), |a| format!(
+                "<td>{:.0} → {:.0} s ({:.1}% saved; others {:+.1} s)</td>",
+                a.ambulance_travel_time_without_priority_s, a.ambulance_travel_time_s, a.saving_pct, a.extra_delay_others_s
+            ))
+        );
+    }
+    let amb_head = if summaries.iter().any(|s| s.ambulance.is_some()) {
+        "<th>ambulance without → with priority</th>"
+    } else {
+        ""
+    };
+    let json = esc(&serde_json::to_string_pretty(summaries).unwrap_or_default());
+    format!(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain — signal corridor</title>\
+<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}}</style>\
+<h1>Signal corridor: 7 km, 21 signals, evening peak</h1><p>Seeds: {}. Mean ± sample standard deviation over seeds; bars show the mean, whiskers the range.</p>\
+<table><tr><th>policy</th><th>mean travel time s</th><th>vs fixed</th><th>mean delay s</th><th>delay index</th><th>throughput veh/h</th><th>max queue veh</th>{amb_head}</tr>{rows}</table>\
+<h2>Mean travel time</h2><svg width=\"760\" height=\"{}\" font-size=\"13\">{bars}</svg>\
+<h2>Every run</h2><pre>{json}</pre></html>\n",
+        seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
+        30 + summaries.len() * 40,
+    )
+}
