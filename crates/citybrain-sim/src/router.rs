@@ -22,10 +22,14 @@ pub struct Router {
     end: Vec<(f64, f64)>,
     /// The fastest lane speed of the network: distance / this never overestimates time.
     vmax: f64,
-    /// Per landmark: travel time from it to each edge, and from each edge to it
-    /// (f32: the bounds need no more; infinity where unreachable).
-    from_landmark: Vec<Vec<f32>>,
-    to_landmark: Vec<Vec<f32>>,
+    /// Per edge, per landmark (edge-major, so one edge's bounds share a cache
+    /// line): travel time from the landmark to the edge and from the edge to
+    /// it (f32: the bounds need no more; infinity where unreachable).
+    landmarks: usize,
+    /// Edges with a lane passenger cars may use (the common case, precomputed).
+    passenger_ok: Vec<bool>,
+    from_landmark: Vec<f32>,
+    to_landmark: Vec<f32>,
 }
 
 /// Landmarks for networks of at least this many edges (smaller ones search fast anyway).
@@ -38,6 +42,10 @@ struct Scratch {
     dist: Vec<f64>,
     prev: Vec<u32>,
     stamp: Vec<u32>,
+    /// The distance an edge was last expanded at (this generation): a heap
+    /// entry left behind by a later improvement is skipped, not re-expanded.
+    expanded: Vec<f64>,
+    expanded_stamp: Vec<u32>,
     generation: u32,
 }
 
@@ -85,6 +93,12 @@ impl Router {
             start,
             end,
             vmax,
+            landmarks: 0,
+            passenger_ok: net
+                .edges
+                .iter()
+                .map(|e| e.lanes.iter().any(|l| net.lane(*l).allows("passenger")))
+                .collect(),
             from_landmark: Vec::new(),
             to_landmark: Vec::new(),
         };
@@ -117,26 +131,44 @@ impl Router {
         let first = dijkstra_all(&self.adj, seed);
         let Some(mut next) = far(&first) else { return };
         let mut nearest = vec![f64::INFINITY; self.adj.len()];
+        let (mut froms, mut tos) = (Vec::new(), Vec::new());
         for _ in 0..LANDMARKS {
             let from = dijkstra_all(&self.adj, next);
             let to = dijkstra_all(&rev, next);
             for i in 0..nearest.len() {
                 nearest[i] = nearest[i].min(from[i]);
             }
-            self.from_landmark.push(from.iter().map(|d| *d as f32).collect());
-            self.to_landmark.push(to.iter().map(|d| *d as f32).collect());
+            froms.push(from);
+            tos.push(to);
             match far(&nearest) {
                 Some(n) if nearest[n] > 0.0 => next = n,
                 _ => break,
             }
         }
+        let k = froms.len();
+        self.landmarks = k;
+        self.from_landmark = (0..self.adj.len())
+            .flat_map(|e| froms.iter().map(move |f| f[e] as f32))
+            .collect();
+        self.to_landmark = (0..self.adj.len())
+            .flat_map(|e| tos.iter().map(move |t| t[e] as f32))
+            .collect();
     }
 
     /// Landmark lower bound on the travel time from `e` to `t` (0 if none).
     fn landmark_bound(&self, e: usize, t: usize) -> f64 {
+        let k = self.landmarks;
+        if k == 0 {
+            return 0.0;
+        }
         let mut best = 0.0f32;
-        for (from, to) in self.from_landmark.iter().zip(&self.to_landmark) {
-            let (fe, ft, te, tt) = (from[e], from[t], to[e], to[t]);
+        let (fe, ft) = (
+            &self.from_landmark[e * k..e * k + k],
+            &self.from_landmark[t * k..t * k + k],
+        );
+        let (te, tt) = (&self.to_landmark[e * k..e * k + k], &self.to_landmark[t * k..t * k + k]);
+        for i in 0..k {
+            let (fe, ft, te, tt) = (fe[i], ft[i], te[i], tt[i]);
             if fe.is_finite() && ft.is_finite() {
                 best = best.max(ft - fe);
             }
@@ -170,7 +202,13 @@ impl Router {
         if from == to {
             return Some(vec![from]);
         }
-        let allowed = |e: EdgeId| net.edge(e).lanes.iter().any(|l| net.lane(*l).allows(vclass));
+        let allowed = |e: EdgeId| {
+            if vclass == "passenger" {
+                self.passenger_ok[e.idx()]
+            } else {
+                net.edge(e).lanes.iter().any(|l| net.lane(*l).allows(vclass))
+            }
+        };
         let n = self.adj.len();
         SCRATCH.with(|cell| {
             let mut sc = cell.borrow_mut();
@@ -179,12 +217,15 @@ impl Router {
                     dist: vec![0.0; n],
                     prev: vec![u32::MAX; n],
                     stamp: vec![0; n],
+                    expanded: vec![0.0; n],
+                    expanded_stamp: vec![0; n],
                     generation: 0,
                 };
             }
             sc.generation = sc.generation.wrapping_add(1);
             if sc.generation == 0 {
                 sc.stamp.iter_mut().for_each(|s| *s = 0);
+                sc.expanded_stamp.iter_mut().for_each(|s| *s = 0);
                 sc.generation = 1;
             }
             let g = sc.generation;
@@ -194,16 +235,27 @@ impl Router {
             sc.dist[from.idx()] = self.own[from.idx()];
             sc.prev[from.idx()] = u32::MAX;
             // Keys as integer microseconds keep the heap ordering total and deterministic.
-            let key = |d: f64, e: usize| Reverse((((d + self.estimate(e, t)) * 1e6) as u64, e as u32));
+            // Ties on f go to the entry nearest the target (smallest estimate):
+            // grids have many equally fast routes, and this follows one of
+            // them instead of widening over all of them.
+            let key = |d: f64, e: usize| {
+                let h = self.estimate(e, t);
+                Reverse((((d + h) * 1e6) as u64, (h * 1e6) as u64, e as u32))
+            };
             heap.push(key(sc.dist[from.idx()], from.idx()));
             let mut found = false;
-            while let Some(Reverse((_, e))) = heap.pop() {
+            while let Some(Reverse((_, _, e))) = heap.pop() {
                 let e = e as usize;
                 if e == t {
                     found = true;
                     break;
                 }
                 let d = sc.dist[e];
+                if sc.expanded_stamp[e] == g && sc.expanded[e] <= d {
+                    continue;
+                }
+                sc.expanded_stamp[e] = g;
+                sc.expanded[e] = d;
                 for &(next, cost) in &self.adj[e] {
                     let ni = next.idx();
                     let nd = d + cost;
