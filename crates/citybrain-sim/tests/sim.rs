@@ -151,6 +151,7 @@ fn run_grid(routes: &str, threads: usize) -> (RunSummary, Vec<TripInfo>) {
     let demand = Demand::read(&net, &[routes]).unwrap();
     let cfg = SimConfig {
         threads,
+        parallel_min_lanes: 0, // the small grid must take the parallel path too
         ..SimConfig::default()
     };
     let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));

@@ -135,6 +135,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         threads: a.threads.max(1),
         time_to_teleport: a.time_to_teleport,
         summary_interval: a.summary_interval,
+        ..SimConfig::default()
     };
     let controllers = controllers_for(&net, &a.signals).map_err(|e| anyhow::anyhow!("--signals: {e}"))?;
     let mut sim = Sim::new(net.clone(), demand, cfg, controllers).with_parking(additional);
