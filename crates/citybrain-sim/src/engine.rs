@@ -300,6 +300,8 @@ pub struct Sim {
 const STANDING: f64 = 0.1;
 /// The stop-line detection zone signal controllers see, m.
 const DETECTION_RANGE: f64 = 40.0;
+/// How far ahead of an emergency vehicle drivers make way for it, m.
+const MAKE_WAY_RANGE: f64 = 60.0;
 /// How far ahead of an emergency vehicle signals are told it is coming, m.
 const PRIORITY_HORIZON: f64 = 1000.0;
 
@@ -975,6 +977,7 @@ impl Sim {
         let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
         let change = self
             .lane_change(v, lane_id)
+            .or_else(|| self.make_way(v, t, lane_id))
             .or_else(|| self.overtake(v, t, lane_id, gap, leader_speed, vmax));
         Plan { speed, change }
     }
@@ -1130,11 +1133,47 @@ impl Sim {
         edge.lanes.get(step as usize).copied()
     }
 
+    /// Drivers who hear an emergency vehicle close behind them in their lane
+    /// move to a neighbouring lane that also leads on along their route (the
+    /// right one first), gap permitting — the rescue lane SUMO's bluelight
+    /// device builds, on whole lanes.
+    fn make_way(&self, v: &Veh, t: &VType, lane_id: LaneId) -> Option<LaneId> {
+        if self.emergency.is_empty() || t.vclass == "emergency" {
+            return None;
+        }
+        let behind = self.emergency.iter().any(|&e| {
+            self.vehs[e as usize]
+                .as_ref()
+                .is_some_and(|ev| ev.lane == lane_id && ev.pos < v.pos && v.pos - ev.pos < MAKE_WAY_RANGE)
+        });
+        if !behind {
+            return None;
+        }
+        let lane = self.net.lane(lane_id);
+        let edge = self.net.edge(lane.edge);
+        if edge.function != EdgeFunction::Normal {
+            return None;
+        }
+        let next = v.route.get(v.route_idx as usize + 1).copied();
+        let leads_on = |l: LaneId| next.is_none_or(|n| self.links[l.idx()].iter().any(|k| k.to_edge == n));
+        [lane.index.checked_sub(1), Some(lane.index + 1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| edge.lanes.get(i as usize).copied())
+            .find(|&l| leads_on(l) && self.net.lane(l).allows(&t.vclass))
+    }
+
     /// Simple overtaking: a vehicle held behind a slow or standing leader
     /// moves to a neighbouring lane that also leads on along its route and
     /// offers clearly more room and speed ahead.
     fn overtake(&self, v: &Veh, t: &VType, lane_id: LaneId, gap: f64, leader_speed: f64, vmax: f64) -> Option<LaneId> {
-        if !(gap < 40.0 && leader_speed < 0.7 * vmax) {
+        // Emergency vehicles pass anything slower than they may drive.
+        let slow = if t.vclass == "emergency" {
+            leader_speed < vmax - 1.0
+        } else {
+            leader_speed < 0.7 * vmax
+        };
+        if !(gap < 40.0 && slow) {
             return None;
         }
         let lane = self.net.lane(lane_id);
@@ -1388,6 +1427,9 @@ impl Sim {
         // Two vehicles side by side that each need the other's lane swap places
         // (what SUMO's cooperative lane changing achieves); without this they
         // would block each other until a teleport.
+        // A vehicle that crossed into the next lane or arrived during the move
+        // no longer changes from where it planned to.
+        changes.retain(|(vi, from, _)| self.vehs[*vi as usize].as_ref().is_some_and(|v| v.lane == *from));
         let mut swapped = vec![false; changes.len()];
         for w in self.wishers.iter_mut() {
             w.clear();

@@ -554,3 +554,12 @@ fn a_vehicle_held_too_long_teleports_along_its_route_and_says_why() {
     let jumped: Vec<&TripInfo> = trips.iter().filter(|t| t.teleports > 0).collect();
     assert_eq!(jumped.len(), events.len());
 }
+
+#[test]
+fn an_emergency_vehicle_is_not_held_up_by_slow_traffic() {
+    let (s, trips) = run("two-lane.net.xml", "two-lane-ambulance.rou.xml", SimConfig::default());
+    assert_eq!(s.arrived, s.loaded);
+    let amb = trips.iter().find(|t| t.id == "ambulance").unwrap();
+    // 1000 m at 1.3 × 13.89 m/s is 55 s; behind the tractor it would need 200 s.
+    assert!(amb.duration < 80.0, "ambulance took {} s", amb.duration);
+}
