@@ -369,11 +369,27 @@ impl Corridor {
 
     /// Builds the simulation of one run (for callers that step it themselves).
     pub fn sim(&self, o: &RunOptions) -> Result<Sim, ScenarioError> {
+        self.sim_with(o, |_, c| c)
+    }
+
+    /// Like `sim`, with each signal's controller passed through `wrap`
+    /// (live mode feeds them detector data read back from the hub).
+    pub fn sim_with(
+        &self,
+        o: &RunOptions,
+        wrap: impl Fn(TlsId, Box<dyn SignalController>) -> Box<dyn SignalController>,
+    ) -> Result<Sim, ScenarioError> {
         let cfg = SimConfig {
             seed: o.seed,
             ..SimConfig::default()
         };
-        Ok(Sim::new(self.net.clone(), self.demand(o)?, cfg, self.controllers(o)?))
+        let controllers = self.controllers(o)?.into_iter().map(|(t, c)| (t, wrap(t, c))).collect();
+        Ok(Sim::new(self.net.clone(), self.demand(o)?, cfg, controllers))
+    }
+
+    /// The signals' approach edges (where queues are measured).
+    pub fn approaches(&self) -> &[EdgeId] {
+        &self.approaches
     }
 
     /// Runs to the end; `each_step` sees the simulation after every step.

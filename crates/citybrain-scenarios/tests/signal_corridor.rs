@@ -182,3 +182,56 @@ fn priority_never_shows_conflicting_greens_nor_cuts_a_green_without_amber() {
     }
     assert!(served > 100, "calls are served: {served} steps green at arrival");
 }
+
+/// The City Brain controller acts on the detector data it is fed (live
+/// mode: read back from the hub), not on what the engine sees.
+#[test]
+fn a_fed_controller_acts_on_the_fed_detectors() {
+    use citybrain_sim::signals::{Adaptive, Fed};
+    use std::sync::{Arc, RwLock};
+    let c = Corridor::load().unwrap();
+    let net = &c.net;
+    let tls = TlsId(net.tls.iter().position(|t| t.id == "J5").unwrap() as u32);
+    let cross_link = net
+        .connections
+        .iter()
+        .find(|k| k.tls == Some(tls) && net.edge(k.from).id == "n5in")
+        .and_then(|k| k.link_index)
+        .unwrap() as usize;
+    let cross_lanes: Vec<usize> = ["n5in", "s5in"]
+        .iter()
+        .flat_map(|e| net.edge(net.edge_id(e).unwrap()).lanes.clone())
+        .map(|l| l.idx())
+        .collect();
+    let engine_sees = vec![0u32; net.lanes.len()];
+    let mut hub_says = vec![0u32; net.lanes.len()];
+    for l in &cross_lanes {
+        hub_says[*l] = 12;
+    }
+    let run = |mut ctl: Box<dyn SignalController>| {
+        let mut out = Vec::new();
+        let mut cross_green = false;
+        for t in 0..120 {
+            ctl.states(
+                &SignalInput {
+                    time: t as f64,
+                    queue_by_lane: &engine_sees,
+                    near_stop_line: &engine_sees,
+                    priority: &[],
+                },
+                &mut out,
+            );
+            cross_green |= matches!(out[cross_link], LinkSignal::Go | LinkSignal::Yield);
+        }
+        cross_green
+    };
+    let feed = Arc::new(RwLock::new((hub_says.clone(), hub_says)));
+    assert!(
+        run(Box::new(Fed::new(Box::new(Adaptive::new(net, tls, 6.0)), feed))),
+        "the hub's queue gets its green"
+    );
+    assert!(
+        !run(Box::new(Adaptive::new(net, tls, 6.0))),
+        "the engine saw no one waiting"
+    );
+}

@@ -556,6 +556,17 @@ impl Sim {
         }
     }
 
+    /// What the signals' detectors saw at the start of the last step, by lane
+    /// index: (vehicles standing, vehicles within the detection zone).
+    pub fn detector_readings(&self) -> (&[u32], &[u32]) {
+        (&self.queue, &self.near_stop_line)
+    }
+
+    /// The state each link of a signal shows now.
+    pub fn signal_state(&self, tls: TlsId) -> &[LinkSignal] {
+        self.signal_states.get(tls.idx()).map_or(&[], |s| s.as_slice())
+    }
+
     /// Vehicles on each lane (for queue and occupancy outputs and the scenario hook).
     pub fn lane_counts(&self) -> Vec<(LaneId, usize, usize)> {
         self.lanes

@@ -165,6 +165,12 @@ impl SqliteStore {
         if path.is_empty() {
             return Err(be(format!("'{url}' names no file (try sqlite:./citybrain.db)")));
         }
+        if path == ":memory:" {
+            // Each pooled connection would open its own, empty database.
+            return Err(be(format!(
+                "'{url}': in-memory SQLite is not supported (the hub keeps several connections); use a file, e.g. sqlite:/tmp/citybrain.db"
+            )));
+        }
         let durability = match query {
             "" | "synchronous=normal" => Durability::Normal,
             "synchronous=full" => Durability::Full,

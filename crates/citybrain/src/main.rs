@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod live;
 mod scenario;
 mod sim;
 
@@ -117,6 +118,35 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     if demo {
         let n = load_demo(&hub).await?;
         print_demo_help(addr, n);
+    }
+    let live = args
+        .live
+        .clone()
+        .unwrap_or_else(|| if demo { "signal-corridor".into() } else { "none".into() });
+    match live.as_str() {
+        "none" => {}
+        "signal-corridor" => {
+            if !(args.live_speedup > 0.0 && args.live_speedup <= 100_000.0) {
+                bail!("--live-speedup must be in (0, 100000]");
+            }
+            let policy = args
+                .live_policy
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--live-policy: {e}"))?;
+            live::start(
+                hub.clone(),
+                live::LiveOptions {
+                    policy,
+                    speedup: args.live_speedup,
+                    seed: 1,
+                },
+            )?;
+            println!(
+                "live: signal-corridor at {}x real time ({} signals); TrafficFlowObserved and TrafficSignal entities in the hub",
+                args.live_speedup, args.live_policy
+            );
+        }
+        other => bail!("--live: unknown scenario '{other}' (signal-corridor, none)"),
     }
     tracing::info!(%addr, db = %db, "citybrain hub listening");
     // A line a script can wait for.

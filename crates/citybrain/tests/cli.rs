@@ -228,6 +228,7 @@ fn bad_database_urls_are_clear_errors() {
     for (url, want) in [
         ("postgres://x/y", "PostgreSQL backend is not built yet"),
         ("mysql://x", "unknown database URL scheme"),
+        ("sqlite::memory:", "in-memory SQLite is not supported"),
     ] {
         let out = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--db", url])
@@ -293,6 +294,81 @@ fn scenario_errors_name_what_was_wrong() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy 'magic'"));
     let out = Command::new(BIN).args(["scenario", "run", "nowhere"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'nowhere'"));
+}
+
+#[tokio::test]
+async fn live_mode_publishes_the_corridor_to_the_hub_and_keeps_it_moving() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let p = spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--live",
+            "signal-corridor",
+            "--live-speedup",
+            "600",
+        ],
+        &[],
+    );
+    let http = reqwest::Client::new();
+    let get = |q: &'static str| {
+        let url = format!("{}/ngsi-ld/v1/entities?{q}", p.base);
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Signals and approach lanes appear, and the twin's clock moves on.
+    let mut first_time = None;
+    let mut moved = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let signals = get("type=TrafficSignal&options=keyValues&limit=100").await;
+        let flows = get("type=TrafficFlowObserved&options=keyValues&limit=1000").await;
+        let (Some(signals), Some(flows)) = (signals.as_array(), flows.as_array()) else {
+            continue;
+        };
+        if signals.len() < 21 || flows.len() < 100 {
+            continue;
+        }
+        for s in signals {
+            let state = s["state"].as_str().unwrap();
+            assert!(state.chars().all(|c| "GgyrR".contains(c)), "{s}");
+        }
+        let t = signals
+            .iter()
+            .filter_map(|s| s["simulatedTime"].as_f64())
+            .fold(0.0, f64::max);
+        match first_time {
+            None => first_time = Some(t),
+            Some(t0) if t > t0 + 60.0 => {
+                moved = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(moved, "the live twin publishes and its clock advances");
+    // The controller's input is what the hub holds: the queues are there.
+    let queued = get("type=TrafficFlowObserved&q=queueLength%3E0&limit=1").await;
+    assert!(
+        queued.as_array().is_some_and(|a| !a.is_empty()),
+        "some approach has a queue: {queued}"
+    );
+}
+
+#[test]
+fn live_mode_rejects_an_unknown_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", &db, "--live", "nowhere"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'nowhere'"));
 }

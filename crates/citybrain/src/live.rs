@@ -1,0 +1,279 @@
+//! Live mode: a scenario runs on the twin at a speed-up of real time and
+//! its sensors publish to the hub, as real ones would; the City Brain
+//! controller reads its detector data back from the hub (not from the
+//! twin's internals), so the same loop could run on real sensors.
+//!
+//! Published (default tenant), every `PUBLISH_EVERY` simulated seconds:
+//! - `TrafficFlowObserved` per signal approach lane
+//!   (`urn:ngsi-ld:TrafficFlowObserved:signal-corridor:<lane>`): `intensity`
+//!   (vehicles on the lane), `queueLength` (vehicles standing; an extension
+//!   attribute), `vehiclesNearStopLine` (in the 40 m detection zone;
+//!   extension), `congested`, `laneId`, `refRoadSegment`, `dateObserved`
+//!   (wall clock), `simulatedTime` (s since the scenario started);
+//! - `TrafficSignal` per intersection (`urn:ngsi-ld:TrafficSignal:signal-corridor:<id>`):
+//!   `state` (the link states as SUMO letters), `policy`, `dateObserved`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use citybrain_hub::{BatchOp, Hub, RequestContext};
+use citybrain_net::LaneId;
+use citybrain_ngsild::model::main_value;
+use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
+use citybrain_scenarios::signal_corridor::{Corridor, Policy, RunOptions};
+use citybrain_sim::signals::{Fed, LinkSignal, SharedDetectors};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// Simulated seconds between two publications (and two reads back): the
+/// controller re-plans on data at most this old (the issue asks for 2 min or
+/// better); only what changed since the last publication is written, so the
+/// hub's history grows with the traffic, not with the clock.
+const PUBLISH_EVERY: f64 = 30.0;
+const PREFIX: &str = "urn:ngsi-ld:TrafficFlowObserved:signal-corridor:";
+/// Where terms without a definition in the core context expand to.
+const DEFAULT_CONTEXT: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
+
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    pub policy: Policy,
+    pub speedup: f64,
+    pub seed: u64,
+}
+
+/// One publication: per approach lane (lane name, edge name, on lane,
+/// standing, in zone), per signal (id, state letters), the simulated time.
+struct Snapshot {
+    time: f64,
+    lanes: Vec<(String, String, u32, u32, u32)>,
+    signals: Vec<(String, String)>,
+}
+
+/// Starts the corridor in live mode; runs until the process ends, the
+/// scenario restarting (next seed) when its demand is done.
+pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
+    let corridor = Arc::new(Corridor::load()?);
+    let lane_index: HashMap<String, LaneId> = corridor
+        .net
+        .lanes
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.id.clone(), LaneId(i as u32)))
+        .collect();
+    let n_lanes = corridor.net.lanes.len();
+    let feed: SharedDetectors = Arc::new(RwLock::new((vec![0; n_lanes], vec![0; n_lanes])));
+    let (tx, mut rx) = mpsc::channel::<Snapshot>(4);
+    // The twin: its own OS thread (the engine is synchronous).
+    {
+        let corridor = corridor.clone();
+        let feed = feed.clone();
+        let opts = opts.clone();
+        std::thread::Builder::new()
+            .name("twin-live".into())
+            .spawn(move || run_twin(&corridor, &opts, feed, tx))?;
+    }
+    // Publisher and reader: every snapshot goes to the hub, then the
+    // detector data are read back from the hub into the controllers' feed.
+    tokio::spawn(async move {
+        let mut last: HashMap<String, Value> = HashMap::new();
+        while let Some(snap) = rx.recv().await {
+            let items: Vec<Value> = entities(&snap, opts.policy, Utc::now())
+                .into_iter()
+                .filter(|e| {
+                    // Unchanged readings are not written again (the observation time aside).
+                    let id = e["id"].as_str().unwrap_or_default().to_string();
+                    let mut key = e.clone();
+                    if let Some(o) = key.as_object_mut() {
+                        o.remove("dateObserved");
+                        o.remove("simulatedTime");
+                    }
+                    last.insert(id, key.clone()) != Some(key)
+                })
+                .collect();
+            if !items.is_empty() {
+                match hub
+                    .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: false })
+                    .await
+                {
+                    Ok(r) if !r.errors.is_empty() => {
+                        tracing::warn!(error = %r.errors[0].error, "live twin: an entity was refused")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "live twin: publishing failed"),
+                    Ok(_) => {}
+                }
+            }
+            if let Err(e) = read_back(&hub, &lane_index, &feed).await {
+                tracing::warn!(error = %e, "live twin: reading detectors from the hub failed");
+            }
+        }
+    });
+    Ok(())
+}
+
+fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: mpsc::Sender<Snapshot>) {
+    let approach_lanes: Vec<LaneId> = corridor
+        .approaches()
+        .iter()
+        .flat_map(|e| corridor.net.edge(*e).lanes.clone())
+        .collect();
+    let mut seed = opts.seed;
+    loop {
+        let o = RunOptions::new(opts.policy, seed);
+        // Only the adaptive policy reads detectors; it reads them from the hub.
+        let sim = corridor.sim_with(&o, |_, c| {
+            if opts.policy == Policy::CityBrain {
+                Box::new(Fed::new(c, feed.clone()))
+            } else {
+                c
+            }
+        });
+        let mut sim = match sim {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "live twin cannot start");
+                return;
+            }
+        };
+        let started = Instant::now();
+        let t0 = sim.time();
+        let mut next_publish = t0;
+        while !sim.finished() {
+            sim.step();
+            if sim.time() >= next_publish {
+                next_publish += PUBLISH_EVERY;
+                let counts: HashMap<LaneId, usize> = sim.lane_counts().into_iter().map(|(l, n, _)| (l, n)).collect();
+                let (queue, near) = sim.detector_readings();
+                let lanes = approach_lanes
+                    .iter()
+                    .map(|l| {
+                        let lane = corridor.net.lane(*l);
+                        (
+                            lane.id.clone(),
+                            corridor.net.edge(lane.edge).id.clone(),
+                            counts.get(l).copied().unwrap_or(0) as u32,
+                            queue[l.idx()],
+                            near[l.idx()],
+                        )
+                    })
+                    .collect();
+                let signals = corridor
+                    .net
+                    .tls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let state = sim
+                            .signal_state(citybrain_net::TlsId(i as u32))
+                            .iter()
+                            .map(|s| match s {
+                                LinkSignal::Go => 'G',
+                                LinkSignal::Yield => 'g',
+                                LinkSignal::Amber => 'y',
+                                LinkSignal::Stop => 'r',
+                            })
+                            .collect();
+                        (t.id.clone(), state)
+                    })
+                    .collect();
+                if tx
+                    .blocking_send(Snapshot {
+                        time: sim.time(),
+                        lanes,
+                        signals,
+                    })
+                    .is_err()
+                {
+                    return; // the server is shutting down
+                }
+            }
+            // Pace: simulated time runs `speedup` times faster than real time.
+            let due = Duration::from_secs_f64((sim.time() - t0) / opts.speedup.max(1e-3));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        seed += 1;
+    }
+}
+
+fn entities(s: &Snapshot, policy: Policy, now: DateTime<Utc>) -> Vec<Value> {
+    let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let sim = (s.time * 10.0).round() / 10.0;
+    let mut out = Vec::with_capacity(s.lanes.len() + s.signals.len());
+    for (lane, edge, on_lane, standing, near) in &s.lanes {
+        let lane_no: u32 = lane.rsplit('_').next().and_then(|x| x.parse().ok()).unwrap_or(0);
+        out.push(json!({
+            "id": format!("{PREFIX}{lane}"),
+            "type": "TrafficFlowObserved",
+            "dateObserved": {"type": "Property", "value": at},
+            "simulatedTime": {"type": "Property", "value": sim, "unitCode": "SEC"},
+            "intensity": {"type": "Property", "value": on_lane},
+            "queueLength": {"type": "Property", "value": standing, "unitCode": "E50"},
+            "vehiclesNearStopLine": {"type": "Property", "value": near},
+            "congested": {"type": "Property", "value": *standing >= 10},
+            "laneId": {"type": "Property", "value": lane_no},
+            "refRoadSegment": {"type": "Relationship", "object": format!("urn:ngsi-ld:RoadSegment:signal-corridor:{edge}")},
+        }));
+    }
+    for (id, state) in &s.signals {
+        out.push(json!({
+            "id": format!("urn:ngsi-ld:TrafficSignal:signal-corridor:{id}"),
+            "type": "TrafficSignal",
+            "dateObserved": {"type": "Property", "value": at},
+            "simulatedTime": {"type": "Property", "value": sim, "unitCode": "SEC"},
+            "state": {"type": "Property", "value": state},
+            "policy": {"type": "Property", "value": policy.name()},
+        }));
+    }
+    out
+}
+
+/// Reads every corridor `TrafficFlowObserved` back from the hub into the
+/// controllers' detector feed.
+async fn read_back(hub: &Hub, lane_index: &HashMap<String, LaneId>, feed: &SharedDetectors) -> Result<()> {
+    let q = EntityQuery {
+        selectors: vec![EntitySelector {
+            types: Some(TypeExpr::Type(format!("{DEFAULT_CONTEXT}TrafficFlowObserved"))),
+            ..EntitySelector::default()
+        }],
+        ..EntityQuery::default()
+    };
+    let mut queue = vec![0u32; lane_index.len()];
+    let mut near = vec![0u32; lane_index.len()];
+    let mut offset = 0;
+    loop {
+        let page = citybrain_store::Page {
+            offset,
+            limit: 1000,
+            count: false,
+        };
+        let r = hub
+            .query_entities("", &q, page)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let n = r.entities.len();
+        for e in r.entities {
+            let Some(lane) = e.id.strip_prefix(PREFIX).and_then(|l| lane_index.get(l)) else {
+                continue;
+            };
+            let value = |name: &str| {
+                e.attrs
+                    .get(&format!("{DEFAULT_CONTEXT}{name}"))
+                    .and_then(|instances| instances.first())
+                    .and_then(|a| main_value(a).and_then(Value::as_u64))
+                    .unwrap_or(0) as u32
+            };
+            queue[lane.idx()] = value("queueLength");
+            near[lane.idx()] = value("vehiclesNearStopLine");
+        }
+        if n < 1000 {
+            break;
+        }
+        offset += n;
+    }
+    *feed.write().unwrap_or_else(|e| e.into_inner()) = (queue, near);
+    Ok(())
+}
