@@ -162,10 +162,22 @@ def webster(root, spec):
         effective = cycle - lost
         # Displayed green = effective green + lost time - amber.
         extra = sig["lost_time_per_phase_s"] - sig["amber_s"]
-        g = [max(round(effective * yi / big_y + extra), sig["min_green_s"]) for yi in y]
+        g = [round(effective * yi / big_y + extra) for yi in y]
         g[0] = cycle - len(y) * sig["amber_s"] - g[1] - g[2]
-        for phase, dur in zip(greens, g):
+        # Minimum greens: pedestrians crossing the road the phase stops (walk
+        # interval + crossing at walking speed, less the amber); the cross
+        # street's green lets them cross the whole arterial. A longer minimum
+        # lengthens the cycle.
+        def ped(lanes):
+            return round(sig["pedestrian_walk_s"] + lanes * sig["lane_width_m"] / sig["pedestrian_speed_ms"] - sig["amber_s"])
+        art_lanes = spec["arterial"]["lanes"]
+        minimum = [ped(2 * side_lanes), sig["min_green_s"], ped(2 * art_lanes)]
+        g = [max(gi, m) for gi, m in zip(g, minimum)]
+        cycle = sum(g) + len(y) * sig["amber_s"]
+        for phase, dur, m in zip(greens, g, minimum):
             phase.set("duration", str(dur))
+            phase.set("minDur", str(m))
+            phase.set("maxDur", str(max(2 * dur, m + 30)))
         tl.set("offset", "0")
         print(f"J{i}: east {east[k]:.0f} west {west[k]:.0f} (left {left_e[k]:.0f}/{left_w[k]:.0f}) "
               f"cross {cross[k]} veh/h -> cycle {cycle} s, greens {g[0]}/{g[1]}/{g[2]} s")

@@ -1152,12 +1152,7 @@ impl Sim {
         if self.emergency.is_empty() || t.vclass == "emergency" {
             return None;
         }
-        let behind = self.emergency.iter().any(|&e| {
-            self.vehs[e as usize]
-                .as_ref()
-                .is_some_and(|ev| ev.lane == lane_id && ev.pos < v.pos && v.pos - ev.pos < MAKE_WAY_RANGE)
-        });
-        if !behind {
+        if !self.emergency_behind(v, lane_id) {
             return None;
         }
         let lane = self.net.lane(lane_id);
@@ -1172,6 +1167,15 @@ impl Sim {
             .flatten()
             .filter_map(|i| edge.lanes.get(i as usize).copied())
             .find(|&l| leads_on(l) && self.net.lane(l).allows(&t.vclass))
+    }
+
+    /// An emergency vehicle close behind `v` in its lane?
+    fn emergency_behind(&self, v: &Veh, lane_id: LaneId) -> bool {
+        self.emergency.iter().any(|&e| {
+            self.vehs[e as usize]
+                .as_ref()
+                .is_some_and(|ev| ev.lane == lane_id && ev.pos < v.pos && v.pos - ev.pos < MAKE_WAY_RANGE)
+        })
     }
 
     /// Simple overtaking: a vehicle held behind a slow or standing leader
@@ -1237,7 +1241,8 @@ impl Sim {
         let back = v.pos - t.length;
         // Near the end of the lane a change is urgent: the follower need only
         // be able to brake behind us, not keep a full headway.
-        let urgent = self.lane_len(v.lane) - v.pos < 50.0;
+        // So is making way for an emergency vehicle.
+        let urgent = self.lane_len(v.lane) - v.pos < 50.0 || self.emergency_behind(v, v.lane);
         for &o in list {
             let ov = self.veh(o);
             let ot = self.vtype(ov);
