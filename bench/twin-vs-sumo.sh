@@ -16,12 +16,10 @@
 # WORK (/tmp/citybrain-twin-bench), SEED (42), THREADS (1), MODE (micro|meso),
 # CHECK=1: exit non-zero unless, per case, both engines finish the same
 # number of vehicles and citybrain's mean travel time is within 10 % of SUMO's
-# (what CI runs, on g10_low).
+# (what CI runs, on g10_low and random).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUMO_VERSION=${SUMO_VERSION:-1.28.0}
-SUMO_VENV=${SUMO_VENV:-/tmp/citybrain-sumo-venv}
 WORK=${WORK:-/tmp/citybrain-twin-bench}
 SEED=${SEED:-42}
 THREADS=${THREADS:-1}
@@ -30,17 +28,8 @@ CASES=${CASES:-"g10_low g10_high g30_low g30_high spider random"}
 CHECK=${CHECK:-0}
 failed=0
 
-[ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install -y time)" >&2; exit 1; }
-if [ ! -x "$SUMO_VENV/bin/sumo" ]; then
-  python3 -m venv "$SUMO_VENV"
-  "$SUMO_VENV/bin/pip" install --quiet --disable-pip-version-check "eclipse-sumo==$SUMO_VERSION"
-fi
-PY="$SUMO_VENV/bin/python"
-SUMO_HOME=$("$PY" -c 'import sumo; print(sumo.SUMO_HOME)')
-export SUMO_HOME PATH="$SUMO_VENV/bin:$PATH"
-mkdir -p "$WORK"
-cargo build --release --quiet --bin citybrain
-CB="$PWD/target/release/citybrain"
+# shellcheck source=bench/sumo-env.sh
+source bench/sumo-env.sh
 
 case "$MODE" in
   micro) SUMO_MODE=() ;;

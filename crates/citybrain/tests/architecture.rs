@@ -24,58 +24,30 @@ fn deps(krate: &str) -> Vec<String> {
     out
 }
 
+/// What a pure domain crate must not use: HTTP, SQL, an async runtime.
+const NO_IO: &[&str] = &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"];
+/// The twin's crates additionally know nothing of the hub.
+const TWIN: &[&str] = &[
+    "axum",
+    "tokio",
+    "rusqlite",
+    "reqwest",
+    "sqlx",
+    "tower",
+    "hyper",
+    "citybrain-hub",
+];
+
 #[test]
 fn domain_crates_know_no_http_sql_or_runtime() {
     let rules: &[(&str, &[&str])] = &[
-        (
-            "citybrain-ngsild",
-            &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"],
-        ),
-        (
-            "citybrain-store",
-            &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"],
-        ),
+        ("citybrain-ngsild", NO_IO),
+        ("citybrain-store", NO_IO),
         ("citybrain-hub", &["axum", "rusqlite", "sqlx", "tower", "hyper"]),
         ("citybrain-store-sqlite", &["axum", "reqwest", "tower", "hyper"]),
-        (
-            "citybrain-net",
-            &[
-                "axum",
-                "tokio",
-                "rusqlite",
-                "reqwest",
-                "sqlx",
-                "tower",
-                "hyper",
-                "citybrain-hub",
-            ],
-        ),
-        (
-            "citybrain-sim",
-            &[
-                "axum",
-                "tokio",
-                "rusqlite",
-                "reqwest",
-                "sqlx",
-                "tower",
-                "hyper",
-                "citybrain-hub",
-            ],
-        ),
-        (
-            "citybrain-scenarios",
-            &[
-                "axum",
-                "tokio",
-                "rusqlite",
-                "reqwest",
-                "sqlx",
-                "tower",
-                "hyper",
-                "citybrain-hub",
-            ],
-        ),
+        ("citybrain-net", TWIN),
+        ("citybrain-sim", TWIN),
+        ("citybrain-scenarios", TWIN),
     ];
     for (krate, banned) in rules {
         let d = deps(krate);
