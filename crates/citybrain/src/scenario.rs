@@ -94,6 +94,10 @@ struct AmbulanceSummary {
     saving_pct: f64,
     /// Mean travel time of the other vehicles, with priority minus without.
     extra_delay_others_s: f64,
+    /// This policy with priority against fixed-time control without it (the
+    /// ambulance in today's traffic), when fixed ran too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saving_vs_fixed_without_priority_pct: Option<f64>,
     spread_with: Spread,
     spread_without: Spread,
     runs_without_priority: Vec<Outcome>,
@@ -227,6 +231,19 @@ fn run_scenario(a: RunArgs) -> Result<()> {
             s.travel_time_vs_fixed_pct = Some(100.0 * (s.mean_travel_time_s / fixed_tt - 1.0));
         }
     }
+    if let Some(fixed_without) = summaries
+        .iter()
+        .find(|s| s.policy == Policy::Fixed)
+        .and_then(|s| s.ambulance.as_ref())
+        .map(|a| a.ambulance_travel_time_without_priority_s)
+    {
+        for s in &mut summaries {
+            if let Some(a) = s.ambulance.as_mut() {
+                a.saving_vs_fixed_without_priority_pct =
+                    Some(100.0 * (1.0 - a.ambulance_travel_time_s / fixed_without));
+            }
+        }
+    }
     if a.json {
         for s in &summaries {
             println!("{}", serde_json::to_string(s)?);
@@ -267,6 +284,7 @@ fn summarize(
             ambulance_travel_time_without_priority_s: without_s.mean,
             saving_pct: 100.0 * (1.0 - with_s.mean / without_s.mean),
             extra_delay_others_s: others(&runs) - others(&without),
+            saving_vs_fixed_without_priority_pct: None,
             spread_with: with_s,
             spread_without: without_s,
             runs_without_priority: without,
@@ -314,20 +332,22 @@ fn print_table(summaries: &[PolicySummary], seeds: usize) {
     if summaries.iter().any(|s| s.ambulance.is_some()) {
         println!();
         println!(
-            "{:<10} {:>22} {:>22} {:>9} {:>20}",
-            "ambulance", "without priority s", "with priority s", "saving", "others' extra s"
+            "{:<10} {:>22} {:>22} {:>9} {:>20} {:>24}",
+            "ambulance", "without priority s", "with priority s", "saving", "others' extra s", "vs fixed w/o priority"
         );
         for s in summaries {
             if let Some(a) = &s.ambulance {
                 println!(
-                    "{:<10} {:>15.1} ± {:<4.1} {:>15.1} ± {:<4.1} {:>8.1}% {:>20.1}",
+                    "{:<10} {:>15.1} ± {:<4.1} {:>15.1} ± {:<4.1} {:>8.1}% {:>20.1} {:>24}",
                     s.policy.name(),
                     a.spread_without.mean,
                     a.spread_without.sd,
                     a.spread_with.mean,
                     a.spread_with.sd,
                     a.saving_pct,
-                    a.extra_delay_others_s
+                    a.extra_delay_others_s,
+                    a.saving_vs_fixed_without_priority_pct
+                        .map_or("-".into(), |p| format!("{p:.1}% saved"))
                 );
             }
         }
