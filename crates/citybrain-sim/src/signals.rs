@@ -436,7 +436,9 @@ impl Priority {
             .or_else(|| self.phases.iter().position(|p| state(p) == Some(LinkSignal::Yield)))
     }
 
-    fn wanted(&mut self, input: &SignalInput<'_>) -> Vec<LinkSignal> {
+    /// The program phase an emergency call needs now, if any (None: show
+    /// what the base controller says).
+    fn wanted(&mut self, input: &SignalInput<'_>) -> Option<usize> {
         let call = input
             .priority
             .iter()
@@ -444,7 +446,7 @@ impl Priority {
             .min_by(|a, b| a.eta.total_cmp(&b.eta));
         let Some(call) = call else {
             self.serving = None;
-            return self.base_out.clone();
+            return None;
         };
         let queue = self.approach.get(call.link as usize).map_or(0, |lanes| {
             lanes
@@ -457,11 +459,11 @@ impl Priority {
         if self.serving == Some(call.link) || call.eta <= clearance {
             if let Some(p) = self.phase_for(call.link) {
                 self.serving = Some(call.link);
-                return self.phases[p].clone();
+                return Some(p);
             }
         }
         self.serving = None;
-        self.base_out.clone()
+        None
     }
 }
 
@@ -473,23 +475,29 @@ impl SignalController for Priority {
     fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
         let t = input.time;
         self.base.states(input, &mut self.base_out);
-        let want = self.wanted(input);
-        if t >= self.amber_until {
-            if self.shown.len() != want.len() {
-                self.shown = want;
-            } else if want != self.shown {
-                let loses = (0..want.len()).any(|i| is_go(self.shown[i]) && want[i] == LinkSignal::Stop);
-                if loses {
-                    // Amber on every link that loses its green; nothing gains one yet.
-                    for (shown, w) in self.shown.iter_mut().zip(&want) {
-                        if is_go(*shown) && !is_go(*w) {
-                            *shown = LinkSignal::Amber;
-                        }
+        let phase = self.wanted(input);
+        let want: &[LinkSignal] = match phase {
+            Some(p) => &self.phases[p],
+            None => &self.base_out,
+        };
+        if t >= self.amber_until && self.shown.as_slice() != want {
+            let loses = self.shown.len() == want.len()
+                && self
+                    .shown
+                    .iter()
+                    .zip(want)
+                    .any(|(s, w)| is_go(*s) && *w == LinkSignal::Stop);
+            if loses {
+                // Amber on every link that loses its green; nothing gains one yet.
+                for (shown, w) in self.shown.iter_mut().zip(want) {
+                    if is_go(*shown) && !is_go(*w) {
+                        *shown = LinkSignal::Amber;
                     }
-                    self.amber_until = t + self.amber;
-                } else {
-                    self.shown = want;
                 }
+                self.amber_until = t + self.amber;
+            } else {
+                self.shown.clear();
+                self.shown.extend_from_slice(want);
             }
         }
         out.clear();
