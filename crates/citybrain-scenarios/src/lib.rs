@@ -11,8 +11,10 @@
 //! - *delay index*: travel time over free-flow travel time, per vehicle,
 //!   averaged (the City Brain KDD Cup's measure).
 
+pub mod measure;
 pub mod signal_corridor;
 pub mod stats;
+pub mod sumo_files;
 
 /// What can go wrong loading or running a scenario.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use citybrain_net::{EdgeId, Network, TlsId};
@@ -19,9 +18,11 @@ use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::rng;
 use citybrain_sim::router::Router;
 use citybrain_sim::signals::{controllers_for, Controllers, Priority, SignalController};
-use citybrain_sim::{Demand, Sim, SimConfig, TripInfo, VType, VehicleSpec};
-use serde::{Deserialize, Serialize};
+use citybrain_sim::{Demand, Sim, SimConfig, VType, VehicleSpec};
+use serde::Deserialize;
 
+use crate::measure;
+pub use crate::measure::{Outcome, Policy, AMBULANCE_ID};
 use crate::ScenarioError;
 
 const SPEC: &str = include_str!("../../../scenarios/signal-corridor/corridor.json");
@@ -29,7 +30,6 @@ const NET_GZ: &[u8] = include_bytes!("../../../scenarios/signal-corridor/corrido
 
 /// When the ambulance is dispatched (the middle of the peak), s.
 pub const AMBULANCE_DEPART: f64 = 1800.0;
-pub const AMBULANCE_ID: &str = "ambulance";
 /// The ambulance's speed over the limit (see `Corridor::demand`).
 pub const AMBULANCE_SPEED_FACTOR: f64 = 1.3;
 
@@ -72,49 +72,6 @@ pub struct Intersection {
     pub cross_veh_h_per_approach: f64,
 }
 
-/// How the signals are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// The Webster plans as designed (the network's `tlLogic`s).
-    Fixed,
-    /// Vehicle-actuated: greens extended while vehicles wait, within bounds.
-    Actuated,
-    /// City Brain adaptive control: pressure-chosen greens held while they
-    /// carry traffic, re-decided every second (`signals::Adaptive`).
-    CityBrain,
-}
-
-impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::Fixed, Policy::Actuated, Policy::CityBrain];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Policy::Fixed => "fixed",
-            Policy::Actuated => "actuated",
-            Policy::CityBrain => "citybrain",
-        }
-    }
-
-    fn engine_kind(self) -> &'static str {
-        match self {
-            Policy::Fixed => "fixed",
-            Policy::Actuated => "actuated",
-            Policy::CityBrain => "adaptive",
-        }
-    }
-}
-
-impl FromStr for Policy {
-    type Err = ScenarioError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| ScenarioError::Policy(s.to_string()))
-    }
-}
-
 /// The ambulance, if any, and whether the signals give it priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ambulance {
@@ -148,25 +105,6 @@ impl RunOptions {
     }
 }
 
-/// The figures of one run (the ambulance excluded from the traffic figures).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Outcome {
-    pub policy: Policy,
-    pub seed: u64,
-    pub vehicles: usize,
-    pub arrived: usize,
-    pub teleports: usize,
-    pub mean_travel_time_s: f64,
-    pub mean_delay_s: f64,
-    pub delay_index: f64,
-    pub throughput_veh_per_h: f64,
-    pub max_queue_veh: u32,
-    /// Where (approach edge) and when the longest queue stood.
-    pub max_queue_edge: String,
-    pub max_queue_time_s: f64,
-    pub ambulance_travel_time_s: Option<f64>,
-}
-
 /// The corridor: network and demand rates.
 pub struct Corridor {
     pub net: Arc<Network>,
@@ -193,14 +131,7 @@ impl Corridor {
                 spec.intersections.len()
             )));
         }
-        let approaches = net
-            .connections
-            .iter()
-            .filter(|c| c.tls.is_some())
-            .map(|c| c.from)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let approaches = measure::signal_approaches(&net);
         let router = Router::new(&net);
         Ok(Corridor {
             net: Arc::new(net),
@@ -393,78 +324,18 @@ impl Corridor {
     }
 
     /// Runs to the end; `each_step` sees the simulation after every step.
-    pub fn run(&self, o: &RunOptions, mut each_step: impl FnMut(&Sim)) -> Result<Outcome, ScenarioError> {
-        let mut sim = self.sim(o)?;
-        let is_approach = {
-            let mut v = vec![false; self.net.edges.len()];
-            for e in &self.approaches {
-                v[e.idx()] = true;
-            }
-            v
-        };
-        let mut trips: Vec<TripInfo> = Vec::new();
-        let mut max_queue = (0u32, String::new(), 0.0);
-        let mut per_edge = vec![0u32; self.net.edges.len()];
-        while !sim.finished() {
-            sim.step();
-            let counts = sim.lane_counts();
-            for (lane, _, standing) in &counts {
-                let e = self.net.lane(*lane).edge;
-                if is_approach[e.idx()] {
-                    per_edge[e.idx()] += *standing as u32;
-                }
-            }
-            for (lane, _, _) in &counts {
-                let e = self.net.lane(*lane).edge;
-                if per_edge[e.idx()] > max_queue.0 {
-                    max_queue = (per_edge[e.idx()], self.net.edge(e).id.clone(), sim.time());
-                }
-                per_edge[e.idx()] = 0;
-            }
-            trips.extend(sim.take_trips());
-            each_step(&sim);
-        }
-        sim.finish();
-        trips.extend(sim.take_trips());
+    pub fn run(&self, o: &RunOptions, each_step: impl FnMut(&Sim)) -> Result<Outcome, ScenarioError> {
+        let sim = self.sim(o)?;
         let duration = o.duration.unwrap_or(self.spec.demand.duration_s);
-        Ok(outcome(
-            o,
-            &trips,
-            sim.totals.teleports,
-            sim.totals.loaded,
-            max_queue,
+        Ok(measure::run(
+            sim,
+            &self.net,
+            &self.approaches,
+            o.policy,
+            o.seed,
             duration,
+            each_step,
         ))
-    }
-}
-
-fn outcome(
-    o: &RunOptions,
-    trips: &[TripInfo],
-    teleports: usize,
-    loaded: usize,
-    max_queue: (u32, String, f64),
-    duration: f64,
-) -> Outcome {
-    let ambulance = trips.iter().find(|t| t.id == AMBULANCE_ID).map(|t| t.duration);
-    let traffic: Vec<&TripInfo> = trips.iter().filter(|t| t.id != AMBULANCE_ID).collect();
-    let n = traffic.len().max(1) as f64;
-    let mean = |f: &dyn Fn(&TripInfo) -> f64| traffic.iter().map(|t| f(t)).sum::<f64>() / n;
-    let within = traffic.iter().filter(|t| t.arrival <= duration).count();
-    Outcome {
-        policy: o.policy,
-        seed: o.seed,
-        vehicles: loaded - usize::from(ambulance.is_some()),
-        arrived: traffic.len(),
-        teleports,
-        mean_travel_time_s: mean(&|t| t.duration),
-        mean_delay_s: mean(&|t| t.time_loss),
-        delay_index: mean(&|t| t.duration / (t.duration - t.time_loss).max(1.0)),
-        throughput_veh_per_h: within as f64 * 3600.0 / duration,
-        max_queue_veh: max_queue.0,
-        max_queue_edge: max_queue.1,
-        max_queue_time_s: max_queue.2,
-        ambulance_travel_time_s: ambulance,
     }
 }
 

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Outcome, Policy, RunOptions};
 use citybrain_scenarios::stats::Spread;
+use citybrain_scenarios::sumo_files::SumoFiles;
+use citybrain_scenarios::ScenarioError;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -25,6 +27,12 @@ pub enum ScenarioCommand {
 pub struct RunArgs {
     /// The scenario (see `citybrain scenario list`).
     name: String,
+    /// With `sumo`: the SUMO network file.
+    #[arg(short = 'n', long = "net-file")]
+    net: Option<PathBuf>,
+    /// With `sumo`: route files (comma-separated or repeated).
+    #[arg(short = 'r', long = "route-files", value_delimiter = ',')]
+    routes: Vec<PathBuf>,
     /// Policies, comma-separated: fixed, actuated, citybrain (default: all three).
     #[arg(long, value_delimiter = ',')]
     policy: Vec<String>,
@@ -58,7 +66,7 @@ pub struct RunArgs {
 /// The figures of one policy over all seeds (the JSON line).
 #[derive(Debug, Serialize)]
 struct PolicySummary {
-    scenario: &'static str,
+    scenario: String,
     policy: Policy,
     seeds: Vec<u64>,
     mean_travel_time_s: f64,
@@ -107,16 +115,47 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
     match cmd {
         ScenarioCommand::List => {
             println!("signal-corridor  a 7 km arterial with 21 signals at the evening peak; policies fixed, actuated, citybrain; --ambulance");
+            println!(
+                "sumo             any SUMO network and routes (-n NET -r ROUTES) under the same policies and measures"
+            );
             Ok(())
         }
         ScenarioCommand::Run(a) => run_scenario(a),
     }
 }
 
-fn run_scenario(a: RunArgs) -> Result<()> {
-    if a.name != "signal-corridor" {
-        bail!("unknown scenario '{}' (see `citybrain scenario list`)", a.name);
+/// What a run is made on.
+enum Target {
+    Corridor(Box<Corridor>),
+    Sumo(SumoFiles),
+}
+
+impl Target {
+    fn run(&self, o: &RunOptions) -> Result<Outcome, ScenarioError> {
+        match self {
+            Target::Corridor(c) => c.run(o, |_| {}),
+            Target::Sumo(s) => s.run(o.policy, o.seed, |_| {}),
+        }
     }
+}
+
+fn run_scenario(a: RunArgs) -> Result<()> {
+    let target = match a.name.as_str() {
+        "signal-corridor" => Target::Corridor(Box::new(Corridor::load().context("loading the signal corridor")?)),
+        "sumo" => {
+            let Some(net) = &a.net else {
+                bail!("scenario sumo needs -n NET and -r ROUTES");
+            };
+            if a.routes.is_empty() {
+                bail!("scenario sumo needs -r ROUTES");
+            }
+            if a.ambulance {
+                bail!("--ambulance is for signal-corridor (the corridor dispatches it along its arterial)");
+            }
+            Target::Sumo(SumoFiles::load(net, &a.routes)?)
+        }
+        other => bail!("unknown scenario '{other}' (see `citybrain scenario list`)"),
+    };
     if a.seeds == 0 || a.seeds > 1000 {
         bail!("--seeds must be between 1 and 1000");
     }
@@ -135,7 +174,6 @@ fn run_scenario(a: RunArgs) -> Result<()> {
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("--policy: {e}"))?
     };
-    let corridor = Corridor::load().context("loading the signal corridor")?;
     let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
     let modes: Vec<Ambulance> = if a.ambulance {
         vec![Ambulance::WithoutPriority, Ambulance::WithPriority]
@@ -181,7 +219,7 @@ fn run_scenario(a: RunArgs) -> Result<()> {
                     i
                 };
                 let Some(o) = jobs.get(i) else { break };
-                match corridor.run(o, |_| {}) {
+                match target.run(o) {
                     Ok(out) => {
                         pb.set_message(format!("{} seed {}", o.policy.name(), o.seed));
                         pb.inc(1);
@@ -213,13 +251,12 @@ fn run_scenario(a: RunArgs) -> Result<()> {
     let mut summaries: Vec<PolicySummary> = policies
         .iter()
         .map(|&p| {
-            summarize(
-                &corridor,
-                p,
-                &seeds,
-                outcome_of(p, main_mode),
-                a.ambulance.then(|| outcome_of(p, Ambulance::WithoutPriority)),
-            )
+            let free_flow = match &target {
+                Target::Corridor(c) => c.ambulance_free_flow_s(),
+                Target::Sumo(_) => f64::NAN,
+            };
+            let without = a.ambulance.then(|| outcome_of(p, Ambulance::WithoutPriority));
+            summarize(&a.name, free_flow, p, &seeds, outcome_of(p, main_mode), without)
         })
         .collect();
     if let Some(fixed_tt) = summaries
@@ -249,10 +286,18 @@ fn run_scenario(a: RunArgs) -> Result<()> {
             println!("{}", serde_json::to_string(s)?);
         }
     } else {
-        print_table(&summaries, seeds.len());
+        print_table(&a.name, &summaries, seeds.len());
     }
     if let Some(path) = &a.report {
-        std::fs::write(path, report_html(&summaries, &seeds))
+        let title = match a.name.as_str() {
+            "signal-corridor" => "Signal corridor: 7 km, 21 signals, evening peak".to_string(),
+            _ => format!(
+                "{} on {}",
+                a.name,
+                a.net.as_ref().map_or(String::new(), |n| n.display().to_string())
+            ),
+        };
+        std::fs::write(path, report_html(&title, &summaries, &seeds))
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("report: {}", path.display());
     }
@@ -260,7 +305,8 @@ fn run_scenario(a: RunArgs) -> Result<()> {
 }
 
 fn summarize(
-    c: &Corridor,
+    scenario: &str,
+    ambulance_free_flow_s: f64,
     policy: Policy,
     seeds: &[u64],
     runs: Vec<Outcome>,
@@ -279,7 +325,7 @@ fn summarize(
         let (with_s, without_s) = (amb(&runs), amb(&without));
         let others = |rs: &[Outcome]| rs.iter().map(|o| o.mean_travel_time_s).sum::<f64>() / rs.len().max(1) as f64;
         AmbulanceSummary {
-            free_flow_s: c.ambulance_free_flow_s(),
+            free_flow_s: ambulance_free_flow_s,
             ambulance_travel_time_s: with_s.mean,
             ambulance_travel_time_without_priority_s: without_s.mean,
             saving_pct: 100.0 * (1.0 - with_s.mean / without_s.mean),
@@ -291,7 +337,7 @@ fn summarize(
         }
     });
     PolicySummary {
-        scenario: "signal-corridor",
+        scenario: scenario.to_string(),
         policy,
         seeds: seeds.to_vec(),
         mean_travel_time_s: spread.mean_travel_time_s.mean,
@@ -307,8 +353,8 @@ fn summarize(
     }
 }
 
-fn print_table(summaries: &[PolicySummary], seeds: usize) {
-    println!("signal-corridor, {seeds} seed(s): mean ± sd over seeds");
+fn print_table(name: &str, summaries: &[PolicySummary], seeds: usize) {
+    println!("{name}, {seeds} seed(s): mean ± sd over seeds");
     println!(
         "{:<10} {:>16} {:>9} {:>14} {:>8} {:>15} {:>11} {:>9}",
         "policy", "travel time s", "vs fixed", "delay s", "index", "throughput/h", "max queue", "teleports"
@@ -361,7 +407,7 @@ fn print_table(summaries: &[PolicySummary], seeds: usize) {
 }
 
 /// A report that opens offline: the table, and bars with the spread over seeds.
-fn report_html(summaries: &[PolicySummary], seeds: &[u64]) -> String {
+fn report_html(title: &str, summaries: &[PolicySummary], seeds: &[u64]) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let max_tt = summaries
         .iter()
@@ -414,12 +460,14 @@ fn report_html(summaries: &[PolicySummary], seeds: &[u64]) -> String {
     };
     let json = esc(&serde_json::to_string_pretty(summaries).unwrap_or_default());
     format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain — signal corridor</title>\
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain — {}</title>\
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}}</style>\
-<h1>Signal corridor: 7 km, 21 signals, evening peak</h1><p>Seeds: {}. Mean ± sample standard deviation over seeds; bars show the mean, whiskers the range.</p>\
+<h1>{}</h1><p>Seeds: {}. Mean ± sample standard deviation over seeds; bars show the mean, whiskers the range.</p>\
 <table><tr><th>policy</th><th>mean travel time s</th><th>vs fixed</th><th>mean delay s</th><th>delay index</th><th>throughput veh/h</th><th>max queue veh</th>{amb_head}</tr>{rows}</table>\
 <h2>Mean travel time</h2><svg width=\"760\" height=\"{}\" font-size=\"13\">{bars}</svg>\
 <h2>Every run</h2><pre>{json}</pre></html>\n",
+        esc(title),
+        esc(title),
         seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
         30 + summaries.len() * 40,
     )

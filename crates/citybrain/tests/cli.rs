@@ -372,3 +372,36 @@ fn live_mode_rejects_an_unknown_scenario() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'nowhere'"));
 }
+
+#[test]
+fn scenario_sumo_runs_any_network_under_every_policy() {
+    let data = format!("{}/../citybrain-sim/tests/data", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(BIN)
+        .args([
+            "scenario",
+            "run",
+            "sumo",
+            "-n",
+            &format!("{data}/crossing.net.xml"),
+            "-r",
+            &format!("{data}/crossing.rou.xml"),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let policies: Vec<&str> = lines.iter().map(|l| l["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["fixed", "actuated", "citybrain"]);
+    for l in &lines {
+        assert_eq!(l["scenario"], "sumo");
+        assert!(l["mean_travel_time_s"].as_f64().unwrap() > 0.0);
+        assert!(l["delay_index"].as_f64().unwrap() >= 1.0);
+    }
+    let out = Command::new(BIN).args(["scenario", "run", "sumo"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs -n NET"));
+}
