@@ -1001,7 +1001,14 @@ impl Sim {
     fn stop_ahead(&self, v: &Veh, lane: LaneId) -> Option<f64> {
         let pa = v.stop_pa?;
         let p = &self.add.parking_areas[pa];
-        let at = self.stop_position(pa);
+        // One already alongside the area when it filled up waits at its end
+        // (a leaving car pulls out ahead of it).
+        let full = self.occupancy[pa] >= p.capacity;
+        let at = if full && v.pos > p.start_pos + 0.01 {
+            p.end_pos
+        } else {
+            self.stop_position(pa)
+        };
         (self.net.lane(lane).edge == p.edge && v.pos <= at + 0.01).then(|| (at - v.pos).max(0.0))
     }
 
@@ -1502,7 +1509,16 @@ impl Sim {
             if !fits {
                 let (back, urgent) = {
                     let v = self.veh(vi);
-                    (v.pos - self.vtype(v).length, self.lane_len(from) - v.pos < 50.0)
+                    // Urgent near the lane's end, or near the stop it must
+                    // reach from the lane next door.
+                    let near_stop = v.stop_pa.is_some_and(|pa| {
+                        let p = &self.add.parking_areas[pa];
+                        p.edge == self.net.lane(from).edge && p.end_pos - v.pos < 50.0
+                    });
+                    (
+                        v.pos - self.vtype(v).length,
+                        self.lane_len(from) - v.pos < 50.0 || near_stop,
+                    )
                 };
                 if urgent {
                     new_wishers.push((to, back, vi));
@@ -1761,14 +1777,19 @@ impl Sim {
             let list = &self.lanes[p.lane.idx()];
             let at = list
                 .iter()
-                .position(|o| self.veh(*o).pos < p.end_pos)
+                .position(|o| self.veh(*o).pos <= p.end_pos + 0.01)
                 .unwrap_or(list.len());
+            // Back onto the road at the area's end; a car standing there (one
+            // waiting for a space) is passed: the leaving car pulls out ahead of it.
+            let reentry = match list.get(at).map(|f| self.veh(*f)) {
+                Some(f) if f.pos > p.end_pos - len - gap => f.pos + self.vtype(f).min_gap + len,
+                _ => p.end_pos,
+            };
             let ahead_ok = at == 0 || {
                 let l = self.veh(list[at - 1]);
-                l.pos - self.vtype(l).length >= p.end_pos + gap
+                l.pos - self.vtype(l).length >= reentry + gap
             };
-            let behind_ok = list.get(at).is_none_or(|f| self.veh(*f).pos <= p.end_pos - len - gap);
-            if !(ahead_ok && behind_ok) {
+            if !ahead_ok || reentry > self.lane_len(p.lane) {
                 continue;
             }
             self.parked.remove(&(t, vi));
@@ -1778,7 +1799,7 @@ impl Sim {
             let now = self.time + self.cfg.step_length;
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.lane = p.lane;
-                v.pos = p.end_pos;
+                v.pos = reentry;
                 v.speed = 0.0;
                 v.standing = 0.0;
                 v.stop_time += now - v.parked_at;

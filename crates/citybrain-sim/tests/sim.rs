@@ -563,3 +563,36 @@ fn an_emergency_vehicle_is_not_held_up_by_slow_traffic() {
     // 1000 m at 1.3 × 13.89 m/s is 55 s; behind the tractor it would need 200 s.
     assert!(amb.duration < 80.0, "ambulance took {} s", amb.duration);
 }
+
+#[test]
+fn a_car_alongside_a_parking_area_that_fills_waits_and_parks() {
+    // A long 1-space area; two visitors arrive close together. The first
+    // takes the space at the far end while the second is already alongside
+    // the area: the second must wait there and park when the space frees,
+    // not drive on to the end of its route.
+    let dir = tempfile::tempdir().unwrap();
+    let add = dir.path().join("p.add.xml");
+    std::fs::write(
+        &add,
+        r#"<additional><parkingArea id="p" lane="road_0" startPos="100" endPos="300" roadsideCapacity="1"/></additional>"#,
+    )
+    .unwrap();
+    let routes = dir.path().join("p.rou.xml");
+    std::fs::write(
+        &routes,
+        r#"<routes><vType id="car" sigma="0"/>
+        <vehicle id="first" type="car" depart="0" departSpeed="max"><route edges="road"/><stop parkingArea="p" duration="60" parking="true"/></vehicle>
+        <vehicle id="second" type="car" depart="3" departSpeed="max"><route edges="road"/><stop parkingArea="p" duration="60" parking="true"/></vehicle>
+        </routes>"#,
+    )
+    .unwrap();
+    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
+    let add = citybrain_sim::Additional::read(&net, &[add]).unwrap();
+    let demand = Demand::read_with(&net, &add, &[routes]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
+    let trips = drive(&mut sim, |_| {});
+    assert_eq!(sim.parking.parked, 2, "both parked");
+    let second = trips.iter().find(|t| t.id == "second").unwrap();
+    assert!(second.stop_time >= 59.0, "{second:?}");
+    assert!(second.waiting_time > 30.0, "it waited for the space: {second:?}");
+}
