@@ -211,6 +211,7 @@ fn print_demo_help(addr: SocketAddr, n: usize) {
          curl '{base}/entities?type=OffStreetParking,OnStreetParking&q=availableSpotNumber%3E0&attrs=availableSpotNumber,totalSpotNumber'\n  \
          curl '{base}/entities?type=OffStreetParking&georel=near;maxDistance==500&geometry=Point&coordinates=%5B120.1786,30.2614%5D'\n  \
          curl '{base}/types?details=true'\n  \
+         curl '{base}/entities?type=TrafficFlowObserved&q=queueLength%3E5&options=keyValues'   (the live corridor)\n  \
          curl 'http://{addr}/health'   curl 'http://{addr}/metrics'\n"
     );
 }
