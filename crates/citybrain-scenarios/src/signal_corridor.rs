@@ -124,6 +124,17 @@ impl Corridor {
             .map_err(|e| ScenarioError::Data(format!("corridor.net.xml.gz: {e}")))?;
         let net = citybrain_net::sumo::read_net_str("corridor.net.xml", &xml)
             .map_err(|e| ScenarioError::Data(e.to_string()))?;
+        let (lo, hi) = spec.demand.cross_turning_travel_junctions;
+        if lo == 0 || lo > hi {
+            return Err(ScenarioError::Data(format!(
+                "corridor.json: cross_turning_travel_junctions must be 1 <= from <= to, got [{lo}, {hi}]"
+            )));
+        }
+        if spec.demand.profile.is_empty() || spec.demand.profile.iter().any(|p| p.1.is_nan() || p.1 < 0.0) {
+            return Err(ScenarioError::Data(
+                "corridor.json: the demand profile needs points with multipliers >= 0".into(),
+            ));
+        }
         if net.tls.len() != spec.intersections.len() {
             return Err(ScenarioError::Data(format!(
                 "the network has {} signals, corridor.json describes {}",
