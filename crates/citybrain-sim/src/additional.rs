@@ -18,6 +18,12 @@ pub struct ParkingArea {
     pub start_pos: f64,
     pub end_pos: f64,
     pub capacity: u32,
+    /// Seconds the entry gate takes per car (ticket, barrier), one car at a
+    /// time; 0: no gate. Set with `<param key="entryServiceTime" value="…"/>`.
+    pub entry_service: f64,
+    /// Seconds the exit gate takes per car (30 s for pay-at-exit, a few for
+    /// pay-after-leaving); `<param key="exitServiceTime" value="…"/>`.
+    pub exit_service: f64,
 }
 
 /// One alternative of a rerouter.
@@ -121,6 +127,35 @@ fn read_file(net: &Network, a: &mut Additional, f: &mut XmlFile) -> Result<(), X
                         spaces = 0;
                     }
                     "space" if open_parking.is_some() => spaces += 1,
+                    "param" if open_parking.is_some() => {
+                        let key = el.req(f, "key")?;
+                        let Some(field) = (match key {
+                            "entryServiceTime" => Some(true),
+                            "exitServiceTime" => Some(false),
+                            _ => None, // other params are SUMO's business
+                        }) else {
+                            continue;
+                        };
+                        let value = el.req(f, "value")?;
+                        let secs: f64 = value
+                            .parse()
+                            .ok()
+                            .filter(|v: &f64| (0.0..=3600.0).contains(v))
+                            .ok_or_else(|| {
+                                f.error(
+                                    el.line,
+                                    format!("<param key=\"{key}\">: '{value}' is not a number of seconds in 0..3600"),
+                                )
+                            })?;
+                        if let Some(p) = open_parking {
+                            let pa = &mut a.parking_areas[p];
+                            if field {
+                                pa.entry_service = secs;
+                            } else {
+                                pa.exit_service = secs;
+                            }
+                        }
+                    }
                     "rerouter" => {
                         let id = el.req(f, "id")?.to_string();
                         let edges = el
@@ -268,6 +303,8 @@ fn parking_area(net: &Network, a: &mut Additional, f: &XmlFile, el: &Element) ->
         start_pos,
         end_pos,
         capacity: capacity as u32,
+        entry_service: 0.0,
+        exit_service: 0.0,
     });
     a.parking_by_name.insert(id, a.parking_areas.len() - 1);
     Ok(a.parking_areas.len() - 1)

@@ -261,6 +261,8 @@ pub struct Sim {
     /// Parking areas, rerouters, and the state of the parking.
     add: Additional,
     occupancy: Vec<u32>,
+    /// When each parking area's entry and exit gates are free again (s).
+    gate_free: Vec<(f64, f64)>,
     /// Parked vehicles by the time they want to leave (ms) and index.
     parked: std::collections::BTreeSet<(i64, u32)>,
     router: Option<Router>,
@@ -384,6 +386,7 @@ impl Sim {
             edge_steps: 0,
             edge_stats: Vec::new(),
             occupancy: Vec::new(),
+            gate_free: Vec::new(),
             parked: Default::default(),
             router: None,
             parking: ParkingTotals::default(),
@@ -487,6 +490,7 @@ impl Sim {
     /// Adds parking areas and rerouters (from additional files).
     pub fn with_parking(mut self, add: Additional) -> Sim {
         self.occupancy = vec![0; add.parking_areas.len()];
+        self.gate_free = vec![(f64::NEG_INFINITY, f64::NEG_INFINITY); add.parking_areas.len()];
         self.det_acc = vec![
             DetAcc {
                 begin: self.time,
@@ -1671,9 +1675,14 @@ impl Sim {
                 }
             }
         }
+        let now = self.time + self.cfg.step_length;
         for (vi, pa) in arrived {
             let p = self.add.parking_areas[pa].clone();
             if self.occupancy[pa] < p.capacity {
+                if now < self.gate_free[pa].0 {
+                    continue; // the entry gate is busy with the car before
+                }
+                self.gate_free[pa].0 = now + p.entry_service;
                 self.lanes[p.lane.idx()].retain(|x| *x != vi);
                 self.occupancy[pa] += 1;
                 self.parking.parked += 1;
@@ -1684,7 +1693,6 @@ impl Sim {
                         .get(v.stop_idx as usize)
                         .cloned()
                 };
-                let now = self.time + self.cfg.step_length;
                 let leave = match spec_stop {
                     Some(s) => match (s.duration, s.until) {
                         (Some(d), Some(u)) => (now + d).max(u),
@@ -1766,9 +1774,13 @@ impl Sim {
     fn unpark(&mut self) {
         let now_ms = ((self.time + self.cfg.step_length) * 1000.0).round() as i64;
         let due: Vec<(i64, u32)> = self.parked.iter().take_while(|(t, _)| *t <= now_ms).copied().collect();
+        let now = self.time + self.cfg.step_length;
         for (t, vi) in due {
             let Some(pa) = self.veh(vi).stop_pa else { continue };
             let p = self.add.parking_areas[pa].clone();
+            if now < self.gate_free[pa].1 {
+                continue; // the exit gate is busy: the car waits inside, its space still taken
+            }
             let (len, gap) = {
                 let v = self.veh(vi);
                 let vt = self.vtype(v);
@@ -1793,10 +1805,10 @@ impl Sim {
                 continue;
             }
             self.parked.remove(&(t, vi));
+            self.gate_free[pa].1 = now + p.exit_service;
             self.occupancy[pa] -= 1;
             self.lanes[p.lane.idx()].insert(at, vi);
             self.touched.push(p.lane.0);
-            let now = self.time + self.cfg.step_length;
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.lane = p.lane;
                 v.pos = reentry;

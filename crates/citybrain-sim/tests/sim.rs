@@ -596,3 +596,61 @@ fn a_car_alongside_a_parking_area_that_fills_waits_and_parks() {
     assert!(second.stop_time >= 59.0, "{second:?}");
     assert!(second.waiting_time > 30.0, "it waited for the space: {second:?}");
 }
+
+#[test]
+fn parking_gates_serve_one_car_at_a_time() {
+    // Four visitors, 10 s apart, 100 s stays, a 4-space car park whose exit
+    // gate takes 30 s per car (pay at the exit) and entry gate 15 s: they
+    // leave at least 30 s apart, and the entry gate spaces their parking.
+    let dir = tempfile::tempdir().unwrap();
+    let add = dir.path().join("g.add.xml");
+    std::fs::write(
+        &add,
+        r#"<additional><parkingArea id="p" lane="road_0" startPos="100" endPos="300" roadsideCapacity="4">
+             <param key="exitServiceTime" value="30"/><param key="entryServiceTime" value="15"/><param key="other" value="x"/>
+           </parkingArea></additional>"#,
+    )
+    .unwrap();
+    let routes = dir.path().join("g.rou.xml");
+    std::fs::write(
+        &routes,
+        r#"<routes><vType id="car" sigma="0"/>
+        <flow id="v" type="car" begin="0" end="40" period="10" departSpeed="max"><route edges="road"/><stop parkingArea="p" duration="100" parking="true"/></flow>
+        </routes>"#,
+    )
+    .unwrap();
+    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
+    let add = citybrain_sim::Additional::read(&net, &[add]).unwrap();
+    assert_eq!(
+        (add.parking_areas[0].entry_service, add.parking_areas[0].exit_service),
+        (15.0, 30.0)
+    );
+    let demand = Demand::read_with(&net, &add, &[routes]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
+    let mut trips = drive(&mut sim, |_| {});
+    assert_eq!(sim.parking.parked, 4);
+    trips.sort_by(|a, b| a.arrival.total_cmp(&b.arrival));
+    for w in trips.windows(2) {
+        assert!(w[1].arrival - w[0].arrival >= 29.0, "exits 30 s apart: {trips:?}");
+    }
+    // Entry spaced by 15 s while they arrive 10 s apart: each waits 5 s
+    // longer at the gate than the one before.
+    let wait = |id: &str| trips.iter().find(|t| t.id == id).unwrap().waiting_time;
+    assert!(wait("v.0") < 3.0, "{trips:?}");
+    assert!(wait("v.3") >= 10.0, "{trips:?}");
+    assert!(trips.iter().all(|t| t.stop_time >= 99.0));
+}
+
+#[test]
+fn a_bad_gate_time_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = dir.path().join("bad.add.xml");
+    std::fs::write(
+        &add,
+        "<additional>\n<parkingArea id=\"p\" lane=\"road_0\" startPos=\"100\" endPos=\"300\" roadsideCapacity=\"4\">\n<param key=\"exitServiceTime\" value=\"soon\"/>\n</parkingArea></additional>",
+    )
+    .unwrap();
+    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
+    let err = citybrain_sim::Additional::read(&net, &[add]).unwrap_err().to_string();
+    assert!(err.contains(":3:") && err.contains("exitServiceTime"), "{err}");
+}
