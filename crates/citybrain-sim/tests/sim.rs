@@ -654,3 +654,43 @@ fn a_bad_gate_time_names_file_and_line() {
     let err = citybrain_sim::Additional::read(&net, &[add]).unwrap_err().to_string();
     assert!(err.contains(":3:") && err.contains("exitServiceTime"), "{err}");
 }
+
+#[test]
+fn the_hospital_district_network_and_lots_load_and_fill() {
+    // The generated scenario files: a WGS84-referenced network, the two
+    // hospital lots with their pay-at-exit gates; cars bound for a full lot
+    // queue back along its access road.
+    let dir = format!("{}/../../scenarios/hospital-district", env!("CARGO_MANIFEST_DIR"));
+    let net = Arc::new(read_net(format!("{dir}/district.net.xml.gz")).unwrap());
+    assert!(net.location.as_ref().unwrap().proj_parameter.contains("+proj=utm"));
+    assert_eq!(net.tls.len(), 8);
+    let add = citybrain_sim::Additional::read(&net, &[format!("{dir}/district.add.xml")]).unwrap();
+    let zju1 = add.parking_areas.iter().find(|p| p.id == "zju1").unwrap();
+    assert_eq!((zju1.capacity, zju1.exit_service), (170, 30.0));
+    let routes = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        routes.path(),
+        r#"<routes><flow id="h" begin="0" end="1800" vehsPerHour="600" from="qingchun_w__qingchun_zhongshan" to="jiefang_jianguo__jiefang_e" departSpeed="max">
+             <stop parkingArea="zju1" duration="3600" parking="true"/></flow></routes>"#,
+    )
+    .unwrap();
+    let demand = Demand::read_with(&net, &add, &[routes.path()]).unwrap();
+    // Real queues for a hospital lot last hours: no jam teleports here.
+    let cfg = SimConfig {
+        time_to_teleport: 0.0,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net)).with_parking(add);
+    let mut full_at = None;
+    let mut trips = Vec::new();
+    while !sim.finished() && sim.time() < 20_000.0 {
+        sim.step();
+        if full_at.is_none() && sim.parking_occupancy()[0].1 == 170 {
+            full_at = Some(sim.time());
+        }
+        trips.extend(sim.take_trips());
+    }
+    assert!(full_at.is_some(), "300 cars for 170 spaces fill the lot");
+    assert_eq!(sim.parking.parked, 300, "everyone parks in the end");
+    assert_eq!(trips.len(), 300);
+}
