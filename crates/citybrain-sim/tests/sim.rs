@@ -564,33 +564,34 @@ fn an_emergency_vehicle_is_not_held_up_by_slow_traffic() {
     assert!(amb.duration < 80.0, "ambulance took {} s", amb.duration);
 }
 
+/// The single-lane road with a hand-written additional file and routes:
+/// the parking areas as read, and the simulation driven to its end.
+fn single_lane_parking(add_xml: &str, routes_xml: &str) -> (citybrain_sim::Additional, Sim, Vec<TripInfo>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (add, routes) = (dir.path().join("p.add.xml"), dir.path().join("p.rou.xml"));
+    std::fs::write(&add, add_xml).unwrap();
+    std::fs::write(&routes, routes_xml).unwrap();
+    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
+    let add = citybrain_sim::Additional::read(&net, &[add]).unwrap();
+    let demand = Demand::read_with(&net, &add, &[routes]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add.clone());
+    let trips = drive(&mut sim, |_| {});
+    (add, sim, trips)
+}
+
 #[test]
 fn a_car_alongside_a_parking_area_that_fills_waits_and_parks() {
     // A long 1-space area; two visitors arrive close together. The first
     // takes the space at the far end while the second is already alongside
     // the area: the second must wait there and park when the space frees,
     // not drive on to the end of its route.
-    let dir = tempfile::tempdir().unwrap();
-    let add = dir.path().join("p.add.xml");
-    std::fs::write(
-        &add,
+    let (_, sim, trips) = single_lane_parking(
         r#"<additional><parkingArea id="p" lane="road_0" startPos="100" endPos="300" roadsideCapacity="1"/></additional>"#,
-    )
-    .unwrap();
-    let routes = dir.path().join("p.rou.xml");
-    std::fs::write(
-        &routes,
         r#"<routes><vType id="car" sigma="0"/>
         <vehicle id="first" type="car" depart="0" departSpeed="max"><route edges="road"/><stop parkingArea="p" duration="60" parking="true"/></vehicle>
         <vehicle id="second" type="car" depart="3" departSpeed="max"><route edges="road"/><stop parkingArea="p" duration="60" parking="true"/></vehicle>
         </routes>"#,
-    )
-    .unwrap();
-    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
-    let add = citybrain_sim::Additional::read(&net, &[add]).unwrap();
-    let demand = Demand::read_with(&net, &add, &[routes]).unwrap();
-    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
-    let trips = drive(&mut sim, |_| {});
+    );
     assert_eq!(sim.parking.parked, 2, "both parked");
     let second = trips.iter().find(|t| t.id == "second").unwrap();
     assert!(second.stop_time >= 59.0, "{second:?}");
@@ -602,32 +603,18 @@ fn parking_gates_serve_one_car_at_a_time() {
     // Four visitors, 10 s apart, 100 s stays, a 4-space car park whose exit
     // gate takes 30 s per car (pay at the exit) and entry gate 15 s: they
     // leave at least 30 s apart, and the entry gate spaces their parking.
-    let dir = tempfile::tempdir().unwrap();
-    let add = dir.path().join("g.add.xml");
-    std::fs::write(
-        &add,
+    let (add, sim, mut trips) = single_lane_parking(
         r#"<additional><parkingArea id="p" lane="road_0" startPos="100" endPos="300" roadsideCapacity="4">
              <param key="exitServiceTime" value="30"/><param key="entryServiceTime" value="15"/><param key="other" value="x"/>
            </parkingArea></additional>"#,
-    )
-    .unwrap();
-    let routes = dir.path().join("g.rou.xml");
-    std::fs::write(
-        &routes,
         r#"<routes><vType id="car" sigma="0"/>
         <flow id="v" type="car" begin="0" end="40" period="10" departSpeed="max"><route edges="road"/><stop parkingArea="p" duration="100" parking="true"/></flow>
         </routes>"#,
-    )
-    .unwrap();
-    let net = Arc::new(read_net(data("single-lane.net.xml")).unwrap());
-    let add = citybrain_sim::Additional::read(&net, &[add]).unwrap();
+    );
     assert_eq!(
         (add.parking_areas[0].entry_service, add.parking_areas[0].exit_service),
         (15.0, 30.0)
     );
-    let demand = Demand::read_with(&net, &add, &[routes]).unwrap();
-    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net)).with_parking(add);
-    let mut trips = drive(&mut sim, |_| {});
     assert_eq!(sim.parking.parked, 4);
     trips.sort_by(|a, b| a.arrival.total_cmp(&b.arrival));
     for w in trips.windows(2) {
