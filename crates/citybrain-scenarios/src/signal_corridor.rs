@@ -426,22 +426,6 @@ fn profile_at(points: &[(f64, f64)], t: f64) -> f64 {
     }
 }
 
-/// Runs each seed and returns the outcomes in seed order.
-pub fn run_seeds(
-    c: &Corridor,
-    base: &RunOptions,
-    seeds: &[u64],
-    mut each_step: impl FnMut(&Sim),
-) -> Result<Vec<Outcome>, ScenarioError> {
-    seeds
-        .iter()
-        .map(|&seed| {
-            let o = RunOptions { seed, ..base.clone() };
-            c.run(&o, &mut each_step)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
