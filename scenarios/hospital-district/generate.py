@@ -55,6 +55,7 @@ def main():
         node(f"{n['name']}_n", n["lon"], lat1, "priority")
     # Gates: a priority junction on the main road, the access road to the lot.
     gates = {}
+    conns = []
     for h in spec["hospitals"]:
         e = next(x for x in ew if x["name"] == h["gate_on"])
         g = f"{h['id']}_gate"
@@ -77,6 +78,10 @@ def main():
         stops.sort()
         for (_, a), (_, b) in zip(stops, stops[1:]):
             road(f"{a}__{b}", a, b, e["lanes"], e["speed_ms"], 3)
+        for h in spec["hospitals"]:
+            if h["gate_on"] == e["name"]:
+                # No way from the lot's exit straight back into its entrance.
+                conns.append(f'<delete from="{h["id"]}_out" to="{h["id"]}_in"/>')
     # North-south roads, south to north.
     for n in ns:
         stops = [(lat0, f"{n['name']}_s")] + [(e["lat"], f"{e['name']}_{n['name']}") for e in ew] + [(lat1, f"{n['name']}_n")]
@@ -92,13 +97,19 @@ def main():
         f.write("<nodes>\n  " + "\n  ".join(nodes) + "\n</nodes>\n")
     with open(os.path.join(tmp, "d.edg.xml"), "w") as f:
         f.write("<edges>\n  " + "\n  ".join(edges) + "\n</edges>\n")
+    def netconvert_to(out, connections):
+        with open(os.path.join(tmp, "d.con.xml"), "w") as f:
+            f.write("<connections>\n  " + "\n  ".join(connections) + "\n</connections>\n")
+        subprocess.run(
+            [netconvert, "-n", os.path.join(tmp, "d.nod.xml"), "-e", os.path.join(tmp, "d.edg.xml"),
+             "-x", os.path.join(tmp, "d.con.xml"),
+             "--proj.utm", "true", "--no-turnarounds", "true", "--tls.default-type", "static",
+             "--offset.disable-normalization", "false", "-o", out],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+
     raw = os.path.join(tmp, "raw.net.xml")
-    subprocess.run(
-        [netconvert, "-n", os.path.join(tmp, "d.nod.xml"), "-e", os.path.join(tmp, "d.edg.xml"),
-         "--proj.utm", "true", "--no-turnarounds", "true", "--tls.default-type", "static",
-         "--offset.disable-normalization", "false", "-o", raw],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+    netconvert_to(raw, conns)
     tree = ET.parse(raw)
     lengths = {l.get("id"): float(l.get("length")) for l in tree.getroot().iter("lane")}
     with open(os.path.join(HERE, "district.net.xml.gz"), "wb") as raw_out:
@@ -111,8 +122,10 @@ def main():
 
 def write_additional(spec, lengths):
     """Hospital lots round the aisle at the end of their access roads (the
-    access road is the queuing lane); shared lots beside the north-south road they are on,
-    northbound, between the two main roads. Capacities from district.json."""
+    access road is the queuing lane), staff spaces beside the lot's way out;
+    shared lots beside the north-south road they are on.
+    Capacities from district.json (the hours each shared lot offers how many
+    spaces are the twin's business: `offered`)."""
     out = ["<additional>"]
     for h in spec["hospitals"]:
         lane = f"{h['id']}_aisle_0"
@@ -122,17 +135,30 @@ def write_additional(spec, lengths):
                    f'endPos="{end:.2f}" roadsideCapacity="{h["visitor_spaces"]}">\n'
                    f'        <param key="exitServiceTime" value="{spec["gates"]["pay_at_exit_s"]}"/>\n'
                    f'    </parkingArea>')
+        lane = f"{h['id']}_out_0"
+        out.append(f'    <parkingArea id="{h["id"]}_staff" name="{h["name"]} (staff)" lane="{lane}" '
+                   f'startPos="{lengths[lane] * 0.2:.2f}" endPos="{lengths[lane] * 0.6:.2f}" '
+                   f'roadsideCapacity="{h["staff_spaces"]}"/>')
     for s in spec["shared_lots"]:
-        lo, hi = s["between"]
-        lat = {e["name"]: e["lat"] for e in spec["roads"]["east_west"]}
-        a, b = sorted([lo, hi], key=lambda n: lat[n])
-        lane = f"{a}_{s['on']}__{b}_{s['on']}_0"
+        lane = f"{shared_lot_edge(spec, s)}_0"
         end = lengths[lane]
         out.append(f'    <parkingArea id="{s["id"]}" name="{s["name"]}" lane="{lane}" startPos="{end * 0.3:.2f}" '
                    f'endPos="{end * 0.7:.2f}" roadsideCapacity="{s["spaces"]}"/>')
     out.append("</additional>\n")
     with open(os.path.join(HERE, "district.add.xml"), "w") as f:
         f.write("\n".join(out))
+
+
+def shared_lot_edge(spec, s):
+    """The edge of road `on` between the two named roads, in the direction
+    they are named: south to north is the northbound edge, north to south
+    the southbound one."""
+    lat = {e["name"]: e["lat"] for e in spec["roads"]["east_west"]}
+    a, b = s["between"]
+    on = s["on"]
+    if lat[a] < lat[b]:
+        return f"{a}_{on}__{b}_{on}"
+    return f"-{b}_{on}__{a}_{on}"
 
 
 if __name__ == "__main__":

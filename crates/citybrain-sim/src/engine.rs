@@ -40,8 +40,29 @@ pub struct SimConfig {
     pub parallel_min_lanes: usize,
     /// A vehicle standing this long at the front of a lane jumps ahead (s; 0 = never).
     pub time_to_teleport: f64,
+    /// Whether a vehicle on its way to a parking area may be teleported
+    /// (false: cars queueing for a lot wait as long as it takes, while a
+    /// gridlock elsewhere is still broken by teleporting the others).
+    pub teleport_parking_bound: bool,
     /// Summary interval (s).
     pub summary_interval: f64,
+    /// Zipper merging at congested junctions: where a yielding link merges
+    /// into the same lane as a prior one whose queue stands at the line, the
+    /// two take turns (one car each) instead of the yielding one waiting for
+    /// the queue to clear, which at a lot's gate can be never.
+    pub zipper_merges: bool,
+    /// A vehicle standing this long at the end of a lane that does not lead
+    /// on along its route (it could not get into the lane it needs) takes
+    /// one of the turns its lane offers and is routed from there, as a
+    /// driver who missed the turn goes round the block (s; 0 = never: it
+    /// waits, or is teleported).
+    pub missed_turn_after: f64,
+    /// Strategic look-ahead, in edges: drivers pick early, among the lanes
+    /// that lead on, one from which the next few edges of their route can be
+    /// driven without another change (as SUMO's best lanes do), so that a
+    /// queue for a turn forms in the lane that turns. 1: only the next edge
+    /// matters (the default, the behaviour the twin's goldens hold).
+    pub lane_lookahead_edges: usize,
 }
 
 impl Default for SimConfig {
@@ -54,7 +75,11 @@ impl Default for SimConfig {
             threads: 1,
             parallel_min_lanes: 4096,
             time_to_teleport: 300.0,
+            teleport_parking_bound: true,
             summary_interval: 300.0,
+            lane_lookahead_edges: 1,
+            zipper_merges: false,
+            missed_turn_after: 0.0,
         }
     }
 }
@@ -216,6 +241,50 @@ pub struct TeleportEvent {
     pub continued: bool,
 }
 
+/// A car entering or leaving a parking area (when the log is on: `with_parking_events`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParkingEvent {
+    /// s
+    pub time: f64,
+    /// Index of the vehicle in the demand's list.
+    pub vehicle: usize,
+    /// Index of the parking area.
+    pub area: usize,
+    /// true: it parked; false: it left through the exit gate.
+    pub parked: bool,
+}
+
+/// A vehicle on the road, as a scenario's controller sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct VehicleView<'a> {
+    /// Handle for `redirect_to_parking`; valid until the vehicle arrives.
+    pub handle: u32,
+    /// Index of the vehicle in the demand's list.
+    pub vehicle: usize,
+    pub lane: LaneId,
+    pub edge: EdgeId,
+    /// Front position on the lane, m.
+    pub pos: f64,
+    /// m/s
+    pub speed: f64,
+    /// The parking area it heads for next, if any.
+    pub parking_area: Option<usize>,
+    /// Its route, and the index of its current (or last passed) normal edge in it.
+    pub route: &'a [EdgeId],
+    pub route_idx: usize,
+}
+
+/// Why a vehicle could not be sent to another parking area.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectError {
+    #[error("no such vehicle on the road")]
+    NoVehicle,
+    #[error("no such parking area")]
+    NoArea,
+    #[error("no route to the parking area and on to the destination")]
+    NoRoute,
+}
+
 /// Counts and timings of a run so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
@@ -297,6 +366,15 @@ pub struct Sim {
     teleport_log: Vec<TeleportEvent>,
     /// Running vehicles of vClass `emergency` (their signals get priority calls).
     emergency: Vec<u32>,
+    /// Parking entries and exits since the last `take_parking_events` (None: not logged).
+    parking_events: Option<Vec<ParkingEvent>>,
+    /// Zipper merging: the target lane of each junction request, the link
+    /// (junction, request) the last car entered each lane by, and this
+    /// step's turn taken by a yielding link per lane.
+    request_target: Vec<Vec<Option<LaneId>>>,
+    last_into: Vec<Option<(u32, u32)>>,
+    zipper_turn: Vec<Option<(u32, u32)>>,
+    zipper_set: Vec<u32>,
 }
 
 const STANDING: f64 = 0.1;
@@ -339,6 +417,16 @@ impl Sim {
             }
         }
         let n_lanes = net.lanes.len();
+        let mut request_target: Vec<Vec<Option<LaneId>>> = yields.iter().map(|r| vec![None; r.len()]).collect();
+        for list in &links {
+            for l in list {
+                if let (Some(j), Some(r)) = (l.junction, l.request) {
+                    if let Some(slot) = request_target[j.idx()].get_mut(r as usize) {
+                        *slot = Some(l.target);
+                    }
+                }
+            }
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads.max(1))
             .build()
@@ -408,6 +496,11 @@ impl Sim {
             summaries: Vec::new(),
             teleport_log: Vec::new(),
             emergency: Vec::new(),
+            parking_events: None,
+            request_target,
+            last_into: vec![None; n_lanes],
+            zipper_turn: vec![None; n_lanes],
+            zipper_set: Vec::new(),
             cfg,
         }
     }
@@ -503,6 +596,137 @@ impl Sim {
         }
         self.add = add;
         self
+    }
+
+    /// Logs every car that parks or leaves (drain with `take_parking_events`).
+    pub fn with_parking_events(mut self) -> Sim {
+        self.parking_events = Some(Vec::new());
+        self
+    }
+
+    /// Parking entries and exits since the last call (empty unless logged).
+    pub fn take_parking_events(&mut self) -> Vec<ParkingEvent> {
+        self.parking_events.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Changes how many cars a parking area admits from now on (a lot that
+    /// shares its spaces for some hours of the day). Cars already parked
+    /// stay; while more are parked than the new capacity, nobody enters.
+    pub fn set_parking_capacity(&mut self, area: usize, capacity: u32) {
+        if let Some(p) = self.add.parking_areas.get_mut(area) {
+            p.capacity = capacity;
+        }
+    }
+
+    /// The parking areas (with their current capacities).
+    pub fn parking_areas(&self) -> &[crate::additional::ParkingArea] {
+        &self.add.parking_areas
+    }
+
+    /// The demand being run (vehicle specs by index).
+    pub fn demand(&self) -> &Demand {
+        &self.demand
+    }
+
+    /// Every vehicle on the road (not parked, not waiting to enter), lane by lane.
+    pub fn vehicles_on_road(&self) -> impl Iterator<Item = VehicleView<'_>> + '_ {
+        self.lanes.iter().enumerate().flat_map(move |(li, list)| {
+            list.iter().map(move |&vi| {
+                let v = self.veh(vi);
+                VehicleView {
+                    handle: vi,
+                    vehicle: v.spec as usize,
+                    lane: LaneId(li as u32),
+                    edge: self.net.lanes[li].edge,
+                    pos: v.pos,
+                    speed: v.speed,
+                    parking_area: v.stop_pa,
+                    route: &v.route,
+                    route_idx: v.route_idx as usize,
+                }
+            })
+        })
+    }
+
+    /// Vehicles whose departure time has come but that found no room to
+    /// enter the network yet (indices in the demand's list).
+    pub fn waiting_to_enter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pending_edges
+            .iter()
+            .flat_map(move |e| self.pending[e.idx()].iter().map(|s| *s as usize))
+    }
+
+    /// Sends a vehicle on the road to another parking area for its next stop
+    /// (guidance, or a guard turning it away). The new route keeps the
+    /// vehicle's next edge, so that it is never caught in a lane that does
+    /// not lead on; from there it takes the fastest way to the area and then
+    /// on to its destination.
+    pub fn redirect_to_parking(&mut self, handle: u32, area: usize) -> Result<(), RedirectError> {
+        self.redirect_to_parking_avoiding(handle, area, None)
+    }
+
+    /// As `redirect_to_parking`, but not by way of `avoid` as its next edge
+    /// (a guard waving a car past the gate it was about to turn into): the
+    /// vehicle then takes another turn its lane offers.
+    pub fn redirect_to_parking_avoiding(
+        &mut self,
+        handle: u32,
+        area: usize,
+        avoid: Option<EdgeId>,
+    ) -> Result<(), RedirectError> {
+        let Some(Some(v)) = self.vehs.get(handle as usize) else {
+            return Err(RedirectError::NoVehicle);
+        };
+        if v.stop_pa.is_none() || !self.lanes[v.lane.idx()].contains(&handle) {
+            return Err(RedirectError::NoVehicle);
+        }
+        let p = self.add.parking_areas.get(area).ok_or(RedirectError::NoArea)?;
+        if self.router.is_none() {
+            self.router = Some(Router::new(&self.net));
+        }
+        let router = self.router.as_ref().ok_or(RedirectError::NoRoute)?;
+        let vclass = self.demand.vtypes[v.vtype as usize].vclass.clone();
+        let idx = v.route_idx as usize;
+        let here = self.net.lane(v.lane).edge;
+        let dest = *v.route.last().ok_or(RedirectError::NoRoute)?;
+        let on_normal = self.is_normal(v.lane);
+        let mut route: Vec<EdgeId> = Vec::new();
+        if on_normal && here == p.edge && p.end_pos > v.pos {
+            route.push(here);
+        } else {
+            // Keep the edge it is on (or just left) and the next one.
+            route.push(v.route[idx]);
+            let next = *v.route.get(idx + 1).ok_or(RedirectError::NoRoute)?;
+            let anchors: Vec<EdgeId> = if avoid == Some(next) && on_normal {
+                self.links[v.lane.idx()]
+                    .iter()
+                    .map(|l| l.to_edge)
+                    .filter(|e| Some(*e) != avoid)
+                    .collect()
+            } else {
+                vec![next]
+            };
+            let to_area = anchors
+                .into_iter()
+                .filter_map(|a| router.shortest(&self.net, a, p.edge, &vclass))
+                .min_by(|a, b| {
+                    crate::router::route_length(&self.net, a).total_cmp(&crate::router::route_length(&self.net, b))
+                })
+                .ok_or(RedirectError::NoRoute)?;
+            route.extend(to_area);
+        }
+        let on = router
+            .shortest(&self.net, p.edge, dest, &vclass)
+            .ok_or(RedirectError::NoRoute)?;
+        route.extend(on.into_iter().skip(1));
+        self.parking.rerouted += 1;
+        if let Some(v) = self.vehs[handle as usize].as_mut() {
+            v.route = route.into();
+            v.route_idx = 0;
+            v.stop_pa = Some(area);
+            v.reroutes += 1;
+        }
+        Ok(())
     }
 
     /// Occupied spaces of each parking area (the scenario layer publishes these).
@@ -890,6 +1114,8 @@ impl Sim {
             self.busy[j as usize][r as usize] = false;
         }
         let mut set = Vec::new();
+        let mut moving: Vec<(u32, u32)> = Vec::new();
+        let mut waiting_minor: Vec<(u32, u32, LaneId)> = Vec::new();
         for &li in &self.occupied {
             let lane_id = LaneId(li);
             let list = &self.lanes[li as usize];
@@ -927,6 +1153,15 @@ impl Sim {
             if (moving_in || starting) && room_ok && !matches!(self.signal(link), LinkSignal::Stop) {
                 if let (Some(j), Some(r)) = (link.junction, link.request) {
                     set.push((j.0, r));
+                    if moving_in {
+                        moving.push((j.0, r));
+                    }
+                }
+            }
+            let yielding = matches!(self.signal(link), LinkSignal::Yield);
+            if self.cfg.zipper_merges && yielding && dist < 2.0 && v.speed < STANDING && room_ok {
+                if let (Some(j), Some(r)) = (link.junction, link.request) {
+                    waiting_minor.push((j.0, r, link.target));
                 }
             }
         }
@@ -937,6 +1172,29 @@ impl Sim {
                     self.busy_set.push((j, r));
                 }
             }
+        }
+        for l in self.zipper_set.drain(..) {
+            self.zipper_turn[l as usize] = None;
+        }
+        // A yielding car at the line takes its turn into a lane when only
+        // standing cars of merging links hold it back and the last car into
+        // that lane came by another link.
+        for (j, r, target) in waiting_minor {
+            let Some(row) = self.yields[j as usize].get(r as usize) else {
+                continue;
+            };
+            let merging = |f: u32| self.request_target[j as usize].get(f as usize).copied().flatten() == Some(target);
+            let busy = |f: u32| self.busy[j as usize].get(f as usize).copied().unwrap_or(false);
+            let crossing_busy = row.iter().any(|&f| busy(f) && !merging(f));
+            let merge_busy: Vec<u32> = row.iter().copied().filter(|&f| busy(f) && merging(f)).collect();
+            if crossing_busy || merge_busy.is_empty() || merge_busy.iter().any(|f| moving.contains(&(j, *f))) {
+                continue;
+            }
+            if self.last_into[target.idx()] == Some((j, r)) || self.zipper_turn[target.idx()].is_some() {
+                continue;
+            }
+            self.zipper_turn[target.idx()] = Some((j, r));
+            self.zipper_set.push(target.0);
         }
     }
 
@@ -1048,9 +1306,16 @@ impl Sim {
                 let brake = v.speed * v.speed / (2.0 * t.decel);
                 brake > to_end
             }
-            LinkSignal::Yield => !self.foe_busy(link) || self.may_wait_inside(link, t),
+            LinkSignal::Yield => !self.foe_busy(link) || self.may_wait_inside(link, t) || self.my_zipper_turn(link),
         };
         let internal = self.is_internal(v.lane);
+        // A merging link has its zipper turn into this lane: wait for it.
+        if open && !internal && self.others_zipper_turn(link) {
+            let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
+            if can_stop {
+                return stop_line;
+            }
+        }
         if !open && !internal {
             return stop_line;
         }
@@ -1092,6 +1357,19 @@ impl Sim {
             return false;
         };
         self.foes_busy_at(j, r)
+    }
+
+    /// Zipper merging: this yielding link has its turn into its target lane.
+    fn my_zipper_turn(&self, link: &Link) -> bool {
+        self.cfg.zipper_merges
+            && link.junction.zip(link.request).map(|(j, r)| (j.0, r)) == self.zipper_turn[link.target.idx()]
+    }
+
+    /// Zipper merging: another link has the turn into this link's target lane.
+    fn others_zipper_turn(&self, link: &Link) -> bool {
+        self.cfg.zipper_merges
+            && self.zipper_turn[link.target.idx()]
+                .is_some_and(|turn| link.junction.zip(link.request).map(|(j, r)| (j.0, r)) != Some(turn))
     }
 
     fn foes_busy_at(&self, j: JunctionId, r: u32) -> bool {
@@ -1140,7 +1418,7 @@ impl Sim {
         }
         let next = *v.route.get(v.route_idx as usize + 1)?;
         if self.links[lane_id.idx()].iter().any(|l| l.to_edge == next) {
-            return None;
+            return self.lookahead_change(v, lane_id);
         }
         let good: Vec<u32> = edge
             .lanes
@@ -1156,6 +1434,45 @@ impl Sim {
         };
         // The wish only: apply() checks the gap, or swaps with a neighbour wishing the opposite.
         edge.lanes.get(step as usize).copied()
+    }
+
+    /// With a look-ahead beyond the next edge: the neighbouring lane, if the
+    /// route can be followed further from it without changing lanes than from
+    /// this one (ties keep the lane).
+    fn lookahead_change(&self, v: &Veh, lane_id: LaneId) -> Option<LaneId> {
+        let depth = self.cfg.lane_lookahead_edges;
+        if depth <= 1 {
+            return None;
+        }
+        let reach = |start: LaneId| -> usize {
+            let mut lane = start;
+            for j in 1..=depth {
+                let Some(next) = v.route.get(v.route_idx as usize + j) else {
+                    return depth;
+                };
+                match self.links[lane.idx()].iter().find(|k| k.to_edge == *next) {
+                    Some(k) => lane = k.target,
+                    None => return j - 1,
+                }
+            }
+            depth
+        };
+        let here = reach(lane_id);
+        if here >= depth {
+            return None;
+        }
+        let lane = self.net.lane(lane_id);
+        let edge = self.net.edge(lane.edge);
+        let vclass = &self.demand.vtypes[v.vtype as usize].vclass;
+        [lane.index.checked_sub(1), Some(lane.index + 1)]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| edge.lanes.get(i as usize).copied())
+            .filter(|l| self.net.lane(*l).allows(vclass))
+            .map(|l| (reach(l), l))
+            .filter(|(r, _)| *r > here)
+            .max_by_key(|(r, l)| (*r, std::cmp::Reverse(self.net.lane(*l).index)))
+            .map(|(_, l)| l)
     }
 
     /// Drivers who hear an emergency vehicle close behind them in their lane
@@ -1347,10 +1664,15 @@ impl Sim {
                     } else if let Some(link) = self.link_of(v).cloned() {
                         let (mut came_from, mut route_before) = (LaneId(li as u32), v.route_idx);
                         if self.is_normal(LaneId(li as u32)) {
+                            // One taking its zipper turn does not wait again inside.
                             v.yielding = match self.signal(&link) {
-                                LinkSignal::Yield => link.junction.zip(link.request),
+                                LinkSignal::Yield if !self.my_zipper_turn(&link) => link.junction.zip(link.request),
                                 _ => None,
                             };
+                            if self.cfg.zipper_merges {
+                                self.last_into[link.target.idx()] =
+                                    link.junction.zip(link.request).map(|(j, r)| (j.0, r));
+                            }
                         }
                         v.pos -= lane_len;
                         if self.is_normal(link.next) {
@@ -1547,7 +1869,103 @@ impl Sim {
             self.handle_stops();
             self.unpark();
         }
+        self.reroute_missed_turns();
+        self.come_back_for_missed_stops();
         self.teleport_stuck();
+    }
+
+    /// A vehicle that drove past the parking area it was heading for (it
+    /// could not reach its lane in time) goes round and comes back to it.
+    fn come_back_for_missed_stops(&mut self) {
+        if self.add.parking_areas.is_empty() {
+            return;
+        }
+        let mut missed = Vec::new();
+        for &li in &self.occupied {
+            let lane = LaneId(li);
+            if !self.is_normal(lane) {
+                continue;
+            }
+            let edge = self.net.lane(lane).edge;
+            for &vi in &self.lanes[li as usize] {
+                let v = self.veh(vi);
+                if let Some(pa) = v.stop_pa {
+                    let p = &self.add.parking_areas[pa];
+                    if p.edge == edge && v.pos > p.end_pos + 1.0 && self.lane_len(lane) - v.pos > 1.0 {
+                        missed.push((vi, pa));
+                    }
+                }
+            }
+        }
+        for (vi, pa) in missed {
+            let _ = self.redirect_to_parking(vi, pa);
+        }
+    }
+
+    /// Vehicles held at the end of a lane that does not lead on along their
+    /// route take a turn their lane offers and are routed on from there.
+    fn reroute_missed_turns(&mut self) {
+        if self.cfg.missed_turn_after <= 0.0 {
+            return;
+        }
+        let mut missed = Vec::new();
+        for &li in &self.occupied {
+            let Some(&front) = self.lanes[li as usize].first() else {
+                continue;
+            };
+            let v = self.veh(front);
+            if v.standing >= self.cfg.missed_turn_after
+                && self.is_normal(v.lane)
+                && v.route_idx as usize + 1 < v.route.len()
+                && self.link_of(v).is_none()
+                && self.lane_len(v.lane) - v.pos < 5.0
+            {
+                missed.push(front);
+            }
+        }
+        if missed.is_empty() {
+            return;
+        }
+        if self.router.is_none() {
+            self.router = Some(Router::new(&self.net));
+        }
+        for vi in missed {
+            let Some(router) = self.router.as_ref() else { return };
+            let v = self.veh(vi);
+            let vclass = &self.vtype(v).vclass;
+            let here = self.net.lane(v.lane).edge;
+            // Where it is going next: its parking area, else the route's end.
+            let (goal, dest) = (
+                v.stop_pa.map(|pa| self.add.parking_areas[pa].edge),
+                *v.route.last().unwrap_or(&here),
+            );
+            let mut best: Option<(f64, Vec<EdgeId>)> = None;
+            for link in &self.links[v.lane.idx()] {
+                let to = link.to_edge;
+                let path = match goal {
+                    Some(g) => router.shortest(&self.net, to, g, vclass).and_then(|mut a| {
+                        let b = router.shortest(&self.net, g, dest, vclass)?;
+                        a.extend(b.into_iter().skip(1));
+                        Some(a)
+                    }),
+                    None => router.shortest(&self.net, to, dest, vclass),
+                };
+                let Some(path) = path else { continue };
+                let len = crate::router::route_length(&self.net, &path);
+                if best.as_ref().is_none_or(|(l, _)| len < *l) {
+                    best = Some((len, path));
+                }
+            }
+            let Some((_, path)) = best else { continue };
+            let mut route = vec![here];
+            route.extend(path);
+            if let Some(v) = self.vehs[vi as usize].as_mut() {
+                v.route = route.into();
+                v.route_idx = 0;
+                v.reroutes += 1;
+                v.standing = 0.0;
+            }
+        }
     }
 
     fn teleport_stuck(&mut self) {
@@ -1557,7 +1975,8 @@ impl Sim {
         let mut stuck = Vec::new();
         for list in self.occupied.iter().map(|li| &self.lanes[*li as usize]) {
             if let Some(&front) = list.first() {
-                if self.veh(front).standing >= self.cfg.time_to_teleport {
+                let v = self.veh(front);
+                if v.standing >= self.cfg.time_to_teleport && (self.cfg.teleport_parking_bound || v.stop_pa.is_none()) {
                     stuck.push(front);
                 }
             }
@@ -1706,6 +2125,14 @@ impl Sim {
                     v.speed = 0.0;
                     v.standing = 0.0;
                     v.parked_at = now;
+                    if let Some(log) = self.parking_events.as_mut() {
+                        log.push(ParkingEvent {
+                            time: now,
+                            vehicle: v.spec as usize,
+                            area: pa,
+                            parked: true,
+                        });
+                    }
                 }
                 self.parked.insert(((leave * 1000.0).round() as i64, vi));
             } else if let Some(alt) = self.choose_alternative(vi, pa) {
@@ -1815,6 +2242,14 @@ impl Sim {
                 v.speed = 0.0;
                 v.standing = 0.0;
                 v.stop_time += now - v.parked_at;
+                if let Some(log) = self.parking_events.as_mut() {
+                    log.push(ParkingEvent {
+                        time: now,
+                        vehicle: v.spec as usize,
+                        area: pa,
+                        parked: false,
+                    });
+                }
             }
             self.advance_stop(vi);
         }

@@ -32,5 +32,8 @@ pub mod signals;
 
 pub use additional::Additional;
 pub use demand::{Demand, StopSpec, VType, VehicleSpec};
-pub use engine::{DetectorRecord, EdgeInterval, EdgeStat, Sim, SimConfig, TeleportCause, TeleportEvent, Totals};
+pub use engine::{
+    DetectorRecord, EdgeInterval, EdgeStat, ParkingEvent, RedirectError, Sim, SimConfig, TeleportCause, TeleportEvent,
+    Totals, VehicleView,
+};
 pub use output::{RunSummary, TripInfo};

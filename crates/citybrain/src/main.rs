@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod hospital;
 mod live;
 mod scenario;
 mod sim;

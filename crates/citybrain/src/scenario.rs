@@ -17,7 +17,9 @@ use serde::Serialize;
 pub enum ScenarioCommand {
     /// Run a scenario under one or more policies and print the figures.
     ///
-    /// Example: citybrain scenario run signal-corridor --policy fixed,citybrain --seeds 10
+    /// Examples:
+    ///   citybrain scenario run signal-corridor --policy fixed,citybrain --seeds 10
+    ///   citybrain scenario run hospital-district --policy baseline,citybrain --seeds 10 --report h.html
     Run(RunArgs),
     /// List the scenarios.
     List,
@@ -33,9 +35,16 @@ pub struct RunArgs {
     /// With `sumo`: route files (comma-separated or repeated).
     #[arg(short = 'r', long = "route-files", value_delimiter = ',')]
     routes: Vec<PathBuf>,
-    /// Policies, comma-separated: fixed, actuated, citybrain (default: all three).
+    /// Policies, comma-separated. signal-corridor and sumo: fixed, actuated,
+    /// citybrain (default: all three). hospital-district: baseline, citybrain,
+    /// or baseline+MEASURE[+MEASURE…] with guidance, turn-away, fast-gates;
+    /// `each` runs the baseline, each measure alone and all of them
+    /// (default: baseline,citybrain).
     #[arg(long, value_delimiter = ',')]
     policy: Vec<String>,
+    /// hospital-district: share of drivers who follow guidance (default: the scenario's).
+    #[arg(long)]
+    compliance: Option<f64>,
     /// Dispatch an ambulance along the whole arterial; each run is made twice,
     /// without and with signal priority, and both are reported.
     #[arg(long)]
@@ -114,6 +123,7 @@ struct AmbulanceSummary {
 pub fn run(cmd: ScenarioCommand) -> Result<()> {
     match cmd {
         ScenarioCommand::List => {
+            println!("hospital-district  a weekday around two Hangzhou hospitals; policies baseline, citybrain, baseline+guidance|turn-away|fast-gates, each");
             println!("signal-corridor  a 7 km arterial with 21 signals at the evening peak; policies fixed, actuated, citybrain; --ambulance");
             println!(
                 "sumo             any SUMO network and routes (-n NET -r ROUTES) under the same policies and measures"
@@ -140,6 +150,33 @@ impl Target {
 }
 
 fn run_scenario(a: RunArgs) -> Result<()> {
+    if a.seeds == 0 || a.seeds > 1000 {
+        bail!("--seeds must be between 1 and 1000");
+    }
+    if !(a.demand_scale > 0.0 && a.demand_scale <= 5.0) {
+        bail!("--demand-scale must be in (0, 5]");
+    }
+    let threads = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    if a.name == "hospital-district" {
+        if a.ambulance || a.duration.is_some() || a.net.is_some() {
+            bail!("hospital-district takes --policy, --seeds, --seed, --demand-scale, --compliance, --json, --report, --jobs");
+        }
+        return crate::hospital::run(crate::hospital::HospitalArgs {
+            policies: a.policy,
+            seeds: (a.seed..a.seed + a.seeds).collect(),
+            demand_scale: a.demand_scale,
+            compliance: a.compliance,
+            json: a.json,
+            report: a.report,
+            jobs: threads,
+        });
+    }
+    if a.compliance.is_some() {
+        bail!("--compliance is for hospital-district");
+    }
     let target = match a.name.as_str() {
         "signal-corridor" => Target::Corridor(Box::new(Corridor::load().context("loading the signal corridor")?)),
         "sumo" => {
@@ -156,12 +193,6 @@ fn run_scenario(a: RunArgs) -> Result<()> {
         }
         other => bail!("unknown scenario '{other}' (see `citybrain scenario list`)"),
     };
-    if a.seeds == 0 || a.seeds > 1000 {
-        bail!("--seeds must be between 1 and 1000");
-    }
-    if !(a.demand_scale > 0.0 && a.demand_scale <= 5.0) {
-        bail!("--demand-scale must be in (0, 5]");
-    }
     if a.duration.is_some_and(|d| !(d > 0.0 && d <= 86_400.0)) {
         bail!("--duration must be in (0, 86400] seconds");
     }
@@ -205,10 +236,6 @@ fn run_scenario(a: RunArgs) -> Result<()> {
     let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
     let next = Mutex::new(0usize);
     let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let threads = a
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 64);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {

@@ -1,0 +1,1405 @@
+//! The hospital district: a weekday around ZJU First and Second Affiliated
+//! Hospitals (Qingchun Road / Jiefang Road, Hangzhou), where cars queued for
+//! hours to enter hospital parking, run under the baseline (everyone heads for
+//! their hospital's lot and queues on the road when it is full; pay at the
+//! exit gate) or with the City Brain measures, each switchable on its own:
+//!
+//! - `guidance`: live availability of every lot (the hospitals' and the shared
+//!   lots nearby, in the hours they share) guides each arriving car to a lot
+//!   with free space, weighing the walk to the hospital; drivers comply with
+//!   a configurable probability;
+//! - `turn-away`: no queuing lane — a car reaching a full hospital lot is
+//!   turned away at the gate to the best lot with room;
+//! - `fast-gates`: pay after leaving, so the exit gate takes a few seconds.
+//!
+//! Network and lots come from `scenarios/hospital-district/generate.py`; the
+//! demand is drawn here per seed from `district.json`. The controller reads
+//! lot availability through [`Availability`]: the twin's own counts in batch
+//! runs, the hub's `OffStreetParking` entities in live mode.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use citybrain_net::{EdgeId, Network};
+use citybrain_sim::demand::{DepartLane, DepartSpeed};
+use citybrain_sim::router::Router;
+use citybrain_sim::signals::controllers_for;
+use citybrain_sim::{rng, Additional, Demand, Sim, SimConfig, StopSpec, VType, VehicleSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::ScenarioError;
+
+const SPEC: &str = include_str!("../../../scenarios/hospital-district/district.json");
+const NET_GZ: &[u8] = include_bytes!("../../../scenarios/hospital-district/district.net.xml.gz");
+const ADD: &str = include_str!("../../../scenarios/hospital-district/district.add.xml");
+
+/// A car moving slower than this is in a queue (SUMO's halting speed, 5 km/h).
+const HALTING_MS: f64 = 1.39;
+/// How often the queue on the roads is counted, s.
+const QUEUE_SAMPLE_S: f64 = 60.0;
+/// How often the series for the report are sampled, s.
+const SERIES_SAMPLE_S: f64 = 300.0;
+/// A run stops here even if cars are still parked or queued (30 h).
+const HARD_END_S: f64 = 108_000.0;
+/// Drivers keep to the lane their route needs this many edges ahead.
+const LANE_LOOKAHEAD_EDGES: usize = 4;
+/// A driver held this long in a lane that does not turn where they need
+/// (beside a standing queue that does not let them in) drives on and is
+/// routed round, s.
+const MISSED_TURN_AFTER_S: f64 = 300.0;
+/// Visitor stays are drawn within these bounds, s (a lognormal's far tails
+/// are not hospital visits).
+const MIN_DWELL_S: f64 = 600.0;
+const MAX_DWELL_S: f64 = 8.0 * 3600.0;
+/// Width of the wait histogram's buckets, min.
+const WAIT_BUCKET_MIN: f64 = 15.0;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Spec {
+    pub hospitals: Vec<HospitalSpec>,
+    pub shared_lots: Vec<SharedLotSpec>,
+    pub demand: DemandSpec,
+    pub gates: Gates,
+    pub guidance: GuidanceSpec,
+    pub roads: Roads,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Roads {
+    pub east_west: Vec<RoadSpec>,
+    pub north_south: Vec<RoadSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoadSpec {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HospitalSpec {
+    pub id: String,
+    pub name: String,
+    pub visitor_spaces: u32,
+    pub staff_spaces: u32,
+    pub visitor_cars_per_day: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SharedLotSpec {
+    pub id: String,
+    pub name: String,
+    pub spaces: u32,
+    /// (time s, spaces offered to hospital visitors), linear in between.
+    pub offered: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemandSpec {
+    pub begin_s: f64,
+    /// Through traffic runs until here; visitors follow their profile.
+    pub end_s: f64,
+    pub visitor_profile: Vec<(f64, f64)>,
+    pub visitor_dwell_median_s: f64,
+    pub visitor_dwell_share_under_3h: f64,
+    pub staff_arrive_s: (f64, f64),
+    pub staff_leave_s: (f64, f64),
+    pub through_veh_h_per_direction: ThroughRates,
+    pub through_profile: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ThroughRates {
+    pub east_west: f64,
+    pub north_south: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Gates {
+    pub pay_at_exit_s: f64,
+    pub pay_after_leaving_s: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GuidanceSpec {
+    pub compliance: f64,
+    pub walk_speed_ms: f64,
+    pub walk_detour: f64,
+}
+
+/// Which City Brain measures are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Measures {
+    pub guidance: bool,
+    pub turn_away: bool,
+    pub fast_gates: bool,
+}
+
+impl Measures {
+    pub const BASELINE: Measures = Measures {
+        guidance: false,
+        turn_away: false,
+        fast_gates: false,
+    };
+    pub const CITYBRAIN: Measures = Measures {
+        guidance: true,
+        turn_away: true,
+        fast_gates: true,
+    };
+    /// The measures' names, in the order they are written.
+    pub const NAMES: [&'static str; 3] = ["guidance", "turn-away", "fast-gates"];
+
+    /// `baseline`, `citybrain`, or `baseline+guidance+…`.
+    pub fn name(self) -> String {
+        if self == Measures::CITYBRAIN {
+            return "citybrain".into();
+        }
+        let mut s = String::from("baseline");
+        for (on, n) in [self.guidance, self.turn_away, self.fast_gates]
+            .into_iter()
+            .zip(Measures::NAMES)
+        {
+            if on {
+                s.push('+');
+                s.push_str(n);
+            }
+        }
+        s
+    }
+
+    /// Baseline, each measure alone, and all of them (the City Brain).
+    pub fn each_alone() -> Vec<Measures> {
+        vec![
+            Measures::BASELINE,
+            Measures {
+                guidance: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                turn_away: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                fast_gates: true,
+                ..Measures::BASELINE
+            },
+            Measures::CITYBRAIN,
+        ]
+    }
+}
+
+impl FromStr for Measures {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ScenarioError::Data(format!(
+                "unknown policy '{s}': baseline or citybrain, optionally followed by +measure (guidance, turn-away, fast-gates), e.g. baseline+guidance"
+            ))
+        };
+        let mut parts = s.split('+');
+        let mut m = match parts.next() {
+            Some("baseline") => Measures::BASELINE,
+            Some("citybrain") => Measures::CITYBRAIN,
+            _ => return Err(bad()),
+        };
+        for p in parts {
+            match p {
+                "guidance" => m.guidance = true,
+                "turn-away" => m.turn_away = true,
+                "fast-gates" => m.fast_gates = true,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// A hospital and where its cars go.
+#[derive(Debug, Clone)]
+pub struct Hospital {
+    pub id: String,
+    pub name: String,
+    /// The visitors' lot (index in `District::lots`).
+    pub lot: usize,
+    staff_area: usize,
+    /// The access road from the gate to the lot: the queuing lane.
+    pub access_edge: EdgeId,
+    /// The lot's own roads (its aisle and the way out), not public roads.
+    lot_edges: [EdgeId; 2],
+    /// Gate position in network coordinates, m.
+    pub gate_xy: (f64, f64),
+}
+
+/// A lot hospital visitors may park in.
+#[derive(Debug, Clone)]
+pub struct Lot {
+    pub id: String,
+    pub name: String,
+    /// Index of its parking area in the simulation.
+    pub area: usize,
+    /// The hospital it belongs to (None: a shared lot).
+    pub hospital: Option<usize>,
+    pub spaces: u32,
+    /// (time s, spaces offered to visitors); empty: all, all day.
+    offered: Vec<(f64, f64)>,
+    /// Position in network coordinates, m.
+    pub xy: (f64, f64),
+    /// Walking distance to each hospital's gate, m (0 for its own lot).
+    pub walk_m: Vec<f64>,
+}
+
+impl Lot {
+    /// Spaces it offers hospital visitors at `t`.
+    pub fn offered_at(&self, t: f64) -> u32 {
+        if self.offered.is_empty() {
+            self.spaces
+        } else {
+            (profile_at(&self.offered, t).round().max(0.0) as u32).min(self.spaces)
+        }
+    }
+}
+
+/// Free spaces per lot as the controller is told them (lot id → free).
+/// Lots not named are read from the twin.
+pub type Availability = HashMap<String, u32>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Visitor(u8),
+    Staff,
+    Through,
+}
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub measures: Measures,
+    pub seed: u64,
+    /// Multiplies every demand rate.
+    pub demand_scale: f64,
+    /// Overrides the spec's compliance with guidance (0..1).
+    pub compliance: Option<f64>,
+    /// Stop demand (visitors and through traffic) from here, s after midnight
+    /// (reduced runs in tests); the run goes on until the cars are done.
+    pub demand_until: Option<f64>,
+}
+
+impl RunOptions {
+    pub fn new(measures: Measures, seed: u64) -> Self {
+        RunOptions {
+            measures,
+            seed,
+            demand_scale: 1.0,
+            compliance: None,
+            demand_until: None,
+        }
+    }
+}
+
+/// The scenario: network, lots, demand rates.
+pub struct District {
+    pub net: Arc<Network>,
+    add: Additional,
+    pub spec: Spec,
+    router: Router,
+    pub hospitals: Vec<Hospital>,
+    pub lots: Vec<Lot>,
+    /// Entries: (edge, road name, end letter, east-west road?).
+    entries: Vec<(EdgeId, String, char, bool)>,
+    /// Exits: (edge, road name, end letter).
+    exits: Vec<(EdgeId, String, char)>,
+}
+
+impl District {
+    /// The embedded scenario.
+    pub fn load() -> Result<District, ScenarioError> {
+        let spec: Spec = serde_json::from_str(SPEC).map_err(|e| ScenarioError::Data(format!("district.json: {e}")))?;
+        validate(&spec)?;
+        let mut xml = String::new();
+        flate2::read::GzDecoder::new(NET_GZ)
+            .read_to_string(&mut xml)
+            .map_err(|e| ScenarioError::Data(format!("district.net.xml.gz: {e}")))?;
+        let net = citybrain_net::sumo::read_net_str("district.net.xml", &xml)
+            .map_err(|e| ScenarioError::Data(e.to_string()))?;
+        let add =
+            Additional::read_str(&net, "district.add.xml", ADD).map_err(|e| ScenarioError::Data(e.to_string()))?;
+        let area = |id: &str| {
+            add.parking_by_name
+                .get(id)
+                .copied()
+                .ok_or_else(|| ScenarioError::Data(format!("district.add.xml has no parking area '{id}'")))
+        };
+        let edge = |id: &str| {
+            net.edge_id(id)
+                .ok_or_else(|| ScenarioError::Data(format!("the network has no edge '{id}'")))
+        };
+        let area_xy = |a: usize| {
+            let p = &add.parking_areas[a];
+            point_along(&net.lane(p.lane).shape, (p.start_pos + p.end_pos) / 2.0)
+        };
+        let mut hospitals = Vec::new();
+        let mut lots = Vec::new();
+        for (i, h) in spec.hospitals.iter().enumerate() {
+            let a = area(&h.id)?;
+            let gate = net
+                .junction_by_name
+                .get(&format!("{}_gate", h.id))
+                .map(|j| &net.junctions[j.idx()])
+                .ok_or_else(|| ScenarioError::Data(format!("the network has no junction '{}_gate'", h.id)))?;
+            hospitals.push(Hospital {
+                id: h.id.clone(),
+                name: h.name.clone(),
+                lot: lots.len(),
+                staff_area: area(&format!("{}_staff", h.id))?,
+                access_edge: edge(&format!("{}_in", h.id))?,
+                lot_edges: [edge(&format!("{}_aisle", h.id))?, edge(&format!("{}_out", h.id))?],
+                gate_xy: (gate.x, gate.y),
+            });
+            lots.push(Lot {
+                id: h.id.clone(),
+                name: h.name.clone(),
+                area: a,
+                hospital: Some(i),
+                spaces: h.visitor_spaces,
+                offered: Vec::new(),
+                xy: area_xy(a),
+                walk_m: Vec::new(),
+            });
+        }
+        for s in &spec.shared_lots {
+            let a = area(&s.id)?;
+            lots.push(Lot {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                area: a,
+                hospital: None,
+                spaces: s.spaces,
+                offered: s.offered.clone(),
+                xy: area_xy(a),
+                walk_m: Vec::new(),
+            });
+        }
+        for lot in &mut lots {
+            lot.walk_m = hospitals
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    if lot.hospital == Some(i) {
+                        0.0
+                    } else {
+                        spec.guidance.walk_detour * ((lot.xy.0 - h.gate_xy.0).hypot(lot.xy.1 - h.gate_xy.1))
+                    }
+                })
+                .collect();
+        }
+        // The roads' ends: junctions named road_w/e/n/s.
+        let ew: Vec<&str> = spec.roads.east_west.iter().map(|r| r.name.as_str()).collect();
+        let ns: Vec<&str> = spec.roads.north_south.iter().map(|r| r.name.as_str()).collect();
+        let end_of = |j: Option<citybrain_net::JunctionId>| -> Option<(String, char, bool)> {
+            let id = &net.junctions[j?.idx()].id;
+            let (road, end) = id.rsplit_once('_')?;
+            let end = match end {
+                "w" | "e" | "n" | "s" => end.chars().next()?,
+                _ => return None,
+            };
+            if ew.contains(&road) {
+                Some((road.to_string(), end, true))
+            } else if ns.contains(&road) {
+                Some((road.to_string(), end, false))
+            } else {
+                None
+            }
+        };
+        let mut entries = Vec::new();
+        let mut exits = Vec::new();
+        for (i, e) in net.edges.iter().enumerate() {
+            if e.function != citybrain_net::EdgeFunction::Normal {
+                continue;
+            }
+            let id = EdgeId(i as u32);
+            if let Some((road, end, is_ew)) = end_of(e.from) {
+                entries.push((id, road, end, is_ew));
+            }
+            if let Some((road, end, _)) = end_of(e.to) {
+                exits.push((id, road, end));
+            }
+        }
+        if entries.is_empty() || exits.len() < 2 {
+            return Err(ScenarioError::Data(
+                "the network has no road ends to enter and leave by".into(),
+            ));
+        }
+        let router = Router::new(&net);
+        // Every lot must be reachable from a road end and lead back out.
+        for lot in &lots {
+            let e = add.parking_areas[lot.area].edge;
+            let reach_in = entries
+                .iter()
+                .any(|(x, ..)| router.shortest(&net, *x, e, "passenger").is_some());
+            let reach_out = exits
+                .iter()
+                .any(|(x, ..)| router.shortest(&net, e, *x, "passenger").is_some());
+            if !reach_in || !reach_out {
+                return Err(ScenarioError::Data(format!(
+                    "lot '{}' on edge {} cannot be driven to and away from",
+                    lot.id,
+                    net.edge(e).id
+                )));
+            }
+        }
+        Ok(District {
+            net: Arc::new(net),
+            add,
+            spec,
+            router,
+            hospitals,
+            lots,
+            entries,
+            exits,
+        })
+    }
+
+    /// The hospital lot index (in `lots`) of a parking area, if any.
+    fn lot_of_area(&self, area: usize) -> Option<usize> {
+        self.lots.iter().position(|l| l.area == area)
+    }
+
+    fn route(&self, from: EdgeId, to: EdgeId) -> Result<Vec<EdgeId>, ScenarioError> {
+        self.router.shortest(&self.net, from, to, "passenger").ok_or_else(|| {
+            ScenarioError::Data(format!(
+                "no route from {} to {}",
+                self.net.edge(from).id,
+                self.net.edge(to).id
+            ))
+        })
+    }
+
+    /// Free-flow driving time along the fastest route, s.
+    fn free_flow_s(&self, from: EdgeId, to: EdgeId) -> f64 {
+        self.router
+            .shortest(&self.net, from, to, "passenger")
+            .map_or(f64::INFINITY, |r| {
+                r.iter()
+                    .map(|e| self.net.edge_length(*e) / self.net.edge_speed(*e).max(0.1))
+                    .sum()
+            })
+    }
+
+    /// Draws one weekday's demand for a seed; returns it with each vehicle's kind.
+    fn demand(&self, o: &RunOptions) -> Result<(Demand, Vec<Kind>), ScenarioError> {
+        let d = &self.spec.demand;
+        let until = o.demand_until.unwrap_or(f64::INFINITY);
+        let mut out: Vec<(VehicleSpec, Kind)> = Vec::new();
+        let mut routes: HashMap<(EdgeId, EdgeId, Option<EdgeId>), Arc<[EdgeId]>> = HashMap::new();
+        let mut route_via = |from: EdgeId, via: Option<EdgeId>, to: EdgeId| -> Result<Arc<[EdgeId]>, ScenarioError> {
+            if let Some(r) = routes.get(&(from, to, via)) {
+                return Ok(r.clone());
+            }
+            let r: Vec<EdgeId> = match via {
+                None => self.route(from, to)?,
+                Some(v) => {
+                    let mut a = self.route(from, v)?;
+                    a.extend(self.route(v, to)?.into_iter().skip(1));
+                    a
+                }
+            };
+            let r: Arc<[EdgeId]> = r.into();
+            routes.insert((from, to, via), r.clone());
+            Ok(r)
+        };
+        let weights: Vec<f64> = self
+            .entries
+            .iter()
+            .map(|e| {
+                if e.3 {
+                    d.through_veh_h_per_direction.east_west
+                } else {
+                    d.through_veh_h_per_direction.north_south
+                }
+            })
+            .collect();
+        let total_w: f64 = weights.iter().sum();
+        // A destination other than where the car came in.
+        let pick_exit = |s: &mut Stream, entry: usize| -> EdgeId {
+            let (_, road, end, _) = &self.entries[entry];
+            let choices: Vec<EdgeId> = self
+                .exits
+                .iter()
+                .filter(|x| !(&x.1 == road && x.2 == *end))
+                .map(|x| x.0)
+                .collect();
+            choices[((s.next() * choices.len() as f64) as usize).min(choices.len() - 1)]
+        };
+        // Visitors: Poisson arrivals shaped by the profile, lognormal dwell.
+        let sigma = (10_800.0 / d.visitor_dwell_median_s).ln() / normal_quantile(d.visitor_dwell_share_under_3h);
+        let profile_area = integral(&d.visitor_profile);
+        let peak = d.visitor_profile.iter().map(|p| p.1).fold(0.0, f64::max);
+        for (hi, h) in self.spec.hospitals.iter().enumerate() {
+            let hosp = &self.hospitals[hi];
+            let area = self.lots[hosp.lot].area;
+            let aisle = hosp.lot_edges[0];
+            let per_s = h.visitor_cars_per_day * o.demand_scale / profile_area.max(1e-9);
+            if per_s <= 0.0 || peak <= 0.0 {
+                continue;
+            }
+            let mut s = Stream::new(o.seed, &format!("visitors.{}", h.id));
+            let mut t = d.visitor_profile[0].0;
+            let end = d.visitor_profile.last().map_or(t, |p| p.0).min(until);
+            let mut k = 0;
+            loop {
+                t += -(1.0 - s.next()).ln() / (per_s * peak);
+                if t >= end {
+                    break;
+                }
+                if s.next() * peak > profile_at(&d.visitor_profile, t) {
+                    continue;
+                }
+                let entry = pick_weighted(&weights, total_w, s.next());
+                let exit = pick_exit(&mut s, entry);
+                let dwell = d.visitor_dwell_median_s * (sigma * normal(&mut s)).exp();
+                out.push((
+                    VehicleSpec {
+                        id: format!("{}.visitor.{k}", h.id),
+                        vtype: 0,
+                        depart: t.floor(),
+                        route: route_via(self.entries[entry].0, Some(aisle), exit)?,
+                        depart_lane: DepartLane::Best,
+                        depart_speed: DepartSpeed::Max,
+                        depart_pos: 0.0,
+                        stops: Arc::new([StopSpec {
+                            parking_area: area,
+                            duration: Some(dwell.clamp(MIN_DWELL_S, MAX_DWELL_S).round()),
+                            until: None,
+                        }]),
+                    },
+                    Kind::Visitor(hi as u8),
+                ));
+                k += 1;
+            }
+            // Staff: one car per staff space, early, all day.
+            let mut s = Stream::new(o.seed, &format!("staff.{}", h.id));
+            let out_edge = hosp.lot_edges[1];
+            for k in 0..h.staff_spaces {
+                let arrive = d.staff_arrive_s.0 + s.next() * (d.staff_arrive_s.1 - d.staff_arrive_s.0);
+                let leave = d.staff_leave_s.0 + s.next() * (d.staff_leave_s.1 - d.staff_leave_s.0);
+                let entry = pick_weighted(&weights, total_w, s.next());
+                let exit = pick_exit(&mut s, entry);
+                out.push((
+                    VehicleSpec {
+                        id: format!("{}.staff.{k}", h.id),
+                        vtype: 0,
+                        depart: arrive.floor(),
+                        route: route_via(self.entries[entry].0, Some(out_edge), exit)?,
+                        depart_lane: DepartLane::Best,
+                        depart_speed: DepartSpeed::Max,
+                        depart_pos: 0.0,
+                        stops: Arc::new([StopSpec {
+                            parking_area: hosp.staff_area,
+                            duration: None,
+                            until: Some(leave.floor()),
+                        }]),
+                    },
+                    Kind::Staff,
+                ));
+            }
+        }
+        // Through traffic at every road end, mostly straight on.
+        let through_peak = d.through_profile.iter().map(|p| p.1).fold(0.0, f64::max);
+        for (i, (edge, road, end, is_ew)) in self.entries.iter().enumerate() {
+            let rate = weights[i] * o.demand_scale / 3600.0;
+            if rate <= 0.0 || through_peak <= 0.0 {
+                continue;
+            }
+            let straight = self
+                .exits
+                .iter()
+                .find(|x| &x.1 == road && x.2 == opposite(*end) && (*is_ew == matches!(x.2, 'w' | 'e')));
+            let mut s = Stream::new(o.seed, &format!("through.{}", self.net.edge(*edge).id));
+            let mut t = d.begin_s;
+            let end_t = d.end_s.min(until);
+            let mut k = 0;
+            loop {
+                t += -(1.0 - s.next()).ln() / (rate * through_peak);
+                if t >= end_t {
+                    break;
+                }
+                if s.next() * through_peak > profile_at(&d.through_profile, t) {
+                    continue;
+                }
+                let exit = match straight {
+                    Some(x) if s.next() < 0.7 => x.0,
+                    _ => pick_exit(&mut s, i),
+                };
+                out.push((
+                    VehicleSpec {
+                        id: format!("through.{}.{k}", self.net.edge(*edge).id),
+                        vtype: 0,
+                        depart: t.floor(),
+                        route: route_via(*edge, None, exit)?,
+                        depart_lane: DepartLane::Best,
+                        depart_speed: DepartSpeed::Max,
+                        depart_pos: 0.0,
+                        stops: Arc::new([]),
+                    },
+                    Kind::Through,
+                ));
+                k += 1;
+            }
+        }
+        out.sort_by(|a, b| a.0.depart.total_cmp(&b.0.depart).then_with(|| a.0.id.cmp(&b.0.id)));
+        let kinds = out.iter().map(|(_, k)| *k).collect();
+        let vehicles = out.into_iter().map(|(v, _)| v).collect();
+        Ok((
+            Demand {
+                vtypes: vec![VType::default()],
+                vehicles,
+            },
+            kinds,
+        ))
+    }
+
+    /// Starts a run (step it with [`Run::step`], or call [`District::run`]).
+    pub fn start(&self, o: &RunOptions) -> Result<Run<'_>, ScenarioError> {
+        if !(o.demand_scale > 0.0 && o.demand_scale.is_finite()) {
+            return Err(ScenarioError::Data("the demand scale must be > 0".into()));
+        }
+        if o.compliance.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
+            return Err(ScenarioError::Data("compliance must be between 0 and 1".into()));
+        }
+        let (demand, kinds) = self.demand(o)?;
+        let mut add = self.add.clone();
+        // Gates: hospital lots pay at the exit unless pay-after-leaving is on;
+        // shared lots read plates (a few seconds) in every policy.
+        for lot in &self.lots {
+            let p = &mut add.parking_areas[lot.area];
+            p.exit_service = if lot.hospital.is_none() || o.measures.fast_gates {
+                self.spec.gates.pay_after_leaving_s
+            } else {
+                self.spec.gates.pay_at_exit_s
+            };
+        }
+        let cfg = SimConfig {
+            seed: o.seed,
+            begin: self.spec.demand.begin_s,
+            end: Some(HARD_END_S),
+            // Hospital queues last hours: nobody is teleported out of them;
+            // a gridlock elsewhere is broken as SUMO does (a car stuck at
+            // the front of a lane for 5 minutes jumps ahead; counted).
+            time_to_teleport: 300.0,
+            teleport_parking_bound: false,
+            // Hospital-bound cars queue in the lane that turns in, several
+            // blocks back, and leave the other lane to through traffic.
+            lane_lookahead_edges: LANE_LOOKAHEAD_EDGES,
+            // Cars turning in from both directions take turns at the gate.
+            zipper_merges: true,
+            // One who cannot get into the queue's lane goes round the block.
+            missed_turn_after: MISSED_TURN_AFTER_S,
+            ..SimConfig::default()
+        };
+        let controllers = controllers_for(&self.net, "fixed").map_err(ScenarioError::Data)?;
+        let mut sim = Sim::new(self.net.clone(), demand, cfg, controllers)
+            .with_parking(add)
+            .with_parking_events();
+        for lot in &self.lots {
+            sim.set_parking_capacity(lot.area, lot.offered_at(self.spec.demand.begin_s));
+        }
+        let n = kinds.len();
+        let origins = sim.demand().vehicles.iter().map(|v| v.route[0]).collect();
+        let departs = sim.demand().vehicles.iter().map(|v| v.depart).collect();
+        Ok(Run {
+            d: self,
+            compliance: o.compliance.unwrap_or(self.spec.guidance.compliance),
+            o: o.clone(),
+            sim,
+            kinds,
+            origins,
+            departs,
+            cars: vec![Car::default(); n],
+            assigned: vec![0; self.lots.len()],
+            drive_cache: HashMap::new(),
+            next_queue_sample: self.spec.demand.begin_s,
+            next_series_sample: self.spec.demand.begin_s,
+            queue_now: 0,
+            peak_queue: (0, self.spec.demand.begin_s),
+            queue_series: Vec::new(),
+            occupancy_series: vec![Vec::new(); self.lots.len()],
+            through_tt: Vec::new(),
+            guided: 0,
+            turned_away: 0,
+        })
+    }
+
+    /// Runs a whole day; `each_step` sees the run after every step.
+    pub fn run(&self, o: &RunOptions, mut each_step: impl FnMut(&Run)) -> Result<Outcome, ScenarioError> {
+        let started = std::time::Instant::now();
+        let mut run = self.start(o)?;
+        while !run.finished() {
+            run.step(None);
+            each_step(&run);
+        }
+        let mut out = run.outcome();
+        out.wall_s = started.elapsed().as_secs_f64();
+        Ok(out)
+    }
+}
+
+/// What the run knows of one car (visitors only).
+#[derive(Debug, Clone, Default)]
+struct Car {
+    /// Guidance has decided for it (or it ignores guidance).
+    decided: bool,
+    /// The lot guidance or a guard sent it to (index in `lots`).
+    assigned: Option<usize>,
+    turned_away: bool,
+    /// It has stood in a queue for a full lot (on a public road).
+    queued: bool,
+    parked_at: Option<f64>,
+    parked_lot: Option<usize>,
+}
+
+/// A run in progress.
+pub struct Run<'d> {
+    d: &'d District,
+    o: RunOptions,
+    compliance: f64,
+    pub sim: Sim,
+    kinds: Vec<Kind>,
+    origins: Vec<EdgeId>,
+    departs: Vec<f64>,
+    cars: Vec<Car>,
+    /// Cars the controller has sent to each lot that have not parked yet.
+    assigned: Vec<u32>,
+    drive_cache: HashMap<(EdgeId, usize), f64>,
+    next_queue_sample: f64,
+    next_series_sample: f64,
+    queue_now: u32,
+    peak_queue: (u32, f64),
+    queue_series: Vec<(f64, u32)>,
+    occupancy_series: Vec<Vec<(f64, u32, u32)>>,
+    through_tt: Vec<f64>,
+    guided: usize,
+    turned_away: usize,
+}
+
+/// A lot's state now, as published to the hub.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LotState {
+    pub id: String,
+    pub name: String,
+    /// Spaces offered to hospital visitors now.
+    pub offered: u32,
+    pub occupied: u32,
+    pub free: u32,
+    /// Position in network coordinates, m.
+    pub xy: (f64, f64),
+    pub hospital: Option<String>,
+}
+
+impl Run<'_> {
+    pub fn finished(&self) -> bool {
+        self.sim.finished()
+    }
+
+    pub fn time(&self) -> f64 {
+        self.sim.time()
+    }
+
+    /// Cars waiting for hospital parking on public roads at the last count.
+    pub fn queue_on_road(&self) -> u32 {
+        self.queue_now
+    }
+
+    /// Every lot's state now.
+    pub fn lots(&self) -> Vec<LotState> {
+        let occ = self.sim.parking_occupancy();
+        self.d
+            .lots
+            .iter()
+            .map(|l| {
+                let (_, occupied, offered) = occ[l.area];
+                LotState {
+                    id: l.id.clone(),
+                    name: l.name.clone(),
+                    offered,
+                    occupied,
+                    free: offered.saturating_sub(occupied),
+                    xy: l.xy,
+                    hospital: l.hospital.map(|h| self.d.hospitals[h].id.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Cars the controller has sent to other lots than their hospital's so far.
+    pub fn guided(&self) -> usize {
+        self.guided
+    }
+
+    fn free_in(&self, lot: usize, hub: Option<&Availability>) -> u32 {
+        let l = &self.d.lots[lot];
+        match hub.and_then(|h| h.get(&l.id)) {
+            Some(f) => *f,
+            None => {
+                let (_, occ, cap) = self.sim.parking_occupancy()[l.area];
+                cap.saturating_sub(occ)
+            }
+        }
+    }
+
+    fn drive_s(&mut self, from: EdgeId, lot: usize) -> f64 {
+        let edge = self.d.add.parking_areas[self.d.lots[lot].area].edge;
+        *self
+            .drive_cache
+            .entry((from, lot))
+            .or_insert_with(|| self.d.free_flow_s(from, edge))
+    }
+
+    /// The best lot with room for a visitor of hospital `h` coming from
+    /// `from`: driving time plus walking time to the hospital.
+    fn best_lot(&mut self, h: usize, from: EdgeId, hub: Option<&Availability>, own_ok: bool) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for lot in 0..self.d.lots.len() {
+            let l = &self.d.lots[lot];
+            let own = l.hospital == Some(h);
+            if (l.hospital.is_some() && !own) || (own && !own_ok) {
+                continue;
+            }
+            if self.free_in(lot, hub) <= self.assigned[lot] {
+                continue;
+            }
+            let walk = l.walk_m[h] / self.d.spec.guidance.walk_speed_ms;
+            let cost = self.drive_s(from, lot) + walk;
+            if best.is_none_or(|(c, _)| cost < c) {
+                best = Some((cost, lot));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
+    /// Advances one second: the controller acts on what it sees (lot
+    /// availability from `hub` where given, else from the twin), then the
+    /// twin steps.
+    pub fn step(&mut self, hub: Option<&Availability>) {
+        let t = self.sim.time();
+        if (t % 60.0).abs() < 1e-9 {
+            for l in &self.d.lots {
+                if !l.offered.is_empty() {
+                    self.sim.set_parking_capacity(l.area, l.offered_at(t));
+                }
+            }
+        }
+        let occ: Vec<(u32, u32)> = self.sim.parking_occupancy().iter().map(|(_, o, c)| (*o, *c)).collect();
+        let full = |area: usize| occ[area].0 >= occ[area].1;
+        // What the controller sees of each visitor on the road.
+        struct Seen {
+            handle: u32,
+            vehicle: usize,
+            hospital: usize,
+            edge: EdgeId,
+            next: Option<EdgeId>,
+            after: Option<EdgeId>,
+            area: Option<usize>,
+            speed: f64,
+        }
+        let mut seen = Vec::new();
+        // Cars heading for each hospital lot already on its access road or aisle.
+        let mut at_gate = vec![0u32; self.d.hospitals.len()];
+        for v in self.sim.vehicles_on_road() {
+            let Kind::Visitor(h) = self.kinds[v.vehicle] else {
+                continue;
+            };
+            let h = h as usize;
+            let hosp = &self.d.hospitals[h];
+            if (v.edge == hosp.access_edge || v.edge == hosp.lot_edges[0])
+                && v.parking_area == Some(self.d.lots[hosp.lot].area)
+            {
+                at_gate[h] += 1;
+            }
+            seen.push(Seen {
+                handle: v.handle,
+                vehicle: v.vehicle,
+                hospital: h,
+                edge: v.edge,
+                next: v.route.get(v.route_idx + 1).copied(),
+                after: v.route.get(v.route_idx + 2).copied(),
+                area: v.parking_area,
+                speed: v.speed,
+            });
+        }
+        let mut queue = 0u32;
+        for s in &seen {
+            let hosp = &self.d.hospitals[s.hospital];
+            let own_area = self.d.lots[hosp.lot].area;
+            let on_lot_road = hosp.lot_edges.contains(&s.edge);
+            let car = &mut self.cars[s.vehicle];
+            if car.parked_at.is_none() && !on_lot_road {
+                if !car.queued && s.speed < HALTING_MS && s.area.is_some_and(full) {
+                    car.queued = true;
+                }
+                if car.queued {
+                    queue += 1;
+                }
+            }
+            if self.o.measures.guidance && !self.cars[s.vehicle].decided && !on_lot_road {
+                self.guide(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
+            }
+            let heading_own = s.area == Some(own_area);
+            // The guard stands at the gate: cars already in the access road are past him.
+            let reaching_gate = s.next == Some(hosp.access_edge) || s.after == Some(hosp.access_edge);
+            if self.o.measures.turn_away && heading_own && reaching_gate {
+                let (o, c) = occ[own_area];
+                if o + at_gate[s.hospital] >= c {
+                    self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next);
+                }
+            }
+        }
+        // Visitors held at the block's edge behind a full lot are queued too.
+        let pending: Vec<usize> = self.sim.waiting_to_enter().collect();
+        for v in pending {
+            let Kind::Visitor(h) = self.kinds[v] else { continue };
+            let car = &mut self.cars[v];
+            if !car.queued && full(self.d.lots[self.d.hospitals[h as usize].lot].area) {
+                car.queued = true;
+            }
+            if car.queued {
+                queue += 1;
+            }
+        }
+        if t >= self.next_queue_sample {
+            self.queue_now = queue;
+            if self.queue_now > self.peak_queue.0 {
+                self.peak_queue = (self.queue_now, t);
+            }
+            self.next_queue_sample += QUEUE_SAMPLE_S;
+        }
+        if t >= self.next_series_sample {
+            self.queue_series.push((t, queue));
+            for (i, l) in self.d.lots.iter().enumerate() {
+                let (o, c) = occ[l.area];
+                self.occupancy_series[i].push((t, o, c));
+            }
+            self.next_series_sample += SERIES_SAMPLE_S;
+        }
+        self.sim.step();
+        for e in self.sim.take_parking_events() {
+            if !e.parked {
+                continue;
+            }
+            if let Kind::Visitor(_) = self.kinds[e.vehicle] {
+                let lot = self.d.lot_of_area(e.area);
+                let car = &mut self.cars[e.vehicle];
+                car.parked_at = Some(e.time);
+                car.parked_lot = lot;
+                if let Some(a) = car.assigned {
+                    self.assigned[a] = self.assigned[a].saturating_sub(1);
+                }
+            }
+        }
+        for trip in self.sim.take_trips() {
+            if trip.id.starts_with("through.") {
+                self.through_tt.push(trip.duration + trip.depart_delay);
+            }
+        }
+    }
+
+    /// Guidance (screens, the door, the app): sends a complying driver to
+    /// the best lot with room; one that ignores it keeps heading for the
+    /// hospital's own lot.
+    fn guide(
+        &mut self,
+        handle: u32,
+        vehicle: usize,
+        h: usize,
+        edge: EdgeId,
+        next: Option<EdgeId>,
+        hub: Option<&Availability>,
+    ) {
+        let complies = rng::draw(self.o.seed, vehicle as u64, 0x6d1d) < self.compliance;
+        if !complies {
+            self.cars[vehicle].decided = true;
+            return;
+        }
+        let from = next.unwrap_or(edge);
+        let Some(lot) = self.best_lot(h, from, hub, true) else {
+            return; // nowhere has room: ask again further on
+        };
+        let own = self.d.hospitals[h].lot;
+        if lot != own && self.sim.redirect_to_parking(handle, self.d.lots[lot].area).is_err() {
+            return; // mid-junction: ask again next step
+        }
+        let car = &mut self.cars[vehicle];
+        car.decided = true;
+        car.assigned = Some(lot);
+        self.assigned[lot] += 1;
+        if lot != own {
+            self.guided += 1;
+        }
+    }
+
+    /// A guard at a full hospital's gate sends the car to the best lot with room.
+    fn turn_away(&mut self, handle: u32, vehicle: usize, h: usize, edge: EdgeId, next: Option<EdgeId>) {
+        let from = next.unwrap_or(edge);
+        let Some(lot) = self.best_lot(h, from, None, false) else {
+            return; // nowhere has room: it waits for its hospital's lot
+        };
+        let gate = Some(self.d.hospitals[h].access_edge);
+        if self
+            .sim
+            .redirect_to_parking_avoiding(handle, self.d.lots[lot].area, gate)
+            .is_err()
+        {
+            return;
+        }
+        let car = &mut self.cars[vehicle];
+        if let Some(a) = car.assigned.replace(lot) {
+            self.assigned[a] = self.assigned[a].saturating_sub(1);
+        }
+        self.assigned[lot] += 1;
+        car.decided = true;
+        car.queued = false;
+        if !car.turned_away {
+            car.turned_away = true;
+            self.turned_away += 1;
+        }
+    }
+
+    /// Each visitor's wait to park so far, min, with the vehicle's id (those
+    /// not parked yet count their wait until now).
+    pub fn visitor_waits(&mut self) -> Vec<(String, f64)> {
+        let now = self.sim.time();
+        let visitors: Vec<usize> = (0..self.cars.len())
+            .filter(|v| matches!(self.kinds[*v], Kind::Visitor(_)))
+            .collect();
+        visitors
+            .into_iter()
+            .map(|v| {
+                let car = self.cars[v].clone();
+                let wait = match (car.parked_at, car.parked_lot) {
+                    (Some(at), Some(lot)) => at - self.departs[v] - self.drive_s(self.origins[v], lot),
+                    _ => now - self.departs[v],
+                };
+                (self.sim.demand().vehicles[v].id.clone(), (wait / 60.0).max(0.0))
+            })
+            .collect()
+    }
+
+    /// The figures of the run so far (call when finished).
+    pub fn outcome(&mut self) -> Outcome {
+        let end = self.sim.time();
+        let mut waits = Vec::new();
+        let mut never_parked = 0;
+        let (mut diverted, mut walk_sum, mut walk_div_sum, mut parked) = (0usize, 0.0, 0.0, 0usize);
+        let mut admitted_peak = 0usize;
+        let mut visitors = 0usize;
+        for v in 0..self.cars.len() {
+            let Kind::Visitor(h) = self.kinds[v] else { continue };
+            visitors += 1;
+            let h = h as usize;
+            let car = self.cars[v].clone();
+            let depart = self.departs[v];
+            match (car.parked_at, car.parked_lot) {
+                (Some(at), Some(lot)) => {
+                    let ff = self.drive_s(self.origins[v], lot);
+                    waits.push(((at - depart - ff) / 60.0).max(0.0));
+                    parked += 1;
+                    let extra = self.d.lots[lot].walk_m[h];
+                    walk_sum += extra;
+                    if self.d.lots[lot].hospital != Some(h) {
+                        diverted += 1;
+                        walk_div_sum += extra;
+                    }
+                    if (7.0 * 3600.0..11.0 * 3600.0).contains(&at) {
+                        admitted_peak += 1;
+                    }
+                }
+                _ => {
+                    never_parked += 1;
+                    waits.push(((end - depart) / 60.0).max(0.0));
+                }
+            }
+        }
+        let mean = |xs: &[f64]| {
+            if xs.is_empty() {
+                0.0
+            } else {
+                xs.iter().sum::<f64>() / xs.len() as f64
+            }
+        };
+        let buckets = waits
+            .iter()
+            .map(|w| (w / WAIT_BUCKET_MIN) as usize)
+            .max()
+            .map_or(0, |m| m + 1);
+        let mut histogram = vec![0u32; buckets];
+        for w in &waits {
+            histogram[(w / WAIT_BUCKET_MIN) as usize] += 1;
+        }
+        let lots = self
+            .d
+            .lots
+            .iter()
+            .zip(&self.occupancy_series)
+            .map(|(l, s)| LotSeries {
+                id: l.id.clone(),
+                name: l.name.clone(),
+                spaces: l.spaces,
+                xy: l.xy,
+                series: s.clone(),
+            })
+            .collect();
+        Outcome {
+            policy: self.o.measures.name(),
+            seed: self.o.seed,
+            mean_wait_min: mean(&waits),
+            max_wait_min: waits.iter().copied().fold(0.0, f64::max),
+            peak_queue_on_road: self.peak_queue.0,
+            peak_queue_time_s: self.peak_queue.1,
+            cars_diverted: diverted,
+            mean_extra_walk_m: if parked > 0 { walk_sum / parked as f64 } else { 0.0 },
+            mean_extra_walk_diverted_m: if diverted > 0 {
+                walk_div_sum / diverted as f64
+            } else {
+                0.0
+            },
+            through_traffic_mean_travel_time_s: mean(&self.through_tt),
+            gate_throughput_per_h: admitted_peak as f64 / 4.0,
+            visitor_cars: visitors,
+            parked,
+            never_parked,
+            guided: self.guided,
+            turned_away: self.turned_away,
+            through_trips: self.through_tt.len(),
+            end_s: end,
+            wait_histogram_15min: histogram,
+            queue_series: self.queue_series.clone(),
+            lots,
+            wall_s: 0.0,
+        }
+    }
+}
+
+/// One lot's occupancy over the day: (time s, occupied, spaces offered).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LotSeries {
+    pub id: String,
+    pub name: String,
+    pub spaces: u32,
+    pub xy: (f64, f64),
+    pub series: Vec<(f64, u32, u32)>,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub policy: String,
+    pub seed: u64,
+    /// Mean over hospital visitors of the time from arriving in the district
+    /// to parking, less the free-flow drive to the lot they parked in, min.
+    pub mean_wait_min: f64,
+    pub max_wait_min: f64,
+    /// Most hospital-bound cars held in a queue for parking on public roads
+    /// (the access roads included, and those held at the block's edge),
+    /// counted every minute.
+    pub peak_queue_on_road: u32,
+    pub peak_queue_time_s: f64,
+    /// Visitors who parked elsewhere than their hospital's lot.
+    pub cars_diverted: usize,
+    /// Extra walk to the hospital gate over all visitors who parked, m.
+    pub mean_extra_walk_m: f64,
+    /// The same over the diverted visitors only, m.
+    pub mean_extra_walk_diverted_m: f64,
+    /// Mean travel time of through traffic (insertion delay included), s.
+    pub through_traffic_mean_travel_time_s: f64,
+    /// Hospital visitors admitted into a lot per hour, 07:00-11:00.
+    pub gate_throughput_per_h: f64,
+    pub visitor_cars: usize,
+    pub parked: usize,
+    /// Visitors still queued when the run ended (their wait counts to the end).
+    pub never_parked: usize,
+    pub guided: usize,
+    pub turned_away: usize,
+    pub through_trips: usize,
+    pub end_s: f64,
+    /// Visitors per 15-minute wait bucket.
+    pub wait_histogram_15min: Vec<u32>,
+    /// (time s, cars queued on the roads), every 5 minutes.
+    pub queue_series: Vec<(f64, u32)>,
+    pub lots: Vec<LotSeries>,
+    pub wall_s: f64,
+}
+
+fn validate(spec: &Spec) -> Result<(), ScenarioError> {
+    let bad = |m: String| Err(ScenarioError::Data(format!("district.json: {m}")));
+    let d = &spec.demand;
+    for (name, p) in [
+        ("visitor_profile", &d.visitor_profile),
+        ("through_profile", &d.through_profile),
+    ] {
+        if p.is_empty() || p.iter().any(|x| !(x.1 >= 0.0 && x.0.is_finite())) || p.windows(2).any(|w| w[1].0 < w[0].0) {
+            return bad(format!("{name} needs time-ordered points with multipliers >= 0"));
+        }
+    }
+    if !(0.5..1.0).contains(&d.visitor_dwell_share_under_3h) || d.visitor_dwell_median_s.is_nan() || d.visitor_dwell_median_s <= 0.0 {
+        return bad("visitor dwell: median > 0 and a share under 3 h in [0.5, 1)".into());
+    }
+    if !(0.0..=1.0).contains(&spec.guidance.compliance) || spec.guidance.walk_speed_ms.is_nan() || spec.guidance.walk_speed_ms <= 0.0 {
+        return bad("guidance: compliance in [0, 1], walk speed > 0".into());
+    }
+    if d.staff_arrive_s.0 > d.staff_arrive_s.1 || d.staff_leave_s.0 > d.staff_leave_s.1 {
+        return bad("staff windows must be [from, to]".into());
+    }
+    if spec.hospitals.is_empty() || spec.hospitals.len() > 200 {
+        return bad("one or more hospitals".into());
+    }
+    Ok(())
+}
+
+fn opposite(end: char) -> char {
+    match end {
+        'w' => 'e',
+        'e' => 'w',
+        'n' => 's',
+        _ => 'n',
+    }
+}
+
+fn pick_weighted(weights: &[f64], total: f64, u: f64) -> usize {
+    let mut x = u * total;
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.len() - 1
+}
+
+/// A point at distance `s` along a polyline.
+fn point_along(shape: &[(f64, f64)], s: f64) -> (f64, f64) {
+    let mut left = s;
+    for w in shape.windows(2) {
+        let len = (w[1].0 - w[0].0).hypot(w[1].1 - w[0].1);
+        if left <= len && len > 0.0 {
+            let f = left / len;
+            return (w[0].0 + f * (w[1].0 - w[0].0), w[0].1 + f * (w[1].1 - w[0].1));
+        }
+        left -= len;
+    }
+    shape.last().copied().unwrap_or((0.0, 0.0))
+}
+
+/// A seeded stream of uniform draws (one per named stream).
+struct Stream(u64);
+
+impl Stream {
+    fn new(seed: u64, name: &str) -> Stream {
+        Stream(rng::mix(seed ^ rng::hash_str(name)))
+    }
+    fn next(&mut self) -> f64 {
+        self.0 = rng::mix(self.0);
+        rng::unit(self.0)
+    }
+}
+
+/// A standard normal draw (Box–Muller).
+fn normal(s: &mut Stream) -> f64 {
+    let u1 = 1.0 - s.next();
+    let u2 = s.next();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// The standard normal quantile, by bisection on the CDF (erf after
+/// Abramowitz & Stegun 7.1.26, error < 1.5e-7).
+fn normal_quantile(p: f64) -> f64 {
+    let cdf = |x: f64| {
+        let z = x.abs() / std::f64::consts::SQRT_2;
+        let t = 1.0 / (1.0 + 0.327_591_1 * z);
+        let poly =
+            t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+        let erf = 1.0 - poly * (-z * z).exp();
+        if x >= 0.0 {
+            0.5 * (1.0 + erf)
+        } else {
+            0.5 * (1.0 - erf)
+        }
+    };
+    let (mut lo, mut hi) = (-10.0, 10.0);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if cdf(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo + hi) / 2.0
+}
+
+fn profile_at(points: &[(f64, f64)], t: f64) -> f64 {
+    match points.iter().position(|p| p.0 > t) {
+        None => points.last().map_or(1.0, |p| p.1),
+        Some(0) => points[0].1,
+        Some(i) => {
+            let (a, b) = (points[i - 1], points[i]);
+            a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0).max(1e-9)
+        }
+    }
+}
+
+/// The area under a piecewise-linear profile, s.
+fn integral(points: &[(f64, f64)]) -> f64 {
+    points
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_and_name_themselves() {
+        assert_eq!("baseline".parse::<Measures>().unwrap(), Measures::BASELINE);
+        assert_eq!("citybrain".parse::<Measures>().unwrap(), Measures::CITYBRAIN);
+        let g: Measures = "baseline+guidance+fast-gates".parse().unwrap();
+        assert!(g.guidance && g.fast_gates && !g.turn_away);
+        assert_eq!(g.name(), "baseline+guidance+fast-gates");
+        assert_eq!(
+            "baseline+guidance+turn-away+fast-gates"
+                .parse::<Measures>()
+                .unwrap()
+                .name(),
+            "citybrain"
+        );
+        assert!("baseline+magic".parse::<Measures>().is_err());
+        assert!("fixed".parse::<Measures>().is_err());
+        for m in Measures::each_alone() {
+            assert_eq!(m.name().parse::<Measures>().unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn the_normal_quantile_and_dwell_spread() {
+        assert!(normal_quantile(0.5).abs() < 1e-6);
+        assert!((normal_quantile(0.975) - 1.959_96).abs() < 1e-4);
+        assert!((normal_quantile(0.81) - 0.877_9).abs() < 1e-3);
+        // Lognormal dwell with median 90 min: 81 % of draws under 3 h.
+        let sigma = 2.0f64.ln() / normal_quantile(0.81);
+        let mut s = Stream::new(3, "x");
+        let n = 20_000;
+        let under = (0..n)
+            .filter(|_| 5400.0 * (sigma * normal(&mut s)).exp() < 10_800.0)
+            .count();
+        let share = under as f64 / n as f64;
+        assert!((share - 0.81).abs() < 0.01, "{share}");
+    }
+
+    #[test]
+    fn profiles_integrate() {
+        assert_eq!(integral(&[(0.0, 0.0), (10.0, 1.0), (20.0, 1.0)]), 15.0);
+        assert_eq!(pick_weighted(&[1.0, 3.0], 4.0, 0.5), 1);
+        assert_eq!(pick_weighted(&[1.0, 3.0], 4.0, 0.1), 0);
+    }
+}
