@@ -1240,10 +1240,16 @@ fn validate(spec: &Spec) -> Result<(), ScenarioError> {
             return bad(format!("{name} needs time-ordered points with multipliers >= 0"));
         }
     }
-    if !(0.5..1.0).contains(&d.visitor_dwell_share_under_3h) || d.visitor_dwell_median_s.is_nan() || d.visitor_dwell_median_s <= 0.0 {
+    if !(0.5..1.0).contains(&d.visitor_dwell_share_under_3h)
+        || d.visitor_dwell_median_s.is_nan()
+        || d.visitor_dwell_median_s <= 0.0
+    {
         return bad("visitor dwell: median > 0 and a share under 3 h in [0.5, 1)".into());
     }
-    if !(0.0..=1.0).contains(&spec.guidance.compliance) || spec.guidance.walk_speed_ms.is_nan() || spec.guidance.walk_speed_ms <= 0.0 {
+    if !(0.0..=1.0).contains(&spec.guidance.compliance)
+        || spec.guidance.walk_speed_ms.is_nan()
+        || spec.guidance.walk_speed_ms <= 0.0
+    {
         return bad("guidance: compliance in [0, 1], walk speed > 0".into());
     }
     if d.staff_arrive_s.0 > d.staff_arrive_s.1 || d.staff_leave_s.0 > d.staff_leave_s.1 {

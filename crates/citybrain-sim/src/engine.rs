@@ -50,6 +50,9 @@ pub struct SimConfig {
     /// into the same lane as a prior one whose queue stands at the line, the
     /// two take turns (one car each) instead of the yielding one waiting for
     /// the queue to clear, which at a lot's gate can be never.
+    /// (With it, the room beyond a junction also counts the cars already
+    /// inside the junction bound for the same lane, so that two merging
+    /// cars never both enter for one space.)
     pub zipper_merges: bool,
     /// A vehicle standing this long at the end of a lane that does not lead
     /// on along its route (it could not get into the lane it needs) takes
@@ -375,9 +378,18 @@ pub struct Sim {
     last_into: Vec<Option<(u32, u32)>>,
     zipper_turn: Vec<Option<(u32, u32)>>,
     zipper_set: Vec<u32>,
+    /// For each normal lane, the internal lanes whose cars end up on it.
+    feeders: Vec<Vec<LaneId>>,
+    /// Zipper merging: where the room beyond a junction is down to about one
+    /// car, the one vehicle allowed to enter for it this step (by lane).
+    entry_permit: Vec<Option<u32>>,
+    permit_set: Vec<u32>,
 }
 
 const STANDING: f64 = 0.1;
+/// How far past its stopping point a car heading for a parking area may
+/// roll and still stop there, m.
+const STOP_TOLERANCE: f64 = 1.0;
 /// The stop-line detection zone signal controllers see, m.
 const DETECTION_RANGE: f64 = 40.0;
 /// An emergency vehicle passes through a lane that does not lead on only
@@ -424,6 +436,24 @@ impl Sim {
                     if let Some(slot) = request_target[j.idx()].get_mut(r as usize) {
                         *slot = Some(l.target);
                     }
+                }
+            }
+        }
+        let mut feeders: Vec<Vec<LaneId>> = vec![Vec::new(); n_lanes];
+        for list in &links {
+            for l in list {
+                let mut lane = l.next;
+                // Walk the internal lanes of this link to its target.
+                let mut guard = 0;
+                while lane != l.target && guard < 8 {
+                    if !feeders[l.target.idx()].contains(&lane) {
+                        feeders[l.target.idx()].push(lane);
+                    }
+                    match links[lane.idx()].first() {
+                        Some(n) => lane = n.next,
+                        None => break,
+                    }
+                    guard += 1;
                 }
             }
         }
@@ -501,6 +531,9 @@ impl Sim {
             last_into: vec![None; n_lanes],
             zipper_turn: vec![None; n_lanes],
             zipper_set: Vec::new(),
+            feeders,
+            entry_permit: vec![None; n_lanes],
+            permit_set: Vec::new(),
             cfg,
         }
     }
@@ -1115,7 +1148,8 @@ impl Sim {
         }
         let mut set = Vec::new();
         let mut moving: Vec<(u32, u32)> = Vec::new();
-        let mut waiting_minor: Vec<(u32, u32, LaneId)> = Vec::new();
+        let mut at_line: Vec<(u32, u32, LaneId, bool)> = Vec::new();
+        let mut entrants: Vec<(LaneId, u8, u32, u32)> = Vec::new();
         for &li in &self.occupied {
             let lane_id = LaneId(li);
             let list = &self.lanes[li as usize];
@@ -1158,10 +1192,24 @@ impl Sim {
                     }
                 }
             }
-            let yielding = matches!(self.signal(link), LinkSignal::Yield);
-            if self.cfg.zipper_merges && yielding && dist < 2.0 && v.speed < STANDING && room_ok {
+            if self.cfg.zipper_merges
+                && link.next != link.target
+                && dist < v.speed + 2.0
+                && self.signal(link) != LinkSignal::Stop
+                && self.room_left(link.target) < 2.0 * (t.length + t.min_gap)
+            {
+                // Who goes first for the last space: the link with the zipper
+                // turn, then priority links, then by lane order.
+                let rank = match link.junction.zip(link.request) {
+                    Some((j, r)) if self.zipper_turn[link.target.idx()] == Some((j.0, r)) => 0u8,
+                    _ if link.major => 1,
+                    _ => 2,
+                };
+                entrants.push((link.target, rank, li, front));
+            }
+            if self.cfg.zipper_merges && dist < 2.0 && v.speed < STANDING && self.signal(link) != LinkSignal::Stop {
                 if let (Some(j), Some(r)) = (link.junction, link.request) {
-                    waiting_minor.push((j.0, r, link.target));
+                    at_line.push((j.0, r, link.target, matches!(self.signal(link), LinkSignal::Yield)));
                 }
             }
         }
@@ -1173,29 +1221,87 @@ impl Sim {
                 }
             }
         }
-        for l in self.zipper_set.drain(..) {
-            self.zipper_turn[l as usize] = None;
+        if self.cfg.zipper_merges {
+            self.update_zipper_turns(&at_line, &moving);
+            for l in self.permit_set.drain(..) {
+                self.entry_permit[l as usize] = None;
+            }
+            entrants.sort_by_key(|e| (e.0 .0, e.1, e.2));
+            for (target, _, _, vi) in entrants {
+                if self.entry_permit[target.idx()].is_none() {
+                    self.entry_permit[target.idx()] = Some(vi);
+                    self.permit_set.push(target.0);
+                }
+            }
         }
-        // A yielding car at the line takes its turn into a lane when only
-        // standing cars of merging links hold it back and the last car into
-        // that lane came by another link.
-        for (j, r, target) in waiting_minor {
+    }
+
+    /// Room beyond a junction on `target`, less what the cars already
+    /// inside the junction bound for it will take, m.
+    fn room_left(&self, target: LaneId) -> f64 {
+        let inside: f64 = self.feeders[target.idx()]
+            .iter()
+            .flat_map(|l| self.lanes[l.idx()].iter())
+            .map(|v| {
+                let vt = self.vtype(self.veh(*v));
+                vt.length + vt.min_gap
+            })
+            .sum();
+        self.room(target) - inside
+    }
+
+    /// Zipper merging: a yielding link whose car waits at the line while
+    /// cars of a prior link merging into the same lane stand at theirs gets
+    /// the next turn into that lane, unless the last car in came by it; the
+    /// turn holds until its car has entered (crossing traffic permitting),
+    /// and the merging links wait for it.
+    fn update_zipper_turns(&mut self, at_line: &[(u32, u32, LaneId, bool)], moving: &[(u32, u32)]) {
+        let mut kept = Vec::new();
+        for l in self.zipper_set.drain(..) {
+            let turn = self.zipper_turn[l as usize];
+            let still_waiting = turn.is_some_and(|(j, r)| at_line.iter().any(|a| (a.0, a.1) == (j, r) && a.2 .0 == l));
+            if still_waiting && self.last_into[l as usize] != turn {
+                kept.push(l);
+            } else {
+                self.zipper_turn[l as usize] = None;
+            }
+        }
+        self.zipper_set = kept;
+        for &(j, r, target, yielding) in at_line {
+            if !yielding || self.zipper_turn[target.idx()].is_some() || self.last_into[target.idx()] == Some((j, r)) {
+                continue;
+            }
             let Some(row) = self.yields[j as usize].get(r as usize) else {
                 continue;
             };
             let merging = |f: u32| self.request_target[j as usize].get(f as usize).copied().flatten() == Some(target);
-            let busy = |f: u32| self.busy[j as usize].get(f as usize).copied().unwrap_or(false);
-            let crossing_busy = row.iter().any(|&f| busy(f) && !merging(f));
-            let merge_busy: Vec<u32> = row.iter().copied().filter(|&f| busy(f) && merging(f)).collect();
-            if crossing_busy || merge_busy.is_empty() || merge_busy.iter().any(|f| moving.contains(&(j, *f))) {
-                continue;
+            let foe_waiting = row
+                .iter()
+                .any(|&f| merging(f) && at_line.iter().any(|a| (a.0, a.1) == (j, f)));
+            let foe_moving = row.iter().any(|&f| merging(f) && moving.contains(&(j, f)));
+            if foe_waiting && !foe_moving {
+                self.zipper_turn[target.idx()] = Some((j, r));
+                self.zipper_set.push(target.0);
             }
-            if self.last_into[target.idx()] == Some((j, r)) || self.zipper_turn[target.idx()].is_some() {
-                continue;
-            }
-            self.zipper_turn[target.idx()] = Some((j, r));
-            self.zipper_set.push(target.0);
         }
+    }
+
+    /// Crossing (not merging) foes of a link are busy.
+    fn crossing_foes_busy(&self, link: &Link) -> bool {
+        let (Some(j), Some(r)) = (link.junction, link.request) else {
+            return false;
+        };
+        self.crossing_foes_busy_at(j, r, link.target)
+    }
+
+    fn crossing_foes_busy_at(&self, j: JunctionId, r: u32, target: LaneId) -> bool {
+        let Some(row) = self.yields[j.idx()].get(r as usize) else {
+            return false;
+        };
+        row.iter().any(|&f| {
+            self.busy[j.idx()].get(f as usize).copied().unwrap_or(false)
+                && self.request_target[j.idx()].get(f as usize).copied().flatten() != Some(target)
+        })
     }
 
     /// Plans for the vehicles of each occupied lane, in `occupied` order and
@@ -1271,7 +1377,8 @@ impl Sim {
         } else {
             self.stop_position(pa)
         };
-        (self.net.lane(lane).edge == p.edge && v.pos <= at + 0.01).then(|| (at - v.pos).max(0.0))
+        // A car that rolled a little past the point (discrete steps) still stops.
+        (self.net.lane(lane).edge == p.edge && v.pos <= at + STOP_TOLERANCE).then(|| (at - v.pos).max(0.0))
     }
 
     /// Where a vehicle heading for a parking area stops: its end when there
@@ -1306,9 +1413,21 @@ impl Sim {
                 let brake = v.speed * v.speed / (2.0 * t.decel);
                 brake > to_end
             }
-            LinkSignal::Yield => !self.foe_busy(link) || self.may_wait_inside(link, t) || self.my_zipper_turn(link),
+            LinkSignal::Yield => {
+                !self.foe_busy(link)
+                    || self.may_wait_inside(link, t)
+                    || (self.my_zipper_turn(link) && !self.crossing_foes_busy(link))
+            }
         };
         let internal = self.is_internal(v.lane);
+        // The last space beyond the junction was given to another car.
+        if open && !internal && self.cfg.zipper_merges && link.next != link.target {
+            let permit = self.entry_permit[link.target.idx()];
+            let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
+            if permit.is_some_and(|p| self.vehs[p as usize].as_ref().map(|pv| pv.spec) != Some(v.spec)) && can_stop {
+                return stop_line;
+            }
+        }
         // A merging link has its zipper turn into this lane: wait for it.
         if open && !internal && self.others_zipper_turn(link) {
             let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
@@ -1322,7 +1441,14 @@ impl Sim {
         // At the internal waiting point: cross only when the foes are clear.
         if internal && self.is_internal(link.next) {
             if let Some((j, r)) = v.yielding {
-                if self.foes_busy_at(j, r) {
+                // With the zipper turn into its lane, only crossing traffic holds it.
+                let my_turn = self.cfg.zipper_merges && self.zipper_turn[link.target.idx()] == Some((j.0, r));
+                let held = if my_turn {
+                    self.crossing_foes_busy_at(j, r, link.target)
+                } else {
+                    self.foes_busy_at(j, r)
+                };
+                if held {
                     return stop_line;
                 }
             }
@@ -1891,14 +2017,21 @@ impl Sim {
                 let v = self.veh(vi);
                 if let Some(pa) = v.stop_pa {
                     let p = &self.add.parking_areas[pa];
-                    if p.edge == edge && v.pos > p.end_pos + 1.0 && self.lane_len(lane) - v.pos > 1.0 {
+                    if p.edge == edge && v.pos > p.end_pos + STOP_TOLERANCE + 0.5 && self.lane_len(lane) - v.pos > 1.0 {
                         missed.push((vi, pa));
                     }
                 }
             }
         }
         for (vi, pa) in missed {
-            let _ = self.redirect_to_parking(vi, pa);
+            if self.redirect_to_parking(vi, pa).is_err() {
+                // Its next edge leads nowhere back (the network's edge): any other turn.
+                let next = {
+                    let v = self.veh(vi);
+                    v.route.get(v.route_idx as usize + 1).copied()
+                };
+                let _ = self.redirect_to_parking_avoiding(vi, pa, next);
+            }
         }
     }
 
@@ -2052,6 +2185,16 @@ impl Sim {
     /// Whether a vehicle entering the junction now will find room on its
     /// target lane: room there already, or a last vehicle driving away.
     fn can_leave(&self, target: LaneId, t: &VType) -> bool {
+        if self.cfg.zipper_merges {
+            let left = self.room_left(target);
+            if left < t.length + t.min_gap {
+                return left >= self.room(target)
+                    && self.lanes[target.idx()]
+                        .last()
+                        .is_some_and(|l| self.veh(*l).speed > 2.0);
+            }
+            return true;
+        }
         if self.room(target) >= t.length + t.min_gap {
             return true;
         }
@@ -2485,6 +2628,12 @@ fn build_links(net: &Network) -> Vec<Vec<Link>> {
     // index where there is one, else SUMO's order (incoming lanes, then connections).
     let mut request_of = vec![None; net.connections.len()];
     for j in &net.junctions {
+        // An internal junction (a left turn's waiting point) lists the
+        // normal lanes whose traffic it yields to among its incoming lanes;
+        // their links are numbered by the junction they end at, not by it.
+        if j.kind == "internal" {
+            continue;
+        }
         let mut idx = 0u32;
         for inc in &j.inc_lanes {
             let lane = net.lane(*inc);
