@@ -460,6 +460,13 @@ impl District {
         })
     }
 
+    /// Whether an edge is a lot's own road (its aisle or its way out), not a public road.
+    pub fn is_lot_road(&self, edge: &str) -> bool {
+        self.net
+            .edge_id(edge)
+            .is_some_and(|e| self.hospitals.iter().any(|h| h.lot_edges.contains(&e)))
+    }
+
     /// The hospital lot index (in `lots`) of a parking area, if any.
     fn lot_of_area(&self, area: usize) -> Option<usize> {
         self.lots.iter().position(|l| l.area == area)
@@ -950,7 +957,7 @@ impl Run<'_> {
             if self.o.measures.turn_away && heading_own && reaching_gate {
                 let (o, c) = occ[own_area];
                 if o + at_gate[s.hospital] >= c {
-                    self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next);
+                    self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
                 }
             }
         }
@@ -1037,10 +1044,19 @@ impl Run<'_> {
         }
     }
 
-    /// A guard at a full hospital's gate sends the car to the best lot with room.
-    fn turn_away(&mut self, handle: u32, vehicle: usize, h: usize, edge: EdgeId, next: Option<EdgeId>) {
+    /// A guard at a full hospital's gate sends the car to the best lot with
+    /// room (by the same availability the screens show).
+    fn turn_away(
+        &mut self,
+        handle: u32,
+        vehicle: usize,
+        h: usize,
+        edge: EdgeId,
+        next: Option<EdgeId>,
+        hub: Option<&Availability>,
+    ) {
         let from = next.unwrap_or(edge);
-        let Some(lot) = self.best_lot(h, from, None, false) else {
+        let Some(lot) = self.best_lot(h, from, hub, false) else {
             return; // nowhere has room: it waits for its hospital's lot
         };
         let gate = Some(self.d.hospitals[h].access_edge);

@@ -54,15 +54,21 @@ pub struct ServeArgs {
     /// Seconds to keep retrying a notification whose receiver is down.
     #[arg(long, env = "CITYBRAIN_NOTIFY_RETRY_SECS", default_value_t = 3600)]
     pub notify_retry_secs: u64,
-    /// Run a scenario live on the twin, publishing its sensors to the hub:
-    /// `signal-corridor`, or `none` (default for serve; demo runs the corridor).
+    /// Run scenarios live on the twin, publishing their sensors to the hub,
+    /// comma-separated: `signal-corridor`, `hospital-district`, or `none`
+    /// (default for serve; demo runs both).
     #[arg(long, env = "CITYBRAIN_LIVE")]
     pub live: Option<String>,
-    /// Signal policy of the live scenario: fixed, actuated or citybrain (which
+    /// Signal policy of the live corridor: fixed, actuated or citybrain (which
     /// reads its detector data back from the hub).
     #[arg(long, env = "CITYBRAIN_LIVE_POLICY", default_value = "citybrain")]
     pub live_policy: String,
-    /// How many times faster than real time the live scenario runs.
+    /// Policy of the live hospital district: baseline, citybrain, or
+    /// baseline+guidance|turn-away|fast-gates (guidance reads lot availability
+    /// back from the hub).
+    #[arg(long, env = "CITYBRAIN_LIVE_HOSPITAL_POLICY", default_value = "citybrain")]
+    pub live_hospital_policy: String,
+    /// How many times faster than real time the live scenarios run.
     #[arg(long, env = "CITYBRAIN_LIVE_SPEEDUP", default_value_t = 60.0)]
     pub live_speedup: f64,
 }

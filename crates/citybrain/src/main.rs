@@ -8,6 +8,7 @@ mod bench;
 mod config;
 mod hospital;
 mod live;
+mod live_hospital;
 mod scenario;
 mod sim;
 
@@ -120,34 +121,66 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         let n = load_demo(&hub).await?;
         print_demo_help(addr, n);
     }
-    let live = args
-        .live
-        .clone()
-        .unwrap_or_else(|| if demo { "signal-corridor".into() } else { "none".into() });
-    match live.as_str() {
-        "none" => {}
-        "signal-corridor" => {
-            if !(args.live_speedup > 0.0 && args.live_speedup <= 100_000.0) {
-                bail!("--live-speedup must be in (0, 100000]");
-            }
-            let policy = args
-                .live_policy
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--live-policy: {e}"))?;
-            live::start(
-                hub.clone(),
-                live::LiveOptions {
-                    policy,
-                    speedup: args.live_speedup,
-                    seed: 1,
-                },
-            )?;
-            println!(
-                "live: signal-corridor at {}x real time ({} signals); TrafficFlowObserved and TrafficSignal entities in the hub",
-                args.live_speedup, args.live_policy
-            );
+    let live = args.live.clone().unwrap_or_else(|| {
+        if demo {
+            "signal-corridor,hospital-district".into()
+        } else {
+            "none".into()
         }
-        other => bail!("--live: unknown scenario '{other}' (signal-corridor, none)"),
+    });
+    let scenarios: Vec<&str> = live
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "none")
+        .collect();
+    let speedup_ok = args.live_speedup > 0.0 && args.live_speedup <= 100_000.0;
+    if !scenarios.is_empty() && !speedup_ok {
+        bail!("--live-speedup must be in (0, 100000]");
+    }
+    for name in &scenarios {
+        if !["signal-corridor", "hospital-district"].contains(name) {
+            bail!("--live: unknown scenario '{name}' (signal-corridor, hospital-district, none)");
+        }
+    }
+    for name in scenarios {
+        match name {
+            "signal-corridor" => {
+                let policy = args
+                    .live_policy
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--live-policy: {e}"))?;
+                live::start(
+                    hub.clone(),
+                    live::LiveOptions {
+                        policy,
+                        speedup: args.live_speedup,
+                        seed: 1,
+                    },
+                )?;
+                println!(
+                    "live: signal-corridor at {}x real time ({} signals); TrafficFlowObserved and TrafficSignal entities in the hub",
+                    args.live_speedup, args.live_policy
+                );
+            }
+            _ => {
+                let measures = args
+                    .live_hospital_policy
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--live-hospital-policy: {e}"))?;
+                live_hospital::start(
+                    hub.clone(),
+                    live_hospital::LiveOptions {
+                        measures,
+                        speedup: args.live_speedup,
+                        seed: 1,
+                    },
+                )?;
+                println!(
+                    "live: hospital-district at {}x real time ({}); OffStreetParking and TrafficFlowObserved entities in the hub",
+                    args.live_speedup, args.live_hospital_policy
+                );
+            }
+        }
     }
     tracing::info!(%addr, db = %db, "citybrain hub listening");
     // A line a script can wait for.

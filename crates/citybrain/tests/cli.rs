@@ -361,6 +361,113 @@ async fn live_mode_publishes_the_corridor_to_the_hub_and_keeps_it_moving() {
     );
 }
 
+#[tokio::test]
+async fn live_mode_publishes_the_hospital_district_lots_and_roads_to_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let p = spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--live",
+            "hospital-district",
+            "--live-speedup",
+            "3000",
+        ],
+        &[],
+    );
+    let http = reqwest::Client::new();
+    let get = |q: &'static str| {
+        let url = format!("{}/ngsi-ld/v1/entities?{q}", p.base);
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Every lot appears with its availability and place, the day moves on,
+    // and cars park.
+    let mut ok = false;
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let lots = get("type=OffStreetParking&options=keyValues&limit=100").await;
+        let Some(lots) = lots.as_array() else { continue };
+        let ours: Vec<&Value> = lots
+            .iter()
+            .filter(|l| l["id"].as_str().unwrap().contains(":hospital-district:"))
+            .collect();
+        if ours.len() < 9 {
+            continue;
+        }
+        for l in &ours {
+            let (free, total) = (
+                l["availableSpotNumber"].as_u64().unwrap(),
+                l["totalSpotNumber"].as_u64().unwrap(),
+            );
+            assert!(free <= total, "{l}");
+            let c = &l["location"]["coordinates"];
+            assert!((120.1..120.3).contains(&c[0].as_f64().unwrap()), "{l}");
+            assert!((30.2..30.3).contains(&c[1].as_f64().unwrap()), "{l}");
+        }
+        let t = ours
+            .iter()
+            .filter_map(|l| l["simulatedTime"].as_f64())
+            .fold(0.0, f64::max);
+        let used = ours.iter().any(|l| l["occupiedSpotNumber"].as_u64().unwrap_or(0) > 0);
+        if t > 7.0 * 3600.0 && used {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the live district publishes its lots and cars park");
+    let roads = get("type=TrafficFlowObserved&q=intensity%3E0&limit=1").await;
+    assert!(roads.as_array().is_some_and(|a| !a.is_empty()), "{roads}");
+}
+
+#[test]
+fn scenario_hospital_district_prints_one_json_object_per_policy() {
+    let out = Command::new(BIN)
+        .args([
+            "scenario",
+            "run",
+            "hospital-district",
+            "--policy",
+            "baseline,baseline+guidance",
+            "--demand-scale",
+            "0.2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["policy"], "baseline+guidance");
+    for l in &lines {
+        for k in [
+            "mean_wait_min",
+            "max_wait_min",
+            "peak_queue_on_road",
+            "cars_diverted",
+            "mean_extra_walk_m",
+            "through_traffic_mean_travel_time_s",
+            "gate_throughput_per_h",
+        ] {
+            assert!(l[k].is_number(), "{k} in {l}");
+        }
+        assert_eq!(l["seeds"], serde_json::json!([1]));
+    }
+    let out = Command::new(BIN)
+        .args(["scenario", "run", "hospital-district", "--policy", "baseline+magic"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy 'baseline+magic'"));
+}
+
 #[test]
 fn live_mode_rejects_an_unknown_scenario() {
     let dir = tempfile::tempdir().unwrap();
