@@ -1529,7 +1529,7 @@ impl Sim {
         // A stop on this edge: its lane first.
         if let Some(pa) = v.stop_pa {
             let p = &self.add.parking_areas[pa];
-            if p.edge == lane.edge && v.pos <= p.end_pos {
+            if p.edge == lane.edge && v.pos <= p.end_pos + STOP_TOLERANCE {
                 let target = self.net.lane(p.lane).index;
                 if target == lane.index {
                     return None;

@@ -332,7 +332,22 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
             esc(&s.policy)
         );
     }
-    let json = esc(&serde_json::to_string_pretty(summaries).unwrap_or_default());
+    // The figures of every run, without the series already drawn above.
+    let mut slim = serde_json::to_value(summaries).unwrap_or_default();
+    if let Some(list) = slim.as_array_mut() {
+        for s in list {
+            if let Some(runs) = s.get_mut("runs").and_then(|r| r.as_array_mut()) {
+                for r in runs {
+                    if let Some(o) = r.as_object_mut() {
+                        for k in ["queue_series", "lots", "wait_histogram_15min"] {
+                            o.remove(k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let json = esc(&serde_json::to_string_pretty(&slim).unwrap_or_default());
     format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain — hospital district</title>\
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}}svg{{background:#fafafa}}</style>\
