@@ -210,7 +210,9 @@ fn print_table(summaries: &[PolicySummary], seeds: usize) {
 /// distribution, each lot's occupancy, and a map of the block with the lots.
 fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let colors = ["#dc2626", "#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2"];
+    let colors = [
+        "#dc2626", "#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#4b5563", "#92400e",
+    ];
     let mut rows = String::new();
     for s in summaries {
         let sp = &s.spread;
@@ -422,7 +424,17 @@ fn map_svg(d: &District, summaries: &[PolicySummary]) -> String {
         );
     }
     let last = summaries.last().and_then(|s| s.runs.first());
+    let mut placed: Vec<(f64, f64)> = Vec::new();
     for lot in &d.lots {
+        // Lots across the street from each other: the second label goes left.
+        let (cx, cy) = (sx(lot.xy.0), sy(lot.xy.1));
+        let crowded = placed.iter().any(|(x, y)| (x - cx).hypot(y - cy) < 25.0);
+        placed.push((cx, cy));
+        let (lx, anchor) = if crowded {
+            (cx - 10.0, "end")
+        } else {
+            (cx + 8.0, "start")
+        };
         let peak = last
             .and_then(|r| r.lots.iter().find(|l| l.id == lot.id))
             .map_or(0.0, |l| {
@@ -436,15 +448,12 @@ fn map_svg(d: &District, summaries: &[PolicySummary]) -> String {
             "#16a34a"
         };
         s += &format!(
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{:.1}\" fill=\"{color}\" fill-opacity=\"0.7\"><title>{}: {} spaces, peak {:.0}%</title></circle><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{}</text>",
-            sx(lot.xy.0),
-            sy(lot.xy.1),
+            "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{:.1}\" fill=\"{color}\" fill-opacity=\"0.7\"><title>{}: {} spaces, peak {:.0}%</title></circle><text x=\"{lx:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\">{}</text>",
             4.0 + (lot.spaces as f64).sqrt(),
             lot.name,
             lot.spaces,
             100.0 * peak,
-            sx(lot.xy.0) + 8.0,
-            sy(lot.xy.1) - 8.0,
+            cy - 8.0,
             lot.id
         );
     }
