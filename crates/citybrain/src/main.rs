@@ -65,6 +65,55 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Cockpits (dashboards defined as files in dashboards/):
+    /// citybrain cockpit check dashboards/*.json
+    Cockpit {
+        #[command(subcommand)]
+        what: CockpitCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CockpitCommand {
+    /// Check cockpit definitions; prints each problem as FILE: FIELD: what is wrong,
+    /// and exits with 1 if any file has one.
+    Check {
+        /// Definition files (JSON).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+}
+
+fn cockpit(cmd: CockpitCommand) -> Result<()> {
+    let CockpitCommand::Check { files } = cmd;
+    let mut bad = 0;
+    for f in &files {
+        let result = std::fs::metadata(f)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                if m.len() as usize > citybrain_cockpit::definition::MAX_FILE_BYTES {
+                    Err(format!(
+                        "larger than {} bytes",
+                        citybrain_cockpit::definition::MAX_FILE_BYTES
+                    ))
+                } else {
+                    std::fs::read_to_string(f).map_err(|e| e.to_string())
+                }
+            })
+            .and_then(|text| citybrain_cockpit::parse(&text).map_err(|e| e.to_string()));
+        match result {
+            Ok(d) => println!("{}: ok ({}, {} panels)", f.display(), d.uid, d.panels.len()),
+            Err(e) => {
+                bad += 1;
+                println!("{}: {e}", f.display());
+            }
+        }
+    }
+    if bad > 0 {
+        eprintln!("{bad} of {} definition(s) have problems", files.len());
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -73,6 +122,7 @@ fn main() -> Result<()> {
     let cli = match cli.command {
         Command::Sim(args) => return sim::run(args),
         Command::Scenario { what } => return scenario::run(what),
+        Command::Cockpit { what } => return cockpit(what),
         other => Cli { command: other },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -84,7 +134,9 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args, false).await,
             Command::Demo(args) => serve(args, true).await,
             Command::Bench { what } => bench::run(what).await,
-            Command::Sim(_) | Command::Scenario { .. } => unreachable!("handled before the runtime starts"),
+            Command::Sim(_) | Command::Scenario { .. } | Command::Cockpit { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     })
 }

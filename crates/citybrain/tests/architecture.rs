@@ -48,6 +48,7 @@ fn domain_crates_know_no_http_sql_or_runtime() {
         ("citybrain-net", TWIN),
         ("citybrain-sim", TWIN),
         ("citybrain-scenarios", TWIN),
+        ("citybrain-cockpit", TWIN),
     ];
     for (krate, banned) in rules {
         let d = deps(krate);

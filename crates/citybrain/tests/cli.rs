@@ -469,6 +469,34 @@ fn scenario_hospital_district_prints_one_json_object_per_policy() {
 }
 
 #[test]
+fn cockpit_check_names_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"schemaVersion":1,"uid":"x","title":{"en":"a","zh":"b"},"tier":"city",
+            "panels":[{"id":"p","type":"kpi","title":{"en":"a","zh":"b"},"gridPos":{"x":20,"y":0,"w":6,"h":2},"query":{"type":"T","attr":"v"}}]}"#,
+    )
+    .unwrap();
+    let shipped = format!("{}/../../dashboards/hospital-district.json", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(BIN)
+        .args(["cockpit", "check", &shipped, bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("hospital-district.json: ok (hospital-district, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("bad.json: panels[0].gridPos.w: x + w = 26 is beyond the grid's 24 columns"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 definition(s) have problems"));
+}
+
+#[test]
 fn live_mode_rejects_an_unknown_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(&dir);

@@ -1,0 +1,254 @@
+//! What a panel shows, computed from the hub's entities (given here as
+//! NGSI-LD key-value objects: `{"id", "type", attr: value, ...}`). Pure: the
+//! web layer fetches the entities and sends what changed.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::definition::{substitute, Aggregate, Panel, PanelKind, Query};
+
+/// Most rows a bar or table panel sends (the largest values first for bars).
+pub const MAX_ROWS: usize = 50;
+/// Most points a map panel sends.
+pub const MAX_POINTS: usize = 2000;
+
+/// A panel's data at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PanelData {
+    /// kpi, gauge, timeseries: one number (None: no entity matched).
+    Value {
+        value: Option<f64>,
+        matched: usize,
+    },
+    Bars {
+        labels: Vec<String>,
+        values: Vec<f64>,
+    },
+    Table {
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+    },
+    Map {
+        roads: Vec<(String, f64)>,
+        points: Vec<MapPoint>,
+    },
+    Alerts {
+        alerts: Vec<AlertRow>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MapPoint {
+    pub id: String,
+    pub name: String,
+    pub lon: f64,
+    pub lat: f64,
+    pub value: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRow {
+    pub id: String,
+    pub severity: String,
+    pub description: String,
+    pub status: String,
+    pub date: String,
+}
+
+/// The entity types a panel reads (what the web layer must fetch).
+pub fn types_read(p: &Panel) -> Vec<String> {
+    match p.kind {
+        PanelKind::Alerts => vec!["Alert".into()],
+        PanelKind::Map => {
+            let mut t = Vec::new();
+            if let Some(m) = &p.map {
+                if m.road_attr.is_some() {
+                    t.push("TrafficFlowObserved".to_string());
+                }
+                if let Some(pt) = &m.point_type {
+                    t.push(pt.clone());
+                }
+            }
+            t
+        }
+        _ => p.query.iter().map(|q| q.entity_type.clone()).collect(),
+    }
+}
+
+fn number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64().filter(|x| x.is_finite()),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn matching<'a>(q: &Query, vars: &[(String, String)], entities: &'a [Value]) -> Vec<&'a Value> {
+    let prefix = q.id_prefix.as_ref().map(|p| substitute(p, vars));
+    entities
+        .iter()
+        .filter(|e| e["type"].as_str() == Some(q.entity_type.as_str()))
+        .filter(|e| {
+            prefix
+                .as_ref()
+                .is_none_or(|p| e["id"].as_str().is_some_and(|id| id.starts_with(p.as_str())))
+        })
+        .collect()
+}
+
+/// Reduces values as the query says.
+pub fn aggregate(agg: Aggregate, values: &[f64], matched: usize) -> Option<f64> {
+    if agg == Aggregate::Count {
+        return Some(matched as f64);
+    }
+    if values.is_empty() {
+        return None;
+    }
+    Some(match agg {
+        Aggregate::Sum => values.iter().sum(),
+        Aggregate::Avg => values.iter().sum::<f64>() / values.len() as f64,
+        Aggregate::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+        Aggregate::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        Aggregate::Count => matched as f64,
+    })
+}
+
+/// A panel's data from the entities of the types it reads; `vars` are the
+/// cockpit's variables as the viewer set them.
+pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> PanelData {
+    match p.kind {
+        PanelKind::Alerts => {
+            let mut alerts: Vec<AlertRow> = entities
+                .iter()
+                .filter(|e| e["type"].as_str() == Some("Alert"))
+                .map(|e| AlertRow {
+                    id: e["id"].as_str().unwrap_or_default().to_string(),
+                    severity: text(e.get("severity")).unwrap_or_else(|| "informational".into()),
+                    description: text(e.get("description")).unwrap_or_default(),
+                    status: text(e.get("status")).unwrap_or_else(|| "open".into()),
+                    date: text(e.get("dateIssued")).unwrap_or_default(),
+                })
+                .collect();
+            alerts.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.id.cmp(&b.id)));
+            alerts.truncate(MAX_ROWS);
+            PanelData::Alerts { alerts }
+        }
+        PanelKind::Map => {
+            let Some(m) = &p.map else {
+                return PanelData::Map {
+                    roads: Vec::new(),
+                    points: Vec::new(),
+                };
+            };
+            let mut roads: Vec<(String, f64)> = Vec::new();
+            if let Some(attr) = &m.road_attr {
+                for e in entities
+                    .iter()
+                    .filter(|e| e["type"].as_str() == Some("TrafficFlowObserved"))
+                {
+                    let Some(id) = e["id"].as_str() else { continue };
+                    if m.road_id_prefix.as_ref().is_some_and(|p| !id.starts_with(p.as_str())) {
+                        continue;
+                    }
+                    if let Some(v) = number(e.get(attr)) {
+                        let edge = id.rsplit(':').next().unwrap_or(id).to_string();
+                        roads.push((edge, v));
+                    }
+                }
+            }
+            roads.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut points = Vec::new();
+            if let Some(t) = &m.point_type {
+                for e in entities.iter().filter(|e| e["type"].as_str() == Some(t.as_str())) {
+                    let c = &e["location"]["coordinates"];
+                    let (Some(lon), Some(lat)) = (c[0].as_f64(), c[1].as_f64()) else {
+                        continue;
+                    };
+                    points.push(MapPoint {
+                        id: e["id"].as_str().unwrap_or_default().to_string(),
+                        name: text(e.get("name")).unwrap_or_default(),
+                        lon,
+                        lat,
+                        value: m.point_attr.as_ref().and_then(|a| number(e.get(a))),
+                    });
+                }
+            }
+            points.sort_by(|a, b| a.id.cmp(&b.id));
+            roads.truncate(MAX_POINTS);
+            points.truncate(MAX_POINTS);
+            PanelData::Map { roads, points }
+        }
+        kind => {
+            let Some(q) = &p.query else {
+                return PanelData::Value {
+                    value: None,
+                    matched: 0,
+                };
+            };
+            let found = matching(q, vars, entities);
+            let label = |e: &Value| {
+                q.label_attr
+                    .as_ref()
+                    .and_then(|a| text(e.get(a)))
+                    .unwrap_or_else(|| e["id"].as_str().unwrap_or_default().to_string())
+            };
+            match kind {
+                PanelKind::Bar => {
+                    let attr = q.attr.as_deref().unwrap_or_default();
+                    let mut rows: Vec<(String, f64)> = found
+                        .iter()
+                        .filter_map(|e| number(e.get(attr)).map(|v| (label(e), v)))
+                        .collect();
+                    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    rows.truncate(MAX_ROWS);
+                    PanelData::Bars {
+                        labels: rows.iter().map(|r| r.0.clone()).collect(),
+                        values: rows.iter().map(|r| r.1).collect(),
+                    }
+                }
+                PanelKind::Table => {
+                    let mut rows: Vec<Vec<Value>> = found
+                        .iter()
+                        .map(|e| {
+                            q.columns
+                                .iter()
+                                .map(|c| {
+                                    if c == "id" {
+                                        e["id"].clone()
+                                    } else {
+                                        e.get(c).cloned().unwrap_or(Value::Null)
+                                    }
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    rows.sort_by(|a, b| a.first().map(|v| v.to_string()).cmp(&b.first().map(|v| v.to_string())));
+                    rows.truncate(MAX_ROWS);
+                    PanelData::Table {
+                        columns: q.columns.clone(),
+                        rows,
+                    }
+                }
+                _ => {
+                    let values: Vec<f64> = match &q.attr {
+                        Some(a) => found.iter().filter_map(|e| number(e.get(a))).collect(),
+                        None => Vec::new(),
+                    };
+                    PanelData::Value {
+                        value: aggregate(q.aggregate, &values, found.len()),
+                        matched: found.len(),
+                    }
+                }
+            }
+        }
+    }
+}
