@@ -61,6 +61,11 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     NormalizePathLayer::trim_trailing_slash().layer(router(state))
 }
 
+/// Like `app`, with more routes beside the NGSI-LD ones (the cockpits).
+pub fn app_with(state: AppState, extra: Router) -> NormalizePath<Router> {
+    NormalizePathLayer::trim_trailing_slash().layer(router(state).merge(extra))
+}
+
 /// The router alone (no trailing-slash normalisation), for embedding.
 pub fn router(state: AppState) -> Router {
     use entities as e;

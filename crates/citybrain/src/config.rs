@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// back from the hub).
     #[arg(long, env = "CITYBRAIN_LIVE_HOSPITAL_POLICY", default_value = "citybrain")]
     pub live_hospital_policy: String,
+    /// Folder of cockpit definitions (re-read when they change). Default:
+    /// ./dashboards if it exists, else the cockpits built into the binary.
+    #[arg(long, env = "CITYBRAIN_DASHBOARDS")]
+    pub dashboards: Option<std::path::PathBuf>,
     /// How many times faster than real time the live scenarios run.
     #[arg(long, env = "CITYBRAIN_LIVE_SPEEDUP", default_value_t = 60.0)]
     pub live_speedup: f64,

@@ -237,6 +237,28 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     tracing::info!(%addr, db = %db, "citybrain hub listening");
     // A line a script can wait for.
     println!("citybrain listening on http://{addr}");
+    let dashboards = args.dashboards.clone().or_else(|| {
+        let d = std::path::PathBuf::from("dashboards");
+        d.is_dir().then_some(d)
+    });
+    if let Some(d) = &dashboards {
+        if !d.is_dir() {
+            bail!("--dashboards {}: not a folder", d.display());
+        }
+    }
+    let cockpits = citybrain_cockpit_web::Cockpits::start(hub.clone(), dashboards.clone());
+    if demo {
+        println!("cockpits (wall; add ?mode=phone or ?lang=en):");
+        for d in cockpits.definitions() {
+            println!("  http://{addr}/cockpit/{}   {} · {}", d.uid, d.title.zh, d.title.en);
+        }
+        println!(
+            "  (definitions: {})\n",
+            dashboards
+                .as_ref()
+                .map_or("built in".to_string(), |d| d.display().to_string())
+        );
+    }
     let state = AppState {
         hub,
         limits: ApiLimits {
@@ -244,7 +266,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         },
         metrics,
     };
-    let app = citybrain_api::app(state);
+    let app = citybrain_api::app_with(state, citybrain_cockpit_web::router(cockpits));
     axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),

@@ -1,0 +1,299 @@
+//! The cockpit stream's contract over loopback: SSE format, resume by
+//! `Last-Event-ID`, `resync` when the gap is too old, keep-alive, a changed
+//! definition reaching open streams; the pages and assets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use citybrain_cockpit_web::{router, Cockpits, Settings};
+use citybrain_hub::{BatchOp, Hub, HubConfig, RequestContext};
+use citybrain_store_sqlite::{Durability, SqliteStore};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+struct Server {
+    base: String,
+    hub: Hub,
+    dir: tempfile::TempDir,
+}
+
+fn definition(title: &str) -> String {
+    json!({
+        "schemaVersion": 1, "uid": "things", "title": {"en": title, "zh": "测试"}, "tier": "street",
+        "panels": [
+            {"id": "total", "type": "kpi", "title": {"en": "Total", "zh": "合计"},
+             "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4}, "query": {"type": "Thing", "attr": "v"}},
+            {"id": "trend", "type": "timeseries", "title": {"en": "Trend", "zh": "趋势"},
+             "gridPos": {"x": 6, "y": 0, "w": 12, "h": 6}, "windowS": 60, "query": {"type": "Thing", "attr": "v"}}
+        ]
+    })
+    .to_string()
+}
+
+async fn start(ring: usize) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dashboards")).unwrap();
+    std::fs::write(dir.path().join("dashboards/things.json"), definition("Things")).unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db"), Durability::Normal).unwrap();
+    let hub = Hub::start(Arc::new(store), HubConfig::default()).await.unwrap();
+    let settings = Settings {
+        tick: Duration::from_millis(50),
+        ring,
+        keep_alive: Duration::from_millis(300),
+        rescan_ticks: 2,
+    };
+    let c = Cockpits::start_with(hub.clone(), Some(dir.path().join("dashboards")), settings);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(c)).await.unwrap() });
+    Server {
+        base: format!("http://{addr}"),
+        hub,
+        dir,
+    }
+}
+
+async fn put(hub: &Hub, id: &str, v: i64) {
+    let r = hub
+        .batch_write(
+            "",
+            &[json!({"id": id, "type": "Thing", "v": v})],
+            &RequestContext::core(),
+            BatchOp::Upsert { replace: false },
+        )
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty());
+}
+
+/// One parsed SSE event (or a comment line, as `comment`).
+#[derive(Debug, Clone)]
+struct Ev {
+    event: String,
+    id: Option<u64>,
+    data: String,
+}
+
+/// Reads events from a stream until `until` says stop (or the time is up).
+async fn read_events(
+    url: &str,
+    last_id: Option<u64>,
+    mut until: impl FnMut(&[Ev]) -> bool,
+) -> (reqwest::header::HeaderMap, Vec<Ev>) {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(l) = last_id {
+        req = req.header("Last-Event-ID", l.to_string());
+    }
+    let mut resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    let mut buf = String::new();
+    let mut out: Vec<Ev> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !until(&out) {
+        let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(c))) => c,
+            _ => break,
+        };
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut ev = Ev {
+                event: "message".into(),
+                id: None,
+                data: String::new(),
+            };
+            for line in block.lines() {
+                if let Some(c) = line.strip_prefix(':') {
+                    ev.event = "comment".into();
+                    ev.data = c.trim().to_string();
+                } else if let Some(x) = line.strip_prefix("event:") {
+                    ev.event = x.trim().to_string();
+                } else if let Some(x) = line.strip_prefix("id:") {
+                    ev.id = x.trim().parse().ok();
+                } else if let Some(x) = line.strip_prefix("data:") {
+                    ev.data.push_str(x.trim());
+                }
+            }
+            out.push(ev);
+        }
+    }
+    (headers, out)
+}
+
+fn panel_value(e: &Ev) -> Option<(String, f64)> {
+    let v: Value = serde_json::from_str(&e.data).ok()?;
+    Some((v["panel"].as_str()?.to_string(), v["data"]["value"].as_f64()?))
+}
+
+#[tokio::test]
+async fn the_stream_sends_numbered_panel_events_and_resumes_without_gap_or_duplicate() {
+    let s = start(1024).await;
+    put(&s.hub, "urn:t:1", 3).await;
+    let url = format!("{}/api/cockpits/things/events", s.base);
+    let (headers, first) = read_events(&url, None, |evs| {
+        evs.iter().any(|e| panel_value(e) == Some(("total".into(), 3.0)))
+    })
+    .await;
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert_eq!(first[0].event, "hello", "{first:?}");
+    let ids: Vec<u64> = first
+        .iter()
+        .filter(|e| e.event == "panel")
+        .filter_map(|e| e.id)
+        .collect();
+    assert!(!ids.is_empty());
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "consecutive ids: {ids:?}");
+    let last = *ids.last().unwrap();
+    // While this tab is away, the value changes.
+    put(&s.hub, "urn:t:2", 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, resumed) = read_events(&url, Some(last), |evs| {
+        evs.iter().any(|e| panel_value(e) == Some(("total".into(), 7.0)))
+    })
+    .await;
+    let ids: Vec<u64> = resumed.iter().filter_map(|e| e.id).collect();
+    assert_eq!(
+        ids.first(),
+        Some(&(last + 1)),
+        "resumes right after {last}: {resumed:?}"
+    );
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    assert!(resumed.iter().all(|e| e.event != "resync"));
+}
+
+#[tokio::test]
+async fn a_gap_older_than_the_ring_gets_a_resync_and_keep_alives_flow() {
+    let s = start(8).await;
+    put(&s.hub, "urn:t:1", 1).await;
+    let url = format!("{}/api/cockpits/things/events", s.base);
+    // The time series panel sends a point every tick: the ring of 8 is soon past id 1.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, evs) = read_events(&url, Some(1), |evs| evs.iter().any(|e| e.event == "comment")).await;
+    assert_eq!(evs[0].event, "resync", "{evs:?}");
+    // An id from another server life (ahead of this one's) resyncs too.
+    let (_, evs) = read_events(&url, Some(1_000_000), |evs| !evs.is_empty()).await;
+    assert_eq!(evs[0].event, "resync");
+    assert!(evs.iter().all(|e| e.event != "comment" || e.data == "keep-alive"));
+}
+
+#[tokio::test]
+async fn keep_alive_comments_arrive_on_an_idle_stream() {
+    let s = start(64).await;
+    // No timeseries without data changes: use a cockpit with only a kpi.
+    std::fs::write(
+        s.dir.path().join("dashboards/quiet.json"),
+        json!({"schemaVersion": 1, "uid": "quiet", "title": {"en": "Q", "zh": "静"}, "tier": "street",
+               "panels": [{"id": "k", "type": "kpi", "title": {"en": "K", "zh": "K"},
+                           "gridPos": {"x": 0, "y": 0, "w": 4, "h": 4}, "query": {"type": "Thing", "aggregate": "count"}}]})
+        .to_string(),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let url = format!("{}/api/cockpits/quiet/events", s.base);
+    let (_, evs) = read_events(&url, None, |evs| {
+        evs.iter().filter(|e| e.event == "comment").count() >= 2
+    })
+    .await;
+    assert!(evs.iter().filter(|e| e.event == "comment").count() >= 2, "{evs:?}");
+}
+
+#[tokio::test]
+async fn a_definition_changed_on_disk_reaches_open_streams() {
+    let s = start(256).await;
+    let url = format!("{}/api/cockpits/things/events", s.base);
+    let path = s.dir.path().join("dashboards/things.json");
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        std::fs::write(&path, definition("Things, renamed")).unwrap();
+    });
+    let (_, evs) = read_events(&url, None, |evs| evs.iter().any(|e| e.event == "definition-changed")).await;
+    writer.await.unwrap();
+    assert!(evs.iter().any(|e| e.event == "definition-changed"), "{evs:?}");
+    let d: Value = reqwest::get(format!("{}/api/cockpits/things", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["title"]["en"], "Things, renamed");
+    // A broken edit keeps the last good definition and is listed on the index page.
+    std::fs::write(s.dir.path().join("dashboards/things.json"), "{\"schemaVersion\": 1").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let d: Value = reqwest::get(format!("{}/api/cockpits/things", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["title"]["en"], "Things, renamed");
+    let index = reqwest::get(format!("{}/", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(index.contains("things.json: "), "{index}");
+}
+
+#[tokio::test]
+async fn pages_snapshot_and_errors() {
+    let s = start(64).await;
+    put(&s.hub, "urn:t:1", 5).await;
+    let get = |p: &str| reqwest::get(format!("{}{p}", s.base));
+    let index = get("/").await.unwrap().text().await.unwrap();
+    assert!(index.contains("href=\"/cockpit/things\""));
+    let page = get("/cockpit/things").await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-uid=\"things\""));
+    // The snapshot fills once the feed has ticked.
+    let mut total = None;
+    for _ in 0..50 {
+        let snap: Value = get("/api/cockpits/things/snapshot")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        total = snap["panels"]["total"]["data"]["value"].as_f64();
+        if total.is_some() {
+            assert!(snap["panels"]["trend"]["series"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(total, Some(5.0));
+    let r = get("/api/cockpits/nowhere").await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert!(r.text().await.unwrap().contains("no cockpit 'nowhere'"));
+    assert_eq!(get("/cockpit/nowhere").await.unwrap().status(), 404);
+    assert_eq!(get("/assets/nothing.js").await.unwrap().status(), 404);
+}
+
+#[test]
+fn every_asset_the_page_loads_is_embedded_and_ours_fetch_nothing_remote() {
+    let page = citybrain_cockpit_web::assets::PAGE;
+    for part in page.split("\"/assets/").skip(1) {
+        let path = &part[..part.find('"').unwrap()];
+        assert!(
+            citybrain_cockpit_web::assets::FILES.iter().any(|(p, _, _)| *p == path),
+            "{path} is not embedded"
+        );
+    }
+    for (path, _, bytes) in citybrain_cockpit_web::assets::FILES {
+        if path.starts_with("vendor/") {
+            continue; // third-party code: XML namespaces and licence links, never fetched (the browser test checks requests)
+        }
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{path} names a remote URL"
+        );
+    }
+    assert!(!page.contains("http://") && !page.contains("https://"));
+}
