@@ -5,7 +5,8 @@
 const echarts = window.echarts;
 const uid = document.body.dataset.uid;
 const params = new URLSearchParams(location.search);
-const STALE_AFTER_MS = 60000;
+// A panel whose data is older than this shows a stale badge (?staleAfter=SECONDS).
+const STALE_AFTER_MS = 1000 * (Number(params.get('staleAfter')) || 60);
 const COLS = 24, ROWS = 27, WALL_W = 1904, WALL_H = 1008;
 
 const cockpit = (window.cockpit = {
@@ -226,7 +227,7 @@ async function loadSnapshot() {
     ps.updatedAt = Date.now();
     dirty.add(id);
   }
-  cockpit.seq = s.seq;
+  cockpit.seq = Math.max(cockpit.seq, s.seq);
   schedule();
 }
 
@@ -254,7 +255,10 @@ function connect() {
   source.addEventListener('hello', (e) => {
     cockpit.lastEventAt = Date.now();
     const s = JSON.parse(e.data).seq;
-    if (s > cockpit.seq) loadSnapshot().catch((x) => cockpit.errors.push(String(x)));
+    if (s !== cockpit.seq) {
+      cockpit.seq = s;
+      loadSnapshot().catch((x) => cockpit.errors.push(String(x)));
+    }
     setState('live');
   });
   source.addEventListener('panel', (e) => {
@@ -264,8 +268,12 @@ function connect() {
     applyPanel(JSON.parse(e.data));
     schedule();
   });
-  source.addEventListener('resync', () => {
+  source.addEventListener('resync', (e) => {
+    // The server's numbering (a restarted server starts again): follow it.
     cockpit.lastEventAt = Date.now();
+    cockpit.resyncs = (cockpit.resyncs || 0) + 1;
+    const s = Number(e.lastEventId);
+    if (Number.isFinite(s) && e.lastEventId !== '') cockpit.seq = s;
     loadSnapshot().catch((x) => cockpit.errors.push(String(x)));
   });
   source.addEventListener('definition-changed', (e) => {

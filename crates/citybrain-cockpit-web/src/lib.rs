@@ -144,6 +144,9 @@ pub struct Cockpits {
     feeds: Mutex<HashMap<String, Arc<Mutex<Feed>>>>,
     /// Problems found in definition files (shown on the index page).
     problems: RwLock<Vec<String>>,
+    /// Set when the server shuts down: open streams end (a graceful shutdown
+    /// waits for every response, and a stream never ends by itself).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn now_ms() -> u64 {
@@ -179,6 +182,7 @@ impl Cockpits {
             seen: Mutex::new(HashMap::new()),
             feeds: Mutex::new(HashMap::new()),
             problems: RwLock::new(Vec::new()),
+            closing: tokio::sync::watch::channel(false).0,
         });
         c.reload();
         let bg = c.clone();
@@ -196,6 +200,11 @@ impl Cockpits {
             }
         });
         c
+    }
+
+    /// Ends every open stream (call when the server begins to shut down).
+    pub fn close_streams(&self) {
+        let _ = self.closing.send(true);
     }
 
     /// The cockpits now, by uid.
@@ -633,7 +642,14 @@ async fn events(
         // This tab fell behind the broadcast buffer: it refetches.
         Err(_) => Event::default().event("resync").data("{}"),
     });
-    let stream = stream::iter(first).chain(live).map(Ok::<_, Infallible>);
+    let mut closing = c.closing.subscribe();
+    let closed = async move {
+        let _ = closing.wait_for(|v| *v).await;
+    };
+    let stream = stream::iter(first)
+        .chain(live)
+        .take_until(Box::pin(closed))
+        .map(Ok::<_, Infallible>);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(c.settings.keep_alive).text("keep-alive"))
         .into_response()

@@ -199,7 +199,11 @@ pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> Pan
                 q.label_attr
                     .as_ref()
                     .and_then(|a| text(e.get(a)))
-                    .unwrap_or_else(|| e["id"].as_str().unwrap_or_default().to_string())
+                    // Without a name: the id's last part (…:hospital-district:zju1 → zju1).
+                    .unwrap_or_else(|| {
+                        let id = e["id"].as_str().unwrap_or_default();
+                        id.rsplit(':').next().unwrap_or(id).to_string()
+                    })
             };
             match kind {
                 PanelKind::Bar => {

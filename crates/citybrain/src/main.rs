@@ -266,12 +266,18 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         },
         metrics,
     };
+    let cockpits_closing = cockpits.clone();
     let app = citybrain_api::app_with(state, citybrain_cockpit_web::router(cockpits));
     axum::serve(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Open streams never end by themselves: end them so the shutdown
+        // completes once requests in flight are done.
+        cockpits_closing.close_streams();
+    })
     .await
     .context("server failed")?;
     tracing::info!("stopped");
