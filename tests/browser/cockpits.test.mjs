@@ -126,8 +126,8 @@ for (const c of cockpits) {
         const n = await page.evaluate((id) => window.cockpit.charts[id].getOption().series[0].data.length, p.id);
         assert(n > 0, `bars ${p.id} are empty`);
       } else if (p.type === 'table') {
-        const rows = await page.locator(`[data-testid="table-${p.id}"] tr`).count();
-        assert(rows > 1, `table ${p.id} has no rows`);
+        // Alert logs fill once the first rule fires: wait for a row.
+        await page.waitForFunction((id) => document.querySelectorAll(`[data-testid="table-${id}"] tr`).length > 1, p.id, { timeout: 90000 });
       } else if (p.type === 'map') {
         const m = st.map?.[p.id];
         assert(m && m.roads > 10, `map ${p.id} draws no roads: ${JSON.stringify(m)}`);
@@ -164,6 +164,39 @@ for (const c of cockpits) {
     await ctx.close();
   });
 }
+
+await check('command: an officer acknowledges and closes an alert', async () => {
+  const { ctx, page, problems } = await openPage('/cockpit/command?lang=en');
+  await page.waitForFunction(() => document.querySelector('[data-testid="alert-row"][data-status="open"] button[data-action="acknowledge"]'), null, { timeout: 90000 });
+  const id = await page.evaluate(() => document.querySelector('[data-testid="alert-row"][data-status="open"] button[data-action="acknowledge"]').dataset.alert);
+  await page.locator(`[data-testid="acknowledge-${id}"]`).click();
+  await page.waitForFunction((id) => document.querySelector(`[data-testid="close-${id}"]`)?.closest('li')?.dataset.status === 'acknowledged', id, { timeout: 15000 });
+  await page.locator(`[data-testid="close-${id}"]`).click();
+  const r = await (await fetch(`${base}/ngsi-ld/v1/entities/${encodeURIComponent(id)}?options=keyValues`)).json();
+  for (let i = 0; i < 30 && r.status !== 'closed'; i++) {
+    await sleep(200);
+    Object.assign(r, await (await fetch(`${base}/ngsi-ld/v1/entities/${encodeURIComponent(id)}?options=keyValues`)).json());
+  }
+  assert(r.status === 'closed', `alert status in the hub: ${r.status}`);
+  await page.screenshot({ path: join(results, 'command-handled.png') });
+  assert(problems.length === 0, problems.join('\n'));
+  await ctx.close();
+});
+
+await check('street: choosing a lot changes the URL and the panels', async () => {
+  const { ctx, page, problems } = await openPage('/cockpit/street');
+  await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.panels.offered?.updatedAt > 0, null, { timeout: 30000 });
+  const before = await page.locator('[data-testid="kpi-offered"]').innerText();
+  await page.locator('[data-testid="var-lot"]').selectOption('mall_west');
+  await page.waitForFunction(() => location.search.includes('lot=mall_west'), null, { timeout: 5000 });
+  await page.waitForFunction((b) => {
+    const t = document.querySelector('[data-testid="kpi-offered"]')?.innerText;
+    return t && t !== b && /\d/.test(t);
+  }, before, { timeout: 30000 });
+  await page.screenshot({ path: join(results, 'street-mall-west.png') });
+  assert(problems.length === 0, problems.join('\n'));
+  await ctx.close();
+});
 
 await check('hospital-district: a server restart is survived; silence shows stale badges', async () => {
   const { ctx, page, problems } = await openPage('/cockpit/hospital-district?staleAfter=4');

@@ -137,9 +137,17 @@ function renderPanel(p) {
       .join('')}</table>`;
   } else if (p.type === 'alerts') {
     const rows = d?.alerts || [];
+    const zh = cockpit.lang === 'zh';
+    const btn = (a, action, text) => `<button data-testid="${action}-${a.id}" data-alert="${a.id}" data-action="${action}">${text}</button>`;
     body.innerHTML = `<div class="alerts" data-testid="alerts-${p.id}"><ul>${rows.length ? rows
-      .map((a) => `<li class="sev-${a.severity}">[${a.severity}] ${String(a.description).replace(/</g, '&lt;')} <small>${a.status} ${a.date}</small></li>`)
-      .join('') : `<li>${cockpit.lang === 'zh' ? '无告警' : 'No alerts'}</li>`}</ul></div>`;
+      .map((a) => `<li class="sev-${a.severity} st-${a.status}" data-testid="alert-row" data-status="${a.status}">[${a.severity}] ${String(a.description).replace(/</g, '&lt;')} <small>${a.status} ${String(a.date).slice(11, 19)}</small>
+        ${a.status === 'open' ? btn(a, 'acknowledge', zh ? '确认' : 'Ack') : ''}${a.status !== 'closed' ? btn(a, 'close', zh ? '关闭' : 'Close') : ''}</li>`)
+      .join('') : `<li>${zh ? '无告警' : 'No alerts'}</li>`}</ul></div>`;
+    for (const b of body.querySelectorAll('button[data-alert]')) {
+      b.onclick = () => fetch(`/api/alerts/${encodeURIComponent(b.dataset.alert)}/${b.dataset.action}`, { method: 'POST' })
+        .then((r) => { if (!r.ok) cockpit.errors.push(`alert ${b.dataset.action}: ${r.status}`); })
+        .catch((e) => cockpit.errors.push(String(e)));
+    }
   } else if (p.type === 'map') {
     renderMap(p, chart, d);
   }

@@ -29,9 +29,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use citybrain_cockpit::alerts::{Rule, Watch};
 use citybrain_cockpit::definition::{Definition, PanelKind};
 use citybrain_cockpit::panel::{evaluate, types_read, PanelData};
-use citybrain_hub::Hub;
+use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_ngsild::model::main_value;
 use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use futures::stream::{self, StreamExt};
@@ -62,10 +63,12 @@ const SHIPPED: &[(&str, &str)] = &[
         "city-overview.json",
         include_str!("../../../dashboards/city-overview.json"),
     ),
+    ("command.json", include_str!("../../../dashboards/command.json")),
     (
         "hospital-district.json",
         include_str!("../../../dashboards/hospital-district.json"),
     ),
+    ("street.json", include_str!("../../../dashboards/street.json")),
     (
         "traffic-signals.json",
         include_str!("../../../dashboards/traffic-signals.json"),
@@ -147,7 +150,15 @@ pub struct Cockpits {
     /// Set when the server shuts down: open streams end (a graceful shutdown
     /// waits for every response, and a stream never ends by itself).
     closing: tokio::sync::watch::Sender<bool>,
+    /// Alert rules (from files) and what they have seen.
+    rules: RwLock<Vec<Rule>>,
+    watch: tokio::sync::Mutex<Watch>,
 }
+
+/// A rule that stopped holding fires again for an entity after this long clear.
+pub const ALERT_REARM: Duration = Duration::from_secs(300);
+/// The shipped alert rules (used when no folder is given).
+const SHIPPED_RULES: &str = include_str!("../../../alerts/rules.json");
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -173,6 +184,73 @@ impl Cockpits {
         Cockpits::start_with(hub, dir, Settings::default())
     }
 
+    /// Loads alert rules: every `*.json` in `dir`, or the shipped ones.
+    /// A file with a problem is refused whole (with its field) and logged.
+    pub fn load_rules(&self, dir: Option<&std::path::Path>) -> Result<usize, String> {
+        let mut texts: Vec<(String, String)> = Vec::new();
+        match dir {
+            None => texts.push(("rules.json (built in)".into(), SHIPPED_RULES.to_string())),
+            Some(d) => {
+                let entries = std::fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.extension().is_some_and(|x| x == "json") {
+                        let t = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                        texts.push((p.display().to_string(), t));
+                    }
+                }
+            }
+        }
+        let mut rules = Vec::new();
+        for (name, t) in texts {
+            let f = citybrain_cockpit::alerts::parse_rules(&t).map_err(|e| format!("{name}: {e}"))?;
+            rules.extend(f.rules);
+        }
+        let n = rules.len();
+        if let Ok(mut r) = self.rules.write() {
+            *r = rules;
+        }
+        Ok(n)
+    }
+
+    /// One look of the alert rules at the hub; opened alerts are written as
+    /// `Alert` entities (so subscriptions deliver them, and cockpits show them).
+    pub async fn check_alerts(&self) {
+        let rules = self.rules.read().map(|r| r.clone()).unwrap_or_default();
+        if rules.is_empty() {
+            return;
+        }
+        let mut types: Vec<String> = rules.iter().map(|r| r.entity_type.clone()).collect();
+        types.sort();
+        types.dedup();
+        let mut entities = Vec::new();
+        for t in &types {
+            match read_type(&self.hub, t).await {
+                Ok(mut es) => entities.append(&mut es),
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert rules: reading the hub failed");
+                    return;
+                }
+            }
+        }
+        let now = now_ms();
+        let opened = self.watch.lock().await.observe(&rules, &entities, now);
+        if opened.is_empty() {
+            return;
+        }
+        let at = chrono_like_rfc3339(now);
+        let items: Vec<Value> = opened.iter().map(|a| a.to_entity(&at)).collect();
+        match self
+            .hub
+            .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: false })
+            .await
+        {
+            Ok(r) if !r.errors.is_empty() => tracing::warn!(error = %r.errors[0].error, "an alert was refused"),
+            Err(e) => tracing::warn!(error = %e, "writing alerts failed"),
+            Ok(_) => {}
+        }
+    }
+
     pub fn start_with(hub: Hub, dir: Option<PathBuf>, settings: Settings) -> Arc<Cockpits> {
         let c = Arc::new(Cockpits {
             hub,
@@ -183,6 +261,8 @@ impl Cockpits {
             feeds: Mutex::new(HashMap::new()),
             problems: RwLock::new(Vec::new()),
             closing: tokio::sync::watch::channel(false).0,
+            rules: RwLock::new(Vec::new()),
+            watch: tokio::sync::Mutex::new(Watch::new().with_rearm_ms(ALERT_REARM.as_millis() as u64)),
         });
         c.reload();
         let bg = c.clone();
@@ -197,6 +277,9 @@ impl Cockpits {
                     bg.reload();
                 }
                 bg.tick().await;
+                if ticks.is_multiple_of(2) {
+                    bg.check_alerts().await;
+                }
             }
         });
         c
@@ -416,6 +499,30 @@ impl Cockpits {
     }
 }
 
+/// RFC 3339 UTC (millisecond) of a time in ms since the epoch.
+fn chrono_like_rfc3339(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 /// Every entity of one type (by its default-context expansion), as
 /// key-value objects with short attribute names.
 async fn read_type(hub: &Hub, t: &str) -> Result<Vec<Value>, String> {
@@ -440,11 +547,14 @@ async fn read_type(hub: &Hub, t: &str) -> Result<Vec<Value>, String> {
             let mut o = serde_json::Map::new();
             o.insert("id".into(), Value::String(e.id.clone()));
             o.insert("type".into(), Value::String(t.to_string()));
+            o.insert("modifiedAtMs".into(), json!(e.modified_at.timestamp_millis().max(0)));
             for (iri, instances) in &e.attrs {
                 let short = iri.rsplit(['/', '#']).next().unwrap_or(iri);
                 if let Some(v) = instances.first().and_then(main_value) {
                     // A language map: the English text stands for the value.
                     let v = match v {
+                        // A typed literal (a DateTime): its value.
+                        Value::Object(m) if m.contains_key("@value") => m["@value"].clone(),
                         Value::Object(m) if !m.contains_key("type") => m
                             .get("en")
                             .or_else(|| m.values().next())
@@ -477,6 +587,7 @@ pub fn router(c: Arc<Cockpits>) -> Router {
         .route("/api/networks/{name}", get(network))
         .route("/assets/{*path}", get(assets::serve))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/api/alerts/{id}/{action}", axum::routing::post(alert_action))
         .with_state(c)
 }
 
@@ -653,6 +764,33 @@ async fn events(
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(c.settings.keep_alive).text("keep-alive"))
         .into_response()
+}
+
+/// An officer acknowledges or closes an alert (its `status` in the hub).
+async fn alert_action(State(c): State<Arc<Cockpits>>, Path((id, action)): Path<(String, String)>) -> Response {
+    let status = match action.as_str() {
+        "acknowledge" => "acknowledged",
+        "close" => "closed",
+        other => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                format!("unknown action '{other}' (acknowledge, close)"),
+            )
+        }
+    };
+    if !id.starts_with("urn:ngsi-ld:Alert:") {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            format!("'{id}' is not an Alert id"),
+        );
+    }
+    let body = json!({"status": {"type": "Property", "value": status}});
+    match c.hub.update_attrs("", &id, &body, &RequestContext::core()).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => problem(StatusCode::NOT_FOUND, "Not Found", e.to_string()),
+    }
 }
 
 async fn network(Path(name): Path<String>) -> Response {

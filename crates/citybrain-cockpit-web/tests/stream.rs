@@ -297,3 +297,76 @@ fn every_asset_the_page_loads_is_embedded_and_ours_fetch_nothing_remote() {
     }
     assert!(!page.contains("http://") && !page.contains("https://"));
 }
+
+#[tokio::test]
+async fn a_rule_raises_an_alert_in_the_hub_and_an_officer_acknowledges_and_closes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/r.json"),
+        json!({"schemaVersion": 1, "rules": [{"id": "too-many", "title": {"en": "Too many", "zh": "过多"},
+               "entityType": "Thing", "attr": "v", "condition": {"above": 10.0}, "severity": "high", "category": "test"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db"), Durability::Normal).unwrap();
+    let hub = Hub::start(Arc::new(store), HubConfig::default()).await.unwrap();
+    let settings = Settings {
+        tick: Duration::from_millis(50),
+        ..Settings::default()
+    };
+    let c = Cockpits::start_with(hub.clone(), None, settings);
+    assert_eq!(c.load_rules(Some(&dir.path().join("rules"))).unwrap(), 1);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(c)).await.unwrap() });
+    put(&hub, "urn:t:1", 3).await;
+    put(&hub, "urn:t:2", 20).await;
+    let alerts = || async {
+        let q = citybrain_ngsild::selector::EntityQuery {
+            selectors: vec![citybrain_ngsild::selector::EntitySelector {
+                types: Some(citybrain_ngsild::selector::TypeExpr::Type(
+                    "https://uri.etsi.org/ngsi-ld/default-context/Alert".into(),
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let page = citybrain_store::Page {
+            offset: 0,
+            limit: 100,
+            count: false,
+        };
+        hub.query_entities("", &q, page).await.unwrap().entities
+    };
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = alerts().await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1, "one alert, for the entity above the threshold");
+    let a = &found[0];
+    assert!(a.id.starts_with("urn:ngsi-ld:Alert:citybrain:too-many:2:"), "{}", a.id);
+    let status = |e: &citybrain_ngsild::model::Entity| {
+        let k = e
+            .attrs
+            .keys()
+            .find(|k| k.ends_with("/status"))
+            .unwrap_or_else(|| panic!("{:?}", e.attrs.keys().collect::<Vec<_>>()));
+        e.attrs[k][0]["value"].clone()
+    };
+    assert_eq!(status(a), json!("open"));
+    let http = reqwest::Client::new();
+    let post = |action: &str| http.post(format!("{base}/api/alerts/{}/{action}", a.id)).send();
+    assert_eq!(post("acknowledge").await.unwrap().status(), 204);
+    assert_eq!(status(&alerts().await[0]), json!("acknowledged"));
+    assert_eq!(post("close").await.unwrap().status(), 204);
+    assert_eq!(status(&alerts().await[0]), json!("closed"));
+    assert_eq!(post("delete").await.unwrap().status(), 400);
+    // Still above: no second alert while it holds.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(alerts().await.len(), 1);
+}

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod definition;
 pub mod panel;
 

@@ -233,3 +233,25 @@ fn the_schema_names_exactly_the_fields_the_checker_reads() {
         model(&back["panels"][0]["map"])
     );
 }
+
+/// The binary's built-in cockpits are exactly the shipped files.
+#[test]
+fn the_built_in_list_names_every_shipped_file() {
+    let src = std::fs::read_to_string(format!(
+        "{}/../citybrain-cockpit-web/src/lib.rs",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    for (path, _) in dashboards() {
+        let name = std::path::Path::new(&path)
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            src.contains(&format!("dashboards/{name}")),
+            "{name} is not built into the binary"
+        );
+    }
+}

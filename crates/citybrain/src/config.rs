@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// ./dashboards if it exists, else the cockpits built into the binary.
     #[arg(long, env = "CITYBRAIN_DASHBOARDS")]
     pub dashboards: Option<std::path::PathBuf>,
+    /// Folder of alert rule files (*.json). Default: ./alerts if it exists,
+    /// else the rules built into the binary.
+    #[arg(long, env = "CITYBRAIN_ALERT_RULES")]
+    pub alert_rules: Option<std::path::PathBuf>,
     /// How many times faster than real time the live scenarios run.
     #[arg(long, env = "CITYBRAIN_LIVE_SPEEDUP", default_value_t = 60.0)]
     pub live_speedup: f64,

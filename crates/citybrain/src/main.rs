@@ -88,6 +88,10 @@ fn cockpit(cmd: CockpitCommand) -> Result<()> {
     let CockpitCommand::Check { files } = cmd;
     let mut bad = 0;
     for f in &files {
+        if f.file_name().is_some_and(|n| n == "schema.json") {
+            println!("{}: the schema (skipped)", f.display());
+            continue;
+        }
         let result = std::fs::metadata(f)
             .map_err(|e| e.to_string())
             .and_then(|m| {
@@ -247,6 +251,14 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         }
     }
     let cockpits = citybrain_cockpit_web::Cockpits::start(hub.clone(), dashboards.clone());
+    let rules_dir = args.alert_rules.clone().or_else(|| {
+        let d = std::path::PathBuf::from("alerts");
+        d.is_dir().then_some(d)
+    });
+    let n_rules = cockpits
+        .load_rules(rules_dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("alert rules: {e}"))?;
+    tracing::info!(rules = n_rules, "alert rules loaded");
     if demo {
         println!("cockpits (wall; add ?mode=phone or ?lang=en):");
         for d in cockpits.definitions() {
