@@ -29,6 +29,7 @@ use citybrain_sim::signals::controllers_for;
 use citybrain_sim::{rng, Additional, Demand, Sim, SimConfig, StopSpec, VType, VehicleSpec};
 use serde::{Deserialize, Serialize};
 
+use crate::draw::{profile_at, Stream};
 use crate::ScenarioError;
 
 const SPEC: &str = include_str!("../../../scenarios/hospital-district/district.json");
@@ -536,7 +537,7 @@ impl District {
                 .filter(|x| !(&x.1 == road && x.2 == *end))
                 .map(|x| x.0)
                 .collect();
-            choices[((s.next() * choices.len() as f64) as usize).min(choices.len() - 1)]
+            choices[((s.uniform() * choices.len() as f64) as usize).min(choices.len() - 1)]
         };
         // Visitors: Poisson arrivals shaped by the profile, lognormal dwell.
         let sigma = (10_800.0 / d.visitor_dwell_median_s).ln() / normal_quantile(d.visitor_dwell_share_under_3h);
@@ -555,14 +556,14 @@ impl District {
             let end = d.visitor_profile.last().map_or(t, |p| p.0).min(until);
             let mut k = 0;
             loop {
-                t += -(1.0 - s.next()).ln() / (per_s * peak);
+                t += -(1.0 - s.uniform()).ln() / (per_s * peak);
                 if t >= end {
                     break;
                 }
-                if s.next() * peak > profile_at(&d.visitor_profile, t) {
+                if s.uniform() * peak > profile_at(&d.visitor_profile, t) {
                     continue;
                 }
-                let entry = pick_weighted(&weights, total_w, s.next());
+                let entry = pick_weighted(&weights, total_w, s.uniform());
                 let exit = pick_exit(&mut s, entry);
                 let dwell = d.visitor_dwell_median_s * (sigma * normal(&mut s)).exp();
                 out.push((
@@ -588,9 +589,9 @@ impl District {
             let mut s = Stream::new(o.seed, &format!("staff.{}", h.id));
             let out_edge = hosp.lot_edges[1];
             for k in 0..h.staff_spaces {
-                let arrive = d.staff_arrive_s.0 + s.next() * (d.staff_arrive_s.1 - d.staff_arrive_s.0);
-                let leave = d.staff_leave_s.0 + s.next() * (d.staff_leave_s.1 - d.staff_leave_s.0);
-                let entry = pick_weighted(&weights, total_w, s.next());
+                let arrive = d.staff_arrive_s.0 + s.uniform() * (d.staff_arrive_s.1 - d.staff_arrive_s.0);
+                let leave = d.staff_leave_s.0 + s.uniform() * (d.staff_leave_s.1 - d.staff_leave_s.0);
+                let entry = pick_weighted(&weights, total_w, s.uniform());
                 let exit = pick_exit(&mut s, entry);
                 out.push((
                     VehicleSpec {
@@ -627,15 +628,15 @@ impl District {
             let end_t = d.end_s.min(until);
             let mut k = 0;
             loop {
-                t += -(1.0 - s.next()).ln() / (rate * through_peak);
+                t += -(1.0 - s.uniform()).ln() / (rate * through_peak);
                 if t >= end_t {
                     break;
                 }
-                if s.next() * through_peak > profile_at(&d.through_profile, t) {
+                if s.uniform() * through_peak > profile_at(&d.through_profile, t) {
                     continue;
                 }
                 let exit = match straight {
-                    Some(x) if s.next() < 0.7 => x.0,
+                    Some(x) if s.uniform() < 0.7 => x.0,
                     _ => pick_exit(&mut s, i),
                 };
                 out.push((
@@ -1311,23 +1312,10 @@ fn point_along(shape: &[(f64, f64)], s: f64) -> (f64, f64) {
     shape.last().copied().unwrap_or((0.0, 0.0))
 }
 
-/// A seeded stream of uniform draws (one per named stream).
-struct Stream(u64);
-
-impl Stream {
-    fn new(seed: u64, name: &str) -> Stream {
-        Stream(rng::mix(seed ^ rng::hash_str(name)))
-    }
-    fn next(&mut self) -> f64 {
-        self.0 = rng::mix(self.0);
-        rng::unit(self.0)
-    }
-}
-
 /// A standard normal draw (Box–Muller).
 fn normal(s: &mut Stream) -> f64 {
-    let u1 = 1.0 - s.next();
-    let u2 = s.next();
+    let u1 = 1.0 - s.uniform();
+    let u2 = s.uniform();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
@@ -1356,17 +1344,6 @@ fn normal_quantile(p: f64) -> f64 {
         }
     }
     (lo + hi) / 2.0
-}
-
-fn profile_at(points: &[(f64, f64)], t: f64) -> f64 {
-    match points.iter().position(|p| p.0 > t) {
-        None => points.last().map_or(1.0, |p| p.1),
-        Some(0) => points[0].1,
-        Some(i) => {
-            let (a, b) = (points[i - 1], points[i]);
-            a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0).max(1e-9)
-        }
-    }
 }
 
 /// The area under a piecewise-linear profile, s.

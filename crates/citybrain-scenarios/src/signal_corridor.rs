@@ -15,12 +15,12 @@ use std::sync::Arc;
 
 use citybrain_net::{EdgeId, Network, TlsId};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
-use citybrain_sim::rng;
 use citybrain_sim::router::Router;
 use citybrain_sim::signals::{controllers_for, Controllers, Priority, SignalController};
 use citybrain_sim::{Demand, Sim, SimConfig, VType, VehicleSpec};
 use serde::Deserialize;
 
+use crate::draw::{profile_at, Stream};
 use crate::measure;
 pub use crate::measure::{Outcome, Policy, AMBULANCE_ID};
 use crate::ScenarioError;
@@ -233,11 +233,11 @@ impl Corridor {
             let mut k = 0;
             loop {
                 // Poisson arrivals at the peak rate, thinned by the profile.
-                t += -(1.0 - draw.next()).ln() * 3600.0 / (rate * peak);
+                t += -(1.0 - draw.uniform()).ln() * 3600.0 / (rate * peak);
                 if t >= duration {
                     break;
                 }
-                if draw.next() * peak > profile_at(&d.profile, t) {
+                if draw.uniform() * peak > profile_at(&d.profile, t) {
                     continue;
                 }
                 let to = dest.pick(&mut draw, d, n);
@@ -370,19 +370,19 @@ impl Destinations {
                 p_terminal,
                 sides,
             } => {
-                if draw.next() < *p_terminal {
+                if draw.uniform() < *p_terminal {
                     terminal.clone()
                 } else {
-                    sides[((draw.next() * sides.len() as f64) as usize).min(sides.len() - 1)].clone()
+                    sides[((draw.uniform() * sides.len() as f64) as usize).min(sides.len() - 1)].clone()
                 }
             }
             Destinations::Cross { at, across } => {
-                if draw.next() < d.cross_share_straight_across {
+                if draw.uniform() < d.cross_share_straight_across {
                     return across.clone();
                 }
                 let (lo, hi) = d.cross_turning_travel_junctions;
-                let hops = lo + ((draw.next() * (hi - lo + 1) as f64) as u32).min(hi - lo);
-                let east = draw.next() < 0.5;
+                let hops = lo + ((draw.uniform() * (hi - lo + 1) as f64) as u32).min(hi - lo);
+                let east = draw.uniform() < 0.5;
                 let to = if east {
                     *at as i64 + hops as i64
                 } else {
@@ -392,7 +392,7 @@ impl Destinations {
                     "w0".into()
                 } else if to > n as i64 {
                     format!("e{n}")
-                } else if draw.next() < 0.5 {
+                } else if draw.uniform() < 0.5 {
                     format!("n{to}out")
                 } else {
                     format!("s{to}out")
@@ -402,42 +402,9 @@ impl Destinations {
     }
 }
 
-/// A seeded stream of uniform draws (one per entry, so entries are independent).
-struct Stream(u64);
-
-impl Stream {
-    fn new(seed: u64, name: &str) -> Stream {
-        Stream(rng::mix(seed ^ rng::hash_str(name)))
-    }
-    fn next(&mut self) -> f64 {
-        self.0 = rng::mix(self.0);
-        rng::unit(self.0)
-    }
-}
-
-fn profile_at(points: &[(f64, f64)], t: f64) -> f64 {
-    match points.iter().position(|p| p.0 > t) {
-        None => points.last().map_or(1.0, |p| p.1),
-        Some(0) => points[0].1,
-        Some(i) => {
-            let (a, b) = (points[i - 1], points[i]);
-            a.1 + (b.1 - a.1) * (t - a.0) / (b.0 - a.0).max(1e-9)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_profile_interpolates_and_holds_at_the_ends() {
-        let p = [(0.0, 0.5), (100.0, 1.0), (200.0, 1.0)];
-        assert_eq!(profile_at(&p, 0.0), 0.5);
-        assert_eq!(profile_at(&p, 50.0), 0.75);
-        assert_eq!(profile_at(&p, 150.0), 1.0);
-        assert_eq!(profile_at(&p, 500.0), 1.0);
-    }
 
     #[test]
     fn policies_parse_by_name() {

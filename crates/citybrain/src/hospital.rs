@@ -3,12 +3,10 @@
 //! self-contained HTML report.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use citybrain_scenarios::hospital_district::{District, Measures, Outcome, RunOptions};
 use citybrain_scenarios::stats::Spread;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 /// What the CLI passes in.
@@ -77,48 +75,14 @@ pub fn run(a: HospitalArgs) -> Result<()> {
             jobs.push(o);
         }
     }
-    let pb = if a.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(jobs.len() as u64)
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {elapsed_precise}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
-    let next = Mutex::new(0usize);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..a.jobs.clamp(1, 64) {
-            scope.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                    let i = *n;
-                    *n += 1;
-                    i
-                };
-                let Some(o) = jobs.get(i) else { break };
-                match district.run(o, |_| {}) {
-                    Ok(out) => {
-                        pb.set_message(format!("{} seed {}", o.measures.name(), o.seed));
-                        pb.inc(1);
-                        results.lock().unwrap_or_else(|e| e.into_inner()).push((i, out));
-                    }
-                    Err(e) => {
-                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.into());
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    pb.finish_and_clear();
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(i, _)| *i);
+    let outcomes = crate::runs::run_all(
+        &jobs,
+        a.jobs,
+        a.json,
+        |o| format!("{} seed {}", o.measures.name(), o.seed),
+        |o| district.run(o, |_| {}),
+    )?;
+    let results: Vec<(usize, Outcome)> = outcomes.into_iter().enumerate().collect();
     let summaries: Vec<PolicySummary> = measures
         .iter()
         .map(|m| {

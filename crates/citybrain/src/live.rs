@@ -80,37 +80,42 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
     tokio::spawn(async move {
         let mut last: HashMap<String, Value> = HashMap::new();
         while let Some(snap) = rx.recv().await {
-            let items: Vec<Value> = entities(&snap, opts.policy, Utc::now())
-                .into_iter()
-                .filter(|e| {
-                    // Unchanged readings are not written again (the observation time aside).
-                    let id = e["id"].as_str().unwrap_or_default().to_string();
-                    let mut key = e.clone();
-                    if let Some(o) = key.as_object_mut() {
-                        o.remove("dateObserved");
-                        o.remove("simulatedTime");
-                    }
-                    last.insert(id, key.clone()) != Some(key)
-                })
-                .collect();
-            if !items.is_empty() {
-                match hub
-                    .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: false })
-                    .await
-                {
-                    Ok(r) if !r.errors.is_empty() => {
-                        tracing::warn!(error = %r.errors[0].error, "live twin: an entity was refused")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "live twin: publishing failed"),
-                    Ok(_) => {}
-                }
-            }
+            publish_changed(&hub, &mut last, entities(&snap, opts.policy, Utc::now()), "live twin").await;
             if let Err(e) = read_back(&hub, &lane_index, &feed).await {
                 tracing::warn!(error = %e, "live twin: reading detectors from the hub failed");
             }
         }
     });
     Ok(())
+}
+
+/// Writes the entities whose readings changed since the last call (the
+/// observation times aside), so the hub's history grows with the traffic,
+/// not with the clock.
+pub(crate) async fn publish_changed(hub: &Hub, last: &mut HashMap<String, Value>, all: Vec<Value>, what: &str) {
+    let items: Vec<Value> = all
+        .into_iter()
+        .filter(|e| {
+            let id = e["id"].as_str().unwrap_or_default().to_string();
+            let mut key = e.clone();
+            if let Some(o) = key.as_object_mut() {
+                o.remove("dateObserved");
+                o.remove("simulatedTime");
+            }
+            last.insert(id, key.clone()) != Some(key)
+        })
+        .collect();
+    if items.is_empty() {
+        return;
+    }
+    match hub
+        .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: false })
+        .await
+    {
+        Ok(r) if !r.errors.is_empty() => tracing::warn!(error = %r.errors[0].error, "{what}: an entity was refused"),
+        Err(e) => tracing::warn!(error = %e, "{what}: publishing failed"),
+        Ok(_) => {}
+    }
 }
 
 fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: mpsc::Sender<Snapshot>) {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use citybrain_hub::{BatchOp, Hub, RequestContext};
+use citybrain_hub::Hub;
 use citybrain_net::{EdgeFunction, Network};
 use citybrain_ngsild::model::main_value;
 use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
@@ -71,30 +71,13 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
     tokio::spawn(async move {
         let mut last: HashMap<String, Value> = HashMap::new();
         while let Some(snap) = rx.recv().await {
-            let items: Vec<Value> = entities(&net, &snap, Utc::now())
-                .into_iter()
-                .filter(|e| {
-                    let id = e["id"].as_str().unwrap_or_default().to_string();
-                    let mut key = e.clone();
-                    if let Some(o) = key.as_object_mut() {
-                        o.remove("dateObserved");
-                        o.remove("simulatedTime");
-                    }
-                    last.insert(id, key.clone()) != Some(key)
-                })
-                .collect();
-            if !items.is_empty() {
-                match hub
-                    .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: false })
-                    .await
-                {
-                    Ok(r) if !r.errors.is_empty() => {
-                        tracing::warn!(error = %r.errors[0].error, "live hospital district: an entity was refused")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "live hospital district: publishing failed"),
-                    Ok(_) => {}
-                }
-            }
+            crate::live::publish_changed(
+                &hub,
+                &mut last,
+                entities(&net, &snap, Utc::now()),
+                "live hospital district",
+            )
+            .await;
             match read_availability(&hub).await {
                 Ok(a) => *told.write().unwrap_or_else(|e| e.into_inner()) = a,
                 Err(e) => tracing::warn!(error = %e, "live hospital district: reading lots from the hub failed"),

@@ -9,6 +9,7 @@ mod config;
 mod hospital;
 mod live;
 mod live_hospital;
+mod runs;
 mod scenario;
 mod sim;
 

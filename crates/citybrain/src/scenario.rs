@@ -2,7 +2,6 @@
 //! as a table, JSON lines, or a self-contained HTML report.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Outcome, Policy, RunOptions};
@@ -10,7 +9,6 @@ use citybrain_scenarios::stats::Spread;
 use citybrain_scenarios::sumo_files::SumoFiles;
 use citybrain_scenarios::ScenarioError;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 #[derive(Subcommand, Debug)]
@@ -224,48 +222,14 @@ fn run_scenario(a: RunArgs) -> Result<()> {
             }
         }
     }
-    let pb = if a.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(jobs.len() as u64)
-    };
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  {elapsed_precise}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
-    let next = Mutex::new(0usize);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                    let i = *n;
-                    *n += 1;
-                    i
-                };
-                let Some(o) = jobs.get(i) else { break };
-                match target.run(o) {
-                    Ok(out) => {
-                        pb.set_message(format!("{} seed {}", o.policy.name(), o.seed));
-                        pb.inc(1);
-                        results.lock().unwrap_or_else(|e| e.into_inner()).push((i, out));
-                    }
-                    Err(e) => {
-                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.into());
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    pb.finish_and_clear();
-    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        return Err(e);
-    }
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|(i, _)| *i);
+    let outcomes = crate::runs::run_all(
+        &jobs,
+        threads,
+        a.json,
+        |o| format!("{} seed {}", o.policy.name(), o.seed),
+        |o| target.run(o),
+    )?;
+    let results: Vec<(usize, Outcome)> = outcomes.into_iter().enumerate().collect();
     let outcome_of = |p: Policy, m: Ambulance| -> Vec<Outcome> {
         results
             .iter()
