@@ -265,6 +265,16 @@ impl Cockpits {
             watch: tokio::sync::Mutex::new(Watch::new().with_rearm_ms(ALERT_REARM.as_millis() as u64)),
         });
         c.reload();
+        // Every cockpit's default view is fed from the start, so its time
+        // series hold history before the first viewer comes.
+        for d in c.definitions() {
+            let vars = d
+                .variables
+                .iter()
+                .map(|v| (v.name.clone(), v.default.clone()))
+                .collect();
+            c.feed(&d, vars);
+        }
         let bg = c.clone();
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
