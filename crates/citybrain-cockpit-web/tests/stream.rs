@@ -320,8 +320,25 @@ async fn a_rule_raises_an_alert_in_the_hub_and_an_officer_acknowledges_and_close
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router(c)).await.unwrap() });
+    // A subscriber to alerts (the hub's own SSE delivery).
+    let sub = hub
+        .create_subscription(
+            "",
+            &json!({"type": "Subscription", "entities": [{"type": "Alert"}],
+                    "notification": {"endpoint": {"uri": "urn:citybrain:sse"}}}),
+            &RequestContext::core(),
+        )
+        .await
+        .unwrap();
+    let mut delivered = hub.stream("", &sub, None).await.unwrap().rx;
     put(&hub, "urn:t:1", 3).await;
     put(&hub, "urn:t:2", 20).await;
+    let note = tokio::time::timeout(Duration::from_secs(10), delivered.recv())
+        .await
+        .expect("the subscriber is notified")
+        .unwrap();
+    let text: &str = note.data.as_ref();
+    assert!(text.contains("too-many"), "{text}");
     let alerts = || async {
         let q = citybrain_ngsild::selector::EntityQuery {
             selectors: vec![citybrain_ngsild::selector::EntitySelector {
