@@ -105,14 +105,15 @@ for (const c of cockpits) {
   await check(`${c.uid}: renders live, every panel with data, no gap or duplicate`, async () => {
     const { ctx, page, problems } = await openPage(`/cockpit/${c.uid}`);
     const def = await (await fetch(`${base}/api/cockpits/${c.uid}`)).json();
-    await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.updates >= 10, null, { timeout: 30000 });
+    await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.updates >= 10, null, { timeout: 60000 });
     // Let the scenarios publish for a few seconds (600x: a few simulated minutes).
-    await page.waitForFunction((ids) => ids.every((id) => (window.cockpit.panels[id]?.updatedAt || 0) > 0), def.panels.map((p) => p.id), { timeout: 30000 });
+    await page.waitForFunction((ids) => ids.every((id) => (window.cockpit.panels[id]?.updatedAt || 0) > 0), def.panels.map((p) => p.id), { timeout: 60000 });
     await sleep(3000);
+    // Every update is drawn (once per frame: the count catches up within a frame or two).
+    await page.waitForFunction(() => window.cockpit.updates - window.cockpit.rendered < 3, null, { timeout: 15000 });
     const st = await page.evaluate(() => ({ ...window.cockpit, charts: Object.keys(window.cockpit.charts) }));
     assert(st.gaps === 0 && st.duplicates === 0, `gaps ${st.gaps}, duplicates ${st.duplicates}`);
     assert(st.errors.length === 0, `page errors: ${st.errors.join('; ')}`);
-    assert(st.rendered === st.updates || st.updates - st.rendered < 5, `rendered ${st.rendered} of ${st.updates}`);
     for (const p of def.panels) {
       const sel = `[data-testid="panel-${p.id}"]`;
       assert(await page.locator(sel).count() === 1, `panel ${p.id} missing`);

@@ -435,6 +435,8 @@ impl Cockpits {
             .lock()
             .map(|f| f.values().cloned().collect())
             .unwrap_or_default();
+        // Each entity type is read once per tick, however many feeds show it.
+        let mut read: HashMap<String, Option<Vec<Value>>> = HashMap::new();
         for f in feeds {
             let (uid, vars) = {
                 let g = f.lock().unwrap_or_else(|e| e.into_inner());
@@ -447,13 +449,20 @@ impl Cockpits {
             let mut entities = Vec::new();
             let mut failed = false;
             for t in &types {
-                match read_type(&self.hub, t).await {
-                    Ok(mut es) => entities.append(&mut es),
-                    Err(e) => {
-                        // Panels keep their last data: a failed read blanks nothing.
-                        tracing::warn!(error = %e, entity_type = %t, "cockpit feed: reading the hub failed");
-                        failed = true;
-                    }
+                if !read.contains_key(t) {
+                    let got = match read_type(&self.hub, t).await {
+                        Ok(es) => Some(es),
+                        Err(e) => {
+                            tracing::warn!(error = %e, entity_type = %t, "cockpit feed: reading the hub failed");
+                            None
+                        }
+                    };
+                    read.insert(t.clone(), got);
+                }
+                match &read[t] {
+                    Some(es) => entities.extend(es.iter().cloned()),
+                    // Panels keep their last data: a failed read blanks nothing.
+                    None => failed = true,
                 }
             }
             if failed {
