@@ -127,9 +127,20 @@ pub fn aggregate(agg: Aggregate, values: &[f64], matched: usize) -> Option<f64> 
 pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> PanelData {
     match p.kind {
         PanelKind::Alerts => {
+            // An optional query narrows the alerts by id (e.g. one family of rules).
+            let prefix = p
+                .query
+                .as_ref()
+                .and_then(|q| q.id_prefix.as_ref())
+                .map(|x| substitute(x, vars));
             let mut alerts: Vec<AlertRow> = entities
                 .iter()
                 .filter(|e| e["type"].as_str() == Some("Alert"))
+                .filter(|e| {
+                    prefix
+                        .as_ref()
+                        .is_none_or(|pfx| e["id"].as_str().is_some_and(|id| id.starts_with(pfx.as_str())))
+                })
                 .map(|e| AlertRow {
                     id: e["id"].as_str().unwrap_or_default().to_string(),
                     severity: text(e.get("severity")).unwrap_or_else(|| "informational".into()),

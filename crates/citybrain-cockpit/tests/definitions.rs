@@ -255,3 +255,20 @@ fn the_built_in_list_names_every_shipped_file() {
         );
     }
 }
+
+#[test]
+fn an_alerts_panel_may_narrow_its_alerts_by_id() {
+    let mut v = minimal();
+    v["panels"][0] = json!({"id": "al", "type": "alerts", "title": {"en": "A", "zh": "警"},
+        "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4}, "query": {"type": "Alert", "idPrefix": "urn:ngsi-ld:Alert:citybrain:hospital-"}});
+    let d = parse(&v.to_string()).unwrap();
+    let es = vec![
+        json!({"id": "urn:ngsi-ld:Alert:citybrain:hospital-lot-full:zju1:1", "type": "Alert", "severity": "medium", "status": "open"}),
+        json!({"id": "urn:ngsi-ld:Alert:citybrain:approach-queue-surge:e1_0:2", "type": "Alert", "severity": "medium", "status": "open"}),
+    ];
+    let PanelData::Alerts { alerts } = evaluate(&d.panels[0], &[], &es) else {
+        panic!()
+    };
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].id.contains("hospital-lot-full"));
+}
