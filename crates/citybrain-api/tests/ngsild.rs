@@ -1074,3 +1074,25 @@ async fn framework_rejections_are_problem_details_too() {
     assert_eq!(r.error_type(), "InvalidRequest");
     assert!(r.body["detail"].as_str().unwrap().contains("UTF-8"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn every_entity_of_a_type_is_read_page_by_page() {
+    let s = common::start().await;
+    let items: Vec<serde_json::Value> = (0..2500)
+        .map(|i| json!({"id": format!("urn:ngsi-ld:Counter:{i}"), "type": "Counter", "n": i}))
+        .collect();
+    for chunk in items.chunks(1000) {
+        let r = s
+            .post("/entityOperations/upsert", serde_json::Value::Array(chunk.to_vec()))
+            .await;
+        assert!(r.status < 300, "{}", r.text);
+    }
+    s.post("/entities", json!({"id": "urn:ngsi-ld:Other:1", "type": "Other"}))
+        .await;
+    let t = "https://uri.etsi.org/ngsi-ld/default-context/Counter";
+    let all = s.hub.entities_of_type("", t, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 2500, "past one page of 1000");
+    let ids: std::collections::HashSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 2500, "no entity twice");
+    assert_eq!(s.hub.entities_of_type("", t, 1200).await.unwrap().len(), 1200);
+}

@@ -34,7 +34,6 @@ use citybrain_cockpit::definition::{Definition, PanelKind};
 use citybrain_cockpit::panel::{evaluate, types_read, PanelData};
 use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_ngsild::model::main_value;
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -545,51 +544,34 @@ fn chrono_like_rfc3339(ms: u64) -> String {
 /// Every entity of one type (by its default-context expansion), as
 /// key-value objects with short attribute names.
 async fn read_type(hub: &Hub, t: &str) -> Result<Vec<Value>, String> {
-    let q = EntityQuery {
-        selectors: vec![EntitySelector {
-            types: Some(TypeExpr::Type(format!("{DEFAULT_CONTEXT}{t}"))),
-            ..EntitySelector::default()
-        }],
-        ..EntityQuery::default()
-    };
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = citybrain_store::Page {
-            offset,
-            limit: 1000,
-            count: false,
-        };
-        let r = hub.query_entities("", &q, page).await.map_err(|e| e.to_string())?;
-        let n = r.entities.len();
-        for e in r.entities {
-            let mut o = serde_json::Map::new();
-            o.insert("id".into(), Value::String(e.id.clone()));
-            o.insert("type".into(), Value::String(t.to_string()));
-            o.insert("modifiedAtMs".into(), json!(e.modified_at.timestamp_millis().max(0)));
-            for (iri, instances) in &e.attrs {
-                let short = iri.rsplit(['/', '#']).next().unwrap_or(iri);
-                if let Some(v) = instances.first().and_then(main_value) {
-                    // A language map: the English text stands for the value.
-                    let v = match v {
-                        // A typed literal (a DateTime): its value.
-                        Value::Object(m) if m.contains_key("@value") => m["@value"].clone(),
-                        Value::Object(m) if !m.contains_key("type") => m
-                            .get("en")
-                            .or_else(|| m.values().next())
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        other => other.clone(),
-                    };
-                    o.insert(short.to_string(), v);
-                }
+    let entities = hub
+        .entities_of_type("", &format!("{DEFAULT_CONTEXT}{t}"), MAX_ENTITIES_PER_TYPE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(entities.len());
+    for e in entities {
+        let mut o = serde_json::Map::new();
+        o.insert("id".into(), Value::String(e.id.clone()));
+        o.insert("type".into(), Value::String(t.to_string()));
+        o.insert("modifiedAtMs".into(), json!(e.modified_at.timestamp_millis().max(0)));
+        for (iri, instances) in &e.attrs {
+            let short = iri.rsplit(['/', '#']).next().unwrap_or(iri);
+            if let Some(v) = instances.first().and_then(main_value) {
+                // A language map: the English text stands for the value.
+                let v = match v {
+                    // A typed literal (a DateTime): its value.
+                    Value::Object(m) if m.contains_key("@value") => m["@value"].clone(),
+                    Value::Object(m) if !m.contains_key("type") => m
+                        .get("en")
+                        .or_else(|| m.values().next())
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    other => other.clone(),
+                };
+                o.insert(short.to_string(), v);
             }
-            out.push(Value::Object(o));
         }
-        if n < 1000 || out.len() >= MAX_ENTITIES_PER_TYPE {
-            break;
-        }
-        offset += n;
+        out.push(Value::Object(o));
     }
     Ok(out)
 }

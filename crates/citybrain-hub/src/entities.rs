@@ -525,6 +525,35 @@ impl Hub {
         .await
     }
 
+    /// Every entity of one type (its expanded IRI), read page by page, at
+    /// most `max` (what the live scenarios and the cockpits read each tick).
+    pub async fn entities_of_type(&self, tenant: &str, type_iri: &str, max: usize) -> Result<Vec<Entity>> {
+        let q = EntityQuery {
+            selectors: vec![citybrain_ngsild::selector::EntitySelector {
+                types: Some(citybrain_ngsild::selector::TypeExpr::Type(type_iri.to_string())),
+                ..Default::default()
+            }],
+            ..EntityQuery::default()
+        };
+        let limit = self.limits().max_page.clamp(1, 1000);
+        let mut out = Vec::new();
+        loop {
+            let page = Page {
+                offset: out.len(),
+                limit,
+                count: false,
+            };
+            let r = self.query_entities(tenant, &q, page).await?;
+            let n = r.entities.len();
+            out.extend(r.entities);
+            if n < limit || out.len() >= max {
+                break;
+            }
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
     /// GET /entities, POST /entityOperations/query
     pub async fn query_entities(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
         if page.limit > self.limits().max_page {

@@ -22,7 +22,6 @@ use chrono::{DateTime, Utc};
 use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_net::LaneId;
 use citybrain_ngsild::model::main_value;
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_scenarios::signal_corridor::{Corridor, Policy, RunOptions};
 use citybrain_sim::signals::{Fed, LinkSignal, SharedDetectors};
 use serde_json::{json, Value};
@@ -239,45 +238,25 @@ fn entities(s: &Snapshot, policy: Policy, now: DateTime<Utc>) -> Vec<Value> {
 /// Reads every corridor `TrafficFlowObserved` back from the hub into the
 /// controllers' detector feed.
 async fn read_back(hub: &Hub, lane_index: &HashMap<String, LaneId>, feed: &SharedDetectors) -> Result<()> {
-    let q = EntityQuery {
-        selectors: vec![EntitySelector {
-            types: Some(TypeExpr::Type(format!("{DEFAULT_CONTEXT}TrafficFlowObserved"))),
-            ..EntitySelector::default()
-        }],
-        ..EntityQuery::default()
-    };
     let mut queue = vec![0u32; lane_index.len()];
     let mut near = vec![0u32; lane_index.len()];
-    let mut offset = 0;
-    loop {
-        let page = citybrain_store::Page {
-            offset,
-            limit: 1000,
-            count: false,
+    let flows = hub
+        .entities_of_type("", &format!("{DEFAULT_CONTEXT}TrafficFlowObserved"), usize::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for e in flows {
+        let Some(lane) = e.id.strip_prefix(PREFIX).and_then(|l| lane_index.get(l)) else {
+            continue;
         };
-        let r = hub
-            .query_entities("", &q, page)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let n = r.entities.len();
-        for e in r.entities {
-            let Some(lane) = e.id.strip_prefix(PREFIX).and_then(|l| lane_index.get(l)) else {
-                continue;
-            };
-            let value = |name: &str| {
-                e.attrs
-                    .get(&format!("{DEFAULT_CONTEXT}{name}"))
-                    .and_then(|instances| instances.first())
-                    .and_then(|a| main_value(a).and_then(Value::as_u64))
-                    .unwrap_or(0) as u32
-            };
-            queue[lane.idx()] = value("queueLength");
-            near[lane.idx()] = value("vehiclesNearStopLine");
-        }
-        if n < 1000 {
-            break;
-        }
-        offset += n;
+        let value = |name: &str| {
+            e.attrs
+                .get(&format!("{DEFAULT_CONTEXT}{name}"))
+                .and_then(|instances| instances.first())
+                .and_then(|a| main_value(a).and_then(Value::as_u64))
+                .unwrap_or(0) as u32
+        };
+        queue[lane.idx()] = value("queueLength");
+        near[lane.idx()] = value("vehiclesNearStopLine");
     }
     *feed.write().unwrap_or_else(|e| e.into_inner()) = (queue, near);
     Ok(())

@@ -27,7 +27,6 @@ use chrono::{DateTime, Utc};
 use citybrain_hub::Hub;
 use citybrain_net::{EdgeFunction, Network};
 use citybrain_ngsild::model::main_value;
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_scenarios::hospital_district::{Availability, District, LotState, Measures, RunOptions};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -210,43 +209,23 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
 
 /// Every district lot's `availableSpotNumber` as the hub holds it.
 async fn read_availability(hub: &Hub) -> Result<Availability> {
-    let q = EntityQuery {
-        selectors: vec![EntitySelector {
-            types: Some(TypeExpr::Type(format!("{DEFAULT_CONTEXT}OffStreetParking"))),
-            ..EntitySelector::default()
-        }],
-        ..EntityQuery::default()
-    };
     let mut out = Availability::new();
-    let mut offset = 0;
-    loop {
-        let page = citybrain_store::Page {
-            offset,
-            limit: 1000,
-            count: false,
+    let lots = hub
+        .entities_of_type("", &format!("{DEFAULT_CONTEXT}OffStreetParking"), usize::MAX)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for e in lots {
+        let Some(lot) = e.id.strip_prefix(LOT_PREFIX) else {
+            continue;
         };
-        let r = hub
-            .query_entities("", &q, page)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let n = r.entities.len();
-        for e in r.entities {
-            let Some(lot) = e.id.strip_prefix(LOT_PREFIX) else {
-                continue;
-            };
-            let free = e
-                .attrs
-                .get(&format!("{DEFAULT_CONTEXT}availableSpotNumber"))
-                .and_then(|instances| instances.first())
-                .and_then(|a| main_value(a).and_then(Value::as_u64));
-            if let Some(free) = free {
-                out.insert(lot.to_string(), free.min(u32::MAX as u64) as u32);
-            }
+        let free = e
+            .attrs
+            .get(&format!("{DEFAULT_CONTEXT}availableSpotNumber"))
+            .and_then(|instances| instances.first())
+            .and_then(|a| main_value(a).and_then(Value::as_u64));
+        if let Some(free) = free {
+            out.insert(lot.to_string(), free.min(u32::MAX as u64) as u32);
         }
-        if n < 1000 {
-            break;
-        }
-        offset += n;
     }
     Ok(out)
 }
