@@ -567,20 +567,16 @@ impl District {
                 let exit = pick_exit(&mut s, entry);
                 let dwell = d.visitor_dwell_median_s * (sigma * normal(&mut s)).exp();
                 out.push((
-                    VehicleSpec {
-                        id: format!("{}.visitor.{k}", h.id),
-                        vtype: 0,
-                        depart: t.floor(),
-                        route: route_via(self.entries[entry].0, Some(aisle), exit)?,
-                        depart_lane: DepartLane::Best,
-                        depart_speed: DepartSpeed::Max,
-                        depart_pos: 0.0,
-                        stops: Arc::new([StopSpec {
+                    car(
+                        format!("{}.visitor.{k}", h.id),
+                        t.floor(),
+                        route_via(self.entries[entry].0, Some(aisle), exit)?,
+                        Arc::new([StopSpec {
                             parking_area: area,
                             duration: Some(dwell.clamp(MIN_DWELL_S, MAX_DWELL_S).round()),
                             until: None,
                         }]),
-                    },
+                    ),
                     Kind::Visitor(hi as u8),
                 ));
                 k += 1;
@@ -594,20 +590,16 @@ impl District {
                 let entry = pick_weighted(&weights, total_w, s.uniform());
                 let exit = pick_exit(&mut s, entry);
                 out.push((
-                    VehicleSpec {
-                        id: format!("{}.staff.{k}", h.id),
-                        vtype: 0,
-                        depart: arrive.floor(),
-                        route: route_via(self.entries[entry].0, Some(out_edge), exit)?,
-                        depart_lane: DepartLane::Best,
-                        depart_speed: DepartSpeed::Max,
-                        depart_pos: 0.0,
-                        stops: Arc::new([StopSpec {
+                    car(
+                        format!("{}.staff.{k}", h.id),
+                        arrive.floor(),
+                        route_via(self.entries[entry].0, Some(out_edge), exit)?,
+                        Arc::new([StopSpec {
                             parking_area: hosp.staff_area,
                             duration: None,
                             until: Some(leave.floor()),
                         }]),
-                    },
+                    ),
                     Kind::Staff,
                 ));
             }
@@ -640,16 +632,12 @@ impl District {
                     _ => pick_exit(&mut s, i),
                 };
                 out.push((
-                    VehicleSpec {
-                        id: format!("through.{}.{k}", self.net.edge(*edge).id),
-                        vtype: 0,
-                        depart: t.floor(),
-                        route: route_via(*edge, None, exit)?,
-                        depart_lane: DepartLane::Best,
-                        depart_speed: DepartSpeed::Max,
-                        depart_pos: 0.0,
-                        stops: Arc::new([]),
-                    },
+                    car(
+                        format!("through.{}.{k}", self.net.edge(*edge).id),
+                        t.floor(),
+                        route_via(*edge, None, exit)?,
+                        Arc::new([]),
+                    ),
                     Kind::Through,
                 ));
                 k += 1;
@@ -1276,6 +1264,20 @@ fn validate(spec: &Spec) -> Result<(), ScenarioError> {
         return bad("one or more hospitals".into());
     }
     Ok(())
+}
+
+/// A car entering at the start of its route at full speed, in the lane that leads on.
+fn car(id: String, depart: f64, route: Arc<[EdgeId]>, stops: Arc<[StopSpec]>) -> VehicleSpec {
+    VehicleSpec {
+        id,
+        vtype: 0,
+        depart,
+        route,
+        depart_lane: DepartLane::Best,
+        depart_speed: DepartSpeed::Max,
+        depart_pos: 0.0,
+        stops,
+    }
 }
 
 fn opposite(end: char) -> char {
