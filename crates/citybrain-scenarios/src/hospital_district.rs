@@ -778,6 +778,26 @@ pub struct Run<'d> {
     turned_away: usize,
 }
 
+/// A run's figures so far (see [`Run::so_far`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoFar {
+    pub time_s: f64,
+    /// Mean wait to park of the cars that parked in the last hour (None: none did).
+    pub mean_wait_last_hour_min: Option<f64>,
+    pub parked_last_hour: usize,
+    /// Visitors on their way or queuing who have not parked yet.
+    pub waiting_now: usize,
+    /// The longest of their waits so far.
+    pub longest_wait_now_min: f64,
+    pub queue_on_road: u32,
+    pub peak_queue_on_road: u32,
+    /// Visitors parked in another lot than their hospital's.
+    pub cars_diverted: usize,
+    /// Guidance decisions that sent a car elsewhere, and guards' turn-aways.
+    pub guided: usize,
+    pub turned_away: usize,
+}
+
 /// A lot's state now, as published to the hub.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LotState {
@@ -830,6 +850,47 @@ impl Run<'_> {
     /// Cars the controller has sent to other lots than their hospital's so far.
     pub fn guided(&self) -> usize {
         self.guided
+    }
+
+    /// The figures a live view shows now: waits of the cars that parked in
+    /// the last hour, the cars still waiting, what guidance has done.
+    pub fn so_far(&mut self) -> SoFar {
+        let now = self.sim.time();
+        let (mut waits, mut waiting_now, mut longest_now, mut diverted) = (Vec::new(), 0usize, 0.0f64, 0usize);
+        for v in 0..self.cars.len() {
+            let Kind::Visitor(h) = self.kinds[v] else { continue };
+            let depart = self.departs[v];
+            if depart > now {
+                continue;
+            }
+            match (self.cars[v].parked_at, self.cars[v].parked_lot) {
+                (Some(at), Some(lot)) => {
+                    if self.d.lots[lot].hospital != Some(h as usize) {
+                        diverted += 1;
+                    }
+                    if at + 3600.0 >= now {
+                        let ff = self.drive_s(self.origins[v], lot);
+                        waits.push(((at - depart - ff) / 60.0).max(0.0));
+                    }
+                }
+                _ => {
+                    waiting_now += 1;
+                    longest_now = longest_now.max((now - depart) / 60.0);
+                }
+            }
+        }
+        SoFar {
+            time_s: now,
+            mean_wait_last_hour_min: (!waits.is_empty()).then(|| waits.iter().sum::<f64>() / waits.len() as f64),
+            parked_last_hour: waits.len(),
+            waiting_now,
+            longest_wait_now_min: longest_now,
+            queue_on_road: self.queue_now,
+            peak_queue_on_road: self.peak_queue.0,
+            cars_diverted: diverted,
+            guided: self.guided,
+            turned_away: self.turned_away,
+        }
     }
 
     fn free_in(&self, lot: usize, hub: Option<&Availability>) -> u32 {

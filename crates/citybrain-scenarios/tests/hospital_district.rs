@@ -119,3 +119,32 @@ fn a_lot_the_hub_says_is_full_gets_no_guided_cars() {
     };
     assert!(used(&free, "mall_west") || used(&free, "tower"));
 }
+
+/// The live view's figures agree with the day's outcome at its end, and show
+/// the baseline's queue while it stands.
+#[test]
+fn the_figures_so_far_agree_with_the_outcome() {
+    let d = District::load().unwrap();
+    for m in [Measures::BASELINE, Measures::CITYBRAIN] {
+        let mut run = d.start(&reduced(m, 4)).unwrap();
+        let mut most_waiting = 0;
+        while !run.finished() {
+            run.step(None);
+            if (run.time() as u64).is_multiple_of(600) {
+                let s = run.so_far();
+                most_waiting = most_waiting.max(s.waiting_now);
+                assert!(s.peak_queue_on_road >= s.queue_on_road);
+            }
+        }
+        let s = run.so_far();
+        let o = run.outcome();
+        assert_eq!(s.cars_diverted, o.cars_diverted, "{}", o.policy);
+        assert_eq!(s.peak_queue_on_road, o.peak_queue_on_road, "{}", o.policy);
+        assert_eq!(s.waiting_now, o.never_parked, "{}", o.policy);
+        if m == Measures::BASELINE {
+            assert!(most_waiting > 100, "the baseline's queue shows: {most_waiting}");
+        } else {
+            assert!(most_waiting < 100, "{most_waiting}");
+        }
+    }
+}

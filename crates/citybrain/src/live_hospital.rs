@@ -16,7 +16,14 @@
 //!   `refRoadSegment`, `dateObserved`, `simulatedTime`;
 //! - one `TrafficFlowObserved` for the whole block
 //!   (`urn:ngsi-ld:TrafficFlowObserved:hospital-district:hospital-queue`) whose
-//!   `queueLength` is the number of hospital-bound cars queued on public roads.
+//!   `queueLength` is the number of hospital-bound cars queued on public roads;
+//! - `KeyPerformanceIndicator` per figure and policy
+//!   (`urn:ngsi-ld:KeyPerformanceIndicator:hospital-district:<figure>:<live|baseline>`):
+//!   `kpiValue`, `policy`, `name`, `unit`; figures `mean-wait` (min, cars
+//!   parked in the last hour), `waiting-now`, `longest-wait-now` (min),
+//!   `queue-on-road`, `cars-diverted`. When the live policy is not the
+//!   baseline, a baseline twin runs beside it on the same demand (it reads
+//!   nothing from the hub) so a cockpit can show before and after.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -27,7 +34,7 @@ use chrono::{DateTime, Utc};
 use citybrain_hub::Hub;
 use citybrain_net::{EdgeFunction, Network};
 use citybrain_ngsild::model::main_value;
-use citybrain_scenarios::hospital_district::{Availability, District, LotState, Measures, RunOptions};
+use citybrain_scenarios::hospital_district::{Availability, District, LotState, Measures, RunOptions, SoFar};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -35,6 +42,7 @@ use tokio::sync::mpsc;
 const PUBLISH_EVERY: f64 = 30.0;
 const LOT_PREFIX: &str = "urn:ngsi-ld:OffStreetParking:hospital-district:";
 const FLOW_PREFIX: &str = "urn:ngsi-ld:TrafficFlowObserved:hospital-district:";
+const KPI_PREFIX: &str = "urn:ngsi-ld:KeyPerformanceIndicator:hospital-district:";
 const DEFAULT_CONTEXT: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 
 #[derive(Debug, Clone)]
@@ -50,6 +58,9 @@ struct Snapshot {
     /// (edge, vehicles, standing)
     roads: Vec<(String, u32, u32)>,
     queue_on_road: u32,
+    /// The live policy's figures, and the baseline's beside it.
+    live: (String, SoFar),
+    before: Option<SoFar>,
 }
 
 /// Starts the district in live mode; it runs until the process ends, the
@@ -104,6 +115,12 @@ fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availabili
                 return;
             }
         };
+        // The "before" of a before/after view: the same demand, no measures.
+        let mut before = if opts.measures == Measures::BASELINE {
+            None
+        } else {
+            district.start(&RunOptions::new(Measures::BASELINE, seed)).ok()
+        };
         let started = Instant::now();
         let t0 = run.time();
         let mut next_publish = t0;
@@ -111,6 +128,9 @@ fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availabili
             // The controller sees what the hub says (empty until the first read).
             let hub_view = told.read().map(|a| a.clone()).unwrap_or_default();
             run.step(if hub_view.is_empty() { None } else { Some(&hub_view) });
+            if let Some(b) = before.as_mut().filter(|b| !b.finished()) {
+                b.step(None);
+            }
             if run.time() >= next_publish {
                 next_publish += PUBLISH_EVERY;
                 let mut per_edge: HashMap<usize, (u32, u32)> = HashMap::new();
@@ -132,6 +152,8 @@ fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availabili
                     lots: run.lots(),
                     roads,
                     queue_on_road: run.queue_on_road(),
+                    live: (opts.measures.name(), run.so_far()),
+                    before: before.as_mut().map(|b| b.so_far()),
                 };
                 if tx.blocking_send(snap).is_err() {
                     return; // the server is shutting down
@@ -204,6 +226,60 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
         "queueLength": {"type": "Property", "value": s.queue_on_road, "unitCode": "E50"},
         "congested": {"type": "Property", "value": s.queue_on_road > 10},
     }));
+    let figures = [
+        ("live", Some(&s.live.1), s.live.0.as_str()),
+        ("baseline", s.before.as_ref(), "baseline"),
+    ];
+    for (which, f, policy) in figures {
+        let Some(f) = f else { continue };
+        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        let kpis: [(&str, &str, Option<f64>, &str); 5] = [
+            (
+                "mean-wait",
+                "Mean wait to park, cars parked in the last hour",
+                f.mean_wait_last_hour_min.map(round1),
+                "min",
+            ),
+            (
+                "waiting-now",
+                "Visitors on their way or queuing, not parked yet",
+                Some(f.waiting_now as f64),
+                "cars",
+            ),
+            (
+                "longest-wait-now",
+                "Longest wait of a visitor not parked yet",
+                Some(round1(f.longest_wait_now_min)),
+                "min",
+            ),
+            (
+                "queue-on-road",
+                "Hospital-bound cars queued on public roads",
+                Some(f.queue_on_road as f64),
+                "cars",
+            ),
+            (
+                "cars-diverted",
+                "Visitors parked in another lot than their hospital's",
+                Some(f.cars_diverted as f64),
+                "cars",
+            ),
+        ];
+        for (kpi, name, value, unit) in kpis {
+            let Some(value) = value else { continue };
+            out.push(json!({
+                "id": format!("{KPI_PREFIX}{kpi}:{which}"),
+                "type": "KeyPerformanceIndicator",
+                "name": {"type": "Property", "value": name},
+                "policy": {"type": "Property", "value": policy},
+                "kpiValue": {"type": "Property", "value": value, "observedAt": at},
+                "unit": {"type": "Property", "value": unit},
+                "category": {"type": "Property", "value": ["quantitative"]},
+                "process": {"type": "Property", "value": "hospital-district parking"},
+                "simulatedTime": {"type": "Property", "value": sim, "unitCode": "SEC"},
+            }));
+        }
+    }
     out
 }
 

@@ -422,6 +422,24 @@ async fn live_mode_publishes_the_hospital_district_lots_and_roads_to_the_hub() {
     assert!(ok, "the live district publishes its lots and cars park");
     let roads = get("type=TrafficFlowObserved&q=intensity%3E0&limit=1").await;
     assert!(roads.as_array().is_some_and(|a| !a.is_empty()), "{roads}");
+    // Before and after: the live policy's figures and the baseline twin's.
+    let kpis = get("type=KeyPerformanceIndicator&options=keyValues&limit=100").await;
+    let kpi = |id: &str| {
+        kpis.as_array()
+            .and_then(|a| a.iter().find(|k| k["id"].as_str().is_some_and(|x| x.ends_with(id))))
+            .cloned()
+    };
+    for id in [
+        "waiting-now:live",
+        "waiting-now:baseline",
+        "queue-on-road:live",
+        "cars-diverted:live",
+    ] {
+        let k = kpi(id).unwrap_or_else(|| panic!("{id} in {kpis}"));
+        assert!(k["kpiValue"].as_f64().is_some(), "{k}");
+    }
+    assert_eq!(kpi("waiting-now:live").unwrap()["policy"], "citybrain");
+    assert_eq!(kpi("waiting-now:baseline").unwrap()["policy"], "baseline");
 }
 
 #[test]
