@@ -133,7 +133,11 @@ for (const c of cockpits) {
         const m = st.map?.[p.id];
         assert(m && m.roads > 10, `map ${p.id} draws no roads: ${JSON.stringify(m)}`);
         assert(m.colouredRoads > 0, `map ${p.id} colours no road by live data`);
-        if (p.map.pointType) assert(m.points > 0, `map ${p.id} shows no ${p.map.pointType}`);
+        // Points may come and go (an ambulance is on the road part of each run): wait for one.
+        if (p.map.pointType) {
+          await page.waitForFunction((id) => window.cockpit.map?.[id]?.points > 0, p.id, { timeout: 45000 })
+            .catch(() => { throw new Error(`map ${p.id} shows no ${p.map.pointType}`); });
+        }
       } else if (p.type === 'gauge') {
         const v = await page.evaluate((id) => window.cockpit.charts[id].getOption().series[0].data[0].value, p.id);
         assert(typeof v === 'number', `gauge ${p.id}: ${v}`);

@@ -170,7 +170,10 @@ function renderMap(p, chart, d) {
   };
   const lines = net.roads.map((r) => {
     const v = roadValue(r.id);
-    const c = v == null ? '#475569' : v >= 20 ? '#ef4444' : v >= 5 ? '#f59e0b' : '#22c55e';
+    // The panel's thresholds colour the roads where it has them (e.g. speeds,
+    // low is bad); otherwise queue colours (high is bad).
+    let c = v == null ? '#475569' : v >= 20 ? '#ef4444' : v >= 5 ? '#f59e0b' : '#22c55e';
+    if (v != null && p.thresholds?.length) for (const t of p.thresholds) if (v >= t.value) c = t.color;
     return { name: r.id, value: v, coords: r.points.map(xy), lineStyle: { color: c, width: v == null ? 2 : 4 } };
   });
   const points = (d?.points || []).map((q) => ({

@@ -186,6 +186,11 @@ pub struct MapSpec {
     /// Their colour attribute (e.g. `availableSpotNumber`) and its scale maximum.
     #[serde(default)]
     pub point_attr: Option<String>,
+    /// Points placed by this attribute (`[x, y]` in the network's own
+    /// metres) instead of `location`: for networks without a geographic
+    /// reference (the signal corridor).
+    #[serde(default)]
+    pub point_position_attr: Option<String>,
 }
 
 /// A problem in a definition: where (the field's path) and what.

@@ -180,7 +180,10 @@ pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> Pan
             let mut points = Vec::new();
             if let Some(t) = &m.point_type {
                 for e in entities.iter().filter(|e| e["type"].as_str() == Some(t.as_str())) {
-                    let c = &e["location"]["coordinates"];
+                    let c = match &m.point_position_attr {
+                        Some(a) => e.get(a).unwrap_or(&Value::Null),
+                        None => &e["location"]["coordinates"],
+                    };
                     let (Some(lon), Some(lat)) = (c[0].as_f64(), c[1].as_f64()) else {
                         continue;
                     };

@@ -272,3 +272,27 @@ fn an_alerts_panel_may_narrow_its_alerts_by_id() {
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].id.contains("hospital-lot-full"));
 }
+
+#[test]
+fn a_map_may_place_points_by_network_coordinates() {
+    let mut v = minimal();
+    v["panels"][0]["type"] = json!("map");
+    v["panels"][0]["map"] = json!({"network": "signal-corridor", "pointType": "Vehicle",
+                                    "pointAttr": "speed", "pointPositionAttr": "networkPosition"});
+    let d = parse(&v.to_string()).unwrap();
+    let vehicles = vec![
+        json!({"id": "urn:ngsi-ld:Vehicle:c:ambulance:priority", "type": "Vehicle", "name": "with priority",
+               "speed": 62.5, "networkPosition": [3500.0, -4.8]}),
+        // Not on the road (no position): not drawn.
+        json!({"id": "urn:ngsi-ld:Vehicle:c:ambulance:none", "type": "Vehicle", "speed": 0}),
+    ];
+    let PanelData::Map { points, .. } = evaluate(&d.panels[0], &[], &vehicles) else {
+        panic!()
+    };
+    assert_eq!(points.len(), 1);
+    assert_eq!(
+        (points[0].lon, points[0].lat, points[0].value),
+        (3500.0, -4.8, Some(62.5))
+    );
+    assert_eq!(points[0].name, "with priority");
+}

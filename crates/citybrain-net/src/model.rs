@@ -70,6 +70,66 @@ impl Lane {
         }
         !self.disallow.iter().any(|c| c == vclass || c == "all")
     }
+
+    /// The point `pos` metres along the lane (clamped to its ends). The
+    /// shape's drawn length may differ from `length` (SUMO keeps both), so
+    /// `pos` is scaled to the shape.
+    pub fn point_at(&self, pos: f64) -> Option<(f64, f64)> {
+        let (first, rest) = self.shape.split_first()?;
+        let drawn: f64 = self.shape.windows(2).map(|w| dist(w[0], w[1])).sum();
+        if rest.is_empty() || drawn <= 0.0 {
+            return Some(*first);
+        }
+        let mut left = if self.length > 0.0 {
+            pos.clamp(0.0, self.length) / self.length * drawn
+        } else {
+            0.0
+        };
+        for w in self.shape.windows(2) {
+            let d = dist(w[0], w[1]);
+            if left <= d && d > 0.0 {
+                let f = left / d;
+                return Some((w[0].0 + f * (w[1].0 - w[0].0), w[0].1 + f * (w[1].1 - w[0].1)));
+            }
+            left -= d;
+        }
+        self.shape.last().copied()
+    }
+}
+
+fn dist(a: (f64, f64), b: (f64, f64)) -> f64 {
+    ((b.0 - a.0).powi(2) + (b.1 - a.1).powi(2)).sqrt()
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+
+    fn lane(shape: Vec<(f64, f64)>, length: f64) -> Lane {
+        Lane {
+            id: "a_0".into(),
+            edge: EdgeId(0),
+            index: 0,
+            speed: 13.9,
+            length,
+            shape,
+            allow: Vec::new(),
+            disallow: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_point_along_a_bent_lane() {
+        let l = lane(vec![(0.0, 0.0), (10.0, 0.0), (10.0, 10.0)], 20.0);
+        assert_eq!(l.point_at(5.0), Some((5.0, 0.0)));
+        assert_eq!(l.point_at(15.0), Some((10.0, 5.0)));
+        assert_eq!(l.point_at(-3.0), Some((0.0, 0.0)));
+        assert_eq!(l.point_at(99.0), Some((10.0, 10.0)));
+        // A lane longer than drawn: positions scale to the drawing.
+        let l = lane(vec![(0.0, 0.0), (10.0, 0.0)], 20.0);
+        assert_eq!(l.point_at(10.0), Some((5.0, 0.0)));
+        assert_eq!(lane(Vec::new(), 5.0).point_at(1.0), None);
+    }
 }
 
 /// One row of a junction's right-of-way table.

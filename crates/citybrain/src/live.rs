@@ -10,8 +10,19 @@
 //!   attribute), `vehiclesNearStopLine` (in the 40 m detection zone;
 //!   extension), `congested`, `laneId`, `refRoadSegment`, `dateObserved`
 //!   (wall clock), `simulatedTime` (s since the scenario started);
+//!   `averageVehicleSpeed` (km/h of the vehicles on the lane; the lane's
+//!   limit when it is empty, i.e. free flow);
 //! - `TrafficSignal` per intersection (`urn:ngsi-ld:TrafficSignal:signal-corridor:<id>`):
-//!   `state` (the link states as SUMO letters), `policy`, `dateObserved`.
+//!   `state` (the link states as SUMO letters), `policy`, `dateObserved`;
+//! - the ambulance run: every run dispatches an ambulance along the whole
+//!   arterial at 30 min, with signal priority; a second twin runs the same
+//!   demand beside it with the same policy and no priority (its controllers
+//!   read their own detectors) so the cockpit can show what priority saves.
+//!   `Vehicle` `urn:ngsi-ld:Vehicle:signal-corridor:ambulance:<priority|no-priority>`:
+//!   `vehicleType` (`ambulance`), `name`, `signalPriority`, `tripStatus`
+//!   (`waiting`, `en-route`, `arrived`), `tripTime` (s since dispatch, final
+//!   once arrived), `speed` (km/h), `networkPosition` (`[x, y]` in the
+//!   corridor's own metres: the corridor has no geographic reference).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,8 +33,9 @@ use chrono::{DateTime, Utc};
 use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_net::LaneId;
 use citybrain_ngsild::model::main_value;
-use citybrain_scenarios::signal_corridor::{Corridor, Policy, RunOptions};
+use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Policy, RunOptions, AMBULANCE_ID};
 use citybrain_sim::signals::{Fed, LinkSignal, SharedDetectors};
+use citybrain_sim::Sim;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -44,11 +56,50 @@ pub struct LiveOptions {
 }
 
 /// One publication: per approach lane (lane name, edge name, on lane,
-/// standing, in zone), per signal (id, state letters), the simulated time.
+/// standing, in zone, mean speed m/s), per signal (id, state letters), the
+/// ambulances (with and without priority), the simulated time.
 struct Snapshot {
     time: f64,
-    lanes: Vec<(String, String, u32, u32, u32)>,
+    lanes: Vec<(String, String, u32, u32, u32, f64)>,
     signals: Vec<(String, String)>,
+    ambulances: [AmbulanceTrip; 2],
+}
+
+/// Where one run's ambulance is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum AmbulanceTrip {
+    Waiting,
+    EnRoute { since: f64, speed: f64, xy: (f64, f64) },
+    Arrived { trip_s: f64 },
+}
+
+impl AmbulanceTrip {
+    /// Follows the ambulance in `sim`: its trip record once it arrived,
+    /// else its place on the road.
+    fn observe(self, sim: &mut Sim) -> AmbulanceTrip {
+        if matches!(self, AmbulanceTrip::Arrived { .. }) {
+            return self;
+        }
+        if let Some(t) = sim.take_trips().into_iter().find(|t| t.id == AMBULANCE_ID) {
+            return AmbulanceTrip::Arrived { trip_s: t.duration };
+        }
+        let net = sim.network().clone();
+        let on_road = sim
+            .vehicles_on_road()
+            .find(|v| sim.demand().vehicles[v.vehicle].id == AMBULANCE_ID)
+            .map(|v| (v.speed, net.lane(v.lane).point_at(v.pos)));
+        match (self, on_road) {
+            (AmbulanceTrip::Waiting, Some((speed, Some(xy)))) => AmbulanceTrip::EnRoute {
+                since: sim.time(),
+                speed,
+                xy,
+            },
+            (AmbulanceTrip::EnRoute { since, .. }, Some((speed, Some(xy)))) => {
+                AmbulanceTrip::EnRoute { since, speed, xy }
+            }
+            (other, _) => other,
+        }
+    }
 }
 
 /// Starts the corridor in live mode; runs until the process ends, the
@@ -79,7 +130,11 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
     tokio::spawn(async move {
         let mut last: HashMap<String, Value> = HashMap::new();
         while let Some(snap) = rx.recv().await {
-            publish_changed(&hub, &mut last, entities(&snap, opts.policy, Utc::now()), "live twin").await;
+            let (vehicles, sensors): (Vec<Value>, Vec<Value>) = entities(&snap, opts.policy, Utc::now())
+                .into_iter()
+                .partition(|e| e["type"] == "Vehicle");
+            publish_changed(&hub, &mut last, sensors, false, "live twin").await;
+            publish_changed(&hub, &mut last, vehicles, true, "live twin").await;
             if let Err(e) = read_back(&hub, &lane_index, &feed).await {
                 tracing::warn!(error = %e, "live twin: reading detectors from the hub failed");
             }
@@ -91,7 +146,15 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
 /// Writes the entities whose readings changed since the last call (the
 /// observation times aside), so the hub's history grows with the traffic,
 /// not with the clock.
-pub(crate) async fn publish_changed(hub: &Hub, last: &mut HashMap<String, Value>, all: Vec<Value>, what: &str) {
+/// `replace`: each entity replaces the stored one whole (attributes not sent
+/// are removed) rather than being merged into it.
+pub(crate) async fn publish_changed(
+    hub: &Hub,
+    last: &mut HashMap<String, Value>,
+    all: Vec<Value>,
+    replace: bool,
+    what: &str,
+) {
     let items: Vec<Value> = all
         .into_iter()
         .filter(|e| {
@@ -108,7 +171,7 @@ pub(crate) async fn publish_changed(hub: &Hub, last: &mut HashMap<String, Value>
         return;
     }
     match hub
-        .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: false })
+        .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace })
         .await
     {
         Ok(r) if !r.errors.is_empty() => tracing::warn!(error = %r.errors[0].error, "{what}: an entity was refused"),
@@ -125,7 +188,8 @@ fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: 
         .collect();
     let mut seed = opts.seed;
     loop {
-        let o = RunOptions::new(opts.policy, seed);
+        let mut o = RunOptions::new(opts.policy, seed);
+        o.ambulance = Ambulance::WithPriority;
         // Only the adaptive policy reads detectors; it reads them from the hub.
         let sim = corridor.sim_with(&o, |_, c| {
             if opts.policy == Policy::CityBrain {
@@ -134,32 +198,47 @@ fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: 
                 c
             }
         });
-        let mut sim = match sim {
-            Ok(s) => s,
-            Err(e) => {
+        // The same day without priority, for comparison (its own detectors).
+        o.ambulance = Ambulance::WithoutPriority;
+        let (mut sim, mut without) = match (sim, corridor.sim(&o)) {
+            (Ok(s), Ok(w)) => (s, w),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "live twin cannot start");
                 return;
             }
         };
+        let mut trips = [AmbulanceTrip::Waiting; 2];
         let started = Instant::now();
         let t0 = sim.time();
         let mut next_publish = t0;
         while !sim.finished() {
             sim.step();
+            if !without.finished() {
+                without.step();
+            }
             if sim.time() >= next_publish {
                 next_publish += PUBLISH_EVERY;
-                let counts: HashMap<LaneId, usize> = sim.lane_counts().into_iter().map(|(l, n, _)| (l, n)).collect();
+                trips = [trips[0].observe(&mut sim), trips[1].observe(&mut without)];
+                let mut per_lane: HashMap<LaneId, (u32, f64)> = HashMap::new();
+                for v in sim.vehicles_on_road() {
+                    let c = per_lane.entry(v.lane).or_default();
+                    c.0 += 1;
+                    c.1 += v.speed;
+                }
                 let (queue, near) = sim.detector_readings();
                 let lanes = approach_lanes
                     .iter()
                     .map(|l| {
                         let lane = corridor.net.lane(*l);
+                        let (n, speed_sum) = per_lane.get(l).copied().unwrap_or((0, 0.0));
+                        let speed = if n > 0 { speed_sum / n as f64 } else { lane.speed };
                         (
                             lane.id.clone(),
                             corridor.net.edge(lane.edge).id.clone(),
-                            counts.get(l).copied().unwrap_or(0) as u32,
+                            n,
                             queue[l.idx()],
                             near[l.idx()],
+                            speed,
                         )
                     })
                     .collect();
@@ -187,6 +266,7 @@ fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: 
                         time: sim.time(),
                         lanes,
                         signals,
+                        ambulances: trips,
                     })
                     .is_err()
                 {
@@ -207,7 +287,7 @@ fn entities(s: &Snapshot, policy: Policy, now: DateTime<Utc>) -> Vec<Value> {
     let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let sim = (s.time * 10.0).round() / 10.0;
     let mut out = Vec::with_capacity(s.lanes.len() + s.signals.len());
-    for (lane, edge, on_lane, standing, near) in &s.lanes {
+    for (lane, edge, on_lane, standing, near, speed) in &s.lanes {
         let lane_no: u32 = lane.rsplit('_').next().and_then(|x| x.parse().ok()).unwrap_or(0);
         out.push(json!({
             "id": format!("{PREFIX}{lane}"),
@@ -217,6 +297,7 @@ fn entities(s: &Snapshot, policy: Policy, now: DateTime<Utc>) -> Vec<Value> {
             "intensity": {"type": "Property", "value": on_lane},
             "queueLength": {"type": "Property", "value": standing, "unitCode": "E50"},
             "vehiclesNearStopLine": {"type": "Property", "value": near},
+            "averageVehicleSpeed": {"type": "Property", "value": (speed * 36.0).round() / 10.0, "unitCode": "KMH"},
             "congested": {"type": "Property", "value": *standing >= 10},
             "laneId": {"type": "Property", "value": lane_no},
             "refRoadSegment": {"type": "Relationship", "object": format!("urn:ngsi-ld:RoadSegment:signal-corridor:{edge}")},
@@ -231,6 +312,35 @@ fn entities(s: &Snapshot, policy: Policy, now: DateTime<Utc>) -> Vec<Value> {
             "state": {"type": "Property", "value": state},
             "policy": {"type": "Property", "value": policy.name()},
         }));
+    }
+    for (trip, (key, name, priority)) in s.ambulances.iter().zip([
+        ("priority", "Ambulance with signal priority", true),
+        ("no-priority", "Ambulance without priority", false),
+    ]) {
+        let (status, trip_s, speed, xy) = match *trip {
+            AmbulanceTrip::Waiting => ("waiting", 0.0, 0.0, None),
+            AmbulanceTrip::EnRoute { since, speed, xy } => ("en-route", s.time - since, speed, Some(xy)),
+            AmbulanceTrip::Arrived { trip_s } => ("arrived", trip_s, 0.0, None),
+        };
+        let mut e = json!({
+            "id": format!("urn:ngsi-ld:Vehicle:signal-corridor:ambulance:{key}"),
+            "type": "Vehicle",
+            "vehicleType": {"type": "Property", "value": "ambulance"},
+            "name": {"type": "Property", "value": name},
+            "signalPriority": {"type": "Property", "value": priority},
+            "tripStatus": {"type": "Property", "value": status},
+            "tripTime": {"type": "Property", "value": trip_s.round(), "unitCode": "SEC"},
+            "speed": {"type": "Property", "value": (speed * 3.6).round(), "unitCode": "KMH"},
+            "dateObserved": {"type": "Property", "value": at},
+            "simulatedTime": {"type": "Property", "value": sim, "unitCode": "SEC"},
+        });
+        // Only on the road does it have a place (the entity is replaced
+        // whole, so the marker goes when it arrives).
+        if let Some((x, y)) = xy {
+            e["networkPosition"] =
+                json!({"type": "Property", "value": [(x * 10.0).round() / 10.0, (y * 10.0).round() / 10.0]});
+        }
+        out.push(e);
     }
     out
 }

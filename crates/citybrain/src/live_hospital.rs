@@ -85,6 +85,7 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
                 &hub,
                 &mut last,
                 entities(&net, &snap, Utc::now()),
+                false,
                 "live hospital district",
             )
             .await;

@@ -359,6 +359,38 @@ async fn live_mode_publishes_the_corridor_to_the_hub_and_keeps_it_moving() {
         queued.as_array().is_some_and(|a| !a.is_empty()),
         "some approach has a queue: {queued}"
     );
+    let speeds = get("type=TrafficFlowObserved&q=averageVehicleSpeed%3C20&limit=1").await;
+    assert!(
+        speeds.as_array().is_some_and(|a| !a.is_empty()),
+        "slow approaches show in their speeds: {speeds}"
+    );
+    // The ambulance run: both ambulances are seen on the road, then arrive.
+    let (mut seen_on_road, mut arrived) = (0, None);
+    for _ in 0..150 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let v = get("type=Vehicle&options=keyValues&limit=10").await;
+        let Some(v) = v.as_array() else { continue };
+        let amb: Vec<&Value> = v
+            .iter()
+            .filter(|e| e["id"].as_str().unwrap().contains(":signal-corridor:ambulance:"))
+            .collect();
+        seen_on_road += amb.iter().filter(|e| e["networkPosition"].is_array()).count();
+        for e in &amb {
+            if e["tripStatus"] == "en-route" {
+                let xy = &e["networkPosition"];
+                assert!((0.0..=7000.0).contains(&xy[0].as_f64().unwrap()), "{e}");
+            } else {
+                assert!(e.get("networkPosition").is_none(), "off the road, no marker: {e}");
+            }
+        }
+        if amb.len() == 2 && amb.iter().all(|e| e["tripStatus"] == "arrived") {
+            arrived = Some(amb.iter().map(|e| e["tripTime"].as_f64().unwrap()).collect::<Vec<_>>());
+            break;
+        }
+    }
+    assert!(seen_on_road > 0, "an ambulance was seen on the road");
+    let trips = arrived.expect("both ambulances arrive");
+    assert!(trips.iter().all(|t| (300.0..3000.0).contains(t)), "{trips:?}");
 }
 
 #[tokio::test]
