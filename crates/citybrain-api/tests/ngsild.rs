@@ -1096,3 +1096,26 @@ async fn every_entity_of_a_type_is_read_page_by_page() {
     assert_eq!(ids.len(), 2500, "no entity twice");
     assert_eq!(s.hub.entities_of_type("", t, 1200).await.unwrap().len(), 1200);
 }
+
+#[tokio::test]
+async fn the_hub_counts_the_entity_writes_that_change_something() {
+    let s = common::start().await;
+    let n0 = s.hub.entity_changes();
+    s.post(
+        "/entities",
+        json!({"id": "urn:ngsi-ld:Counter:a", "type": "Counter", "n": 1}),
+    )
+    .await;
+    assert_eq!(s.hub.entity_changes(), n0 + 1, "a create");
+    let r = s
+        .post(
+            "/entityOperations/upsert",
+            json!([{"id": "urn:ngsi-ld:Counter:a", "type": "Counter", "n": 2},
+                   {"id": "urn:ngsi-ld:Counter:b", "type": "Counter", "n": 1}]),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    assert_eq!(s.hub.entity_changes(), n0 + 3, "a change and a create in one batch");
+    s.delete("/entities/urn:ngsi-ld:Counter:b").await;
+    assert_eq!(s.hub.entity_changes(), n0 + 4, "a delete");
+}

@@ -41,6 +41,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub mod assets;
+pub mod hub_stats;
 pub mod networks;
 
 /// How often a feed evaluates its panels (so at most 2 updates per second per panel).
@@ -152,6 +153,7 @@ pub struct Cockpits {
     /// Alert rules (from files) and what they have seen.
     rules: RwLock<Vec<Rule>>,
     watch: tokio::sync::Mutex<Watch>,
+    hub_stats: hub_stats::HubStats,
 }
 
 /// A rule that stopped holding fires again for an entity after this long clear.
@@ -262,6 +264,7 @@ impl Cockpits {
             closing: tokio::sync::watch::channel(false).0,
             rules: RwLock::new(Vec::new()),
             watch: tokio::sync::Mutex::new(Watch::new().with_rearm_ms(ALERT_REARM.as_millis() as u64)),
+            hub_stats: hub_stats::HubStats::default(),
         });
         c.reload();
         // Every cockpit's default view is fed from the start, so its time
@@ -429,6 +432,7 @@ impl Cockpits {
 
     /// Every feed: read the types its panels need, evaluate, send what changed.
     async fn tick(&self) {
+        self.hub_stats.sample(&self.hub, now_ms());
         let feeds: Vec<Arc<Mutex<Feed>>> = self
             .feeds
             .lock()
@@ -449,7 +453,7 @@ impl Cockpits {
             let mut failed = false;
             for t in &types {
                 if !read.contains_key(t) {
-                    let got = match read_type(&self.hub, t).await {
+                    let got = match self.read_type(t).await {
                         Ok(es) => Some(es),
                         Err(e) => {
                             tracing::warn!(error = %e, entity_type = %t, "cockpit feed: reading the hub failed");
@@ -494,6 +498,14 @@ impl Cockpits {
                 g.panels.insert(p.id.clone(), (data.clone(), now));
                 g.push("panel", json!({"panel": p.id, "t": now, "data": data}));
             }
+        }
+    }
+
+    /// Every entity of one type: a built-in type about the hub, or the hub's.
+    async fn read_type(&self, t: &str) -> Result<Vec<Value>, String> {
+        match self.hub_stats.read(&self.hub, t, now_ms()).await {
+            Some(r) => r,
+            None => read_type(&self.hub, t).await,
         }
     }
 

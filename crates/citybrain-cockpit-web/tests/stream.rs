@@ -387,3 +387,62 @@ async fn a_rule_raises_an_alert_in_the_hub_and_an_officer_acknowledges_and_close
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(alerts().await.len(), 1);
 }
+
+/// The built-in types about the hub: how many entities of which type and
+/// district it holds, and how fast they change.
+#[tokio::test]
+async fn the_hub_describes_itself_by_type_district_and_update_rate() {
+    let s = start(64).await;
+    let def = json!({
+        "schemaVersion": 1, "uid": "hub", "title": {"en": "Hub", "zh": "中枢"}, "tier": "city",
+        "panels": [
+            {"id": "entities", "type": "kpi", "title": {"en": "E", "zh": "E"},
+             "gridPos": {"x": 0, "y": 0, "w": 4, "h": 4}, "query": {"type": "HubStatistics", "attr": "entities"}},
+            {"id": "rate", "type": "kpi", "title": {"en": "R", "zh": "R"},
+             "gridPos": {"x": 4, "y": 0, "w": 4, "h": 4}, "query": {"type": "HubStatistics", "attr": "updatesPerSecond"}},
+            {"id": "types", "type": "bar", "title": {"en": "T", "zh": "T"},
+             "gridPos": {"x": 8, "y": 0, "w": 8, "h": 6},
+             "query": {"type": "HubEntityType", "attr": "entityCount", "labelAttr": "name"}},
+            {"id": "areas", "type": "bar", "title": {"en": "A", "zh": "A"},
+             "gridPos": {"x": 16, "y": 0, "w": 8, "h": 6},
+             "query": {"type": "HubArea", "attr": "entityCount", "labelAttr": "name"}}
+        ]
+    });
+    std::fs::write(s.dir.path().join("dashboards/hub.json"), def.to_string()).unwrap();
+    for i in 0..3 {
+        put(&s.hub, &format!("urn:ngsi-ld:Thing:north:{i}"), i).await;
+    }
+    put(&s.hub, "urn:ngsi-ld:Thing:lonely", 9).await;
+    // Keep writing for a while: the rate is writes per second.
+    let writer = {
+        let hub = s.hub.clone();
+        tokio::spawn(async move {
+            for k in 0..40 {
+                put(&hub, "urn:ngsi-ld:Thing:north:0", 100 + k).await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let mut snap = Value::Null;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        snap = reqwest::get(format!("{}/api/cockpits/hub/snapshot", s.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if snap["panels"]["rate"]["data"]["value"].as_f64().unwrap_or(0.0) > 5.0 {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    let p = &snap["panels"];
+    assert_eq!(p["entities"]["data"]["value"], 4.0, "{snap}");
+    let rate = p["rate"]["data"]["value"].as_f64().unwrap_or(0.0);
+    assert!(rate > 5.0 && rate < 100.0, "about 40 writes a second: {rate}");
+    assert_eq!(p["types"]["data"]["labels"], json!(["Thing"]));
+    assert_eq!(p["types"]["data"]["values"], json!([4.0]));
+    assert_eq!(p["areas"]["data"]["labels"], json!(["north", "city"]));
+    assert_eq!(p["areas"]["data"]["values"], json!([3.0, 1.0]));
+}

@@ -6,7 +6,7 @@
 //! [`parse`] reads one file and checks it, reporting the first problem with
 //! the field's path (`panels[2].gridPos.w: ...`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -152,6 +152,10 @@ pub struct Query {
     /// `table`: the columns shown.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// Only entities whose attributes have these values (`{"status":
+    /// "open"}`; string values may hold `${variable}`).
+    #[serde(default, rename = "where")]
+    pub where_equal: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -102,6 +102,12 @@ fn matching<'a>(q: &Query, vars: &[(String, String)], entities: &'a [Value]) -> 
                 .as_ref()
                 .is_none_or(|p| e["id"].as_str().is_some_and(|id| id.starts_with(p.as_str())))
         })
+        .filter(|e| {
+            q.where_equal.iter().all(|(attr, want)| match want {
+                Value::String(w) => e.get(attr).and_then(Value::as_str) == Some(substitute(w, vars).as_str()),
+                w => e.get(attr) == Some(w),
+            })
+        })
         .collect()
 }
 

@@ -296,3 +296,43 @@ fn a_map_may_place_points_by_network_coordinates() {
     );
     assert_eq!(points[0].name, "with priority");
 }
+
+#[test]
+fn a_query_may_keep_only_entities_with_given_values() {
+    let mut v = minimal();
+    v["panels"][0]["query"] = json!({"type": "Alert", "aggregate": "count", "where": {"status": "open"}});
+    let d = parse(&v.to_string()).unwrap();
+    let alerts = vec![
+        json!({"id": "urn:a:1", "type": "Alert", "status": "open"}),
+        json!({"id": "urn:a:2", "type": "Alert", "status": "closed"}),
+        json!({"id": "urn:a:3", "type": "Alert", "status": "open"}),
+        json!({"id": "urn:a:4", "type": "Alert"}),
+    ];
+    assert_eq!(
+        evaluate(&d.panels[0], &[], &alerts),
+        PanelData::Value {
+            value: Some(2.0),
+            matched: 2
+        }
+    );
+    // Values may come from variables, and need not be strings.
+    v["panels"][0]["query"]["where"] = json!({"status": "${s}"});
+    v["variables"] = json!([{"name": "s", "label": {"en": "S", "zh": "S"}, "default": "closed",
+                              "options": [{"value": "closed", "label": {"en": "c", "zh": "c"}}]}]);
+    let d = parse(&v.to_string()).unwrap();
+    let vars = vec![("s".to_string(), "closed".to_string())];
+    assert!(matches!(
+        evaluate(&d.panels[0], &vars, &alerts),
+        PanelData::Value { matched: 1, .. }
+    ));
+    v["panels"][0]["query"]["where"] = json!({"n": 3});
+    let d = parse(&v.to_string()).unwrap();
+    let ns = vec![
+        json!({"id": "urn:a:1", "type": "Alert", "n": 3}),
+        json!({"id": "urn:a:2", "type": "Alert", "n": 4}),
+    ];
+    assert!(matches!(
+        evaluate(&d.panels[0], &vars, &ns),
+        PanelData::Value { matched: 1, .. }
+    ));
+}

@@ -341,8 +341,12 @@ impl Hub {
             return Ok(());
         }
         let outbox: Vec<(String, String)> = w.outbox.clone();
+        let changed = (w.puts.len() + w.deletes.len()) as u64;
         let seqs = self.inner.store.commit(tenant, w).await?;
         metrics::counter!("citybrain_hub_commits_total").increment(1);
+        self.inner
+            .entity_changes
+            .fetch_add(changed, std::sync::atomic::Ordering::Relaxed);
         self.after_commit(tenant, outbox, seqs, streams);
         Ok(())
     }

@@ -117,6 +117,8 @@ struct Inner {
     http: reqwest::Client,
     /// Tenants seen to exist; tenants are never dropped, so this only grows.
     known_tenants: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Entities created, changed or deleted since start, all tenants.
+    entity_changes: std::sync::atomic::AtomicU64,
 }
 
 /// The hub. Cheap to clone; all clones share state.
@@ -147,12 +149,20 @@ impl Hub {
                 deliver_tx: tx,
                 http,
                 known_tenants: Default::default(),
+                entity_changes: Default::default(),
             }),
         };
         hub.load_subscriptions().await?;
         delivery::spawn(hub.clone(), rx).await?;
         subscriptions::spawn_periodic(hub.clone());
         Ok(hub)
+    }
+
+    /// How many entity writes (creates, changes, deletes; a write that
+    /// changes nothing is not one) were committed since the hub started, in
+    /// every tenant: the difference over time is the hub's update rate.
+    pub fn entity_changes(&self) -> u64 {
+        self.inner.entity_changes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
