@@ -198,6 +198,12 @@ await check('street: choosing a lot changes the URL and the panels', async () =>
     const t = document.querySelector('[data-testid="kpi-offered"]')?.innerText;
     return t && t !== b && /\d/.test(t);
   }, before, { timeout: 30000 });
+  // That lot's feed starts now, yet its time series shows the past: read from the hub's history.
+  const chosenAt = await page.evaluate(() => Date.now());
+  await page.waitForFunction((t) => {
+    const s = window.cockpit.charts['free-trend']?.getOption().series[0].data || [];
+    return s.length > 0 && s[0][0] < t - 5000;
+  }, chosenAt, { timeout: 30000 }).catch(() => { throw new Error('the lot\'s time series shows no history from the hub'); });
   await page.screenshot({ path: join(results, 'street-mall-west.png') });
   assert(problems.length === 0, problems.join('\n'));
   await ctx.close();

@@ -215,7 +215,10 @@ function schedule() {
 function applyPanel(msg) {
   data[msg.panel] = { data: msg.data, t: msg.t };
   const p = def?.panels.find((x) => x.id === msg.panel);
-  if (p?.type === 'timeseries' && msg.point) {
+  if (p?.type === 'timeseries' && msg.history) {
+    // The window's past from the hub's history: it replaces what we hold.
+    series[msg.panel] = msg.history.slice();
+  } else if (p?.type === 'timeseries' && msg.point) {
     const s = (series[msg.panel] = series[msg.panel] || []);
     s.push(msg.point);
     const win = (p.windowS || 600) * 1000;

@@ -41,6 +41,7 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub mod assets;
+mod history;
 pub mod hub_stats;
 pub mod networks;
 
@@ -97,6 +98,8 @@ struct Feed {
     next_seq: u64,
     tx: broadcast::Sender<FeedEvent>,
     last_used: u64,
+    /// Its time series still want their past from the hub's history.
+    history_pending: bool,
 }
 
 impl Feed {
@@ -425,6 +428,7 @@ impl Cockpits {
             next_seq: 1,
             tx,
             last_used: now_ms(),
+            history_pending: true,
         }));
         feeds.insert(key, f.clone());
         f
@@ -471,8 +475,20 @@ impl Cockpits {
             if failed {
                 continue;
             }
+            let mut past: HashMap<String, Vec<(u64, Option<f64>)>> = HashMap::new();
+            if f.lock().map(|g| g.history_pending).unwrap_or(false) {
+                let now = now_ms();
+                let step = self.settings.tick.as_millis() as u64;
+                for p in def.panels.iter().filter(|p| p.kind == PanelKind::Timeseries) {
+                    past.insert(
+                        p.id.clone(),
+                        history::series(&self.hub, p, &vars, &entities, now, step).await,
+                    );
+                }
+            }
             let now = now_ms();
             let mut g = f.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh_history = std::mem::take(&mut g.history_pending);
             for p in &def.panels {
                 let data = evaluate(p, &vars, &entities);
                 if p.kind == PanelKind::Timeseries {
@@ -482,11 +498,26 @@ impl Cockpits {
                     };
                     let window = p.window_s.unwrap_or(600) as u64 * 1000;
                     let s = g.series.entry(p.id.clone()).or_default();
+                    // The past from the hub goes before what the feed has seen.
+                    let earlier: Vec<(u64, Option<f64>)> = past
+                        .remove(&p.id)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(t, _)| s.front().is_none_or(|(first, _)| t < first))
+                        .collect();
+                    let had_past = !earlier.is_empty();
+                    for pt in earlier.into_iter().rev() {
+                        s.push_front(pt);
+                    }
                     s.push_back((now, v));
                     while s.front().is_some_and(|(t, _)| *t + window < now) {
                         s.pop_front();
                     }
-                    let point = json!({"panel": p.id, "t": now, "point": [now, v], "data": data});
+                    let mut point = json!({"panel": p.id, "t": now, "point": [now, v], "data": data});
+                    if fresh_history && had_past {
+                        // Open pages take the whole window in place of theirs.
+                        point["history"] = json!(s.iter().map(|(t, x)| json!([t, x])).collect::<Vec<_>>());
+                    }
                     g.panels.insert(p.id.clone(), (data, now));
                     g.push("panel", point);
                     continue;

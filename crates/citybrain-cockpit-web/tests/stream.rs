@@ -54,10 +54,14 @@ async fn start(ring: usize) -> Server {
 }
 
 async fn put(hub: &Hub, id: &str, v: i64) {
+    put_typed(hub, "Thing", id, v).await
+}
+
+async fn put_typed(hub: &Hub, t: &str, id: &str, v: i64) {
     let r = hub
         .batch_write(
             "",
-            &[json!({"id": id, "type": "Thing", "v": v})],
+            &[json!({"id": id, "type": t, "v": v})],
             &RequestContext::core(),
             BatchOp::Upsert { replace: false },
         )
@@ -445,4 +449,56 @@ async fn the_hub_describes_itself_by_type_district_and_update_rate() {
     assert_eq!(p["types"]["data"]["values"], json!([4.0]));
     assert_eq!(p["areas"]["data"]["labels"], json!(["north", "city"]));
     assert_eq!(p["areas"]["data"]["values"], json!([3.0, 1.0]));
+}
+
+/// A cockpit that first opens late shows its window's past from the hub's
+/// history (not only what its feed saw since).
+#[tokio::test]
+async fn a_time_series_opened_late_shows_its_past_from_the_hub_history() {
+    let s = start(64).await;
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Two entities: one steady at 10, the other 1, then 2, then 3.
+    put_typed(&s.hub, "Late", "urn:ngsi-ld:Late:steady", 10).await;
+    for v in 1..=3 {
+        put_typed(&s.hub, "Late", "urn:ngsi-ld:Late:rising", v).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // A new cockpit, reading `Late`, appears only now.
+    let def = definition("Late")
+        .replace("\"Thing\"", "\"Late\"")
+        .replace("\"things\"", "\"late\"");
+    std::fs::write(s.dir.path().join("dashboards/late.json"), def).unwrap();
+    let opened = t0 + 1200;
+    let mut series = Vec::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = reqwest::get(format!("{}/api/cockpits/late/snapshot", s.base))
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            continue;
+        }
+        let snap: Value = r.json().await.unwrap();
+        series = snap["panels"]["trend"]["series"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if series.len() > 3 {
+            break;
+        }
+    }
+    let points: Vec<(u64, f64)> = series
+        .iter()
+        .filter_map(|p| Some((p[0].as_u64()?, p[1].as_f64()?)))
+        .collect();
+    let past: Vec<f64> = points.iter().filter(|(t, _)| *t < opened).map(|(_, v)| *v).collect();
+    assert!(past.len() >= 3, "points from before the cockpit opened: {points:?}");
+    // Sums of both entities as they were: 11, then 12, then 13.
+    assert!(past.iter().all(|v| [11.0, 12.0, 13.0].contains(v)), "{past:?}");
+    assert!(past.contains(&11.0) && past.contains(&12.0), "{past:?}");
+    assert!(past.windows(2).all(|w| w[0] <= w[1]), "in time order: {past:?}");
+    assert_eq!(points.last().unwrap().1, 13.0);
 }

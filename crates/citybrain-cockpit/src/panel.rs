@@ -92,7 +92,8 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn matching<'a>(q: &Query, vars: &[(String, String)], entities: &'a [Value]) -> Vec<&'a Value> {
+/// The entities a query selects (by type, id prefix and `where`).
+pub fn matching<'a>(q: &Query, vars: &[(String, String)], entities: &'a [Value]) -> Vec<&'a Value> {
     let prefix = q.id_prefix.as_ref().map(|p| substitute(p, vars));
     entities
         .iter()
