@@ -34,9 +34,14 @@ async function freePort() {
   });
 }
 
+// A fixed clock: the server's time starts at this instant on every run (and a
+// restarted server goes on from where the last one stopped, as a clock would).
+const CLOCK_START = Date.parse('2026-01-05T08:00:00+08:00');
+let clockAt = CLOCK_START;
+
 function startServer(port) {
   const p = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`, '--db', `sqlite:${join(work, 'demo.db')}`,
-    '--live-speedup', '600', '--log', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--live-speedup', '600', '--log', 'warn', '--clock', new Date(clockAt).toISOString()], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 30000);
@@ -70,7 +75,7 @@ const browser = await chromium.launch({
 });
 
 async function openPage(path, viewport = { width: 1920, height: 1080 }) {
-  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, timezoneId: 'Asia/Shanghai', locale: 'zh-CN' });
   const problems = [];
   await ctx.route('**/*', (route) => {
     const host = new URL(route.request().url()).hostname;
@@ -145,6 +150,9 @@ for (const c of cockpits) {
         assert(await page.locator(`[data-testid="alerts-${p.id}"]`).count() === 1, `alerts ${p.id}`);
       }
     }
+    // The page shows the server's fixed clock (Beijing time): the run began at 08:00.
+    const clock = await page.locator('[data-testid="clock"]').innerText();
+    assert(/^0?8:[0-5]\d:\d\d$/.test(clock.trim()), `the cockpit clock shows ${clock}, not the fixed 08:xx`);
     // Labels switch language.
     const zh = await page.locator('[data-testid="title"]').innerText();
     await page.locator('[data-testid="lang-toggle"]').click();
@@ -212,6 +220,7 @@ await check('street: choosing a lot changes the URL and the panels', async () =>
 await check('hospital-district: a server restart is survived; silence shows stale badges', async () => {
   const { ctx, page, problems } = await openPage('/cockpit/hospital-district?staleAfter=4');
   await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.updates >= 10, null, { timeout: 30000 });
+  clockAt = (await (await fetch(`${base}/api/cockpits/hospital-district/snapshot`)).json()).now + 1000;
   server.kill('SIGTERM');
   await new Promise((r) => server.on('exit', r));
   await page.waitForFunction(() => window.cockpit.state === 'reconnecting', null, { timeout: 15000 });

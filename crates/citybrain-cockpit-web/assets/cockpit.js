@@ -10,7 +10,7 @@ const STALE_AFTER_MS = 1000 * (Number(params.get('staleAfter')) || 60);
 const COLS = 24, ROWS = 27, WALL_W = 1904, WALL_H = 1008;
 
 const cockpit = (window.cockpit = {
-  state: 'connecting', seq: 0, updates: 0, rendered: 0, errors: [], panels: {}, charts: {},
+  state: 'connecting', seq: 0, updates: 0, rendered: 0, errors: [], panels: {}, charts: {}, clockOffset: 0,
   lang: params.get('lang') || 'zh', mode: params.get('mode') || (innerWidth < 900 ? 'phone' : 'wall'),
   lastEventAt: 0, gaps: 0, duplicates: 0,
 });
@@ -118,8 +118,14 @@ function renderPanel(p) {
     const v = d?.value;
     body.innerHTML = `<div class="kpi" data-testid="kpi-${p.id}" style="color:${color(p, v)}">${fmt(v)}<span class="unit">${p.unit || ''}</span></div>`;
   } else if (p.type === 'gauge') {
-    chart.setOption({ animation: false, series: [{ type: 'gauge', max: p.max, min: 0, progress: { show: true },
-      detail: { valueAnimation: false, formatter: (x) => fmt(x), fontSize: 28 }, data: [{ value: d?.value ?? 0 }] }] });
+    // A short tile: an arc and the number, without ticks and labels that would crowd it.
+    const small = (p.gridPos?.h || 8) < 6 && !document.body.classList.contains('phone');
+    chart.setOption({ animation: false, series: [{ type: 'gauge', max: p.max, min: 0, progress: { show: true, width: small ? 8 : 10 },
+      radius: small ? '95%' : '75%', center: ['50%', small ? '62%' : '55%'],
+      axisLine: { lineStyle: { width: small ? 8 : 10 } }, pointer: { show: !small },
+      axisTick: { show: !small }, splitLine: { show: !small }, axisLabel: { show: !small },
+      detail: { valueAnimation: false, formatter: (x) => fmt(x), fontSize: small ? 22 : 28, offsetCenter: [0, small ? '10%' : '40%'] },
+      data: [{ value: d?.value ?? 0 }] }] });
   } else if (p.type === 'timeseries') {
     const pts = series[p.id] || [];
     chart.setOption({ animation: false, grid: { left: 50, right: 16, top: 16, bottom: 28 },
@@ -234,6 +240,7 @@ async function loadSnapshot() {
   const r = await fetch(`/api/cockpits/${uid}/snapshot?${varQuery()}`);
   if (!r.ok) throw new Error(`snapshot ${r.status}`);
   const s = await r.json();
+  cockpit.clockOffset = (s.now || Date.now()) - Date.now();
   for (const [id, v] of Object.entries(s.panels)) {
     data[id] = { data: v.data, t: v.t };
     if (v.series) series[id] = v.series;
@@ -305,7 +312,8 @@ async function restart() {
 // Data age per panel, the stale badges and the stream's staleness, every second.
 setInterval(() => {
   const now = Date.now();
-  document.getElementById('clock').textContent = new Date().toLocaleTimeString(cockpit.lang === 'zh' ? 'zh-CN' : 'en-GB');
+  // The server's clock (it may be fixed for a demo or a test), not this machine's.
+  document.getElementById('clock').textContent = new Date(now + cockpit.clockOffset).toLocaleTimeString(cockpit.lang === 'zh' ? 'zh-CN' : 'en-GB');
   for (const p of def?.panels || []) {
     const el = document.querySelector(`[data-testid="panel-${p.id}"]`);
     const at = cockpit.panels[p.id]?.updatedAt;

@@ -165,9 +165,7 @@ pub const ALERT_REARM: Duration = Duration::from_secs(300);
 const SHIPPED_RULES: &str = include_str!("../../../alerts/rules.json");
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    citybrain_hub::clock::now_ms()
 }
 
 fn feed_key(uid: &str, vars: &[(String, String)]) -> String {

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod contexts;
 mod delivery;
 mod entities;
@@ -217,7 +218,5 @@ impl Hub {
 }
 
 pub(crate) fn now() -> Timestamp {
-    // Millisecond precision, the precision of every output.
-    use chrono::SubsecRound;
-    chrono::Utc::now().trunc_subsecs(3)
+    clock::now()
 }

@@ -225,7 +225,7 @@ fn a_fed_controller_acts_on_the_fed_detectors() {
         }
         cross_green
     };
-    let feed = Arc::new(RwLock::new((hub_says.clone(), hub_says)));
+    let feed = Arc::new(RwLock::new(hub_says));
     assert!(
         run(Box::new(Fed::new(Box::new(Adaptive::new(net, tls, 6.0)), feed))),
         "the hub's queue gets its green"

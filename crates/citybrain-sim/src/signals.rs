@@ -600,13 +600,18 @@ impl SignalController for Adaptive {
     }
 }
 
-/// Detector readings from outside the engine — a hub fed by real or twin
-/// sensors — by lane index: (vehicles standing, vehicles in the detection zone).
-pub type SharedDetectors = std::sync::Arc<std::sync::RwLock<(Vec<u32>, Vec<u32>)>>;
+/// Queue lengths from outside the engine — a hub fed by real or twin
+/// sensors — by lane index: vehicles standing.
+pub type SharedDetectors = std::sync::Arc<std::sync::RwLock<Vec<u32>>>;
 
-/// Runs a controller on detector readings from outside the engine instead
-/// of the engine's own: the same control loop then works on real sensors.
-/// Emergency calls and the clock still come from the engine.
+/// Runs a controller on queue lengths from outside the engine instead of
+/// the engine's own: the same control loop then works on real sensors. As
+/// in real adaptive systems, the central view (queues, which decide which
+/// phase has the most pressure) comes from outside, while the cabinet's own
+/// stop-line loops (vehicles in the detection zone, which end a green that
+/// no longer carries traffic), emergency calls and the clock stay local:
+/// a gap-out on readings a publication period old would hold greens for
+/// nobody and cut greens under moving traffic.
 pub struct Fed {
     base: Box<dyn SignalController>,
     feed: SharedDetectors,
@@ -623,8 +628,8 @@ impl SignalController for Fed {
         let guard = self.feed.read().unwrap_or_else(|e| e.into_inner());
         let fed = SignalInput {
             time: input.time,
-            queue_by_lane: &guard.0,
-            near_stop_line: &guard.1,
+            queue_by_lane: &guard,
+            near_stop_line: input.near_stop_line,
             priority: input.priority,
         };
         self.base.states(&fed, out);

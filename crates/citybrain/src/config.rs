@@ -79,6 +79,19 @@ pub struct ServeArgs {
     /// How many times faster than real time the live scenarios run.
     #[arg(long, env = "CITYBRAIN_LIVE_SPEEDUP", default_value_t = 60.0)]
     pub live_speedup: f64,
+    /// Start the server's clock at this instant (RFC 3339, e.g.
+    /// 2026-01-05T08:00:00+08:00) instead of now; it runs on at real speed.
+    /// Every timestamp the hub, the live scenarios and the cockpits write
+    /// comes from it, so a demo or a browser test shows the same dates on
+    /// every run.
+    #[arg(long, env = "CITYBRAIN_CLOCK", value_parser = parse_instant)]
+    pub clock: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("'{s}' is not an RFC 3339 instant like 2026-01-05T08:00:00+08:00: {e}"))
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,10 @@
 //! Live mode: a scenario runs on the twin at a speed-up of real time and
 //! its sensors publish to the hub, as real ones would; the City Brain
-//! controller reads its detector data back from the hub (not from the
-//! twin's internals), so the same loop could run on real sensors.
+//! controller reads the queue lengths back from the hub (not from the
+//! twin's internals), so the same loop could run on real sensors; each
+//! signal cabinet's gap-out stays on its own stop-line loops (see
+//! `citybrain_sim::signals::Fed`). The twin waits for each read-back before
+//! its next publication, so the controllers act on data at most one period old.
 //!
 //! Published (default tenant), every `PUBLISH_EVERY` simulated seconds:
 //! - `TrafficFlowObserved` per signal approach lane
@@ -9,7 +12,7 @@
 //!   (vehicles on the lane), `queueLength` (vehicles standing; an extension
 //!   attribute), `vehiclesNearStopLine` (in the 40 m detection zone;
 //!   extension), `congested`, `laneId`, `refRoadSegment`, `dateObserved`
-//!   (wall clock), `simulatedTime` (s since the scenario started);
+//!   (the server's clock), `simulatedTime` (s since the scenario started);
 //!   `averageVehicleSpeed` (km/h of the vehicles on the lane; the lane's
 //!   limit when it is empty, i.e. free flow);
 //! - `TrafficSignal` per intersection (`urn:ngsi-ld:TrafficSignal:signal-corridor:<id>`):
@@ -114,8 +117,13 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
         .map(|(i, l)| (l.id.clone(), LaneId(i as u32)))
         .collect();
     let n_lanes = corridor.net.lanes.len();
-    let feed: SharedDetectors = Arc::new(RwLock::new((vec![0; n_lanes], vec![0; n_lanes])));
-    let (tx, mut rx) = mpsc::channel::<Snapshot>(4);
+    let feed: SharedDetectors = Arc::new(RwLock::new(vec![0; n_lanes]));
+    let (tx, mut rx) = mpsc::channel::<Snapshot>(1);
+    // The publisher says when the hub's readings are back in the feed; the
+    // twin waits for that before the next publication, so the controllers
+    // never act on data older than one publication period, however busy
+    // the machine (a queue of snapshots would let the twin run ahead).
+    let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<()>(1);
     // The twin: its own OS thread (the engine is synchronous).
     {
         let corridor = corridor.clone();
@@ -123,21 +131,23 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
         let opts = opts.clone();
         std::thread::Builder::new()
             .name("twin-live".into())
-            .spawn(move || run_twin(&corridor, &opts, feed, tx))?;
+            .spawn(move || run_twin(&corridor, &opts, feed, tx, read_rx))?;
     }
     // Publisher and reader: every snapshot goes to the hub, then the
     // detector data are read back from the hub into the controllers' feed.
     tokio::spawn(async move {
         let mut last: HashMap<String, Value> = HashMap::new();
         while let Some(snap) = rx.recv().await {
-            let (vehicles, sensors): (Vec<Value>, Vec<Value>) = entities(&snap, opts.policy, Utc::now())
-                .into_iter()
-                .partition(|e| e["type"] == "Vehicle");
+            let (vehicles, sensors): (Vec<Value>, Vec<Value>) =
+                entities(&snap, opts.policy, citybrain_hub::clock::now())
+                    .into_iter()
+                    .partition(|e| e["type"] == "Vehicle");
             publish_changed(&hub, &mut last, sensors, false, "live twin").await;
             publish_changed(&hub, &mut last, vehicles, true, "live twin").await;
             if let Err(e) = read_back(&hub, &lane_index, &feed).await {
                 tracing::warn!(error = %e, "live twin: reading detectors from the hub failed");
             }
+            let _ = read_tx.try_send(());
         }
     });
     Ok(())
@@ -180,7 +190,14 @@ pub(crate) async fn publish_changed(
     }
 }
 
-fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: mpsc::Sender<Snapshot>) {
+fn run_twin(
+    corridor: &Corridor,
+    opts: &LiveOptions,
+    feed: SharedDetectors,
+    tx: mpsc::Sender<Snapshot>,
+    read_back: std::sync::mpsc::Receiver<()>,
+) {
+    let mut awaiting_read = false;
     let approach_lanes: Vec<LaneId> = corridor
         .approaches()
         .iter()
@@ -261,6 +278,9 @@ fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: 
                         (t.id.clone(), state)
                     })
                     .collect();
+                if awaiting_read && read_back.recv().is_err() {
+                    return; // the server is shutting down
+                }
                 if tx
                     .blocking_send(Snapshot {
                         time: sim.time(),
@@ -270,8 +290,9 @@ fn run_twin(corridor: &Corridor, opts: &LiveOptions, feed: SharedDetectors, tx: 
                     })
                     .is_err()
                 {
-                    return; // the server is shutting down
+                    return;
                 }
+                awaiting_read = true;
             }
             // Pace: simulated time runs `speedup` times faster than real time.
             let due = Duration::from_secs_f64((sim.time() - t0) / opts.speedup.max(1e-3));
@@ -345,29 +366,26 @@ fn entities(s: &Snapshot, policy: Policy, now: DateTime<Utc>) -> Vec<Value> {
     out
 }
 
-/// Reads every corridor `TrafficFlowObserved` back from the hub into the
-/// controllers' detector feed.
+/// Reads every corridor approach's `queueLength` back from the hub into the
+/// controllers' feed (their central view; see `Fed`).
 async fn read_back(hub: &Hub, lane_index: &HashMap<String, LaneId>, feed: &SharedDetectors) -> Result<()> {
     let mut queue = vec![0u32; lane_index.len()];
-    let mut near = vec![0u32; lane_index.len()];
     let flows = hub
         .entities_of_type("", &format!("{DEFAULT_CONTEXT}TrafficFlowObserved"), usize::MAX)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let attr = format!("{DEFAULT_CONTEXT}queueLength");
     for e in flows {
         let Some(lane) = e.id.strip_prefix(PREFIX).and_then(|l| lane_index.get(l)) else {
             continue;
         };
-        let value = |name: &str| {
-            e.attrs
-                .get(&format!("{DEFAULT_CONTEXT}{name}"))
-                .and_then(|instances| instances.first())
-                .and_then(|a| main_value(a).and_then(Value::as_u64))
-                .unwrap_or(0) as u32
-        };
-        queue[lane.idx()] = value("queueLength");
-        near[lane.idx()] = value("vehiclesNearStopLine");
+        queue[lane.idx()] = e
+            .attrs
+            .get(&attr)
+            .and_then(|instances| instances.first())
+            .and_then(|a| main_value(a).and_then(Value::as_u64))
+            .unwrap_or(0) as u32;
     }
-    *feed.write().unwrap_or_else(|e| e.into_inner()) = (queue, near);
+    *feed.write().unwrap_or_else(|e| e.into_inner()) = queue;
     Ok(())
 }

@@ -84,7 +84,7 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
             crate::live::publish_changed(
                 &hub,
                 &mut last,
-                entities(&net, &snap, Utc::now()),
+                entities(&net, &snap, citybrain_hub::clock::now()),
                 false,
                 "live hospital district",
             )

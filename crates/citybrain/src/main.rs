@@ -159,6 +159,9 @@ pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
 
 async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     config::init_tracing(&args);
+    if let Some(start) = args.clock {
+        citybrain_hub::clock::fix(start);
+    }
     if demo && args.db.is_none() {
         args.db = Some("sqlite:./citybrain-demo.db".into());
     }

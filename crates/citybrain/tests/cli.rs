@@ -590,3 +590,88 @@ fn scenario_sumo_runs_any_network_under_every_policy() {
     let out = Command::new(BIN).args(["scenario", "run", "sumo"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs -n NET"));
 }
+
+#[tokio::test]
+async fn a_fixed_clock_stamps_the_hub_the_live_scenarios_and_the_cockpits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let p = spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db,
+            "--live",
+            "signal-corridor",
+            "--live-speedup",
+            "600",
+        ],
+        &[("CITYBRAIN_CLOCK", "2026-01-05T08:00:00+08:00")],
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/ngsi-ld/v1/entities", p.base))
+        .header("content-type", "application/json")
+        .body(r#"{"id": "urn:ngsi-ld:Thing:1", "type": "Thing", "n": {"type": "Property", "value": 1}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let e: Value = http
+        .get(format!(
+            "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Thing:1?options=sysAttrs",
+            p.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = e["createdAt"].as_str().unwrap();
+    assert!(created.starts_with("2026-01-05T00:0"), "{created}");
+    // The live corridor's observations and a cockpit's clock too.
+    let mut observed = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s: Value = http
+            .get(format!(
+                "{}/ngsi-ld/v1/entities?type=TrafficSignal&limit=1&options=keyValues",
+                p.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(d) = s[0]["dateObserved"].as_str() {
+            observed = d.to_string();
+            break;
+        }
+    }
+    assert!(observed.starts_with("2026-01-05T00:0"), "{observed:?}");
+    let snap: Value = http
+        .get(format!("{}/api/cockpits/traffic-signals/snapshot", p.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fixed_ms = 1_767_571_200_000u64; // 2026-01-05T00:00:00Z
+    let now = snap["now"].as_u64().unwrap();
+    assert!((fixed_ms..fixed_ms + 600_000).contains(&now), "{now}");
+}
+
+#[test]
+fn a_clock_that_is_not_an_instant_is_refused_with_an_example() {
+    let out = Command::new(BIN)
+        .args(["serve", "--clock", "tomorrow morning"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'tomorrow morning' is not an RFC 3339 instant"), "{err}");
+}
