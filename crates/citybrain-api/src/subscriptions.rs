@@ -85,10 +85,14 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let sub = s.hub.stream(&n.tenant, &id, last).await?;
-    Ok(sse(sub).into_response())
+    Ok(sse(sub, s.hub.streams_closed()).into_response())
 }
 
-fn sse(sub: citybrain_hub::StreamSubscription) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// The stream ends when `closed` resolves (the server shuts down).
+fn sse(
+    sub: citybrain_hub::StreamSubscription,
+    closed: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut first = Vec::new();
     if sub.gap {
         first.push(Event::default().event("resync").data("{}"));
@@ -113,7 +117,10 @@ fn sse(sub: citybrain_hub::StreamSubscription) -> Sse<impl Stream<Item = Result<
             Err(_) => Some(Event::default().event("resync").data("{}")),
         }
     });
-    let events = stream::iter(first).chain(live).map(Ok::<_, Infallible>);
+    let events = stream::iter(first)
+        .chain(live)
+        .take_until(closed)
+        .map(Ok::<_, Infallible>);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
 }
 

@@ -129,7 +129,7 @@ function renderPanel(p) {
   } else if (p.type === 'timeseries') {
     const pts = series[p.id] || [];
     chart.setOption({ animation: false, grid: { left: 50, right: 16, top: 16, bottom: 28 },
-      xAxis: { type: 'time' }, yAxis: { type: 'value', min: 0 },
+      xAxis: { type: 'time', axisLabel: { hideOverlap: true } }, yAxis: { type: 'value', min: 0 },
       series: [{ type: 'line', showSymbol: false, data: pts, areaStyle: { opacity: 0.15 } }] });
   } else if (p.type === 'bar') {
     const labels = d?.labels || [], values = d?.values || [];

@@ -120,6 +120,8 @@ struct Inner {
     known_tenants: std::sync::RwLock<std::collections::HashSet<String>>,
     /// Entities created, changed or deleted since start, all tenants.
     entity_changes: std::sync::atomic::AtomicU64,
+    /// Set when the server shuts down: open notification streams end.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The hub. Cheap to clone; all clones share state.
@@ -151,6 +153,7 @@ impl Hub {
                 http,
                 known_tenants: Default::default(),
                 entity_changes: Default::default(),
+                closing: tokio::sync::watch::channel(false).0,
             }),
         };
         hub.load_subscriptions().await?;
@@ -164,6 +167,21 @@ impl Hub {
     /// every tenant: the difference over time is the hub's update rate.
     pub fn entity_changes(&self) -> u64 {
         self.inner.entity_changes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ends every open notification stream (call when the server begins to
+    /// shut down: a graceful shutdown waits for every response, and a
+    /// stream never ends by itself). Deliveries to endpoints go on.
+    pub fn close_streams(&self) {
+        let _ = self.inner.closing.send(true);
+    }
+
+    /// Resolves once `close_streams` was called.
+    pub fn streams_closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

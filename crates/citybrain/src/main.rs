@@ -283,6 +283,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         metrics,
     };
     let cockpits_closing = cockpits.clone();
+    let hub_closing = state.hub.clone();
     let app = citybrain_api::app_with(state, citybrain_cockpit_web::router(cockpits));
     axum::serve(
         listener,
@@ -293,6 +294,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         // Open streams never end by themselves: end them so the shutdown
         // completes once requests in flight are done.
         cockpits_closing.close_streams();
+        hub_closing.close_streams();
     })
     .await
     .context("server failed")?;

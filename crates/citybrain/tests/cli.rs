@@ -675,3 +675,49 @@ fn a_clock_that_is_not_an_instant_is_refused_with_an_example() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'tomorrow morning' is not an RFC 3339 instant"), "{err}");
 }
+
+/// An open notification stream (SSE) must not keep a SIGTERM'd server alive.
+#[tokio::test]
+async fn sigterm_ends_open_notification_streams_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let mut p = spawn(&["serve", "--listen", "127.0.0.1:0", "--db", &db], &[]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/ngsi-ld/v1/subscriptions", p.base))
+        .header("content-type", "application/json")
+        .body(
+            r#"{"id": "urn:ngsi-ld:Subscription:s1", "type": "Subscription", "entities": [{"type": "Thing"}],
+                "notification": {"endpoint": {"uri": "http://127.0.0.1:9/none"}}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let mut stream = http
+        .get(format!(
+            "{}/ngsi-ld/v1/subscriptions/urn:ngsi-ld:Subscription:s1/stream",
+            p.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // The stream ends (the body finishes) and the process exits.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(status.expect("exits after SIGTERM").success());
+}
