@@ -196,10 +196,18 @@ await check('command: an officer acknowledges and closes an alert', async () => 
   await ctx.close();
 });
 
-await check('street: choosing a lot changes the URL and the panels', async () => {
+await check('street: district → street → lot narrow each other, stay in the URL and change the panels', async () => {
   const { ctx, page, problems } = await openPage('/cockpit/street');
   await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.panels.offered?.updatedAt > 0, null, { timeout: 30000 });
+  const lotsOn = async () => page.evaluate(() => [...document.querySelectorAll('[data-testid="var-lot"] option')].map((o) => o.value));
+  assert(JSON.stringify(await lotsOn()) === '["zju1"]', `lots on Qingchun Road: ${await lotsOn()}`);
   const before = await page.locator('[data-testid="kpi-offered"]').innerText();
+  // Another street: its lots only, the first chosen, all in the URL.
+  await page.locator('[data-testid="var-street"]').selectOption('zhongshan');
+  await page.waitForFunction(() => location.search.includes('street=zhongshan') && location.search.includes('lot=street_b'), null, { timeout: 5000 });
+  assert(JSON.stringify(await lotsOn()) === '["street_b","mall_west"]', `lots on Zhongshan Road: ${await lotsOn()}`);
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="table-street-lot-table"] tr').length === 3, null, { timeout: 30000 })
+    .catch(() => { throw new Error('the street\'s lot table does not list its two lots'); });
   await page.locator('[data-testid="var-lot"]').selectOption('mall_west');
   await page.waitForFunction(() => location.search.includes('lot=mall_west'), null, { timeout: 5000 });
   await page.waitForFunction((b) => {
@@ -207,12 +215,19 @@ await check('street: choosing a lot changes the URL and the panels', async () =>
     return t && t !== b && /\d/.test(t);
   }, before, { timeout: 30000 });
   // That lot's feed starts now, yet its time series shows the past: read from the hub's history.
-  const chosenAt = await page.evaluate(() => Date.now());
+  const chosenAt = await page.evaluate(() => Date.now() + window.cockpit.clockOffset);
   await page.waitForFunction((t) => {
     const s = window.cockpit.charts['free-trend']?.getOption().series[0].data || [];
     return s.length > 0 && s[0][0] < t - 5000;
   }, chosenAt, { timeout: 30000 }).catch(() => { throw new Error('the lot\'s time series shows no history from the hub'); });
-  await page.screenshot({ path: join(results, 'street-mall-west.png') });
+  // A reload keeps the choice.
+  await page.reload();
+  await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.panels['street-lot-table']?.updatedAt > 0
+    && window.cockpit.panels['free-trend']?.updatedAt > 0, null, { timeout: 30000 });
+  await sleep(1500);
+  const chosen = await page.evaluate(() => ['district', 'street', 'lot'].map((n) => document.querySelector(`[data-testid="var-${n}"]`).value));
+  assert(JSON.stringify(chosen) === '["hospital-district","zhongshan","mall_west"]', `after reload: ${chosen}`);
+  await page.screenshot({ path: join(results, 'street-zhongshan-mall-west.png') });
   assert(problems.length === 0, problems.join('\n'));
   await ctx.close();
 });

@@ -28,10 +28,48 @@ function setState(s) {
 
 function label(t) { return t ? (t[cockpit.lang] || t.en) : ''; }
 
+// The variables' values, as the server resolves them: from the URL, else the
+// default, else (when a parent narrows the options) the first option under it.
+function currentVars() {
+  const cur = {};
+  for (const v of def.variables || []) {
+    const opts = v.options.filter((o) => !v.dependsOn || o.parent === cur[v.dependsOn]);
+    const want = params.get(v.name);
+    cur[v.name] = (opts.find((o) => o.value === want) || opts.find((o) => o.value === v.default) || opts[0] || {}).value;
+  }
+  return cur;
+}
+
 function varQuery() {
-  const q = new URLSearchParams();
-  for (const v of def.variables || []) q.set(v.name, params.get(v.name) || v.default);
-  return q.toString();
+  return new URLSearchParams(currentVars()).toString();
+}
+
+function buildVars() {
+  const vars = document.getElementById('vars');
+  vars.innerHTML = '';
+  const cur = currentVars();
+  for (const v of def.variables || []) {
+    const sel = document.createElement('select');
+    sel.dataset.testid = `var-${v.name}`;
+    for (const o of v.options.filter((o) => !v.dependsOn || o.parent === cur[v.dependsOn])) {
+      const opt = document.createElement('option');
+      opt.value = o.value; opt.textContent = label(o.label);
+      sel.appendChild(opt);
+    }
+    sel.value = cur[v.name];
+    sel.onchange = () => {
+      // A new district resets its street and lot (and so on down).
+      const below = new Set([v.name]);
+      for (const w of def.variables) if (w.dependsOn && below.has(w.dependsOn)) { below.add(w.name); params.delete(w.name); }
+      params.set(v.name, sel.value);
+      for (const [k, x] of Object.entries(currentVars())) params.set(k, x);
+      history.replaceState(null, '', `?${params}`);
+      buildVars();
+      restart();
+    };
+    vars.appendChild(document.createTextNode(label(v.label) + ' '));
+    vars.appendChild(sel);
+  }
 }
 
 function fit() {
@@ -48,21 +86,7 @@ function build() {
   document.title = `${label(def.title)} · citybrain`;
   document.getElementById('title').textContent = label(def.title);
   document.getElementById('lang').textContent = cockpit.lang === 'zh' ? 'EN' : '中文';
-  const vars = document.getElementById('vars');
-  vars.innerHTML = '';
-  for (const v of def.variables || []) {
-    const sel = document.createElement('select');
-    sel.dataset.testid = `var-${v.name}`;
-    for (const o of v.options) {
-      const opt = document.createElement('option');
-      opt.value = o.value; opt.textContent = label(o.label);
-      sel.appendChild(opt);
-    }
-    sel.value = params.get(v.name) || v.default;
-    sel.onchange = () => { params.set(v.name, sel.value); history.replaceState(null, '', `?${params}`); restart(); };
-    vars.appendChild(document.createTextNode(label(v.label) + ' '));
-    vars.appendChild(sel);
-  }
+  buildVars();
   for (const ch of Object.values(cockpit.charts)) ch.dispose();
   cockpit.charts = {};
   const root = document.getElementById('panels');

@@ -653,15 +653,12 @@ fn not_found(uid: &str) -> Response {
 /// The variable values of a request: the definition's variables, from the
 /// query string or their defaults (unknown values refused).
 fn variables(def: &Definition, q: &HashMap<String, String>) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for v in &def.variables {
-        let value = q.get(&v.name).cloned().unwrap_or_else(|| v.default.clone());
-        if !v.options.iter().any(|o| o.value == value) {
-            return Err(format!("variable {}: '{value}' is not one of its options", v.name));
-        }
-        out.push((v.name.clone(), value));
-    }
-    Ok(out)
+    let given: HashMap<String, String> = def
+        .variables
+        .iter()
+        .filter_map(|v| q.get(&v.name).map(|x| (v.name.clone(), x.clone())))
+        .collect();
+    citybrain_cockpit::definition::resolve_variables(def, &given)
 }
 
 async fn index(State(c): State<Arc<Cockpits>>) -> Html<String> {

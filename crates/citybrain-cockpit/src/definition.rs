@@ -64,6 +64,10 @@ pub struct Variable {
     pub label: Text,
     pub default: String,
     pub options: Vec<VariableOption>,
+    /// An earlier variable this one narrows (district → street → lot): only
+    /// the options whose `parent` is that variable's value apply.
+    #[serde(default, rename = "dependsOn", skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +75,53 @@ pub struct Variable {
 pub struct VariableOption {
     pub value: String,
     pub label: Text,
+    /// With `dependsOn`: the parent variable's value this option belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// The variables' values for a view: each from `given` (the URL) or, when
+/// absent, its default — or, when the default does not belong under the
+/// parent's value, the first option that does. A given value that is not
+/// an option, or not under its parent's value, is an error naming both.
+pub fn resolve_variables(
+    d: &Definition,
+    given: &std::collections::HashMap<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for v in &d.variables {
+        let parent = v.depends_on.as_ref().and_then(|p| {
+            out.iter()
+                .find(|(n, _)| n == p)
+                .map(|(n, val)| (n.clone(), val.clone()))
+        });
+        let fits = |o: &VariableOption| {
+            parent
+                .as_ref()
+                .is_none_or(|(_, pv)| o.parent.as_deref() == Some(pv.as_str()))
+        };
+        let value = match given.get(&v.name) {
+            Some(value) => {
+                let Some(o) = v.options.iter().find(|o| &o.value == value) else {
+                    return Err(format!("variable {}: '{value}' is not one of its options", v.name));
+                };
+                if !fits(o) {
+                    let (pn, pv) = parent.clone().unwrap_or_default();
+                    return Err(format!("variable {}: '{value}' is not under {pn} '{pv}'", v.name));
+                }
+                value.clone()
+            }
+            None => match v.options.iter().find(|o| o.value == v.default).filter(|o| fits(o)) {
+                Some(o) => o.value.clone(),
+                None => match v.options.iter().find(|o| fits(o)) {
+                    Some(o) => o.value.clone(),
+                    None => return Err(format!("variable {}: no option under its parent's value", v.name)),
+                },
+            },
+        };
+        out.push((v.name.clone(), value));
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +323,41 @@ pub fn check(d: &Definition) -> Result<(), CheckError> {
         if v.options.is_empty() || !v.options.iter().any(|o| o.value == v.default) {
             return Err(err(format!("{at}.default"), "must be one of the options"));
         }
+        match &v.depends_on {
+            None => {
+                if let Some(j) = v.options.iter().position(|o| o.parent.is_some()) {
+                    return Err(err(
+                        format!("{at}.options[{j}].parent"),
+                        "only options of a variable with dependsOn have a parent",
+                    ));
+                }
+            }
+            Some(p) => {
+                let Some(parent) = d.variables[..i].iter().find(|x| &x.name == p) else {
+                    return Err(err(format!("{at}.dependsOn"), format!("'{p}' is no earlier variable")));
+                };
+                for (j, o) in v.options.iter().enumerate() {
+                    let ok = o
+                        .parent
+                        .as_ref()
+                        .is_some_and(|pv| parent.options.iter().any(|po| &po.value == pv));
+                    if !ok {
+                        return Err(err(
+                            format!("{at}.options[{j}].parent"),
+                            format!("must be one of the values of '{p}'"),
+                        ));
+                    }
+                }
+                for po in &parent.options {
+                    if !v.options.iter().any(|o| o.parent.as_deref() == Some(po.value.as_str())) {
+                        return Err(err(
+                            format!("{at}.options"),
+                            format!("no option under {p} '{}'", po.value),
+                        ));
+                    }
+                }
+            }
+        }
     }
     let mut ids = HashSet::new();
     let mut cells: Vec<(usize, GridPos)> = Vec::new();
@@ -349,13 +435,19 @@ pub fn check(d: &Definition) -> Result<(), CheckError> {
                 if kind == PanelKind::Table && q.columns.is_empty() {
                     return Err(err(format!("{at}.query.columns"), "a table needs columns"));
                 }
+                let mut texts: Vec<(String, &str)> = Vec::new();
                 if let Some(prefix) = &q.id_prefix {
-                    for name in variables_in(prefix) {
+                    texts.push((format!("{at}.query.idPrefix"), prefix));
+                }
+                for (k, v) in &q.where_equal {
+                    if let Some(v) = v.as_str() {
+                        texts.push((format!("{at}.query.where.{k}"), v));
+                    }
+                }
+                for (field, text) in texts {
+                    for name in variables_in(text) {
                         if !var_names.contains(name.as_str()) {
-                            return Err(err(
-                                format!("{at}.query.idPrefix"),
-                                format!("'${{{name}}}' names no variable of this cockpit"),
-                            ));
+                            return Err(err(field, format!("'${{{name}}}' names no variable of this cockpit")));
                         }
                     }
                 }

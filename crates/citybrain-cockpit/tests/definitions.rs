@@ -336,3 +336,73 @@ fn a_query_may_keep_only_entities_with_given_values() {
         PanelData::Value { matched: 1, .. }
     ));
 }
+
+fn cascade() -> serde_json::Value {
+    let t = |s: &str| json!({"en": s, "zh": s});
+    let mut v = minimal();
+    v["variables"] = json!([
+        {"name": "district", "label": t("D"), "default": "d1",
+         "options": [{"value": "d1", "label": t("d1")}, {"value": "d2", "label": t("d2")}]},
+        {"name": "street", "label": t("S"), "default": "s1", "dependsOn": "district",
+         "options": [{"value": "s1", "label": t("s1"), "parent": "d1"}, {"value": "s2", "label": t("s2"), "parent": "d1"},
+                     {"value": "s3", "label": t("s3"), "parent": "d2"}]},
+        {"name": "lot", "label": t("L"), "default": "l1", "dependsOn": "street",
+         "options": [{"value": "l1", "label": t("l1"), "parent": "s1"}, {"value": "l2", "label": t("l2"), "parent": "s2"},
+                     {"value": "l3", "label": t("l3"), "parent": "s3"}, {"value": "l4", "label": t("l4"), "parent": "s3"}]}
+    ]);
+    v["panels"][0]["query"]["idPrefix"] = json!("urn:x:${district}:${street}:${lot}");
+    v
+}
+
+#[test]
+fn variables_narrow_each_other_district_street_lot() {
+    use citybrain_cockpit::definition::resolve_variables;
+    use std::collections::HashMap;
+    let d = parse(&cascade().to_string()).unwrap();
+    let given = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    let values = |r: Vec<(String, String)>| r.into_iter().map(|(_, v)| v).collect::<Vec<_>>();
+    assert_eq!(values(resolve_variables(&d, &given(&[])).unwrap()), ["d1", "s1", "l1"]);
+    // Choosing another district: its first street and that street's first lot.
+    assert_eq!(
+        values(resolve_variables(&d, &given(&[("district", "d2")])).unwrap()),
+        ["d2", "s3", "l3"]
+    );
+    assert_eq!(
+        values(resolve_variables(&d, &given(&[("district", "d2"), ("lot", "l4")])).unwrap()),
+        ["d2", "s3", "l4"]
+    );
+    let e = resolve_variables(&d, &given(&[("street", "s2"), ("lot", "l1")])).unwrap_err();
+    assert_eq!(e, "variable lot: 'l1' is not under street 's2'");
+    let e = resolve_variables(&d, &given(&[("lot", "l9")])).unwrap_err();
+    assert_eq!(e, "variable lot: 'l9' is not one of its options");
+}
+
+#[test]
+fn a_broken_cascade_names_the_field() {
+    let mut v = cascade();
+    v["variables"][2]["dependsOn"] = json!("nothing");
+    assert_eq!(error_of(v), "variables[2].dependsOn: 'nothing' is no earlier variable");
+    let mut v = cascade();
+    v["variables"][1]["options"][2]["parent"] = json!("d9");
+    assert_eq!(
+        error_of(v),
+        "variables[1].options[2].parent: must be one of the values of 'district'"
+    );
+    let mut v = cascade();
+    v["variables"][0]["options"][0]["parent"] = json!("x");
+    assert_eq!(
+        error_of(v),
+        "variables[0].options[0].parent: only options of a variable with dependsOn have a parent"
+    );
+    let mut v = cascade();
+    v["variables"][2]["options"][1]["parent"] = json!("s1");
+    assert_eq!(error_of(v), "variables[2].options: no option under street 's2'");
+    let mut v = cascade();
+    v["panels"][0]["query"]["where"] = json!({"street": "${road}"});
+    assert_eq!(
+        error_of(v),
+        "panels[0].query.where.street: '${road}' names no variable of this cockpit"
+    );
+}

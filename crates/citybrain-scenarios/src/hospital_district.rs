@@ -82,6 +82,8 @@ pub struct RoadSpec {
 pub struct HospitalSpec {
     pub id: String,
     pub name: String,
+    /// The road its gate is on.
+    pub gate_on: String,
     pub visitor_spaces: u32,
     pub staff_spaces: u32,
     pub visitor_cars_per_day: f64,
@@ -91,6 +93,8 @@ pub struct HospitalSpec {
 pub struct SharedLotSpec {
     pub id: String,
     pub name: String,
+    /// The road it is entered from.
+    pub on: String,
     pub spaces: u32,
     /// (time s, spaces offered to hospital visitors), linear in between.
     pub offered: Vec<(f64, f64)>,
@@ -241,6 +245,8 @@ pub struct Lot {
     pub area: usize,
     /// The hospital it belongs to (None: a shared lot).
     pub hospital: Option<usize>,
+    /// The road it is entered from (a hospital's lot: its gate's).
+    pub street: String,
     pub spaces: u32,
     /// (time s, spaces offered to visitors); empty: all, all day.
     offered: Vec<(f64, f64)>,
@@ -362,6 +368,7 @@ impl District {
                 name: h.name.clone(),
                 area: a,
                 hospital: Some(i),
+                street: h.gate_on.clone(),
                 spaces: h.visitor_spaces,
                 offered: Vec::new(),
                 xy: area_xy(a),
@@ -375,6 +382,7 @@ impl District {
                 name: s.name.clone(),
                 area: a,
                 hospital: None,
+                street: s.on.clone(),
                 spaces: s.spaces,
                 offered: s.offered.clone(),
                 xy: area_xy(a),
@@ -462,6 +470,45 @@ impl District {
     }
 
     /// Whether an edge is a lot's own road (its aisle or its way out), not a public road.
+    /// The road a public edge belongs to, by the generator's names: edges
+    /// are `<from>__<to>` (`-` in front for the other direction), junctions
+    /// `<road>_<road>` where two roads cross, `<road>_<w|e|n|s>` at the
+    /// block's edge and `<hospital>_gate`; a gate's stretch and the access
+    /// road `<hospital>_in` belong to the road the gate is on. None for an
+    /// edge of no road (a lot's own roads).
+    pub fn street_of_edge(&self, edge: &str) -> Option<String> {
+        // A hospital's access road (its queuing lane) is off its gate's road.
+        if let Some(h) = self.spec.hospitals.iter().find(|h| edge == format!("{}_in", h.id)) {
+            return Some(h.gate_on.clone());
+        }
+        let (from, to) = edge.trim_start_matches('-').split_once("__")?;
+        let roads: Vec<&str> = self
+            .spec
+            .roads
+            .east_west
+            .iter()
+            .chain(&self.spec.roads.north_south)
+            .map(|r| r.name.as_str())
+            .collect();
+        let road_tokens = |node: &str| -> Vec<String> {
+            if let Some(h) = node.strip_suffix("_gate") {
+                return self
+                    .spec
+                    .hospitals
+                    .iter()
+                    .filter(|x| x.id == h)
+                    .map(|x| x.gate_on.clone())
+                    .collect();
+            }
+            node.split('_')
+                .filter(|t| roads.contains(t))
+                .map(str::to_string)
+                .collect()
+        };
+        let (a, b) = (road_tokens(from), road_tokens(to));
+        a.into_iter().find(|t| b.contains(t))
+    }
+
     pub fn is_lot_road(&self, edge: &str) -> bool {
         self.net
             .edge_id(edge)
@@ -810,6 +857,8 @@ pub struct LotState {
     /// Position in network coordinates, m.
     pub xy: (f64, f64),
     pub hospital: Option<String>,
+    /// The road it is entered from.
+    pub street: String,
 }
 
 impl Run<'_> {
@@ -842,6 +891,7 @@ impl Run<'_> {
                     free: offered.saturating_sub(occupied),
                     xy: l.xy,
                     hospital: l.hospital.map(|h| self.d.hospitals[h].id.clone()),
+                    street: l.street.clone(),
                 }
             })
             .collect()

@@ -148,3 +148,31 @@ fn the_figures_so_far_agree_with_the_outcome() {
         }
     }
 }
+
+#[test]
+fn every_public_road_and_lot_knows_its_street() {
+    let d = District::load().unwrap();
+    assert_eq!(
+        d.street_of_edge("jiefang_zhongshan__jiefang_yanan").as_deref(),
+        Some("jiefang")
+    );
+    assert_eq!(
+        d.street_of_edge("-jiefang_zhongshan__qingchun_zhongshan").as_deref(),
+        Some("zhongshan")
+    );
+    assert_eq!(
+        d.street_of_edge("qingchun_yanan__zju1_gate").as_deref(),
+        Some("qingchun")
+    );
+    assert_eq!(
+        d.street_of_edge("-jianguo_s__jiefang_jianguo").as_deref(),
+        Some("jianguo")
+    );
+    for e in &d.net.edges {
+        if e.function == citybrain_net::EdgeFunction::Normal && !d.is_lot_road(&e.id) {
+            assert!(d.street_of_edge(&e.id).is_some(), "{} is on no street", e.id);
+        }
+    }
+    let streets: Vec<(&str, &str)> = d.lots.iter().map(|l| (l.id.as_str(), l.street.as_str())).collect();
+    assert!(streets.contains(&("zju1", "qingchun")) && streets.contains(&("mall_west", "zhongshan")));
+}

@@ -9,11 +9,12 @@
 //! - `OffStreetParking` per lot (`urn:ngsi-ld:OffStreetParking:hospital-district:<lot>`):
 //!   `name`, `availableSpotNumber`, `totalSpotNumber` (spaces offered to
 //!   hospital visitors now), `occupiedSpotNumber`, `category`
-//!   (`hospital` or `shared`), `location` (WGS84 point), `dateObserved`,
-//!   `simulatedTime`;
+//!   (`hospital` or `shared`), `street` (the road it is entered from),
+//!   `location` (WGS84 point), `dateObserved`, `simulatedTime`;
 //! - `TrafficFlowObserved` per public road (`urn:ngsi-ld:TrafficFlowObserved:hospital-district:<edge>`):
 //!   `intensity` (vehicles on it), `queueLength` (standing), `congested`,
-//!   `refRoadSegment`, `dateObserved`, `simulatedTime`;
+//!   `refRoadSegment`, `street` (the road it is part of), `dateObserved`,
+//!   `simulatedTime`;
 //! - one `TrafficFlowObserved` for the whole block
 //!   (`urn:ngsi-ld:TrafficFlowObserved:hospital-district:hospital-queue`) whose
 //!   `queueLength` is the number of hospital-bound cars queued on public roads;
@@ -55,8 +56,8 @@ pub struct LiveOptions {
 struct Snapshot {
     time: f64,
     lots: Vec<LotState>,
-    /// (edge, vehicles, standing)
-    roads: Vec<(String, u32, u32)>,
+    /// (edge, its street, vehicles, standing)
+    roads: Vec<(String, String, u32, u32)>,
     queue_on_road: u32,
     /// The live policy's figures, and the baseline's beside it.
     live: (String, SoFar),
@@ -99,13 +100,13 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
 }
 
 fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availability>>, tx: mpsc::Sender<Snapshot>) {
-    let public: Vec<(usize, String)> = district
+    let public: Vec<(usize, String, String)> = district
         .net
         .edges
         .iter()
         .enumerate()
         .filter(|(_, e)| e.function == EdgeFunction::Normal && !district.is_lot_road(&e.id))
-        .map(|(i, e)| (i, e.id.clone()))
+        .map(|(i, e)| (i, e.id.clone(), district.street_of_edge(&e.id).unwrap_or_default()))
         .collect();
     let mut seed = opts.seed;
     loop {
@@ -143,9 +144,9 @@ fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availabili
                 }
                 let roads = public
                     .iter()
-                    .map(|(i, id)| {
+                    .map(|(i, id, street)| {
                         let (n, s) = per_edge.get(i).copied().unwrap_or((0, 0));
-                        (id.clone(), n, s)
+                        (id.clone(), street.clone(), n, s)
                     })
                     .collect();
                 let snap = Snapshot {
@@ -198,6 +199,7 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
             "totalSpotNumber": {"type": "Property", "value": lot.offered},
             "occupiedSpotNumber": {"type": "Property", "value": lot.occupied},
             "category": {"type": "Property", "value": [if lot.hospital.is_some() { "hospital" } else { "shared" }]},
+            "street": {"type": "Property", "value": lot.street},
             "dateObserved": {"type": "Property", "value": at},
             "simulatedTime": {"type": "Property", "value": sim, "unitCode": "SEC"},
         });
@@ -206,7 +208,7 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
         }
         out.push(e);
     }
-    for (edge, n, standing) in &s.roads {
+    for (edge, street, n, standing) in &s.roads {
         out.push(json!({
             "id": format!("{FLOW_PREFIX}{edge}"),
             "type": "TrafficFlowObserved",
@@ -216,6 +218,7 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
             "queueLength": {"type": "Property", "value": standing, "unitCode": "E50"},
             "congested": {"type": "Property", "value": *standing >= 10},
             "refRoadSegment": {"type": "Relationship", "object": format!("urn:ngsi-ld:RoadSegment:hospital-district:{edge}")},
+            "street": {"type": "Property", "value": street},
         }));
     }
     out.push(json!({
