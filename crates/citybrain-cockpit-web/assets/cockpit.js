@@ -162,7 +162,8 @@ function renderPanel(p) {
       series: [{ type: 'bar', data: values.slice().reverse(), itemStyle: { color: '#38bdf8' } }] });
   } else if (p.type === 'table') {
     const cols = d?.columns || [], rows = d?.rows || [];
-    body.innerHTML = `<table data-testid="table-${p.id}"><tr>${cols.map((c) => `<th>${c}</th>`).join('')}</tr>${rows
+    const heads = p.query?.columnLabels || [];
+    body.innerHTML = `<table data-testid="table-${p.id}"><tr>${cols.map((c, i) => `<th>${heads[i] ? label(heads[i]) : c}</th>`).join('')}</tr>${rows
       .map((r) => `<tr>${r.map((x) => `<td>${x == null ? '' : typeof x === 'object' ? JSON.stringify(x) : String(x).replace(/</g, '&lt;')}</td>`).join('')}</tr>`)
       .join('')}</table>`;
   } else if (p.type === 'alerts') {

@@ -203,6 +203,9 @@ pub struct Query {
     /// `table`: the columns shown.
     #[serde(default)]
     pub columns: Vec<String>,
+    /// `table`: the columns' headings, one per column (default: the names).
+    #[serde(default)]
+    pub column_labels: Vec<Text>,
     /// Only entities whose attributes have these values (`{"status":
     /// "open"}`; string values may hold `${variable}`).
     #[serde(default, rename = "where")]
@@ -434,6 +437,12 @@ pub fn check(d: &Definition) -> Result<(), CheckError> {
                 }
                 if kind == PanelKind::Table && q.columns.is_empty() {
                     return Err(err(format!("{at}.query.columns"), "a table needs columns"));
+                }
+                if !q.column_labels.is_empty() && q.column_labels.len() != q.columns.len() {
+                    return Err(err(
+                        format!("{at}.query.columnLabels"),
+                        format!("{} labels for {} columns", q.column_labels.len(), q.columns.len()),
+                    ));
                 }
                 let mut texts: Vec<(String, &str)> = Vec::new();
                 if let Some(prefix) = &q.id_prefix {

@@ -406,3 +406,17 @@ fn a_broken_cascade_names_the_field() {
         "panels[0].query.where.street: '${road}' names no variable of this cockpit"
     );
 }
+
+#[test]
+fn a_table_labels_each_column_or_none() {
+    let mut v = minimal();
+    v["panels"][0]["type"] = json!("table");
+    v["panels"][0]["query"] = json!({"type": "OffStreetParking", "columns": ["name", "availableSpotNumber"],
+                                     "columnLabels": [{"en": "Lot", "zh": "停车场"}]});
+    assert_eq!(
+        error_of(v.clone()),
+        "panels[0].query.columnLabels: 1 labels for 2 columns"
+    );
+    v["panels"][0]["query"]["columnLabels"] = json!([{"en": "Lot", "zh": "停车场"}, {"en": "Free", "zh": "空位"}]);
+    assert!(parse(&v.to_string()).is_ok());
+}
