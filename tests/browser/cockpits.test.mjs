@@ -12,7 +12,7 @@
 
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -24,6 +24,9 @@ if (!binary || !results) {
 }
 mkdirSync(results, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), 'citybrain-browser-'));
+// The server reads a copy of the shipped cockpits, so a test may edit one.
+const dashboards = join(work, 'dashboards');
+cpSync(new URL('../../dashboards', import.meta.url).pathname, dashboards, { recursive: true });
 let passed = 0, failed = 0;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -41,7 +44,7 @@ let clockAt = CLOCK_START;
 
 function startServer(port) {
   const p = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`, '--db', `sqlite:${join(work, 'demo.db')}`,
-    '--live-speedup', '600', '--log', 'warn', '--clock', new Date(clockAt).toISOString()], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--live-speedup', '600', '--log', 'warn', '--clock', new Date(clockAt).toISOString(), '--dashboards', dashboards], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 30000);
@@ -228,6 +231,25 @@ await check('street: district → street → lot narrow each other, stay in the 
   const chosen = await page.evaluate(() => ['district', 'street', 'lot'].map((n) => document.querySelector(`[data-testid="var-${n}"]`).value));
   assert(JSON.stringify(chosen) === '["hospital-district","zhongshan","mall_west"]', `after reload: ${chosen}`);
   await page.screenshot({ path: join(results, 'street-zhongshan-mall-west.png') });
+  assert(problems.length === 0, problems.join('\n'));
+  await ctx.close();
+});
+
+await check('command: a definition edited on disk reaches the open page without a reload', async () => {
+  const { ctx, page, problems } = await openPage('/cockpit/command?lang=en');
+  await page.waitForFunction(() => window.cockpit?.state === 'live', null, { timeout: 30000 });
+  await page.evaluate(() => { window.notReloaded = true; });
+  const file = join(dashboards, 'command.json');
+  const original = readFileSync(file, 'utf8');
+  const def = JSON.parse(original);
+  def.title.en = 'Command — edited on disk';
+  writeFileSync(file, JSON.stringify(def));
+  try {
+    await page.waitForFunction(() => document.querySelector('[data-testid="title"]').innerText === 'Command — edited on disk', null, { timeout: 15000 });
+    assert(await page.evaluate(() => window.notReloaded === true), 'the page was reloaded');
+  } finally {
+    writeFileSync(file, original);
+  }
   assert(problems.length === 0, problems.join('\n'));
   await ctx.close();
 });

@@ -300,7 +300,7 @@ impl Cockpits {
 
     /// Ends every open stream (call when the server begins to shut down).
     pub fn close_streams(&self) {
-        let _ = self.closing.send(true);
+        self.closing.send_replace(true);
     }
 
     /// The cockpits now, by uid.
@@ -458,7 +458,10 @@ impl Cockpits {
                     let got = match self.read_type(t).await {
                         Ok(es) => Some(es),
                         Err(e) => {
-                            tracing::warn!(error = %e, entity_type = %t, "cockpit feed: reading the hub failed");
+                            // Reads cut off by the shutdown are no news.
+                            if !self.hub.is_closing() {
+                                tracing::warn!(error = %e, entity_type = %t, "cockpit feed: reading the hub failed");
+                            }
                             None
                         }
                     };

@@ -173,7 +173,12 @@ impl Hub {
     /// shut down: a graceful shutdown waits for every response, and a
     /// stream never ends by itself). Deliveries to endpoints go on.
     pub fn close_streams(&self) {
-        let _ = self.inner.closing.send(true);
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Whether the server is shutting down (`close_streams` was called).
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
     }
 
     /// Resolves once `close_streams` was called.

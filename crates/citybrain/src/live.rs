@@ -144,8 +144,11 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
                     .partition(|e| e["type"] == "Vehicle");
             publish_changed(&hub, &mut last, sensors, false, "live twin").await;
             publish_changed(&hub, &mut last, vehicles, true, "live twin").await;
-            if let Err(e) = read_back(&hub, &lane_index, &feed).await {
-                tracing::warn!(error = %e, "live twin: reading detectors from the hub failed");
+            match read_back(&hub, &lane_index, &feed).await {
+                Err(e) if !hub.is_closing() => {
+                    tracing::warn!(error = %e, "live twin: reading detectors from the hub failed")
+                }
+                _ => {}
             }
             let _ = read_tx.try_send(());
         }
@@ -185,8 +188,9 @@ pub(crate) async fn publish_changed(
         .await
     {
         Ok(r) if !r.errors.is_empty() => tracing::warn!(error = %r.errors[0].error, "{what}: an entity was refused"),
-        Err(e) => tracing::warn!(error = %e, "{what}: publishing failed"),
-        Ok(_) => {}
+        // Writes cut off by the shutdown are no news.
+        Err(e) if !hub.is_closing() => tracing::warn!(error = %e, "{what}: publishing failed"),
+        _ => {}
     }
 }
 

@@ -92,7 +92,10 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
             .await;
             match read_availability(&hub).await {
                 Ok(a) => *told.write().unwrap_or_else(|e| e.into_inner()) = a,
-                Err(e) => tracing::warn!(error = %e, "live hospital district: reading lots from the hub failed"),
+                Err(e) if !hub.is_closing() => {
+                    tracing::warn!(error = %e, "live hospital district: reading lots from the hub failed")
+                }
+                Err(_) => {}
             }
         }
     });
