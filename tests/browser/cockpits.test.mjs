@@ -235,6 +235,23 @@ await check('street: district → street → lot narrow each other, stay in the 
   await ctx.close();
 });
 
+await check('hospital-district: a lot clicked on the map opens the street cockpit on that lot (drill-down)', async () => {
+  const { ctx, page, problems } = await openPage('/cockpit/hospital-district');
+  await page.waitForFunction(() => (window.cockpit.map?.map?.links || []).filter((l) => l.at).length >= 5, null, { timeout: 30000 });
+  const links = await page.evaluate(() => window.cockpit.map.map.links);
+  // A lot with no other within 30 px, so the click is unambiguous.
+  const alone = links.find((l) => l.at && links.every((o) => o === l || !o.at || Math.hypot(o.at[0] - l.at[0], o.at[1] - l.at[1]) > 30));
+  assert(alone, `no lot stands alone on the map: ${JSON.stringify(links)}`);
+  await page.mouse.click(alone.at[0], alone.at[1]);
+  await page.waitForURL((u) => u.pathname === '/cockpit/street', { timeout: 10000 });
+  const want = new URL(alone.link, base).searchParams;
+  await page.waitForFunction(() => window.cockpit?.state === 'live', null, { timeout: 30000 });
+  const chosen = await page.evaluate(() => ['district', 'street', 'lot'].map((n) => document.querySelector(`[data-testid="var-${n}"]`).value));
+  assert(JSON.stringify(chosen) === JSON.stringify(['district', 'street', 'lot'].map((n) => want.get(n))), `${alone.link} -> ${chosen}`);
+  assert(problems.length === 0, problems.join('\n'));
+  await ctx.close();
+});
+
 await check('command: a definition edited on disk reaches the open page without a reload', async () => {
   const { ctx, page, problems } = await openPage('/cockpit/command?lang=en');
   await page.waitForFunction(() => window.cockpit?.state === 'live', null, { timeout: 30000 });

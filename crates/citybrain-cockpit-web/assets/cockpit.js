@@ -184,6 +184,17 @@ function renderPanel(p) {
   }
 }
 
+// Where a map point is drawn, in page pixels (for tests driving a click);
+// null until the chart has its axes.
+function chartPoint(chart, value) {
+  try {
+    const [x, y] = chart.convertToPixel({ seriesIndex: 1 }, [value[0], value[1]]);
+    const r = chart.getDom().getBoundingClientRect();
+    const s = r.width / chart.getDom().offsetWidth || 1;
+    return [r.left + x * s, r.top + y * s];
+  } catch (_) { return null; }
+}
+
 function renderMap(p, chart, d) {
   const net = networks[p.map.network];
   if (!net || net === 'loading') return;
@@ -208,13 +219,16 @@ function renderMap(p, chart, d) {
     return { name: r.id, value: v, coords: r.points.map(xy), lineStyle: { color: c, width: v == null ? 2 : 4 } };
   });
   const points = (d?.points || []).map((q) => ({
-    name: q.name || q.id, value: [q.lon * k, q.lat, q.value],
+    name: q.name || q.id, value: [q.lon * k, q.lat, q.value], link: q.link, cursor: q.link ? 'pointer' : 'default',
     itemStyle: { color: q.value == null ? '#94a3b8' : q.value <= 0 ? '#ef4444' : q.value < 20 ? '#f59e0b' : '#22c55e' },
   }));
   const xs = all.map((q) => q[0] * k), ys = all.map((q) => q[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   cockpit.map = cockpit.map || {};
   cockpit.map[p.id] = { roads: lines.length, colouredRoads: lines.filter((l) => l.value != null).length, points: points.length };
+  // Drill-down: a point with a link opens the next tier's cockpit.
+  chart.off('click');
+  chart.on('click', (e) => { if (e.data?.link) location.href = e.data.link; });
   chart.setOption({
     animation: false, grid: { left: 4, right: 4, top: 4, bottom: 4 },
     xAxis: { type: 'value', show: false, min: x0, max: x1, scale: true },
@@ -225,6 +239,7 @@ function renderMap(p, chart, d) {
       { type: 'scatter', data: points, symbolSize: 18, label: { show: true, formatter: (e) => `${e.value[2] ?? ''}`, color: '#fff' } },
     ],
   }, { notMerge: true });
+  cockpit.map[p.id].links = points.filter((q) => q.link).map((q) => ({ name: q.name, link: q.link, at: chartPoint(chart, q.value) }));
 }
 
 let frame = 0;

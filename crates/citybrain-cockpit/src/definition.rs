@@ -241,6 +241,9 @@ pub struct MapSpec {
     /// Points drawn: entities of this type with a `location`.
     #[serde(default)]
     pub point_type: Option<String>,
+    /// Only points whose id starts with this.
+    #[serde(default)]
+    pub point_id_prefix: Option<String>,
     /// Their colour attribute (e.g. `availableSpotNumber`) and its scale maximum.
     #[serde(default)]
     pub point_attr: Option<String>,
@@ -249,6 +252,12 @@ pub struct MapSpec {
     /// reference (the signal corridor).
     #[serde(default)]
     pub point_position_attr: Option<String>,
+    /// The page a click on a point opens (drill-down), on this server:
+    /// `{id}` is the last part of the entity's id, `{attr}` an attribute's
+    /// value, `${var}` a variable of this cockpit — e.g.
+    /// `/cockpit/street?street={street}&lot={id}`.
+    #[serde(default)]
+    pub point_link: Option<String>,
 }
 
 /// A problem in a definition: where (the field's path) and what.
@@ -416,6 +425,23 @@ pub fn check(d: &Definition) -> Result<(), CheckError> {
                         format!("{at}.map.network"),
                         format!("unknown network '{}' ({})", m.network, NETWORKS.join(", ")),
                     ));
+                }
+                if let Some(link) = &m.point_link {
+                    // Same server only: a path, never another site or a script.
+                    if !link.starts_with('/') || link.starts_with("//") || link.contains('\\') {
+                        return Err(err(
+                            format!("{at}.map.pointLink"),
+                            "a path on this server, starting with '/' (e.g. /cockpit/street?lot={id})",
+                        ));
+                    }
+                    for name in variables_in(link) {
+                        if !var_names.contains(name.as_str()) {
+                            return Err(err(
+                                format!("{at}.map.pointLink"),
+                                format!("'${{{name}}}' names no variable of this cockpit"),
+                            ));
+                        }
+                    }
                 }
             }
             kind => {

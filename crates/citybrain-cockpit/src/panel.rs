@@ -45,6 +45,51 @@ pub struct MapPoint {
     pub lon: f64,
     pub lat: f64,
     pub value: Option<f64>,
+    /// Where a click on it leads (the map's `pointLink`, filled in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Percent-encodes a value for a URL's query or path (RFC 3986 unreserved
+/// characters stay as they are).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A point's link: `{id}` → the id's last part, `{attr}` → the attribute's
+/// value (encoded), `${var}` → the variable's value.
+pub fn point_link(template: &str, e: &Value, vars: &[(String, String)]) -> String {
+    let with_vars = substitute(template, vars);
+    let mut out = String::with_capacity(with_vars.len());
+    let mut rest = with_vars.as_str();
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            rest = "";
+            break;
+        };
+        let name = &after[..j];
+        let value = if name == "id" {
+            let id = e["id"].as_str().unwrap_or_default();
+            id.rsplit(':').next().unwrap_or(id).to_string()
+        } else {
+            text(e.get(name)).unwrap_or_default()
+        };
+        out.push_str(&url_encode(&value));
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -186,7 +231,14 @@ pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> Pan
             roads.sort_by(|a, b| a.0.cmp(&b.0));
             let mut points = Vec::new();
             if let Some(t) = &m.point_type {
-                for e in entities.iter().filter(|e| e["type"].as_str() == Some(t.as_str())) {
+                let prefix = m.point_id_prefix.as_ref().map(|p| substitute(p, vars));
+                let wanted = |e: &&Value| {
+                    e["type"].as_str() == Some(t.as_str())
+                        && prefix
+                            .as_ref()
+                            .is_none_or(|p| e["id"].as_str().is_some_and(|id| id.starts_with(p.as_str())))
+                };
+                for e in entities.iter().filter(wanted) {
                     let c = match &m.point_position_attr {
                         Some(a) => e.get(a).unwrap_or(&Value::Null),
                         None => &e["location"]["coordinates"],
@@ -200,6 +252,7 @@ pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> Pan
                         lon,
                         lat,
                         value: m.point_attr.as_ref().and_then(|a| number(e.get(a))),
+                        link: m.point_link.as_ref().map(|l| point_link(l, e, vars)),
                     });
                 }
             }

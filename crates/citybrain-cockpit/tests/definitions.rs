@@ -149,6 +149,13 @@ fn panels_reduce_the_entities_they_read() {
     assert_eq!(roads, vec![("edge1".to_string(), 3.0)]);
     assert_eq!(points.len(), 2, "only lots with a place are drawn");
     assert_eq!(points[1].value, Some(12.0));
+    // Only points under an id prefix.
+    v["panels"][0]["map"]["pointIdPrefix"] = json!("urn:ngsi-ld:OffStreetParking:d:b");
+    let d = parse(&v.to_string()).unwrap();
+    let PanelData::Map { points, .. } = evaluate(&d.panels[0], &[], &lots()) else {
+        panic!()
+    };
+    assert_eq!(points.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["B"]);
 }
 
 #[test]
@@ -419,4 +426,40 @@ fn a_table_labels_each_column_or_none() {
     );
     v["panels"][0]["query"]["columnLabels"] = json!([{"en": "Lot", "zh": "停车场"}, {"en": "Free", "zh": "空位"}]);
     assert!(parse(&v.to_string()).is_ok());
+}
+
+#[test]
+fn a_map_point_links_to_the_next_tier() {
+    let mut v = minimal();
+    v["variables"] = json!([{"name": "d", "label": {"en": "D", "zh": "D"}, "default": "hd",
+                              "options": [{"value": "hd", "label": {"en": "hd", "zh": "hd"}}]}]);
+    v["panels"][0]["type"] = json!("map");
+    v["panels"][0]["map"] = json!({"network": "hospital-district", "pointType": "OffStreetParking",
+                                    "pointLink": "/cockpit/street?district=${d}&street={street}&lot={id}"});
+    let d = parse(&v.to_string()).unwrap();
+    let lots = vec![
+        json!({"id": "urn:ngsi-ld:OffStreetParking:hd:mall_west", "type": "OffStreetParking",
+                           "street": "zhong shan&x", "location": {"type": "Point", "coordinates": [120.17, 30.26]}}),
+    ];
+    let vars = vec![("d".to_string(), "hd".to_string())];
+    let PanelData::Map { points, .. } = evaluate(&d.panels[0], &vars, &lots) else {
+        panic!()
+    };
+    assert_eq!(
+        points[0].link.as_deref(),
+        Some("/cockpit/street?district=hd&street=zhong%20shan%26x&lot=mall_west"),
+        "values are encoded"
+    );
+    for bad in [
+        "https://elsewhere.example/x",
+        "//elsewhere.example/x",
+        "javascript:alert(1)",
+        "/\\\\evil",
+    ] {
+        v["panels"][0]["map"]["pointLink"] = json!(bad);
+        assert!(
+            error_of(v.clone()).starts_with("panels[0].map.pointLink: a path on this server"),
+            "{bad}"
+        );
+    }
 }
