@@ -49,6 +49,28 @@ fn db_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite:{}", dir.path().join("e2e.db").display())
 }
 
+/// `serve` on a free port with a live scenario at a speed-up.
+fn serve_live(dir: &tempfile::TempDir, live: &str, speedup: &str, envs: &[(&str, &str)]) -> Proc {
+    let db = db_url(dir);
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        &db,
+        "--live",
+        live,
+        "--live-speedup",
+        speedup,
+    ];
+    spawn(&args, envs)
+}
+
+/// GET a URL and parse its JSON body.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,26 +323,12 @@ fn scenario_errors_name_what_was_wrong() {
 #[tokio::test]
 async fn live_mode_publishes_the_corridor_to_the_hub_and_keeps_it_moving() {
     let dir = tempfile::tempdir().unwrap();
-    let db = db_url(&dir);
-    let p = spawn(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--live",
-            "signal-corridor",
-            "--live-speedup",
-            "600",
-        ],
-        &[],
-    );
+    let p = serve_live(&dir, "signal-corridor", "600", &[]);
     let http = reqwest::Client::new();
     let get = |q: &'static str| {
         let url = format!("{}/ngsi-ld/v1/entities?{q}", p.base);
         let http = http.clone();
-        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move { get_json(&http, &url).await }
     };
     // Signals and approach lanes appear, and the twin's clock moves on.
     let mut first_time = None;
@@ -396,26 +404,12 @@ async fn live_mode_publishes_the_corridor_to_the_hub_and_keeps_it_moving() {
 #[tokio::test]
 async fn live_mode_publishes_the_hospital_district_lots_and_roads_to_the_hub() {
     let dir = tempfile::tempdir().unwrap();
-    let db = db_url(&dir);
-    let p = spawn(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--live",
-            "hospital-district",
-            "--live-speedup",
-            "3000",
-        ],
-        &[],
-    );
+    let p = serve_live(&dir, "hospital-district", "3000", &[]);
     let http = reqwest::Client::new();
     let get = |q: &'static str| {
         let url = format!("{}/ngsi-ld/v1/entities?{q}", p.base);
         let http = http.clone();
-        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move { get_json(&http, &url).await }
     };
     // Every lot appears with its availability and place, the day moves on,
     // and cars park.
@@ -594,19 +588,10 @@ fn scenario_sumo_runs_any_network_under_every_policy() {
 #[tokio::test]
 async fn a_fixed_clock_stamps_the_hub_the_live_scenarios_and_the_cockpits() {
     let dir = tempfile::tempdir().unwrap();
-    let db = db_url(&dir);
-    let p = spawn(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db,
-            "--live",
-            "signal-corridor",
-            "--live-speedup",
-            "600",
-        ],
+    let p = serve_live(
+        &dir,
+        "signal-corridor",
+        "600",
         &[("CITYBRAIN_CLOCK", "2026-01-05T08:00:00+08:00")],
     );
     let http = reqwest::Client::new();
@@ -618,48 +603,29 @@ async fn a_fixed_clock_stamps_the_hub_the_live_scenarios_and_the_cockpits() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let e: Value = http
-        .get(format!(
-            "{}/ngsi-ld/v1/entities/urn:ngsi-ld:Thing:1?options=sysAttrs",
-            p.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e = get_json(
+        &http,
+        &format!("{}/ngsi-ld/v1/entities/urn:ngsi-ld:Thing:1?options=sysAttrs", p.base),
+    )
+    .await;
     let created = e["createdAt"].as_str().unwrap();
     assert!(created.starts_with("2026-01-05T00:0"), "{created}");
     // The live corridor's observations and a cockpit's clock too.
     let mut observed = String::new();
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let s: Value = http
-            .get(format!(
-                "{}/ngsi-ld/v1/entities?type=TrafficSignal&limit=1&options=keyValues",
-                p.base
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!(
+            "{}/ngsi-ld/v1/entities?type=TrafficSignal&limit=1&options=keyValues",
+            p.base
+        );
+        let s = get_json(&http, &url).await;
         if let Some(d) = s[0]["dateObserved"].as_str() {
             observed = d.to_string();
             break;
         }
     }
     assert!(observed.starts_with("2026-01-05T00:0"), "{observed:?}");
-    let snap: Value = http
-        .get(format!("{}/api/cockpits/traffic-signals/snapshot", p.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let snap = get_json(&http, &format!("{}/api/cockpits/traffic-signals/snapshot", p.base)).await;
     let fixed_ms = 1_767_571_200_000u64; // 2026-01-05T00:00:00Z
     let now = snap["now"].as_u64().unwrap();
     assert!((fixed_ms..fixed_ms + 600_000).contains(&now), "{now}");
