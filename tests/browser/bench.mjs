@@ -3,7 +3,7 @@
 //
 //   node tests/browser/bench.mjs BINARY
 //
-// Starts `citybrain serve` (no live scenarios) with one bench cockpit (a KPI
+// Starts `citybrain serve` (no live scenarios; LIVE=1 runs them beside) with one bench cockpit (a KPI
 // over `BenchThing.v`), then:
 // 1. first paint: navigation start → the KPI showing its value, 5 page loads;
 // 2. change → screen: an upsert through the NGSI-LD API → the new value on
@@ -32,8 +32,13 @@ writeFileSync(join(work, 'dash', 'bench.json'), JSON.stringify({
 }));
 const port = await new Promise((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => r(p)); }); });
 const base = `http://127.0.0.1:${port}`;
+// LIVE=1: the demo's live scenarios run beside the bench (the corridor and the
+// hospital district at 60x, each with its comparison twin) — the load a real
+// cockpit server carries.
+const LIVE = process.env.LIVE === '1';
 const server = spawn(binary, ['serve', '--listen', `127.0.0.1:${port}`, '--db', `sqlite:${join(work, 'b.db')}`,
-  '--dashboards', join(work, 'dash'), '--log', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  '--dashboards', join(work, 'dash'), '--log', 'warn', '--live', LIVE ? 'signal-corridor,hospital-district' : 'none'],
+  { stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise((resolve) => server.stdout.on('data', (d) => { if (String(d).includes('listening')) resolve(); }));
 
 async function upsert(v) {
@@ -98,7 +103,7 @@ for (const r of reqs) r.destroy();
 server.kill('SIGTERM');
 rmSync(work, { recursive: true, force: true });
 
-console.log(`machine: ${(await import('node:os')).cpus().length} CPUs; one run`);
+console.log(`machine: ${(await import('node:os')).cpus().length} CPUs; one run; live scenarios ${LIVE ? 'running (60x)' : 'off'}`);
 console.log(`first meaningful paint (KPI value on screen), 5 loads: median ${pct(paints, 0.5)} ms, max ${Math.max(...paints)} ms   target < 1000 ms`);
 console.log(`hub change -> screen, ${lat.length} changes: median ${pct(lat, 0.5)} ms, p95 ${pct(lat, 0.95)} ms   target p95 < 1000 ms`);
 console.log(`${VIEWERS} viewers for ${SOAK_S} s at 4 changes/s: events per viewer min ${Math.min(...counts)}, max ${Math.max(...counts)}; server RSS MiB ${mem.map((m) => m.toFixed(0)).join(' ')}`);
