@@ -19,7 +19,8 @@ pub const MAX_ENTITIES: usize = 300;
 /// Most points a rebuilt window holds.
 pub const MAX_POINTS: u64 = 240;
 
-fn rfc3339(ms: u64) -> String {
+/// RFC 3339 UTC, to the millisecond, of a time in ms since the epoch.
+pub(crate) fn rfc3339(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)

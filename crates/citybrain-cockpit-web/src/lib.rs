@@ -240,7 +240,7 @@ impl Cockpits {
         if opened.is_empty() {
             return;
         }
-        let at = chrono_like_rfc3339(now);
+        let at = history::rfc3339(now);
         let items: Vec<Value> = opened.iter().map(|a| a.to_entity(&at)).collect();
         match self
             .hub
@@ -559,30 +559,6 @@ impl Cockpits {
             .collect();
         json!({"uid": def.uid, "seq": g.next_seq - 1, "now": now_ms(), "panels": panels})
     }
-}
-
-/// RFC 3339 UTC (millisecond) of a time in ms since the epoch.
-fn chrono_like_rfc3339(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
 }
 
 /// Every entity of one type (by its default-context expansion), as
