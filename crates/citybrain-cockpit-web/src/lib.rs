@@ -489,7 +489,7 @@ impl Cockpits {
             }
             let now = now_ms();
             let mut g = f.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh_history = std::mem::take(&mut g.history_pending);
+            g.history_pending = false;
             for p in &def.panels {
                 let data = evaluate(p, &vars, &entities);
                 if p.kind == PanelKind::Timeseries {
@@ -515,7 +515,7 @@ impl Cockpits {
                         s.pop_front();
                     }
                     let mut point = json!({"panel": p.id, "t": now, "point": [now, v], "data": data});
-                    if fresh_history && had_past {
+                    if had_past {
                         // Open pages take the whole window in place of theirs.
                         point["history"] = json!(s.iter().map(|(t, x)| json!([t, x])).collect::<Vec<_>>());
                     }
