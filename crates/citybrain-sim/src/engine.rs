@@ -66,6 +66,19 @@ pub struct SimConfig {
     /// queue for a turn forms in the lane that turns. 1: only the next edge
     /// matters (the default, the behaviour the twin's goldens hold).
     pub lane_lookahead_edges: usize,
+    /// Queue discipline: a driver who must change into a lane where traffic
+    /// crawls or stands (a queue for a turn or a lot) joins that queue at
+    /// its tail, instead of driving past it in the free lane and cutting in
+    /// at its head; while it waits for the gap, the queue lets it in.
+    /// (Off: SUMO's behaviour, cars change lanes wherever they find a gap,
+    /// so those arriving in the free lane overtake the queue.)
+    pub join_queues_at_tail: bool,
+    /// Insertion lane by lane (SUMO's `--eager-insert`): a vehicle that
+    /// cannot enter its lane at the network's edge holds up only those
+    /// behind it bound for the same lane, as a queue that reaches beyond the
+    /// network goes on upstream in its own lane. (Off: one blocked vehicle
+    /// holds up its whole edge, SUMO's default.)
+    pub eager_insert: bool,
 }
 
 impl Default for SimConfig {
@@ -83,6 +96,8 @@ impl Default for SimConfig {
             lane_lookahead_edges: 1,
             zipper_merges: false,
             missed_turn_after: 0.0,
+            join_queues_at_tail: false,
+            eager_insert: false,
         }
     }
 }
@@ -143,6 +158,8 @@ struct LaneInfo {
 struct Plan {
     speed: f64,
     change: Option<LaneId>,
+    /// Held at the tail of the queue in the lane it changes into.
+    joining: bool,
 }
 
 /// Queue and occupancy of one edge over one interval.
@@ -288,6 +305,17 @@ pub enum RedirectError {
     NoRoute,
 }
 
+/// Why a vehicle's route could not be changed before its departure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplanError {
+    #[error("no such vehicle in the demand")]
+    NoVehicle,
+    #[error("the vehicle has already departed")]
+    Departed,
+    #[error("the route is empty, not connected, or misses one of the vehicle's stops")]
+    BadRoute,
+}
+
 /// Counts and timings of a run so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Totals {
@@ -397,6 +425,9 @@ const DETECTION_RANGE: f64 = 40.0;
 const EMERGENCY_PASSING_CLEARANCE: f64 = 120.0;
 /// How far ahead of an emergency vehicle drivers make way for it, m.
 const MAKE_WAY_RANGE: f64 = 60.0;
+/// Traffic slower than this (m/s) in the lane a driver needs is a queue to
+/// join at its tail (with `join_queues_at_tail`).
+const QUEUE_CRAWL_MS: f64 = 3.0;
 /// How far ahead of an emergency vehicle signals are told it is coming, m.
 const PRIORITY_HORIZON: f64 = 1000.0;
 
@@ -540,6 +571,11 @@ impl Sim {
 
     pub fn time(&self) -> f64 {
         self.time
+    }
+
+    /// The length of one step, s.
+    pub fn step_length(&self) -> f64 {
+        self.cfg.step_length
     }
 
     /// Collects queue length and occupancy per edge for every interval.
@@ -687,6 +723,55 @@ impl Sim {
         self.pending_edges
             .iter()
             .flat_map(move |e| self.pending[e.idx()].iter().map(|s| *s as usize))
+    }
+
+    /// Gives a vehicle that is not on the road yet another route — a driver
+    /// who picks the way in at the last moment, or one held outside the
+    /// network who tries another way in (it queues there behind those
+    /// already waiting). The route must be connected and pass the edges of
+    /// the vehicle's stops in order.
+    pub fn replan_before_departure(&mut self, vehicle: usize, route: Arc<[EdgeId]>) -> Result<(), ReplanError> {
+        let spec = self.demand.vehicles.get(vehicle).ok_or(ReplanError::NoVehicle)?;
+        let held_at = if vehicle < self.next_spec {
+            let first = spec.route[0];
+            let at = self.pending[first.idx()].iter().position(|s| *s as usize == vehicle);
+            Some((first, at.ok_or(ReplanError::Departed)?))
+        } else {
+            None
+        };
+        let connected = route.windows(2).all(|w| {
+            self.net
+                .edge(w[0])
+                .lanes
+                .iter()
+                .any(|l| self.links[l.idx()].iter().any(|k| k.to_edge == w[1]))
+        });
+        let mut at = 0;
+        let stops_on_route = spec.stops.iter().all(|st| {
+            let Some(p) = self.add.parking_areas.get(st.parking_area) else {
+                return false;
+            };
+            match route[at..].iter().position(|e| *e == p.edge) {
+                Some(i) => {
+                    at += i;
+                    true
+                }
+                None => false,
+            }
+        });
+        if route.is_empty() || !connected || !stops_on_route {
+            return Err(ReplanError::BadRoute);
+        }
+        let first = route[0];
+        self.demand.vehicles[vehicle].route = route;
+        if let Some((old, at)) = held_at {
+            self.pending[old.idx()].remove(at);
+            if self.pending[first.idx()].is_empty() && !self.pending_edges.contains(&first) {
+                self.pending_edges.push(first);
+            }
+            self.pending[first.idx()].push_back(vehicle as u32);
+        }
+        Ok(())
     }
 
     /// Sends a vehicle on the road to another parking area for its next stop
@@ -1353,15 +1438,46 @@ impl Sim {
             Some(d) if d < gap => (d, 0.0),
             _ => (gap, leader_speed),
         };
+        let strategic = self.lane_change(v, lane_id);
+        // Joining a queue: its tail ahead in the lane wished for is a leader too.
+        let tail = strategic
+            .filter(|_| self.cfg.join_queues_at_tail)
+            .and_then(|target| self.queue_tail_ahead(v, t, target));
+        let (gap, leader_speed) = match tail {
+            Some((g, s)) if g < gap => (g, s),
+            _ => (gap, leader_speed),
+        };
         let safe = krauss_safe(gap, leader_speed, t);
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
         let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
-        let change = self
-            .lane_change(v, lane_id)
+        let change = strategic
             .or_else(|| self.make_way(v, t, lane_id))
             .or_else(|| self.overtake(v, t, lane_id, gap, leader_speed, vmax));
-        Plan { speed, change }
+        Plan {
+            speed,
+            change,
+            joining: tail.is_some(),
+        }
+    }
+
+    /// The nearest vehicle ahead of `v` in `target` (same edge), as (gap to
+    /// its back, its speed), when it crawls or stands and goes the same way
+    /// for the next two edges: the tail of the queue that `v` must join
+    /// rather than pass. Zero gap when it is already alongside: `v` stops
+    /// there and waits to be let in. (A queue going elsewhere — a lot's
+    /// queue in a lane shared with through traffic — is no reason to stop.)
+    fn queue_tail_ahead(&self, v: &Veh, t: &VType, target: LaneId) -> Option<(f64, f64)> {
+        let list = &self.lanes[target.idx()];
+        // Lists run front to back: the last one still ahead of `v` is the nearest.
+        let &nearest = list.iter().rev().find(|&&o| self.veh(o).pos > v.pos)?;
+        let o = self.veh(nearest);
+        let way = |x: &Veh| {
+            let from = (x.route_idx as usize + 1).min(x.route.len());
+            x.route[from..(from + 2).min(x.route.len())].to_vec()
+        };
+        (o.speed < QUEUE_CRAWL_MS && way(o) == way(v))
+            .then(|| ((o.pos - self.vtype(o).length - v.pos - t.min_gap).max(0.0), o.speed))
     }
 
     /// Distance to the stop position of the vehicle's next parking area, when
@@ -1570,19 +1686,7 @@ impl Sim {
         if depth <= 1 {
             return None;
         }
-        let reach = |start: LaneId| -> usize {
-            let mut lane = start;
-            for j in 1..=depth {
-                let Some(next) = v.route.get(v.route_idx as usize + j) else {
-                    return depth;
-                };
-                match self.links[lane.idx()].iter().find(|k| k.to_edge == *next) {
-                    Some(k) => lane = k.target,
-                    None => return j - 1,
-                }
-            }
-            depth
-        };
+        let reach = |start: LaneId| self.route_reach(&v.route, v.route_idx as usize, start);
         let here = reach(lane_id);
         if here >= depth {
             return None;
@@ -1599,6 +1703,23 @@ impl Sim {
             .filter(|(r, _)| *r > here)
             .max_by_key(|(r, l)| (*r, std::cmp::Reverse(self.net.lane(*l).index)))
             .map(|(_, l)| l)
+    }
+
+    /// How many of the next `lane_lookahead_edges` edges of a route (after
+    /// `route[idx]`) can be driven from `start` without changing lanes.
+    fn route_reach(&self, route: &[EdgeId], idx: usize, start: LaneId) -> usize {
+        let depth = self.cfg.lane_lookahead_edges;
+        let mut lane = start;
+        for j in 1..=depth {
+            let Some(next) = route.get(idx + j) else {
+                return depth;
+            };
+            match self.links[lane.idx()].iter().find(|k| k.to_edge == *next) {
+                Some(k) => lane = k.target,
+                None => return j - 1,
+            }
+        }
+        depth
     }
 
     /// Drivers who hear an emergency vehicle close behind them in their lane
@@ -1734,6 +1855,7 @@ impl Sim {
     fn apply(&mut self, plans: &[Plan], dt: f64) {
         // Lane changes are wished now and carried out after the moves.
         let mut changes: Vec<(u32, LaneId, LaneId)> = Vec::new();
+        let mut joining: Vec<u32> = Vec::new();
         let mut n = 0;
         for &li in &self.occupied {
             for &vi in &self.lanes[li as usize] {
@@ -1741,6 +1863,9 @@ impl Sim {
                 n += 1;
                 if let Some(to) = p.change {
                     changes.push((vi, LaneId(li), to));
+                    if p.joining {
+                        joining.push(vi);
+                    }
                 }
                 if let Some(v) = self.vehs[vi as usize].as_mut() {
                     v.speed = p.speed;
@@ -1969,7 +2094,7 @@ impl Sim {
                     });
                     (
                         v.pos - self.vtype(v).length,
-                        self.lane_len(from) - v.pos < 50.0 || near_stop,
+                        self.lane_len(from) - v.pos < 50.0 || near_stop || joining.contains(&vi),
                     )
                 };
                 if urgent {
@@ -2449,13 +2574,28 @@ impl Sim {
     fn insert(&mut self) {
         let edges = std::mem::take(&mut self.pending_edges);
         let mut still = Vec::with_capacity(edges.len());
+        let mut blocked: Vec<LaneId> = Vec::new();
         for e in edges {
-            while let Some(&si) = self.pending[e.idx()].front() {
-                if !self.try_insert(si) {
-                    break;
+            blocked.clear();
+            let lanes = self.net.edge(e).lanes.len();
+            let mut k = 0;
+            while let Some(&si) = self.pending[e.idx()].get(k) {
+                match self.try_insert(si, &blocked) {
+                    Ok(()) => {
+                        self.pending[e.idx()].remove(k);
+                        self.totals.waiting_to_insert -= 1;
+                    }
+                    Err(lane) => {
+                        if !self.cfg.eager_insert {
+                            break;
+                        }
+                        blocked.extend(lane);
+                        if blocked.len() >= lanes {
+                            break;
+                        }
+                        k += 1;
+                    }
                 }
-                self.pending[e.idx()].pop_front();
-                self.totals.waiting_to_insert -= 1;
             }
             if !self.pending[e.idx()].is_empty() {
                 still.push(e);
@@ -2464,7 +2604,10 @@ impl Sim {
         self.pending_edges = still;
     }
 
-    fn try_insert(&mut self, si: u32) -> bool {
+    /// Inserts a vehicle, or says which lane it waits for (`blocked`: lanes
+    /// already found full this step, where it may not go before the vehicles
+    /// waiting for them).
+    fn try_insert(&mut self, si: u32, blocked: &[LaneId]) -> Result<(), Option<LaneId>> {
         let spec = &self.demand.vehicles[si as usize];
         let t = &self.demand.vtypes[spec.vtype];
         let edge = spec.route[0];
@@ -2477,7 +2620,7 @@ impl Sim {
             .filter(|l| self.net.lane(*l).allows(&t.vclass))
             .collect();
         if lanes.is_empty() {
-            return false;
+            return Err(None);
         }
         let next = spec.route.get(1).copied();
         let leads_on = |l: &LaneId| next.is_none_or(|n| self.links[l.idx()].iter().any(|k| k.to_edge == n));
@@ -2492,14 +2635,30 @@ impl Sim {
                 .copied()
                 .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b))),
             DepartLane::Best => {
-                let good: Vec<LaneId> = lanes.iter().copied().filter(leads_on).collect();
+                let mut good: Vec<LaneId> = lanes.iter().copied().filter(leads_on).collect();
+                // With a look-ahead, the lanes from which the route goes on furthest.
+                if self.cfg.lane_lookahead_edges > 1 && good.len() > 1 {
+                    let reach: Vec<usize> = good.iter().map(|l| self.route_reach(&spec.route, 0, *l)).collect();
+                    let best = reach.iter().copied().max().unwrap_or(0);
+                    good = good
+                        .into_iter()
+                        .zip(reach)
+                        .filter(|(_, r)| *r == best)
+                        .map(|(l, _)| l)
+                        .collect();
+                }
                 let pool = if good.is_empty() { &lanes } else { &good };
-                pool.iter()
-                    .copied()
-                    .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)))
+                let open: Vec<LaneId> = pool.iter().copied().filter(|l| !blocked.contains(l)).collect();
+                if open.is_empty() {
+                    return Err(None);
+                }
+                open.into_iter().max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)))
             }
         };
-        let Some(lane) = lane else { return false };
+        let Some(lane) = lane else { return Err(None) };
+        if blocked.contains(&lane) {
+            return Err(None);
+        }
         let lane_speed = self.net.lane(lane).speed;
         let vmax = (lane_speed * t.speed_factor).min(t.max_speed);
         let speed = match spec.depart_speed {
@@ -2513,7 +2672,7 @@ impl Sim {
             let l = self.veh(last);
             let gap = l.pos - self.vtype(l).length - pos - t.min_gap;
             if gap < 0.0 || krauss_safe(gap, l.speed, t) < speed {
-                return false;
+                return Err(Some(lane));
             }
         }
         let v = Veh {
@@ -2556,7 +2715,7 @@ impl Sim {
         self.totals.running += 1;
         self.totals.inserted += 1;
         self.interval.inserted += 1;
-        true
+        Ok(())
     }
 
     /// Checks the physical invariants (for tests): ordered lanes, no overlaps,

@@ -681,3 +681,100 @@ fn the_hospital_district_network_and_lots_load_and_fill() {
     assert_eq!(sim.parking.parked, 300, "everyone parks in the end");
     assert_eq!(trips.len(), 300);
 }
+
+/// Mean trip duration of the vehicles whose id starts with `flow`.
+fn mean_duration(trips: &[TripInfo], flow: &str) -> f64 {
+    let d: Vec<f64> = trips
+        .iter()
+        .filter(|t| t.id.starts_with(flow))
+        .map(|t| t.duration)
+        .collect();
+    d.iter().sum::<f64>() / d.len().max(1) as f64
+}
+
+#[test]
+fn with_queue_discipline_merging_cars_join_the_turn_queue_at_its_tail() {
+    // The same turn queue as above. Left alone (SUMO's way), a right-turner
+    // arriving in the straight lane drives past the queue and is let in near
+    // its front, ahead of those queueing; joining at the tail, both flows of
+    // right-turners take as long.
+    let free = SimConfig::default();
+    let disciplined = SimConfig {
+        join_queues_at_tail: true,
+        ..SimConfig::default()
+    };
+    let (s0, t0) = run("turn-lanes.net.xml", "turn-lanes.rou.xml", free);
+    let (s1, t1) = run("turn-lanes.net.xml", "turn-lanes.rou.xml", disciplined);
+    for s in [&s0, &s1] {
+        assert_eq!(s.arrived, s.loaded);
+        assert_eq!(s.teleports, 0, "no deadlock: {s:?}");
+    }
+    let jump = |t: &[TripInfo]| mean_duration(t, "right") - mean_duration(t, "merging");
+    assert!(
+        jump(&t0) > 25.0,
+        "cutting in saves the merging cars time: {:.1} s",
+        jump(&t0)
+    );
+    assert!(jump(&t1).abs() < 10.0, "joined at the tail: {:.1} s", jump(&t1));
+}
+
+#[test]
+fn with_eager_insertion_a_queue_at_the_network_edge_holds_up_only_its_lane() {
+    let wait = |eager: bool| {
+        let cfg = SimConfig {
+            eager_insert: eager,
+            ..SimConfig::default()
+        };
+        let (s, t) = run("turn-lanes.net.xml", "turn-lanes-overload.rou.xml", cfg);
+        assert_eq!(s.arrived, s.loaded);
+        let straight: Vec<f64> = t
+            .iter()
+            .filter(|x| x.id.starts_with("straight"))
+            .map(|x| x.depart_delay)
+            .collect();
+        straight.iter().sum::<f64>() / straight.len() as f64
+    };
+    let (held, free) = (wait(false), wait(true));
+    assert!(held > 60.0, "behind a right-turner that cannot enter: {held:.0} s");
+    assert!(free < 5.0, "their own lane is free: {free:.0} s");
+}
+
+#[test]
+fn a_vehicle_not_yet_on_the_road_can_take_another_way() {
+    let net = Arc::new(read_net(data("turn-lanes.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[data("turn-lanes.rou.xml")]).unwrap();
+    let id = |e: &str| net.edge_id(e).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net));
+    let n = sim.demand().vehicles.len();
+    // The last right-turner (in, right: 393 m), sent straight on (in, straight: 408 m).
+    let last = (0..n)
+        .rev()
+        .find(|v| sim.demand().vehicles[*v].route[1] == id("right"))
+        .unwrap();
+    let straight: Arc<[_]> = vec![id("in"), id("straight")].into();
+    assert_eq!(
+        sim.replan_before_departure(last, vec![id("right"), id("straight")].into()),
+        Err(citybrain_sim::ReplanError::BadRoute),
+        "not connected"
+    );
+    sim.replan_before_departure(last, straight.clone()).unwrap();
+    assert_eq!(
+        sim.replan_before_departure(n, straight.clone()),
+        Err(citybrain_sim::ReplanError::NoVehicle)
+    );
+    sim.step();
+    sim.step();
+    assert_eq!(
+        sim.replan_before_departure(0, straight.clone()),
+        Err(citybrain_sim::ReplanError::Departed),
+        "the first is on the road"
+    );
+    let trips = drive(&mut sim, |_| {});
+    let last_id = &sim.demand().vehicles[last].id;
+    let trip = trips.iter().find(|t| &t.id == last_id).unwrap();
+    assert!(
+        trip.route_length > 400.0,
+        "it drove in and straight on: {} m",
+        trip.route_length
+    );
+}
