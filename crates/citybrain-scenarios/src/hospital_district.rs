@@ -30,6 +30,7 @@ use citybrain_sim::{rng, Additional, Demand, Sim, SimConfig, StopSpec, VType, Ve
 use serde::{Deserialize, Serialize};
 
 use crate::draw::{profile_at, Stream};
+use crate::turn_times::TurnTimes;
 use crate::ScenarioError;
 
 const SPEC: &str = include_str!("../../../scenarios/hospital-district/district.json");
@@ -50,6 +51,12 @@ const LANE_LOOKAHEAD_EDGES: usize = 4;
 /// (beside a standing queue that does not let them in) drives on and is
 /// routed round, s.
 const MISSED_TURN_AFTER_S: f64 = 300.0;
+/// A driver takes another way into the block than the one it would take
+/// anyway only if that saves more than this (s).
+const WAY_IN_MARGIN_S: f64 = 120.0;
+/// A visitor held outside the block (its way in jammed) looks at the other
+/// ways in again this often (s).
+const HELD_THINK_AGAIN_S: f64 = 600.0;
 /// Visitor stays are drawn within these bounds, s (a lognormal's far tails
 /// are not hospital visits).
 const MIN_DWELL_S: f64 = 600.0;
@@ -314,6 +321,8 @@ pub struct District {
     pub lots: Vec<Lot>,
     /// Entries: (edge, road name, end letter, east-west road?).
     entries: Vec<(EdgeId, String, char, bool)>,
+    /// The normal edges each normal edge leads to.
+    next_edges: Vec<Vec<EdgeId>>,
     /// Exits: (edge, road name, end letter).
     exits: Vec<(EdgeId, String, char)>,
 }
@@ -457,7 +466,15 @@ impl District {
                 )));
             }
         }
+        let mut next_edges = vec![Vec::new(); net.edges.len()];
+        for c in &net.connections {
+            let normal = |e: EdgeId| net.edge(e).function == citybrain_net::EdgeFunction::Normal;
+            if normal(c.from) && normal(c.to) && !next_edges[c.from.idx()].contains(&c.to) {
+                next_edges[c.from.idx()].push(c.to);
+            }
+        }
         Ok(District {
+            next_edges,
             net: Arc::new(net),
             add,
             spec,
@@ -587,7 +604,7 @@ impl District {
             choices[((s.uniform() * choices.len() as f64) as usize).min(choices.len() - 1)]
         };
         // Visitors: Poisson arrivals shaped by the profile, lognormal dwell.
-        let sigma = (10_800.0 / d.visitor_dwell_median_s).ln() / normal_quantile(d.visitor_dwell_share_under_3h);
+        let sigma = dwell_sigma(d);
         let profile_area = integral(&d.visitor_profile);
         let peak = d.visitor_profile.iter().map(|p| p.1).fold(0.0, f64::max);
         for (hi, h) in self.spec.hospitals.iter().enumerate() {
@@ -738,6 +755,11 @@ impl District {
             zipper_merges: true,
             // One who cannot get into the queue's lane goes round the block.
             missed_turn_after: MISSED_TURN_AFTER_S,
+            // A car arriving in the free lane joins the lot's queue at its
+            // tail, and a queue reaching beyond the block's edge goes on
+            // upstream in its own lane (others pass it).
+            join_queues_at_tail: true,
+            eager_insert: true,
             ..SimConfig::default()
         };
         let controllers = controllers_for(&self.net, "fixed").map_err(ScenarioError::Data)?;
@@ -770,6 +792,10 @@ impl District {
             through_tt: Vec::new(),
             guided: 0,
             turned_away: 0,
+            next_departure: 0,
+            turn_times: TurnTimes::new(n),
+            way_on: HashMap::new(),
+            other_way_in: 0,
         })
     }
 
@@ -823,6 +849,13 @@ pub struct Run<'d> {
     through_tt: Vec<f64>,
     guided: usize,
     turned_away: usize,
+    /// The next vehicle (by departure) whose way in is still to be chosen.
+    next_departure: usize,
+    /// Live travel times per turn, as a navigation app has them.
+    turn_times: TurnTimes,
+    /// The usual way from a lot's aisle to a road end.
+    way_on: HashMap<(EdgeId, EdgeId), Option<Vec<EdgeId>>>,
+    other_way_in: usize,
 }
 
 /// A run's figures so far (see [`Run::so_far`]).
@@ -1009,6 +1042,14 @@ impl Run<'_> {
             area: Option<usize>,
             speed: f64,
         }
+        let net = &self.d.net;
+        self.turn_times.observe(
+            t,
+            self.sim
+                .vehicles_on_road()
+                .filter(|v| net.edge(v.edge).function == citybrain_net::EdgeFunction::Normal)
+                .map(|v| (v.vehicle, v.edge, v.route.get(v.route_idx + 1).copied())),
+        );
         let mut seen = Vec::new();
         // Cars heading for each hospital lot already on its access road or aisle.
         let mut at_gate = vec![0u32; self.d.hospitals.len()];
@@ -1063,8 +1104,20 @@ impl Run<'_> {
         }
         // Visitors held at the block's edge behind a full lot are queued too.
         let pending: Vec<usize> = self.sim.waiting_to_enter().collect();
+        // How long the car longest held at each road end has waited to enter.
+        let mut held_since: HashMap<EdgeId, f64> = HashMap::new();
+        for &v in &pending {
+            let since = held_since.entry(self.sim.demand().vehicles[v].route[0]).or_insert(t);
+            *since = since.min(self.departs[v]);
+        }
+        // Visitors held outside the block think again every few minutes.
+        let mut held_visitors = Vec::new();
         for v in pending {
             let Kind::Visitor(h) = self.kinds[v] else { continue };
+            let held = t - self.departs[v];
+            if held >= HELD_THINK_AGAIN_S && held % HELD_THINK_AGAIN_S < self.sim.step_length() {
+                held_visitors.push((v, h as usize));
+            }
             let car = &mut self.cars[v];
             if !car.queued && full(self.d.lots[self.d.hospitals[h as usize].lot].area) {
                 car.queued = true;
@@ -1073,6 +1126,7 @@ impl Run<'_> {
                 queue += 1;
             }
         }
+        self.choose_ways_in(t, &held_since, held_visitors);
         if t >= self.next_queue_sample {
             self.queue_now = queue;
             if self.queue_now > self.peak_queue.0 {
@@ -1108,6 +1162,115 @@ impl Run<'_> {
                 self.through_tt.push(trip.duration + trip.depart_delay);
             }
         }
+    }
+
+    /// Drivers choose their way into the block as they set off, as a
+    /// navigation app's live traffic would have them: among the road ends
+    /// on the side they come from, the one with the least time to their lot
+    /// by the live travel times of each turn on the way, plus how long
+    /// traffic has been held outside that road end. A driver keeps the way
+    /// drawn unless another saves over [`WAY_IN_MARGIN_S`]; one held outside
+    /// the block (`held`) thinks again.
+    fn choose_ways_in(&mut self, t: f64, held_since: &HashMap<EdgeId, f64>, held: Vec<(usize, usize)>) {
+        let horizon = t + self.sim.step_length();
+        let mut deciding = held;
+        while self.next_departure < self.departs.len() && self.departs[self.next_departure] < horizon {
+            if let Kind::Visitor(h) = self.kinds[self.next_departure] {
+                deciding.push((self.next_departure, h as usize));
+            }
+            self.next_departure += 1;
+        }
+        for (v, h) in deciding {
+            let (now_in, exit) = {
+                let r = &self.sim.demand().vehicles[v].route;
+                (r[0], r[r.len() - 1])
+            };
+            let Some(side) = self.d.entries.iter().find(|e| e.0 == now_in).map(|e| e.2) else {
+                continue;
+            };
+            let candidates: Vec<EdgeId> = self.d.entries.iter().filter(|e| e.2 == side).map(|e| e.0).collect();
+            let mut cost_now_in = f64::INFINITY;
+            let mut best: Option<(f64, EdgeId, Arc<[EdgeId]>)> = None;
+            for entry in candidates {
+                let Some((cost, route)) = self.way_in(entry, h, exit) else {
+                    continue;
+                };
+                let cost = cost + held_since.get(&entry).map_or(0.0, |since| t - since);
+                if entry == now_in {
+                    cost_now_in = cost;
+                }
+                if best.as_ref().is_none_or(|b| cost < b.0) {
+                    best = Some((cost, entry, route));
+                }
+            }
+            let Some((cost, entry, route)) = best else { continue };
+            if entry == now_in || cost >= cost_now_in - WAY_IN_MARGIN_S {
+                continue;
+            }
+            if self.sim.replan_before_departure(v, route).is_ok() {
+                self.origins[v] = entry;
+                self.other_way_in += 1;
+            }
+        }
+    }
+
+    /// (live time to the lot's gate, route) for a visitor of hospital `h`
+    /// coming in at `entry` and leaving by `exit`: the quickest way to the
+    /// lot by the live turn times, then the usual way on.
+    fn way_in(&mut self, entry: EdgeId, h: usize, exit: EdgeId) -> Option<(f64, Arc<[EdgeId]>)> {
+        let hosp = &self.d.hospitals[h];
+        let (aisle, access) = (hosp.lot_edges[0], hosp.access_edge);
+        let (cost, mut route) = self.live_route(entry, access)?;
+        route.push(aisle);
+        let d = self.d;
+        let on = self
+            .way_on
+            .entry((aisle, exit))
+            .or_insert_with(|| d.route(aisle, exit).ok())
+            .clone()?;
+        route.extend(on.into_iter().skip(1));
+        Some((cost, route.into()))
+    }
+
+    /// The quickest route from `from` to `to` (both included) by the live
+    /// turn times (Dijkstra: the block has a few dozen edges), with its time.
+    fn live_route(&self, from: EdgeId, to: EdgeId) -> Option<(f64, Vec<EdgeId>)> {
+        let net = &self.d.net;
+        let n = net.edges.len();
+        let mut dist = vec![f64::INFINITY; n];
+        let mut prev = vec![usize::MAX; n];
+        let mut heap = std::collections::BinaryHeap::new();
+        dist[from.idx()] = 0.0;
+        heap.push(std::cmp::Reverse(((0.0f64 * 1e3) as u64, from.idx())));
+        while let Some(std::cmp::Reverse((k, e))) = heap.pop() {
+            if e == to.idx() {
+                break;
+            }
+            if (dist[e] * 1e3) as u64 != k {
+                continue;
+            }
+            let ee = EdgeId(e as u32);
+            let free_flow = net.edge_length(ee) / net.edge_speed(ee).max(0.1);
+            for &next in &self.d.next_edges[e] {
+                let nd = dist[e] + self.turn_times.estimate(ee, next, free_flow);
+                if nd < dist[next.idx()] {
+                    dist[next.idx()] = nd;
+                    prev[next.idx()] = e;
+                    heap.push(std::cmp::Reverse(((nd * 1e3) as u64, next.idx())));
+                }
+            }
+        }
+        if !dist[to.idx()].is_finite() {
+            return None;
+        }
+        let mut route = vec![to];
+        let mut cur = to.idx();
+        while prev[cur] != usize::MAX {
+            cur = prev[cur];
+            route.push(EdgeId(cur as u32));
+        }
+        route.reverse();
+        Some((dist[to.idx()], route))
     }
 
     /// Guidance (screens, the door, the app): sends a complying driver to
@@ -1285,6 +1448,7 @@ impl Run<'_> {
             never_parked,
             guided: self.guided,
             turned_away: self.turned_away,
+            other_way_in: self.other_way_in,
             through_trips: self.through_tt.len(),
             end_s: end,
             wait_histogram_15min: histogram,
@@ -1335,6 +1499,9 @@ pub struct Outcome {
     pub never_parked: usize,
     pub guided: usize,
     pub turned_away: usize,
+    /// Visitors who came in by another way than the one they would take on
+    /// empty roads (their live navigation, see `Run::choose_ways_in`).
+    pub other_way_in: usize,
     pub through_trips: usize,
     pub end_s: f64,
     /// Visitors per 15-minute wait bucket.
@@ -1378,6 +1545,12 @@ fn validate(spec: &Spec) -> Result<(), ScenarioError> {
 }
 
 /// A car entering at the start of its route at full speed, in the lane that leads on.
+/// The spread (sigma) of the visitors' lognormal stay: the median and the
+/// share under 3 h fix it.
+fn dwell_sigma(d: &DemandSpec) -> f64 {
+    (10_800.0 / d.visitor_dwell_median_s).ln() / normal_quantile(d.visitor_dwell_share_under_3h)
+}
+
 fn car(id: String, depart: f64, route: Arc<[EdgeId]>, stops: Arc<[StopSpec]>) -> VehicleSpec {
     VehicleSpec {
         id,

@@ -17,6 +17,7 @@ pub mod measure;
 pub mod signal_corridor;
 pub mod stats;
 pub mod sumo_files;
+pub mod turn_times;
 
 /// What can go wrong loading or running a scenario.
 #[derive(Debug, thiserror::Error)]

@@ -176,3 +176,23 @@ fn every_public_road_and_lot_knows_its_street() {
     let streets: Vec<(&str, &str)> = d.lots.iter().map(|l| (l.id.as_str(), l.street.as_str())).collect();
     assert!(streets.contains(&("zju1", "qingchun")) && streets.contains(&("mall_west", "zhongshan")));
 }
+
+/// Drivers take another way into the block when theirs is jammed (live
+/// navigation) — in the baseline's jam, not on the City Brain's free roads.
+#[test]
+fn drivers_take_another_way_in_when_theirs_is_jammed() {
+    let d = District::load().unwrap();
+    let base = d.run(&reduced(Measures::BASELINE, 3), |_| {}).unwrap();
+    let cb = d.run(&reduced(Measures::CITYBRAIN, 3), |_| {}).unwrap();
+    assert!(
+        base.other_way_in > 10,
+        "the jam sends drivers round: {}",
+        base.other_way_in
+    );
+    assert!(
+        cb.other_way_in * 5 < base.other_way_in,
+        "free roads, the usual way: {} against {}",
+        cb.other_way_in,
+        base.other_way_in
+    );
+}
