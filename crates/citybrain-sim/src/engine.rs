@@ -324,6 +324,8 @@ pub struct Totals {
     pub arrived: usize,
     pub running: usize,
     pub waiting_to_insert: usize,
+    /// Trips called off before they entered the network.
+    pub cancelled: usize,
     pub teleports: usize,
     pub vehicle_steps: u64,
 }
@@ -343,6 +345,8 @@ pub struct Sim {
     /// Vehicles due but not yet inserted, per first edge (SUMO keeps order per edge).
     pending: Vec<VecDeque<u32>>,
     pending_edges: Vec<EdgeId>,
+    /// Trips called off before their departure (indices in the demand).
+    cancelled: std::collections::HashSet<usize>,
     controllers: Vec<(TlsId, Box<dyn SignalController>)>,
     signal_states: Vec<Vec<LinkSignal>>,
     /// Junction link requests (yield rows) per junction: (request index, yields-to mask as indices).
@@ -518,6 +522,7 @@ impl Sim {
             free_slots: Vec::new(),
             next_spec: 0,
             pending_edges: Vec::new(),
+            cancelled: std::collections::HashSet::new(),
             controllers,
             yields,
             busy,
@@ -771,6 +776,26 @@ impl Sim {
             }
             self.pending[first.idx()].push_back(vehicle as u32);
         }
+        Ok(())
+    }
+
+    /// Calls off the trip of a vehicle that is not on the road yet — one
+    /// still to depart, or one held at the network's edge (a driver who
+    /// takes a way that avoids the network).
+    pub fn cancel_before_departure(&mut self, vehicle: usize) -> Result<(), ReplanError> {
+        let spec = self.demand.vehicles.get(vehicle).ok_or(ReplanError::NoVehicle)?;
+        if vehicle >= self.next_spec {
+            self.cancelled.insert(vehicle);
+            return Ok(());
+        }
+        let first = spec.route[0];
+        let at = self.pending[first.idx()]
+            .iter()
+            .position(|s| *s as usize == vehicle)
+            .ok_or(ReplanError::Departed)?;
+        self.pending[first.idx()].remove(at);
+        self.totals.waiting_to_insert -= 1;
+        self.totals.cancelled += 1;
         Ok(())
     }
 
@@ -2561,6 +2586,11 @@ impl Sim {
             if spec.depart >= horizon - 1e-9 {
                 break;
             }
+            if self.cancelled.remove(&self.next_spec) {
+                self.totals.cancelled += 1;
+                self.next_spec += 1;
+                continue;
+            }
             let e = spec.route[0];
             if self.pending[e.idx()].is_empty() {
                 self.pending_edges.push(e);
@@ -2764,7 +2794,7 @@ impl Sim {
         }
         let t = &self.totals;
         let not_yet = self.demand.vehicles.len() - self.next_spec;
-        if t.loaded != t.arrived + t.running + t.waiting_to_insert + not_yet {
+        if t.loaded != t.arrived + t.running + t.waiting_to_insert + t.cancelled + not_yet {
             return Err(format!("vehicles not conserved: {t:?}, not yet due {not_yet}"));
         }
         Ok(())

@@ -778,3 +778,39 @@ fn a_vehicle_not_yet_on_the_road_can_take_another_way() {
         trip.route_length
     );
 }
+
+#[test]
+fn a_trip_called_off_before_it_enters_never_drives() {
+    let net = Arc::new(read_net(data("turn-lanes.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[data("turn-lanes-overload.rou.xml")]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net));
+    let n = sim.demand().vehicles.len();
+    // One far in the future, and later one held at the edge behind the queue.
+    sim.cancel_before_departure(n - 1).unwrap();
+    let mut held_called_off = None;
+    let trips = drive(&mut sim, |_| {});
+    assert!(trips.iter().all(|t| t.id != sim.demand().vehicles[n - 1].id));
+    assert_eq!(sim.totals.cancelled, 1);
+    assert_eq!(sim.totals.arrived + 1, sim.totals.loaded);
+    // Held at the edge: the right-turners' queue reaches it.
+    let demand = Demand::read(&net, &[data("turn-lanes-overload.rou.xml")]).unwrap();
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net));
+    while !sim.finished() {
+        sim.step();
+        sim.check_invariants().unwrap();
+        if held_called_off.is_none() {
+            let held = sim.waiting_to_enter().next();
+            if let Some(v) = held {
+                sim.cancel_before_departure(v).unwrap();
+                held_called_off = Some(v);
+            }
+        }
+    }
+    let v = held_called_off.expect("the queue reached the edge");
+    assert_eq!(
+        sim.cancel_before_departure(v),
+        Err(citybrain_sim::ReplanError::Departed)
+    );
+    assert_eq!(sim.totals.cancelled, 1);
+    assert_eq!(sim.totals.arrived + 1, sim.totals.loaded);
+}
