@@ -57,6 +57,9 @@ const WAY_IN_MARGIN_S: f64 = 120.0;
 /// A visitor held outside the block (its way in jammed) looks at the other
 /// ways in again this often (s).
 const HELD_THINK_AGAIN_S: f64 = 600.0;
+/// A through driver goes round the block when crossing it would take this
+/// much longer than at free flow (s): about what the roads round it add.
+const THROUGH_DETOUR_S: f64 = 600.0;
 /// Visitor stays are drawn within these bounds, s (a lognormal's far tails
 /// are not hospital visits).
 const MIN_DWELL_S: f64 = 600.0;
@@ -796,6 +799,7 @@ impl District {
             turn_times: TurnTimes::new(n),
             way_on: HashMap::new(),
             other_way_in: 0,
+            through_round: 0,
         })
     }
 
@@ -856,6 +860,7 @@ pub struct Run<'d> {
     /// The usual way from a lot's aisle to a road end.
     way_on: HashMap<(EdgeId, EdgeId), Option<Vec<EdgeId>>>,
     other_way_in: usize,
+    through_round: usize,
 }
 
 /// A run's figures so far (see [`Run::so_far`]).
@@ -1045,6 +1050,7 @@ impl Run<'_> {
         let net = &self.d.net;
         self.turn_times.observe(
             t,
+            self.sim.step_length(),
             self.sim
                 .vehicles_on_road()
                 .filter(|v| net.edge(v.edge).function == citybrain_net::EdgeFunction::Normal)
@@ -1112,9 +1118,16 @@ impl Run<'_> {
         }
         // Visitors held outside the block think again every few minutes.
         let mut held_visitors = Vec::new();
+        let mut held_through = Vec::new();
         for v in pending {
-            let Kind::Visitor(h) = self.kinds[v] else { continue };
             let held = t - self.departs[v];
+            if matches!(self.kinds[v], Kind::Through)
+                && held >= HELD_THINK_AGAIN_S
+                && held % HELD_THINK_AGAIN_S < self.sim.step_length()
+            {
+                held_through.push(v);
+            }
+            let Kind::Visitor(h) = self.kinds[v] else { continue };
             if held >= HELD_THINK_AGAIN_S && held % HELD_THINK_AGAIN_S < self.sim.step_length() {
                 held_visitors.push((v, h as usize));
             }
@@ -1127,6 +1140,9 @@ impl Run<'_> {
             }
         }
         self.choose_ways_in(t, &held_since, held_visitors);
+        for v in held_through {
+            self.maybe_go_round(t, v, &held_since);
+        }
         if t >= self.next_queue_sample {
             self.queue_now = queue;
             if self.queue_now > self.peak_queue.0 {
@@ -1175,8 +1191,11 @@ impl Run<'_> {
         let horizon = t + self.sim.step_length();
         let mut deciding = held;
         while self.next_departure < self.departs.len() && self.departs[self.next_departure] < horizon {
-            if let Kind::Visitor(h) = self.kinds[self.next_departure] {
-                deciding.push((self.next_departure, h as usize));
+            let v = self.next_departure;
+            match self.kinds[v] {
+                Kind::Visitor(h) => deciding.push((v, h as usize)),
+                Kind::Through => self.maybe_go_round(t, v, held_since),
+                Kind::Staff => {}
             }
             self.next_departure += 1;
         }
@@ -1211,6 +1230,29 @@ impl Run<'_> {
                 self.origins[v] = entry;
                 self.other_way_in += 1;
             }
+        }
+    }
+
+    /// A through driver whose way across the block is jammed goes round it
+    /// instead, as its app would offer: when the live time across (turn
+    /// times on its route, plus how long traffic has been held at its road
+    /// end) is over [`THROUGH_DETOUR_S`] longer than at free flow. The trip
+    /// then counts as its free-flow time plus that detour (plus any time it
+    /// already stood outside), so that going round is never free.
+    fn maybe_go_round(&mut self, t: f64, v: usize, held_since: &HashMap<EdgeId, f64>) {
+        let route = self.sim.demand().vehicles[v].route.clone();
+        let net = &self.d.net;
+        let mut free = 0.0;
+        let mut live = held_since.get(&route[0]).map_or(0.0, |since| t - since);
+        for w in route.windows(2) {
+            let ff = net.edge_length(w[0]) / net.edge_speed(w[0]).max(0.1);
+            free += ff;
+            live += self.turn_times.estimate(w[0], w[1], ff);
+        }
+        if live - free > THROUGH_DETOUR_S && self.sim.cancel_before_departure(v).is_ok() {
+            let stood = (t - self.departs[v]).max(0.0);
+            self.through_tt.push(stood + free + THROUGH_DETOUR_S);
+            self.through_round += 1;
         }
     }
 
@@ -1450,6 +1492,7 @@ impl Run<'_> {
             turned_away: self.turned_away,
             other_way_in: self.other_way_in,
             through_trips: self.through_tt.len(),
+            through_round_block: self.through_round,
             end_s: end,
             wait_histogram_15min: histogram,
             queue_series: self.queue_series.clone(),
@@ -1489,7 +1532,9 @@ pub struct Outcome {
     pub mean_extra_walk_m: f64,
     /// The same over the diverted visitors only, m.
     pub mean_extra_walk_diverted_m: f64,
-    /// Mean travel time of through traffic (insertion delay included), s.
+    /// Mean travel time of through traffic (insertion delay included), s;
+    /// a trip that went round the jammed block counts its free-flow time
+    /// across plus the detour.
     pub through_traffic_mean_travel_time_s: f64,
     /// Hospital visitors admitted into a lot per hour, 07:00-11:00.
     pub gate_throughput_per_h: f64,
@@ -1503,6 +1548,8 @@ pub struct Outcome {
     /// empty roads (their live navigation, see `Run::choose_ways_in`).
     pub other_way_in: usize,
     pub through_trips: usize,
+    /// Through trips that went round the block instead (in `through_trips`).
+    pub through_round_block: usize,
     pub end_s: f64,
     /// Visitors per 15-minute wait bucket.
     pub wait_histogram_15min: Vec<u32>,

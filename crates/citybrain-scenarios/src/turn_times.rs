@@ -41,11 +41,16 @@ impl TurnTimes {
         }
     }
 
-    /// One step's look at the road: each vehicle on a normal edge, with the
-    /// edge its route takes next (None on its last edge: nothing to learn).
-    pub fn observe(&mut self, t: f64, on_road: impl Iterator<Item = (usize, EdgeId, Option<EdgeId>)>) {
+    /// One step's look at the road (`dt` after the last): each vehicle on a
+    /// normal edge, with the edge its route takes next (None on its last
+    /// edge: nothing to learn). A vehicle that was off the road meanwhile
+    /// (parked) starts its time on the edge afresh: a stay is no travel time.
+    pub fn observe(&mut self, t: f64, dt: f64, on_road: impl Iterator<Item = (usize, EdgeId, Option<EdgeId>)>) {
         for (vehicle, edge, next) in on_road {
             let Some(slot) = self.at.get_mut(vehicle) else { continue };
+            if slot.is_some_and(|s| t - s.last_seen > dt * 1.5) {
+                *slot = None;
+            }
             match slot {
                 Some(s) if s.edge == edge => s.last_seen = t,
                 _ => {
@@ -93,15 +98,33 @@ mod tests {
         let mut tt = TurnTimes::new(3);
         assert_eq!(tt.estimate(a, b, 20.0), 20.0, "free flow before anything is known");
         // Vehicle 0 drives a in 50 s, then b.
-        tt.observe(0.0, [(0, a, Some(b))].into_iter());
-        tt.observe(50.0, [(0, b, Some(c))].into_iter());
+        for t in 0..50 {
+            tt.observe(f64::from(t), 1.0, [(0, a, Some(b))].into_iter());
+        }
+        tt.observe(50.0, 1.0, [(0, b, Some(c))].into_iter());
         assert_eq!(tt.estimate(a, b, 20.0), 50.0);
         // Vehicle 1 stands on a for 400 s and has not left it.
-        tt.observe(100.0, [(1, a, Some(b))].into_iter());
-        tt.observe(500.0, [(1, a, Some(b))].into_iter());
-        assert_eq!(tt.estimate(a, b, 20.0), 400.0, "the one stuck now shows the jam");
+        for t in 100..=500 {
+            tt.observe(f64::from(t), 1.0, [(1, a, Some(b))].into_iter());
+        }
+        // (taken anew every REFRESH_S)
+        let stuck = tt.estimate(a, b, 20.0);
+        assert!(
+            (400.0 - REFRESH_S..=400.0).contains(&stuck),
+            "the one stuck now shows the jam: {stuck}"
+        );
         // When it leaves, its time counts in the recent mean, a tenth at a time.
-        tt.observe(600.0, [(1, b, Some(c))].into_iter());
-        assert!((tt.estimate(a, b, 20.0) - (50.0 + 0.1 * 450.0)).abs() < 1e-9);
+        for t in 501..=540 {
+            tt.observe(f64::from(t), 1.0, [(1, b, Some(c))].into_iter());
+        }
+        assert!((tt.estimate(a, b, 20.0) - (50.0 + 0.1 * (401.0 - 50.0))).abs() < 1e-9);
+        // Vehicle 2 drives onto b, parks there an hour, then drives on to c:
+        // only its driving counts.
+        tt.observe(600.0, 1.0, [(2, b, Some(c))].into_iter());
+        for t in 4200..4210 {
+            tt.observe(f64::from(t), 1.0, [(2, b, Some(c))].into_iter());
+        }
+        tt.observe(4210.0, 1.0, [(2, c, None)].into_iter());
+        assert_eq!(tt.estimate(b, c, 20.0), 10.0);
     }
 }

@@ -196,3 +196,30 @@ fn drivers_take_another_way_in_when_theirs_is_jammed() {
         base.other_way_in
     );
 }
+
+/// Through drivers go round the block when it is jammed (and the detour is
+/// counted in their travel time), not when the roads are free.
+#[test]
+fn through_traffic_goes_round_a_jammed_block_and_pays_the_detour() {
+    let d = District::load().unwrap();
+    // Until noon: the morning's queue has grown onto the main roads.
+    let noon = |m| {
+        let mut o = RunOptions::new(m, 3);
+        o.demand_until = Some(12.0 * 3600.0);
+        o
+    };
+    let base = d.run(&noon(Measures::BASELINE), |_| {}).unwrap();
+    let cb = d.run(&noon(Measures::CITYBRAIN), |_| {}).unwrap();
+    assert!(base.through_round_block > 0, "the jam sends through traffic round");
+    assert_eq!(cb.through_round_block, 0, "free roads: everyone crosses");
+    assert!(
+        base.through_trips >= base.through_round_block && base.through_trips > cb.through_trips / 2,
+        "trips that went round still count: {} of {}",
+        base.through_round_block,
+        base.through_trips
+    );
+    // Going round costs at least the detour: the mean cannot fall below it
+    // for the share that went round.
+    let share = base.through_round_block as f64 / base.through_trips as f64;
+    assert!(base.through_traffic_mean_travel_time_s > share * 600.0);
+}
