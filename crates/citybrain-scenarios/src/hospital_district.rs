@@ -550,15 +550,16 @@ impl District {
         })
     }
 
+    /// Free-flow driving time along one edge, s.
+    fn edge_free_flow_s(&self, e: EdgeId) -> f64 {
+        self.net.edge_length(e) / self.net.edge_speed(e).max(0.1)
+    }
+
     /// Free-flow driving time along the fastest route, s.
     fn free_flow_s(&self, from: EdgeId, to: EdgeId) -> f64 {
         self.router
             .shortest(&self.net, from, to, "passenger")
-            .map_or(f64::INFINITY, |r| {
-                r.iter()
-                    .map(|e| self.net.edge_length(*e) / self.net.edge_speed(*e).max(0.1))
-                    .sum()
-            })
+            .map_or(f64::INFINITY, |r| r.iter().map(|e| self.edge_free_flow_s(*e)).sum())
     }
 
     /// Draws one weekday's demand for a seed; returns it with each vehicle's kind.
@@ -1121,14 +1122,12 @@ impl Run<'_> {
         let mut held_through = Vec::new();
         for v in pending {
             let held = t - self.departs[v];
-            if matches!(self.kinds[v], Kind::Through)
-                && held >= HELD_THINK_AGAIN_S
-                && held % HELD_THINK_AGAIN_S < self.sim.step_length()
-            {
+            let thinks_again = held >= HELD_THINK_AGAIN_S && held % HELD_THINK_AGAIN_S < self.sim.step_length();
+            if thinks_again && matches!(self.kinds[v], Kind::Through) {
                 held_through.push(v);
             }
             let Kind::Visitor(h) = self.kinds[v] else { continue };
-            if held >= HELD_THINK_AGAIN_S && held % HELD_THINK_AGAIN_S < self.sim.step_length() {
+            if thinks_again {
                 held_visitors.push((v, h as usize));
             }
             let car = &mut self.cars[v];
@@ -1241,11 +1240,10 @@ impl Run<'_> {
     /// already stood outside), so that going round is never free.
     fn maybe_go_round(&mut self, t: f64, v: usize, held_since: &HashMap<EdgeId, f64>) {
         let route = self.sim.demand().vehicles[v].route.clone();
-        let net = &self.d.net;
         let mut free = 0.0;
         let mut live = held_since.get(&route[0]).map_or(0.0, |since| t - since);
         for w in route.windows(2) {
-            let ff = net.edge_length(w[0]) / net.edge_speed(w[0]).max(0.1);
+            let ff = self.d.edge_free_flow_s(w[0]);
             free += ff;
             live += self.turn_times.estimate(w[0], w[1], ff);
         }
@@ -1277,13 +1275,13 @@ impl Run<'_> {
     /// The quickest route from `from` to `to` (both included) by the live
     /// turn times (Dijkstra: the block has a few dozen edges), with its time.
     fn live_route(&self, from: EdgeId, to: EdgeId) -> Option<(f64, Vec<EdgeId>)> {
-        let net = &self.d.net;
-        let n = net.edges.len();
+        let n = self.d.net.edges.len();
         let mut dist = vec![f64::INFINITY; n];
         let mut prev = vec![usize::MAX; n];
         let mut heap = std::collections::BinaryHeap::new();
         dist[from.idx()] = 0.0;
-        heap.push(std::cmp::Reverse(((0.0f64 * 1e3) as u64, from.idx())));
+        // Keys in integer milliseconds: a total, deterministic order.
+        heap.push(std::cmp::Reverse((0u64, from.idx())));
         while let Some(std::cmp::Reverse((k, e))) = heap.pop() {
             if e == to.idx() {
                 break;
@@ -1292,7 +1290,7 @@ impl Run<'_> {
                 continue;
             }
             let ee = EdgeId(e as u32);
-            let free_flow = net.edge_length(ee) / net.edge_speed(ee).max(0.1);
+            let free_flow = self.d.edge_free_flow_s(ee);
             for &next in &self.d.next_edges[e] {
                 let nd = dist[e] + self.turn_times.estimate(ee, next, free_flow);
                 if nd < dist[next.idx()] {
