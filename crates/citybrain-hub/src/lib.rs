@@ -94,6 +94,11 @@ pub struct HubConfig {
     pub notify_retry_window: Duration,
     /// Largest backoff between two delivery attempts.
     pub notify_max_backoff: Duration,
+    /// Attribute history observed longer ago than this is dropped (None:
+    /// kept for ever). Entities and their current values always stay.
+    pub history_retention: Option<Duration>,
+    /// How often the retention is applied.
+    pub history_prune_every: Duration,
 }
 
 impl Default for HubConfig {
@@ -105,6 +110,8 @@ impl Default for HubConfig {
             notify_timeout: Duration::from_secs(10),
             notify_retry_window: Duration::from_secs(3600),
             notify_max_backoff: Duration::from_secs(30),
+            history_retention: None,
+            history_prune_every: Duration::from_secs(60),
         }
     }
 }
@@ -159,7 +166,20 @@ impl Hub {
         hub.load_subscriptions().await?;
         delivery::spawn(hub.clone(), rx).await?;
         subscriptions::spawn_periodic(hub.clone());
+        if let Some(keep) = hub.inner.config.history_retention {
+            spawn_history_pruning(&hub, keep);
+        }
         Ok(hub)
+    }
+
+    /// Drops the history observed longer ago than `keep` (by the hub's
+    /// clock) now; returns how many instances went.
+    pub async fn prune_history(&self, keep: Duration) -> Result<u64> {
+        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+        let before: Timestamp = clock::now()
+            .checked_sub_signed(keep)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        Ok(self.inner.store.prune_history(before).await?)
     }
 
     /// How many entity writes (creates, changes, deletes; a write that
@@ -242,4 +262,24 @@ impl Hub {
 
 pub(crate) fn now() -> Timestamp {
     clock::now()
+}
+
+/// Applies the history retention every `history_prune_every` until the hub
+/// is dropped.
+fn spawn_history_pruning(hub: &Hub, keep: Duration) {
+    let weak = Arc::downgrade(&hub.inner);
+    let every = hub.inner.config.history_prune_every;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            match (Hub { inner }).prune_history(keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(instances = n, "history past its retention dropped"),
+                Err(error) => tracing::warn!(%error, "dropping history past its retention failed; will retry"),
+            }
+        }
+    });
 }

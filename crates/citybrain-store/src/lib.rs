@@ -192,6 +192,11 @@ pub trait Store: Send + Sync + 'static {
     async fn contexts(&self, tenant: &str) -> Result<Vec<ContextRecord>>;
     async fn put_context(&self, tenant: &str, c: &ContextRecord) -> Result<()>;
     async fn delete_context(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    /// Drops the attribute history observed before `before` in every tenant
+    /// (the hub's retention); the entities themselves stay. Returns how many
+    /// instances went.
+    async fn prune_history(&self, before: Timestamp) -> Result<u64>;
 }
 
 impl From<StoreError> for citybrain_ngsild::NgsiError {

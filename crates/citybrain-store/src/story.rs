@@ -235,6 +235,35 @@ pub async fn run<S: Store + ?Sized>(s: &S) {
     );
     assert_eq!(first2.len(), 2);
 
+    // Retention: what was observed before the limit goes, the rest stays.
+    assert_eq!(
+        s.prune_history(time::parse("2026-01-01T00:05:00Z").expect("time"))
+            .await
+            .unwrap(),
+        1,
+        "pruning drops the one instance observed before the limit"
+    );
+    let kept = s
+        .history(
+            t,
+            &HistoryQuery {
+                from: None,
+                ..hq.clone()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.iter().map(|i| i.value["value"].clone()).collect::<Vec<_>>(),
+        vec![json!(9), json!(8)],
+        "pruning keeps what was observed since"
+    );
+    assert_eq!(
+        s.get(t, &["urn:ngsi-ld:Parking:1".into()]).await.unwrap().len(),
+        1,
+        "the entity stays"
+    );
+
     // Deleting an entity and its history together.
     let cur = s.get(t, &["urn:ngsi-ld:Parking:1".into()]).await.unwrap().remove(0);
     s.commit(
