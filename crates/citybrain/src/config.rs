@@ -86,6 +86,33 @@ pub struct ServeArgs {
     /// every run.
     #[arg(long, env = "CITYBRAIN_CLOCK", value_parser = parse_instant)]
     pub clock: Option<chrono::DateTime<chrono::Utc>>,
+    /// Drop attribute history observed longer ago than this, e.g. 90m, 6h,
+    /// 30days; `off` keeps all of it. Entities and their current values
+    /// always stay. Default: off for serve; 1h for demo (the cockpits'
+    /// longest window), whose live scenarios write history fast (about
+    /// 40 MB a minute at 60x).
+    #[arg(long, env = "CITYBRAIN_HISTORY_RETENTION", value_parser = parse_retention)]
+    pub history_retention: Option<Retention>,
+}
+
+/// How long attribute history is kept (None: for ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// The demo's history retention when none is given.
+pub const DEMO_HISTORY_RETENTION: Duration = Duration::from_secs(3600);
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Retention(None));
+    }
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(Retention(Some(d))),
+        Ok(_) => Err(format!("'{s}': a retention must be longer than zero (or `off`)")),
+        Err(e) => Err(format!(
+            "'{s}' is not a duration like 90m, 6h or 30days (or `off`): {e}"
+        )),
+    }
 }
 
 fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -141,6 +168,7 @@ impl ServeArgs {
             limits,
             context_map,
             notify_retry_window: Duration::from_secs(self.notify_retry_secs),
+            history_retention: self.history_retention.and_then(|r| r.0),
             ..HubConfig::default()
         })
     }

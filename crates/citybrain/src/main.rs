@@ -170,7 +170,11 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         .install_recorder()
         .ok();
     let store = open_store(&db)?;
-    let hub = Hub::start(store, args.hub_config()?)
+    let mut hub_config = args.hub_config()?;
+    if demo && args.history_retention.is_none() {
+        hub_config.history_retention = Some(config::DEMO_HISTORY_RETENTION);
+    }
+    let hub = Hub::start(store, hub_config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind(&args.listen)

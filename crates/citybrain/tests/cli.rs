@@ -689,3 +689,67 @@ async fn sigterm_ends_open_notification_streams_and_exits() {
     }
     assert!(status.expect("exits after SIGTERM").success());
 }
+
+/// `--history-retention` drops the history observed before the limit (at
+/// start, then every minute); the entity and the newer history stay.
+#[tokio::test]
+async fn history_past_its_retention_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir);
+    let http = reqwest::Client::new();
+    let temporal = |base: &str| format!("{base}/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Thing:r?attrs=n");
+    let count = |v: &Value| {
+        let n = &v["n"];
+        n.as_array().map_or(usize::from(n.is_object()), Vec::len)
+    };
+    {
+        let p = spawn(&["serve", "--listen", "127.0.0.1:0", "--db", &db], &[]);
+        let r = http
+            .post(format!("{}/ngsi-ld/v1/entities", p.base))
+            .header("content-type", "application/json")
+            .body(r#"{"id": "urn:ngsi-ld:Thing:r", "type": "Thing", "n": {"type": "Property", "value": 1, "observedAt": "2020-01-01T00:00:00Z"}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let r = http
+            .patch(format!("{}/ngsi-ld/v1/entities/urn:ngsi-ld:Thing:r/attrs", p.base))
+            .header("content-type", "application/json")
+            .body(r#"{"n": {"type": "Property", "value": 2}}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert_eq!(
+            count(&get_json(&http, &temporal(&p.base)).await),
+            2,
+            "both kept without a retention"
+        );
+    }
+    let p = spawn(
+        &["serve", "--listen", "127.0.0.1:0", "--db", &db],
+        &[("CITYBRAIN_HISTORY_RETENTION", "1h")],
+    );
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = count(&get_json(&http, &temporal(&p.base)).await);
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 1, "the 2020 observation went, today's stayed");
+    let e = get_json(&http, &format!("{}/ngsi-ld/v1/entities/urn:ngsi-ld:Thing:r", p.base)).await;
+    assert_eq!(e["n"]["value"], 2, "the entity stays: {e}");
+}
+
+#[test]
+fn a_retention_that_is_not_a_duration_is_refused_with_an_example() {
+    let out = Command::new(BIN)
+        .args(["serve", "--history-retention", "soon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'soon' is not a duration like 90m, 6h or 30days"), "{err}");
+}
