@@ -67,7 +67,7 @@ pub struct SimConfig {
     /// matters (the default, the behaviour the twin's goldens hold).
     pub lane_lookahead_edges: usize,
     /// Queue discipline: a driver who must change into a lane where traffic
-    /// crawls or stands (a queue for a turn or a lot) joins that queue at
+    /// going its way crawls or stands (a queue for a turn or a lot) joins that queue at
     /// its tail, instead of driving past it in the free lane and cutting in
     /// at its head; while it waits for the gap, the queue lets it in.
     /// (Off: SUMO's behaviour, cars change lanes wherever they find a gap,
@@ -1497,10 +1497,10 @@ impl Sim {
         // Lists run front to back: the last one still ahead of `v` is the nearest.
         let &nearest = list.iter().rev().find(|&&o| self.veh(o).pos > v.pos)?;
         let o = self.veh(nearest);
-        let way = |x: &Veh| {
+        fn way(x: &Veh) -> &[EdgeId] {
             let from = (x.route_idx as usize + 1).min(x.route.len());
-            x.route[from..(from + 2).min(x.route.len())].to_vec()
-        };
+            &x.route[from..(from + 2).min(x.route.len())]
+        }
         (o.speed < QUEUE_CRAWL_MS && way(o) == way(v))
             .then(|| ((o.pos - self.vtype(o).length - v.pos - t.min_gap).max(0.0), o.speed))
     }
