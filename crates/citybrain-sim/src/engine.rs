@@ -738,9 +738,7 @@ impl Sim {
     pub fn replan_before_departure(&mut self, vehicle: usize, route: Arc<[EdgeId]>) -> Result<(), ReplanError> {
         let spec = self.demand.vehicles.get(vehicle).ok_or(ReplanError::NoVehicle)?;
         let held_at = if vehicle < self.next_spec {
-            let first = spec.route[0];
-            let at = self.pending[first.idx()].iter().position(|s| *s as usize == vehicle);
-            Some((first, at.ok_or(ReplanError::Departed)?))
+            Some(self.held_at(vehicle).ok_or(ReplanError::Departed)?)
         } else {
             None
         };
@@ -779,20 +777,26 @@ impl Sim {
         Ok(())
     }
 
+    /// Where a vehicle whose departure has come waits to enter: its first
+    /// edge and its place in that edge's queue (None once it is on the road).
+    fn held_at(&self, vehicle: usize) -> Option<(EdgeId, usize)> {
+        let first = self.demand.vehicles.get(vehicle)?.route[0];
+        let at = self.pending[first.idx()].iter().position(|s| *s as usize == vehicle)?;
+        Some((first, at))
+    }
+
     /// Calls off the trip of a vehicle that is not on the road yet — one
     /// still to depart, or one held at the network's edge (a driver who
     /// takes a way that avoids the network).
     pub fn cancel_before_departure(&mut self, vehicle: usize) -> Result<(), ReplanError> {
-        let spec = self.demand.vehicles.get(vehicle).ok_or(ReplanError::NoVehicle)?;
+        if vehicle >= self.demand.vehicles.len() {
+            return Err(ReplanError::NoVehicle);
+        }
         if vehicle >= self.next_spec {
             self.cancelled.insert(vehicle);
             return Ok(());
         }
-        let first = spec.route[0];
-        let at = self.pending[first.idx()]
-            .iter()
-            .position(|s| *s as usize == vehicle)
-            .ok_or(ReplanError::Departed)?;
+        let (first, at) = self.held_at(vehicle).ok_or(ReplanError::Departed)?;
         self.pending[first.idx()].remove(at);
         self.totals.waiting_to_insert -= 1;
         self.totals.cancelled += 1;
