@@ -122,7 +122,8 @@ def main():
 
 def write_additional(spec, lengths):
     """Hospital lots round the aisle at the end of their access roads (the
-    access road is the queuing lane), staff spaces beside the lot's way out;
+    access road is the queuing lane), a drop-off bay at the door (the start
+    of the access road), staff spaces beside the lot's way out;
     shared lots beside the north-south road they are on.
     Capacities from district.json (the hours each shared lot offers how many
     spaces are the twin's business: `offered`)."""
@@ -144,6 +145,15 @@ def write_additional(spec, lengths):
         end = lengths[lane]
         out.append(f'    <parkingArea id="{s["id"]}" name="{s["name"]}" lane="{lane}" startPos="{end * 0.3:.2f}" '
                    f'endPos="{end * 0.7:.2f}" roadsideCapacity="{s["spaces"]}"/>')
+    door = spec["door"]
+    for h in spec["hospitals"]:
+        # The door: a drop-off bay at the start of the access road (used
+        # only when the door is drop-off only; a car length and gap a space).
+        lane = f"{h['id']}_in_0"
+        start = 5.0
+        out.append(f'    <parkingArea id="{h["id"]}_door" name="{h["name"]} (door, drop-off)" lane="{lane}" '
+                   f'startPos="{start:.2f}" endPos="{start + 7.5 * door["bay_spaces"]:.2f}" '
+                   f'roadsideCapacity="{door["bay_spaces"]}"/>')
     out.append("</additional>\n")
     with open(os.path.join(HERE, "district.add.xml"), "w") as f:
         f.write("\n".join(out))

@@ -66,6 +66,9 @@ const MIN_DWELL_S: f64 = 600.0;
 const MAX_DWELL_S: f64 = 8.0 * 3600.0;
 /// Width of the wait histogram's buckets, min.
 const WAIT_BUCKET_MIN: f64 = 15.0;
+/// Tags of the draws that decide who is let out at the door and who books.
+const DOOR_DRAW: u64 = 0xd00d;
+const BOOKING_DRAW: u64 = 0xb00c;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Spec {
@@ -74,7 +77,28 @@ pub struct Spec {
     pub demand: DemandSpec,
     pub gates: Gates,
     pub guidance: GuidanceSpec,
+    pub door: DoorSpec,
+    pub reservation: ReservationSpec,
     pub roads: Roads,
+}
+
+/// The door as drop-off only: who is let out there and for how long.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DoorSpec {
+    /// Share of visitor cars that bring a patient to be let out at the door.
+    pub drop_off_share: f64,
+    /// How long letting the patient out takes, s (uniform between; the
+    /// camera-enforced limit is the upper bound).
+    pub drop_off_s: (f64, f64),
+    /// Cars the drop-off bay holds at once.
+    pub bay_spaces: u32,
+}
+
+/// Reservation of a space with the medical appointment.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReservationSpec {
+    /// Share of visitors who book a space when they book the appointment.
+    pub share: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +173,11 @@ pub struct Measures {
     pub guidance: bool,
     pub turn_away: bool,
     pub fast_gates: bool,
+    /// The door is drop-off only: patients are let out there (3 min at
+    /// most) and the car goes on to park.
+    pub drop_off: bool,
+    /// Some visitors book a space in a shared lot with their appointment.
+    pub reservation: bool,
 }
 
 impl Measures {
@@ -156,26 +185,38 @@ impl Measures {
         guidance: false,
         turn_away: false,
         fast_gates: false,
+        drop_off: false,
+        reservation: false,
     };
+    /// Every documented measure; reservation (not documented for these
+    /// hospitals) is added by name: `citybrain+reservation`.
     pub const CITYBRAIN: Measures = Measures {
         guidance: true,
         turn_away: true,
         fast_gates: true,
+        drop_off: true,
+        reservation: false,
     };
     /// The measures' names, in the order they are written.
-    pub const NAMES: [&'static str; 3] = ["guidance", "turn-away", "fast-gates"];
+    pub const NAMES: [&'static str; 5] = ["guidance", "turn-away", "fast-gates", "drop-off", "reservation"];
 
-    /// `baseline`, `citybrain`, or `baseline+guidance+…`.
+    fn flags(self) -> [bool; 5] {
+        [
+            self.guidance,
+            self.turn_away,
+            self.fast_gates,
+            self.drop_off,
+            self.reservation,
+        ]
+    }
+
+    /// `baseline`, `citybrain`, `citybrain+reservation` or `baseline+guidance+…`.
     pub fn name(self) -> String {
-        if self == Measures::CITYBRAIN {
-            return "citybrain".into();
-        }
-        let mut s = String::from("baseline");
-        for (on, n) in [self.guidance, self.turn_away, self.fast_gates]
-            .into_iter()
-            .zip(Measures::NAMES)
-        {
-            if on {
+        let all = Measures::CITYBRAIN.flags();
+        let city_brain = self.flags().iter().zip(all).all(|(on, in_all)| *on || !in_all);
+        let mut s = String::from(if city_brain { "citybrain" } else { "baseline" });
+        for ((on, in_all), n) in self.flags().into_iter().zip(all).zip(Measures::NAMES) {
+            if on && !(city_brain && in_all) {
                 s.push('+');
                 s.push_str(n);
             }
@@ -199,7 +240,19 @@ impl Measures {
                 fast_gates: true,
                 ..Measures::BASELINE
             },
+            Measures {
+                drop_off: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                reservation: true,
+                ..Measures::BASELINE
+            },
             Measures::CITYBRAIN,
+            Measures {
+                reservation: true,
+                ..Measures::CITYBRAIN
+            },
         ]
     }
 }
@@ -209,7 +262,7 @@ impl FromStr for Measures {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || {
             ScenarioError::Data(format!(
-                "unknown policy '{s}': baseline or citybrain, optionally followed by +measure (guidance, turn-away, fast-gates), e.g. baseline+guidance"
+                "unknown policy '{s}': baseline or citybrain, optionally followed by +measure (guidance, turn-away, fast-gates, drop-off, reservation), e.g. baseline+guidance"
             ))
         };
         let mut parts = s.split('+');
@@ -223,6 +276,8 @@ impl FromStr for Measures {
                 "guidance" => m.guidance = true,
                 "turn-away" => m.turn_away = true,
                 "fast-gates" => m.fast_gates = true,
+                "drop-off" => m.drop_off = true,
+                "reservation" => m.reservation = true,
                 _ => return Err(bad()),
             }
         }
@@ -238,6 +293,8 @@ pub struct Hospital {
     /// The visitors' lot (index in `District::lots`).
     pub lot: usize,
     staff_area: usize,
+    /// The drop-off bay at the door (parking area index).
+    door_area: usize,
     /// The access road from the gate to the lot: the queuing lane.
     pub access_edge: EdgeId,
     /// The lot's own roads (its aisle and the way out), not public roads.
@@ -371,6 +428,7 @@ impl District {
                 name: h.name.clone(),
                 lot: lots.len(),
                 staff_area: area(&format!("{}_staff", h.id))?,
+                door_area: area(&format!("{}_door", h.id))?,
                 access_edge: edge(&format!("{}_in", h.id))?,
                 lot_edges: [edge(&format!("{}_aisle", h.id))?, edge(&format!("{}_out", h.id))?],
                 gate_xy: (gate.x, gate.y),
@@ -562,11 +620,14 @@ impl District {
             .map_or(f64::INFINITY, |r| r.iter().map(|e| self.edge_free_flow_s(*e)).sum())
     }
 
-    /// Draws one weekday's demand for a seed; returns it with each vehicle's kind.
-    fn demand(&self, o: &RunOptions) -> Result<(Demand, Vec<Kind>), ScenarioError> {
+    /// Draws one weekday's demand for a seed; returns it with each vehicle's
+    /// kind and how long it stops at the door to let a patient out (0: it
+    /// does not).
+    fn demand(&self, o: &RunOptions) -> Result<(Demand, Vec<Kind>, Vec<f64>), ScenarioError> {
         let d = &self.spec.demand;
+        let door = &self.spec.door;
         let until = o.demand_until.unwrap_or(f64::INFINITY);
-        let mut out: Vec<(VehicleSpec, Kind)> = Vec::new();
+        let mut out: Vec<(VehicleSpec, Kind, f64)> = Vec::new();
         let mut routes: HashMap<(EdgeId, EdgeId, Option<EdgeId>), Arc<[EdgeId]>> = HashMap::new();
         let mut route_via = |from: EdgeId, via: Option<EdgeId>, to: EdgeId| -> Result<Arc<[EdgeId]>, ScenarioError> {
             if let Some(r) = routes.get(&(from, to, via)) {
@@ -634,18 +695,39 @@ impl District {
                 let entry = pick_weighted(&weights, total_w, s.uniform());
                 let exit = pick_exit(&mut s, entry);
                 let dwell = d.visitor_dwell_median_s * (sigma * normal(&mut s)).exp();
+                let park = StopSpec {
+                    parking_area: area,
+                    duration: Some(dwell.clamp(MIN_DWELL_S, MAX_DWELL_S).round()),
+                    until: None,
+                };
+                // Its own draws, so that the rest of the day is the same
+                // whether the door is drop-off only or not.
+                let key = ((hi as u64) << 32) | k as u64;
+                let drop_off =
+                    (o.measures.drop_off && rng::draw(o.seed, key, DOOR_DRAW) < door.drop_off_share).then(|| {
+                        let u = rng::draw(o.seed, key, DOOR_DRAW + 1);
+                        (door.drop_off_s.0 + u * (door.drop_off_s.1 - door.drop_off_s.0)).round()
+                    });
+                let stops: Arc<[StopSpec]> = match drop_off {
+                    Some(secs) => Arc::new([
+                        StopSpec {
+                            parking_area: hosp.door_area,
+                            duration: Some(secs),
+                            until: None,
+                        },
+                        park,
+                    ]),
+                    None => Arc::new([park]),
+                };
                 out.push((
                     car(
                         format!("{}.visitor.{k}", h.id),
                         t.floor(),
                         route_via(self.entries[entry].0, Some(aisle), exit)?,
-                        Arc::new([StopSpec {
-                            parking_area: area,
-                            duration: Some(dwell.clamp(MIN_DWELL_S, MAX_DWELL_S).round()),
-                            until: None,
-                        }]),
+                        stops,
                     ),
                     Kind::Visitor(hi as u8),
+                    drop_off.unwrap_or(0.0),
                 ));
                 k += 1;
             }
@@ -669,6 +751,7 @@ impl District {
                         }]),
                     ),
                     Kind::Staff,
+                    0.0,
                 ));
             }
         }
@@ -707,19 +790,22 @@ impl District {
                         Arc::new([]),
                     ),
                     Kind::Through,
+                    0.0,
                 ));
                 k += 1;
             }
         }
         out.sort_by(|a, b| a.0.depart.total_cmp(&b.0.depart).then_with(|| a.0.id.cmp(&b.0.id)));
-        let kinds = out.iter().map(|(_, k)| *k).collect();
-        let vehicles = out.into_iter().map(|(v, _)| v).collect();
+        let kinds = out.iter().map(|(_, k, _)| *k).collect();
+        let door_s = out.iter().map(|(_, _, d)| *d).collect();
+        let vehicles = out.into_iter().map(|(v, _, _)| v).collect();
         Ok((
             Demand {
                 vtypes: vec![VType::default()],
                 vehicles,
             },
             kinds,
+            door_s,
         ))
     }
 
@@ -731,7 +817,7 @@ impl District {
         if o.compliance.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
             return Err(ScenarioError::Data("compliance must be between 0 and 1".into()));
         }
-        let (demand, kinds) = self.demand(o)?;
+        let (demand, kinds, door_s) = self.demand(o)?;
         let mut add = self.add.clone();
         // Gates: hospital lots pay at the exit unless pay-after-leaving is on;
         // shared lots read plates (a few seconds) in every policy.
@@ -782,6 +868,7 @@ impl District {
             o: o.clone(),
             sim,
             kinds,
+            door_s,
             origins,
             departs,
             cars: vec![Car::default(); n],
@@ -796,6 +883,7 @@ impl District {
             through_tt: Vec::new(),
             guided: 0,
             turned_away: 0,
+            booked: 0,
             next_departure: 0,
             turn_times: TurnTimes::new(n),
             way_on: HashMap::new(),
@@ -826,6 +914,13 @@ struct Car {
     /// The lot guidance or a guard sent it to (index in `lots`).
     assigned: Option<usize>,
     turned_away: bool,
+    /// A space booked with the appointment (the lot is in `assigned`), to
+    /// be driven to once the car can be redirected.
+    booked: bool,
+    booking_asked: bool,
+    redirect_pending: bool,
+    /// When it let its patient out at the door.
+    at_door: Option<f64>,
     /// It has stood in a queue for a full lot (on a public road).
     queued: bool,
     parked_at: Option<f64>,
@@ -839,6 +934,8 @@ pub struct Run<'d> {
     compliance: f64,
     pub sim: Sim,
     kinds: Vec<Kind>,
+    /// How long each vehicle stops at the door to let a patient out (0: no stop).
+    door_s: Vec<f64>,
     origins: Vec<EdgeId>,
     departs: Vec<f64>,
     cars: Vec<Car>,
@@ -854,6 +951,7 @@ pub struct Run<'d> {
     through_tt: Vec<f64>,
     guided: usize,
     turned_away: usize,
+    booked: usize,
     /// The next vehicle (by departure) whose way in is still to be chosen.
     next_departure: usize,
     /// Live travel times per turn, as a navigation app has them.
@@ -958,8 +1056,7 @@ impl Run<'_> {
                         diverted += 1;
                     }
                     if at + 3600.0 >= now {
-                        let ff = self.drive_s(self.origins[v], lot);
-                        waits.push(((at - depart - ff) / 60.0).max(0.0));
+                        waits.push((self.wait_to_park_s(v, at, lot) / 60.0).max(0.0));
                     }
                 }
                 _ => {
@@ -991,6 +1088,17 @@ impl Run<'_> {
                 cap.saturating_sub(occ)
             }
         }
+    }
+
+    /// A visitor's wait to park, s: from arriving to parked, less the
+    /// free-flow drive to the lot and the stop at the door, if it made one.
+    fn wait_to_park_s(&mut self, v: usize, parked_at: f64, lot: usize) -> f64 {
+        let door = if self.cars[v].at_door.is_some() {
+            self.door_s[v]
+        } else {
+            0.0
+        };
+        parked_at - self.departs[v] - self.drive_s(self.origins[v], lot) - door
     }
 
     fn drive_s(&mut self, from: EdgeId, lot: usize) -> f64 {
@@ -1087,8 +1195,28 @@ impl Run<'_> {
             let hosp = &self.d.hospitals[s.hospital];
             let own_area = self.d.lots[hosp.lot].area;
             let on_lot_road = hosp.lot_edges.contains(&s.edge);
+            // Heading for the door first: guidance and the guard wait until
+            // the patient is out.
+            let door_next = s.area == Some(hosp.door_area);
+            if self.o.measures.reservation && !self.cars[s.vehicle].booking_asked && !on_lot_road {
+                self.book(s.vehicle, s.hospital, s.next.unwrap_or(s.edge), hub);
+            }
+            if self.cars[s.vehicle].redirect_pending && !door_next {
+                let lot = self.cars[s.vehicle].assigned;
+                if let Some(lot) = lot {
+                    if self.sim.redirect_to_parking(s.handle, self.d.lots[lot].area).is_ok() {
+                        self.cars[s.vehicle].redirect_pending = false;
+                    }
+                }
+            }
             let car = &mut self.cars[s.vehicle];
-            if car.parked_at.is_none() && !on_lot_road {
+            if door_next {
+                // Standing for a space in the drop-off bay: on the road now,
+                // not a queue for a lot.
+                if s.speed < HALTING_MS && full(hosp.door_area) {
+                    queue += 1;
+                }
+            } else if car.parked_at.is_none() && !on_lot_road {
                 if !car.queued && s.speed < HALTING_MS && s.area.is_some_and(full) {
                     car.queued = true;
                 }
@@ -1096,15 +1224,25 @@ impl Run<'_> {
                     queue += 1;
                 }
             }
-            if self.o.measures.guidance && !self.cars[s.vehicle].decided && !on_lot_road {
+            if self.o.measures.guidance && !self.cars[s.vehicle].decided && !on_lot_road && !door_next {
                 self.guide(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
             }
             let heading_own = s.area == Some(own_area);
             // The guard stands at the gate: cars already in the access road are past him.
             let reaching_gate = s.next == Some(hosp.access_edge) || s.after == Some(hosp.access_edge);
-            if self.o.measures.turn_away && heading_own && reaching_gate {
+            if self.o.measures.turn_away && heading_own && reaching_gate && !door_next {
                 let (o, c) = occ[own_area];
                 if o + at_gate[s.hospital] >= c {
+                    self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
+                }
+            }
+            // One that has let its patient out at the door is sent on from
+            // there, through the hospital's grounds (it counts itself in
+            // `at_gate`).
+            let past_door = self.cars[s.vehicle].at_door.is_some() && s.edge == hosp.access_edge;
+            if self.o.measures.turn_away && heading_own && past_door {
+                let (o, c) = occ[own_area];
+                if o + at_gate[s.hospital] > c {
                     self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
                 }
             }
@@ -1162,7 +1300,11 @@ impl Run<'_> {
             if !e.parked {
                 continue;
             }
-            if let Kind::Visitor(_) = self.kinds[e.vehicle] {
+            if let Kind::Visitor(h) = self.kinds[e.vehicle] {
+                if e.area == self.d.hospitals[h as usize].door_area {
+                    self.cars[e.vehicle].at_door = Some(e.time);
+                    continue;
+                }
                 let lot = self.d.lot_of_area(e.area);
                 let car = &mut self.cars[e.vehicle];
                 car.parked_at = Some(e.time);
@@ -1313,6 +1455,30 @@ impl Run<'_> {
         Some((dist[to.idx()], route))
     }
 
+    /// Reservation with the appointment: a visitor who books (a share of
+    /// them) gets a space held in the best shared lot with room, as the
+    /// partner lots of the pilots offered; the hospital's own spaces are
+    /// not booked (they serve whoever arrives). Asked once, when the car
+    /// first shows on the road; with no room anywhere it books nothing.
+    fn book(&mut self, vehicle: usize, h: usize, from: EdgeId, hub: Option<&Availability>) {
+        self.cars[vehicle].booking_asked = true;
+        if self.cars[vehicle].decided
+            || rng::draw(self.o.seed, vehicle as u64, BOOKING_DRAW) >= self.d.spec.reservation.share
+        {
+            return;
+        }
+        let Some(lot) = self.best_lot(h, from, hub, false) else {
+            return;
+        };
+        let car = &mut self.cars[vehicle];
+        car.decided = true;
+        car.booked = true;
+        car.assigned = Some(lot);
+        car.redirect_pending = true;
+        self.assigned[lot] += 1;
+        self.booked += 1;
+    }
+
     /// Guidance (screens, the door, the app): sends a complying driver to
     /// the best lot with room; one that ignores it keeps heading for the
     /// hospital's own lot.
@@ -1395,7 +1561,7 @@ impl Run<'_> {
             .map(|v| {
                 let car = self.cars[v].clone();
                 let wait = match (car.parked_at, car.parked_lot) {
-                    (Some(at), Some(lot)) => at - self.departs[v] - self.drive_s(self.origins[v], lot),
+                    (Some(at), Some(lot)) => self.wait_to_park_s(v, at, lot),
                     _ => now - self.departs[v],
                 };
                 (self.sim.demand().vehicles[v].id.clone(), (wait / 60.0).max(0.0))
@@ -1411,6 +1577,7 @@ impl Run<'_> {
         let (mut diverted, mut walk_sum, mut walk_div_sum, mut parked) = (0usize, 0.0, 0.0, 0usize);
         let mut admitted_peak = 0usize;
         let mut visitors = 0usize;
+        let mut to_door = Vec::new();
         for v in 0..self.cars.len() {
             let Kind::Visitor(h) = self.kinds[v] else { continue };
             visitors += 1;
@@ -1419,10 +1586,15 @@ impl Run<'_> {
             let depart = self.departs[v];
             match (car.parked_at, car.parked_lot) {
                 (Some(at), Some(lot)) => {
-                    let ff = self.drive_s(self.origins[v], lot);
-                    waits.push(((at - depart - ff) / 60.0).max(0.0));
+                    waits.push((self.wait_to_park_s(v, at, lot) / 60.0).max(0.0));
                     parked += 1;
                     let extra = self.d.lots[lot].walk_m[h];
+                    to_door.push(
+                        match car.at_door {
+                            Some(door) => door - depart,
+                            None => at - depart + extra / self.d.spec.guidance.walk_speed_ms,
+                        } / 60.0,
+                    );
                     walk_sum += extra;
                     if self.d.lots[lot].hospital != Some(h) {
                         diverted += 1;
@@ -1435,6 +1607,7 @@ impl Run<'_> {
                 _ => {
                     never_parked += 1;
                     waits.push(((end - depart) / 60.0).max(0.0));
+                    to_door.push(car.at_door.unwrap_or(end).min(end) / 60.0 - depart / 60.0);
                 }
             }
         }
@@ -1483,6 +1656,9 @@ impl Run<'_> {
             },
             through_traffic_mean_travel_time_s: mean(&self.through_tt),
             gate_throughput_per_h: admitted_peak as f64 / 4.0,
+            mean_time_to_door_min: mean(&to_door),
+            dropped_at_door: self.cars.iter().filter(|c| c.at_door.is_some()).count(),
+            booked: self.booked,
             visitor_cars: visitors,
             parked,
             never_parked,
@@ -1536,6 +1712,14 @@ pub struct Outcome {
     pub through_traffic_mean_travel_time_s: f64,
     /// Hospital visitors admitted into a lot per hour, 07:00-11:00.
     pub gate_throughput_per_h: f64,
+    /// Mean time from arriving in the district to the hospital's door, min:
+    /// at the drop-off bay for a patient let out there, else parked plus
+    /// the walk from the lot.
+    pub mean_time_to_door_min: f64,
+    /// Visitor cars that let a patient out at the door (drop-off).
+    pub dropped_at_door: usize,
+    /// Visitors who booked a space with their appointment.
+    pub booked: usize,
     pub visitor_cars: usize,
     pub parked: usize,
     /// Visitors still queued when the run ended (their wait counts to the end).
@@ -1582,6 +1766,15 @@ fn validate(spec: &Spec) -> Result<(), ScenarioError> {
     }
     if d.staff_arrive_s.0 > d.staff_arrive_s.1 || d.staff_leave_s.0 > d.staff_leave_s.1 {
         return bad("staff windows must be [from, to]".into());
+    }
+    let door = &spec.door;
+    let (from, to) = door.drop_off_s;
+    let door_ok = (0.0..=1.0).contains(&door.drop_off_share) && from >= 0.0 && from <= to && to <= 3600.0;
+    if !door_ok || door.bay_spaces == 0 {
+        return bad("door: drop_off_share in [0, 1], drop_off_s [from, to] within an hour, bay_spaces > 0".into());
+    }
+    if !(0.0..=1.0).contains(&spec.reservation.share) {
+        return bad("reservation: share in [0, 1]".into());
     }
     if spec.hospitals.is_empty() || spec.hospitals.len() > 200 {
         return bad("one or more hospitals".into());
@@ -1697,11 +1890,18 @@ mod tests {
         assert!(g.guidance && g.fast_gates && !g.turn_away);
         assert_eq!(g.name(), "baseline+guidance+fast-gates");
         assert_eq!(
-            "baseline+guidance+turn-away+fast-gates"
+            "baseline+guidance+turn-away+fast-gates+drop-off"
                 .parse::<Measures>()
                 .unwrap()
                 .name(),
             "citybrain"
+        );
+        let r: Measures = "citybrain+reservation".parse().unwrap();
+        assert!(r.reservation && r.drop_off && r.guidance);
+        assert_eq!(r.name(), "citybrain+reservation");
+        assert_eq!(
+            "baseline+drop-off".parse::<Measures>().unwrap().name(),
+            "baseline+drop-off"
         );
         assert!("baseline+magic".parse::<Measures>().is_err());
         assert!("fixed".parse::<Measures>().is_err());

@@ -223,3 +223,61 @@ fn through_traffic_goes_round_a_jammed_block_and_pays_the_detour() {
     let share = base.through_round_block as f64 / base.through_trips as f64;
     assert!(base.through_traffic_mean_travel_time_s > share * 600.0);
 }
+
+/// The door as drop-off only: patients are let out at the door and reach it
+/// sooner than by parking and walking; the car goes on to park, and the
+/// stop at the door does not count as waiting to park. Nobody is let out
+/// when the door is not drop-off only.
+#[test]
+fn the_drop_off_door_lets_patients_out_and_the_cars_go_on_to_park() {
+    let d = District::load().unwrap();
+    let cb = d.run(&reduced(Measures::CITYBRAIN, 3), |_| {}).unwrap();
+    let without = Measures {
+        drop_off: false,
+        ..Measures::CITYBRAIN
+    };
+    let no_door = d.run(&reduced(without, 3), |_| {}).unwrap();
+    assert_eq!(no_door.dropped_at_door, 0);
+    let share = cb.dropped_at_door as f64 / cb.visitor_cars as f64;
+    assert!((0.4..0.6).contains(&share), "about half let a patient out: {share}");
+    assert_eq!(cb.parked, cb.visitor_cars, "every car still parks");
+    assert!(
+        cb.mean_time_to_door_min < no_door.mean_time_to_door_min,
+        "patients reach the door sooner: {} against {}",
+        cb.mean_time_to_door_min,
+        no_door.mean_time_to_door_min
+    );
+    assert!(cb.peak_queue_on_road <= 10 && cb.mean_wait_min <= 5.0, "{cb:?}");
+    // The door's own lot fills, so some cars let their patient out and are
+    // sent on to a shared lot.
+    assert!(cb.cars_diverted > 0);
+}
+
+/// Reservation with the appointment: a share of visitors book a space in a
+/// shared lot, drive there, and so stay out of the hospital lot's queue.
+#[test]
+fn visitors_who_book_park_in_the_lot_they_booked_and_the_queue_shrinks() {
+    let d = District::load().unwrap();
+    let base = d.run(&reduced(Measures::BASELINE, 3), |_| {}).unwrap();
+    let booking = Measures {
+        reservation: true,
+        ..Measures::BASELINE
+    };
+    let r = d.run(&reduced(booking, 3), |_| {}).unwrap();
+    assert_eq!(base.booked, 0);
+    let share = r.booked as f64 / r.visitor_cars as f64;
+    assert!((0.2..0.4).contains(&share), "about 30 % book: {share}");
+    assert!(
+        r.cars_diverted >= r.booked,
+        "booked cars park in shared lots: {} diverted, {} booked",
+        r.cars_diverted,
+        r.booked
+    );
+    assert_eq!(r.parked, r.visitor_cars);
+    assert!(
+        r.peak_queue_on_road < base.peak_queue_on_road / 2,
+        "{} against {}",
+        r.peak_queue_on_road,
+        base.peak_queue_on_road
+    );
+}

@@ -34,6 +34,9 @@ struct PolicySummary {
     mean_extra_walk_diverted_m: f64,
     through_traffic_mean_travel_time_s: f64,
     gate_throughput_per_h: f64,
+    mean_time_to_door_min: f64,
+    dropped_at_door: f64,
+    booked: f64,
     never_parked: f64,
     spread: Spreads,
     runs: Vec<Outcome>,
@@ -48,6 +51,7 @@ struct Spreads {
     mean_extra_walk_m: Spread,
     through_traffic_mean_travel_time_s: Spread,
     gate_throughput_per_h: Spread,
+    mean_time_to_door_min: Spread,
 }
 
 pub fn run(a: HospitalArgs) -> Result<()> {
@@ -119,6 +123,7 @@ fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary
         mean_extra_walk_m: sp(&|o| o.mean_extra_walk_m),
         through_traffic_mean_travel_time_s: sp(&|o| o.through_traffic_mean_travel_time_s),
         gate_throughput_per_h: sp(&|o| o.gate_throughput_per_h),
+        mean_time_to_door_min: sp(&|o| o.mean_time_to_door_min),
     };
     PolicySummary {
         scenario: "hospital-district",
@@ -132,6 +137,9 @@ fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary
         mean_extra_walk_diverted_m: sp(&|o| o.mean_extra_walk_diverted_m).mean,
         through_traffic_mean_travel_time_s: spread.through_traffic_mean_travel_time_s.mean,
         gate_throughput_per_h: spread.gate_throughput_per_h.mean,
+        mean_time_to_door_min: spread.mean_time_to_door_min.mean,
+        dropped_at_door: sp(&|o| o.dropped_at_door as f64).mean,
+        booked: sp(&|o| o.booked as f64).mean,
         never_parked: sp(&|o| o.never_parked as f64).mean,
         spread,
         runs,
@@ -141,13 +149,21 @@ fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary
 fn print_table(summaries: &[PolicySummary], seeds: usize) {
     println!("hospital-district, {seeds} seed(s): mean ± sd over seeds");
     println!(
-        "{:<40} {:>14} {:>14} {:>14} {:>9} {:>9} {:>14} {:>9}",
-        "policy", "mean wait min", "max wait min", "peak queue", "diverted", "walk m", "through TT s", "parked/h"
+        "{:<40} {:>14} {:>14} {:>14} {:>9} {:>9} {:>14} {:>9} {:>8}",
+        "policy",
+        "mean wait min",
+        "max wait min",
+        "peak queue",
+        "diverted",
+        "walk m",
+        "through TT s",
+        "parked/h",
+        "door min"
     );
     for s in summaries {
         let sp = &s.spread;
         println!(
-            "{:<40} {:>7.1} ± {:<4.1} {:>7.0} ± {:<4.0} {:>7.0} ± {:<4.0} {:>9.0} {:>9.0} {:>7.0} ± {:<4.0} {:>9.0}",
+            "{:<40} {:>7.1} ± {:<4.1} {:>7.0} ± {:<4.0} {:>7.0} ± {:<4.0} {:>9.0} {:>9.0} {:>7.0} ± {:<4.0} {:>9.0} {:>8.1}",
             s.policy,
             sp.mean_wait_min.mean,
             sp.mean_wait_min.sd,
@@ -160,8 +176,10 @@ fn print_table(summaries: &[PolicySummary], seeds: usize) {
             sp.through_traffic_mean_travel_time_s.mean,
             sp.through_traffic_mean_travel_time_s.sd,
             s.gate_throughput_per_h,
+            s.mean_time_to_door_min,
         );
     }
+    println!("(door min: mean time from arriving to the hospital's door — let out at the drop-off bay, or parked and walked)");
     if summaries.iter().any(|s| s.never_parked > 0.0) {
         println!("(cars still queued when a run stopped count their wait to the end; mean per run:");
         for s in summaries.iter().filter(|s| s.never_parked > 0.0) {
@@ -181,7 +199,7 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
     for s in summaries {
         let sp = &s.spread;
         rows += &format!(
-            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{:.0} ± {:.0}</td><td>{:.0} ± {:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0} ± {:.0}</td><td>{:.0}</td></tr>",
+            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{:.0} ± {:.0}</td><td>{:.0} ± {:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0} ± {:.0}</td><td>{:.0}</td><td>{:.1}</td></tr>",
             esc(&s.policy),
             sp.mean_wait_min.mean,
             sp.mean_wait_min.sd,
@@ -193,7 +211,8 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
             s.mean_extra_walk_m,
             sp.through_traffic_mean_travel_time_s.mean,
             sp.through_traffic_mean_travel_time_s.sd,
-            s.gate_throughput_per_h
+            s.gate_throughput_per_h,
+            s.mean_time_to_door_min
         );
     }
     // Queue over the day: the first seed's run of each policy.
@@ -320,7 +339,7 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
 <h1>Hospital district: a weekday around ZJU First and Second Affiliated Hospitals</h1>\
 <p>Seeds: {}. Mean ± sample standard deviation over seeds. Wait: arrival in the district to parked, less the free-flow drive. \
 Queue: hospital-bound cars held on public roads (access roads included) waiting for a full lot. Walk: extra walk to the hospital gate, over all visitors who parked. Parked/h: visitors admitted 07:00–11:00.</p>\
-<table><tr><th>policy</th><th>mean wait min</th><th>max wait min</th><th>peak queue on road</th><th>diverted</th><th>extra walk m</th><th>through traffic TT s</th><th>parked/h</th></tr>{rows}</table>\
+<table><tr><th>policy</th><th>mean wait min</th><th>max wait min</th><th>peak queue on road</th><th>diverted</th><th>extra walk m</th><th>through traffic TT s</th><th>parked/h</th><th>to the door min</th></tr>{rows}</table>\
 <h2>Cars queued on the roads over the day (seed {})</h2><svg width=\"{w}\" height=\"{h}\" font-size=\"12\">{queue_svg}</svg>\
 <h2>Wait to park: share of visitors per 15 minutes (all seeds)</h2><svg width=\"{w}\" height=\"{h}\" font-size=\"12\">{hist_svg}</svg>\
 <h2>Lot occupancy over the day (seed {})</h2>{occ_html}\

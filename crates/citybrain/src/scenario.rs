@@ -35,9 +35,10 @@ pub struct RunArgs {
     routes: Vec<PathBuf>,
     /// Policies, comma-separated. signal-corridor and sumo: fixed, actuated,
     /// citybrain (default: all three). hospital-district: baseline, citybrain,
-    /// or baseline+MEASURE[+MEASURE…] with guidance, turn-away, fast-gates;
-    /// `each` runs the baseline, each measure alone and all of them
-    /// (default: baseline,citybrain).
+    /// or baseline+MEASURE[+MEASURE…] with guidance, turn-away, fast-gates,
+    /// drop-off, reservation (citybrain is the first four; add the fifth as
+    /// citybrain+reservation); `each` runs the baseline, each measure alone,
+    /// citybrain and citybrain+reservation (default: baseline,citybrain).
     #[arg(long, value_delimiter = ',')]
     policy: Vec<String>,
     /// hospital-district: share of drivers who follow guidance (default: the scenario's).

@@ -501,6 +501,9 @@ fn scenario_hospital_district_prints_one_json_object_per_policy() {
             "mean_extra_walk_m",
             "through_traffic_mean_travel_time_s",
             "gate_throughput_per_h",
+            "mean_time_to_door_min",
+            "dropped_at_door",
+            "booked",
         ] {
             assert!(l[k].is_number(), "{k} in {l}");
         }
