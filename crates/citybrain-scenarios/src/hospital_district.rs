@@ -843,6 +843,9 @@ impl District {
             lane_lookahead_edges: LANE_LOOKAHEAD_EDGES,
             // Cars turning in from both directions take turns at the gate.
             zipper_merges: true,
+            // ...and the queue keeps the order of arrival where streams
+            // merge into it (a car held at red keeps its place).
+            first_come_merges: true,
             // One who cannot get into the queue's lane goes round the block.
             missed_turn_after: MISSED_TURN_AFTER_S,
             // A car arriving in the free lane joins the lot's queue at its

@@ -182,8 +182,14 @@ fn every_public_road_and_lot_knows_its_street() {
 #[test]
 fn drivers_take_another_way_in_when_theirs_is_jammed() {
     let d = District::load().unwrap();
-    let base = d.run(&reduced(Measures::BASELINE, 3), |_| {}).unwrap();
-    let cb = d.run(&reduced(Measures::CITYBRAIN, 3), |_| {}).unwrap();
+    // Until noon: the queue has grown onto the main roads.
+    let noon = |m| {
+        let mut o = RunOptions::new(m, 3);
+        o.demand_until = Some(12.0 * 3600.0);
+        o
+    };
+    let base = d.run(&noon(Measures::BASELINE), |_| {}).unwrap();
+    let cb = d.run(&noon(Measures::CITYBRAIN), |_| {}).unwrap();
     assert!(
         base.other_way_in > 10,
         "the jam sends drivers round: {}",

@@ -54,6 +54,11 @@ pub struct SimConfig {
     /// inside the junction bound for the same lane, so that two merging
     /// cars never both enter for one space.)
     pub zipper_merges: bool,
+    /// With `zipper_merges`: of two merging queues, the one whose front car
+    /// arrived (departed) first goes next, instead of strict turns — the
+    /// order of a single queuing lane, where those who came first are let
+    /// in first whichever way they came.
+    pub first_come_merges: bool,
     /// A vehicle standing this long at the end of a lane that does not lead
     /// on along its route (it could not get into the lane it needs) takes
     /// one of the turns its lane offers and is routed from there, as a
@@ -95,6 +100,7 @@ impl Default for SimConfig {
             summary_interval: 300.0,
             lane_lookahead_edges: 1,
             zipper_merges: false,
+            first_come_merges: false,
             missed_turn_after: 0.0,
             join_queues_at_tail: false,
             eager_insert: false,
@@ -1262,8 +1268,8 @@ impl Sim {
         }
         let mut set = Vec::new();
         let mut moving: Vec<(u32, u32)> = Vec::new();
-        let mut at_line: Vec<(u32, u32, LaneId, bool)> = Vec::new();
-        let mut entrants: Vec<(LaneId, u8, u32, u32)> = Vec::new();
+        let mut at_line: Vec<(u32, u32, LaneId, bool, f64)> = Vec::new();
+        let mut entrants: Vec<(LaneId, u8, u32, u32, f64)> = Vec::new();
         for &li in &self.occupied {
             let lane_id = LaneId(li);
             let list = &self.lanes[li as usize];
@@ -1306,10 +1312,13 @@ impl Sim {
                     }
                 }
             }
+            // First come: a car held at a red light still holds its place
+            // for the last space (the room waits for its green).
+            let may_enter_now = self.signal(link) != LinkSignal::Stop || self.cfg.first_come_merges;
             if self.cfg.zipper_merges
                 && link.next != link.target
                 && dist < v.speed + 2.0
-                && self.signal(link) != LinkSignal::Stop
+                && may_enter_now
                 && self.room_left(link.target) < 2.0 * (t.length + t.min_gap)
             {
                 // Who goes first for the last space: the link with the zipper
@@ -1319,11 +1328,18 @@ impl Sim {
                     _ if link.major => 1,
                     _ => 2,
                 };
-                entrants.push((link.target, rank, li, front));
+                let rank = if self.cfg.first_come_merges { 0 } else { rank };
+                entrants.push((link.target, rank, li, front, v.depart));
             }
             if self.cfg.zipper_merges && dist < 2.0 && v.speed < STANDING && self.signal(link) != LinkSignal::Stop {
                 if let (Some(j), Some(r)) = (link.junction, link.request) {
-                    at_line.push((j.0, r, link.target, matches!(self.signal(link), LinkSignal::Yield)));
+                    at_line.push((
+                        j.0,
+                        r,
+                        link.target,
+                        matches!(self.signal(link), LinkSignal::Yield),
+                        v.depart,
+                    ));
                 }
             }
         }
@@ -1340,8 +1356,18 @@ impl Sim {
             for l in self.permit_set.drain(..) {
                 self.entry_permit[l as usize] = None;
             }
-            entrants.sort_by_key(|e| (e.0 .0, e.1, e.2));
-            for (target, _, _, vi) in entrants {
+            // Under first come, the rank is the same for all: by arrival.
+            entrants.sort_by(|a, b| {
+                (a.0 .0, a.1)
+                    .cmp(&(b.0 .0, b.1))
+                    .then(if self.cfg.first_come_merges {
+                        a.4.total_cmp(&b.4)
+                    } else {
+                        std::cmp::Ordering::Equal
+                    })
+                    .then(a.2.cmp(&b.2))
+            });
+            for (target, _, _, vi, _) in entrants {
                 if self.entry_permit[target.idx()].is_none() {
                     self.entry_permit[target.idx()] = Some(vi);
                     self.permit_set.push(target.0);
@@ -1369,7 +1395,7 @@ impl Sim {
     /// the next turn into that lane, unless the last car in came by it; the
     /// turn holds until its car has entered (crossing traffic permitting),
     /// and the merging links wait for it.
-    fn update_zipper_turns(&mut self, at_line: &[(u32, u32, LaneId, bool)], moving: &[(u32, u32)]) {
+    fn update_zipper_turns(&mut self, at_line: &[(u32, u32, LaneId, bool, f64)], moving: &[(u32, u32)]) {
         let mut kept = Vec::new();
         for l in self.zipper_set.drain(..) {
             let turn = self.zipper_turn[l as usize];
@@ -1381,17 +1407,25 @@ impl Sim {
             }
         }
         self.zipper_set = kept;
-        for &(j, r, target, yielding) in at_line {
-            if !yielding || self.zipper_turn[target.idx()].is_some() || self.last_into[target.idx()] == Some((j, r)) {
+        let first_come = self.cfg.first_come_merges;
+        for &(j, r, target, yielding, depart) in at_line {
+            if !yielding
+                || self.zipper_turn[target.idx()].is_some()
+                || (!first_come && self.last_into[target.idx()] == Some((j, r)))
+            {
                 continue;
             }
             let Some(row) = self.yields[j as usize].get(r as usize) else {
                 continue;
             };
             let merging = |f: u32| self.request_target[j as usize].get(f as usize).copied().flatten() == Some(target);
-            let foe_waiting = row
+            // The earliest arrival at the front of a merging queue.
+            let foe_front = row
                 .iter()
-                .any(|&f| merging(f) && at_line.iter().any(|a| (a.0, a.1) == (j, f)));
+                .filter(|&&f| merging(f))
+                .flat_map(|&f| at_line.iter().filter(move |a| (a.0, a.1) == (j, f)).map(|a| a.4))
+                .min_by(f64::total_cmp);
+            let foe_waiting = foe_front.is_some_and(|d| !first_come || depart < d);
             let foe_moving = row.iter().any(|&f| merging(f) && moving.contains(&(j, f)));
             if foe_waiting && !foe_moving {
                 self.zipper_turn[target.idx()] = Some((j, r));

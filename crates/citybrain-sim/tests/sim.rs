@@ -814,3 +814,53 @@ fn a_trip_called_off_before_it_enters_never_drives() {
     assert_eq!(sim.totals.cancelled, 1);
     assert_eq!(sim.totals.arrived + 1, sim.totals.loaded);
 }
+
+/// First come at merges: two approaches through a signal queue for a small
+/// car park beyond it; with `first_come_merges` the cars get in in the
+/// order they came (a car held at red keeps its place for the last space),
+/// with plain zipper merging in the order the green phases let them.
+#[test]
+fn with_first_come_merges_cars_get_into_a_queue_in_the_order_they_came() {
+    let out_of_order = |first_come: bool| -> (usize, usize) {
+        let net = Arc::new(read_net(data("signal-merge.net.xml")).unwrap());
+        let add = citybrain_sim::Additional::read(&net, &[data("signal-merge.add.xml")]).unwrap();
+        let demand = Demand::read_with(&net, &add, &[data("signal-merge.rou.xml")]).unwrap();
+        let departs: Vec<f64> = demand.vehicles.iter().map(|v| v.depart).collect();
+        let cfg = SimConfig {
+            zipper_merges: true,
+            first_come_merges: first_come,
+            teleport_parking_bound: false,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net))
+            .with_parking(add)
+            .with_parking_events();
+        let mut parked: Vec<(f64, usize)> = Vec::new();
+        drive(&mut sim, |_| {});
+        parked.extend(
+            sim.take_parking_events()
+                .into_iter()
+                .filter(|e| e.parked)
+                .map(|e| (e.time, e.vehicle)),
+        );
+        assert_eq!(parked.len(), departs.len(), "every car parks");
+        assert_eq!(sim.totals.teleports, 0);
+        // Pairs that got in in the other order than they came.
+        let mut inversions = 0;
+        for (i, a) in parked.iter().enumerate() {
+            for b in &parked[i + 1..] {
+                if departs[b.1] < departs[a.1] && b.0 > a.0 {
+                    inversions += 1;
+                }
+            }
+        }
+        (inversions, parked.len())
+    };
+    let (plain, n) = out_of_order(false);
+    let (first, _) = out_of_order(true);
+    assert!(n > 80, "{n}");
+    assert!(
+        first * 2 < plain,
+        "in the order they came: {first} pairs out of order against {plain}"
+    );
+}
