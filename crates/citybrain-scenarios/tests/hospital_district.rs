@@ -11,6 +11,13 @@ fn reduced(m: Measures, seed: u64) -> RunOptions {
     o
 }
 
+/// Demand until noon: the morning's queue has grown onto the main roads.
+fn noon(m: Measures) -> RunOptions {
+    let mut o = RunOptions::new(m, 3);
+    o.demand_until = Some(12.0 * 3600.0);
+    o
+}
+
 #[test]
 fn a_reduced_morning_queues_under_the_baseline_and_the_city_brain_clears_it() {
     let d = District::load().unwrap();
@@ -182,12 +189,6 @@ fn every_public_road_and_lot_knows_its_street() {
 #[test]
 fn drivers_take_another_way_in_when_theirs_is_jammed() {
     let d = District::load().unwrap();
-    // Until noon: the queue has grown onto the main roads.
-    let noon = |m| {
-        let mut o = RunOptions::new(m, 3);
-        o.demand_until = Some(12.0 * 3600.0);
-        o
-    };
     let base = d.run(&noon(Measures::BASELINE), |_| {}).unwrap();
     let cb = d.run(&noon(Measures::CITYBRAIN), |_| {}).unwrap();
     assert!(
@@ -208,12 +209,6 @@ fn drivers_take_another_way_in_when_theirs_is_jammed() {
 #[test]
 fn through_traffic_goes_round_a_jammed_block_and_pays_the_detour() {
     let d = District::load().unwrap();
-    // Until noon: the morning's queue has grown onto the main roads.
-    let noon = |m| {
-        let mut o = RunOptions::new(m, 3);
-        o.demand_until = Some(12.0 * 3600.0);
-        o
-    };
     let base = d.run(&noon(Measures::BASELINE), |_| {}).unwrap();
     let cb = d.run(&noon(Measures::CITYBRAIN), |_| {}).unwrap();
     assert!(base.through_round_block > 0, "the jam sends through traffic round");
