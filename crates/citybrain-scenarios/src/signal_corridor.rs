@@ -323,6 +323,9 @@ impl Corridor {
     ) -> Result<Sim, ScenarioError> {
         let cfg = SimConfig {
             seed: o.seed,
+            // Traffic ahead of the ambulance opens a rescue lane (PRC Road
+            // Traffic Safety Law, art. 53: others must give way to it).
+            rescue_lane: true,
             ..SimConfig::default()
         };
         let controllers = self.controllers(o)?.into_iter().map(|(t, c)| (t, wrap(t, c))).collect();

@@ -9,7 +9,7 @@
 //! order (lane by lane, front to back), inserts waiting vehicles, records
 //! arrivals and teleports. Same seed, same input → byte-identical outputs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use citybrain_net::{EdgeFunction, EdgeId, JunctionId, LaneId, Network, TlsId};
@@ -59,6 +59,13 @@ pub struct SimConfig {
     /// order of a single queuing lane, where those who came first are let
     /// in first whichever way they came.
     pub first_come_merges: bool,
+    /// Moving traffic on a road of two or more lanes opens a rescue lane
+    /// for an emergency vehicle close behind it (the corridor between lanes
+    /// that drivers must leave; SUMO's bluelight device builds it on
+    /// sub-lanes): the emergency vehicle passes a moving leader it has
+    /// caught up with, away from the junctions, instead of following it.
+    /// Standing queues do not open (there is no room to pull aside).
+    pub rescue_lane: bool,
     /// A vehicle standing this long at the end of a lane that does not lead
     /// on along its route (it could not get into the lane it needs) takes
     /// one of the turns its lane offers and is routed from there, as a
@@ -101,6 +108,7 @@ impl Default for SimConfig {
             lane_lookahead_edges: 1,
             zipper_merges: false,
             first_come_merges: false,
+            rescue_lane: false,
             missed_turn_after: 0.0,
             join_queues_at_tail: false,
             eager_insert: false,
@@ -407,6 +415,11 @@ pub struct Sim {
     teleport_log: Vec<TeleportEvent>,
     /// Running vehicles of vClass `emergency` (their signals get priority calls).
     emergency: Vec<u32>,
+    /// Vehicles an emergency vehicle passed through a rescue lane.
+    pub rescue_passes: u64,
+    /// Per emergency vehicle in a rescue lane: the lane and how far along
+    /// it its pass has got, m.
+    rescue_progress: HashMap<u32, (LaneId, f64)>,
     /// Parking entries and exits since the last `take_parking_events` (None: not logged).
     parking_events: Option<Vec<ParkingEvent>>,
     /// Zipper merging: the target lane of each junction request, the link
@@ -440,6 +453,11 @@ const MAKE_WAY_RANGE: f64 = 60.0;
 const QUEUE_CRAWL_MS: f64 = 3.0;
 /// How far ahead of an emergency vehicle signals are told it is coming, m.
 const PRIORITY_HORIZON: f64 = 1000.0;
+/// A rescue lane opens only this far (m) from both ends of a lane: near a
+/// junction the lanes lead to different turns and queues stand.
+const RESCUE_LANE_CLEARANCE: f64 = 30.0;
+/// Traffic slower than this (m/s) is a standing queue, with no room to pull aside.
+const RESCUE_LANE_MIN_SPEED: f64 = 2.0;
 
 impl Sim {
     pub fn new(
@@ -568,6 +586,8 @@ impl Sim {
             summaries: Vec::new(),
             teleport_log: Vec::new(),
             emergency: Vec::new(),
+            rescue_passes: 0,
+            rescue_progress: HashMap::new(),
             parking_events: None,
             request_target,
             last_into: vec![None; n_lanes],
@@ -2179,6 +2199,9 @@ impl Sim {
         for (lane, back, vi) in new_wishers {
             self.wishers[lane.idx()].push((back, vi));
         }
+        if self.cfg.rescue_lane && !self.emergency.is_empty() {
+            self.pass_through_rescue_lanes(dt);
+        }
         if !self.add.parking_areas.is_empty() {
             self.handle_stops();
             self.unpark();
@@ -2186,6 +2209,80 @@ impl Sim {
         self.reroute_missed_turns();
         self.come_back_for_missed_stops();
         self.teleport_stuck();
+    }
+
+    /// The rescue lane: an emergency vehicle held behind a moving leader in
+    /// its lane, on a normal edge of two or more lanes and clear of the
+    /// junctions at both ends, goes on through the corridor the traffic
+    /// opens at its own speed. Its progress there is kept apart from its
+    /// place in the lane (which follows the leader as usual); when that
+    /// progress reaches the leader, the two exchange places within the
+    /// footprint they had (the leader's back where the emergency vehicle's
+    /// was, the gap between them kept), so no one overlaps and the lane
+    /// stays in order. The distance each gained or gave up counts in its
+    /// route length. Losing the leader, the lane or the conditions ends the
+    /// pass.
+    fn pass_through_rescue_lanes(&mut self, dt: f64) {
+        for k in 0..self.emergency.len() {
+            let e = self.emergency[k];
+            let Some(ev) = self.vehs[e as usize].as_ref() else {
+                continue;
+            };
+            let lane = ev.lane;
+            let edge = self.net.edge(self.net.lane(lane).edge);
+            let list = &self.lanes[lane.idx()];
+            let leader = list
+                .iter()
+                .position(|x| *x == e)
+                .filter(|i| *i > 0)
+                .map(|i| (i, list[i - 1]));
+            let passable = leader.filter(|&(_, l)| {
+                let lv = self.veh(l);
+                let (et, lt) = (self.vtype(ev), self.vtype(lv));
+                let gap = lv.pos - lt.length - ev.pos;
+                let held = gap < et.min_gap + et.tau.max(1.0) * ev.speed + 5.0;
+                edge.function == EdgeFunction::Normal
+                    && edge.lanes.len() >= 2
+                    && lt.vclass != "emergency"
+                    && lv.speed >= RESCUE_LANE_MIN_SPEED
+                    && held
+                    && ev.pos - et.length > RESCUE_LANE_CLEARANCE
+                    && self.lane_len(lane) - lv.pos > RESCUE_LANE_CLEARANCE
+            });
+            let Some((i, l)) = passable else {
+                self.rescue_progress.remove(&e);
+                continue;
+            };
+            let desired = {
+                let t = self.vtype(ev);
+                (self.net.lane(lane).speed * t.speed_factor).min(t.max_speed)
+            };
+            let (lane_then, progress) = self.rescue_progress.get(&(e)).copied().unwrap_or((lane, ev.pos));
+            let progress = if lane_then == lane {
+                progress.max(ev.pos)
+            } else {
+                ev.pos
+            } + desired * dt;
+            let lv = self.veh(l);
+            if progress < lv.pos {
+                self.rescue_progress.insert(e, (lane, progress));
+                continue;
+            }
+            let (et_len, lt_len) = (self.vtype(ev).length, self.vtype(lv).length);
+            let (e_front, l_front) = (lv.pos, ev.pos - et_len + lt_len);
+            let (e_gain, l_loss) = (e_front - ev.pos, lv.pos - l_front);
+            if let Some(v) = self.vehs[e as usize].as_mut() {
+                v.pos = e_front;
+                v.route_length += e_gain;
+            }
+            if let Some(v) = self.vehs[l as usize].as_mut() {
+                v.pos = l_front;
+                v.route_length -= l_loss;
+            }
+            self.lanes[lane.idx()].swap(i - 1, i);
+            self.rescue_progress.insert(e, (lane, e_front));
+            self.rescue_passes += 1;
+        }
     }
 
     /// A vehicle that drove past the parking area it was heading for (it

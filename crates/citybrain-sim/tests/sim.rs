@@ -564,6 +564,37 @@ fn an_emergency_vehicle_is_not_held_up_by_slow_traffic() {
     assert!(amb.duration < 80.0, "ambulance took {} s", amb.duration);
 }
 
+/// Both lanes held by slow traffic: without a rescue lane the ambulance
+/// follows it; with one it passes between the lanes, and nobody overlaps
+/// (the invariants are checked every step).
+#[test]
+fn a_rescue_lane_lets_an_ambulance_pass_traffic_filling_every_lane() {
+    let ambulance = |rescue_lane: bool| {
+        let cfg = SimConfig {
+            rescue_lane,
+            ..SimConfig::default()
+        };
+        let (s, trips) = run("two-lane.net.xml", "two-lane-ambulance-blocked.rou.xml", cfg);
+        assert_eq!(s.arrived, s.loaded);
+        let t = trips.iter().find(|t| t.id == "ambulance").unwrap().clone();
+        let tractor = trips.iter().find(|t| t.id == "slow0").unwrap().clone();
+        (t, tractor)
+    };
+    let (held, _) = ambulance(false);
+    let (passed, tractor) = ambulance(true);
+    // 1000 m behind 5 m/s tractors is about 200 s; at 1.3 x 13.89 m/s, 55 s.
+    assert!(held.duration > 150.0, "no rescue lane: {} s", held.duration);
+    assert!(passed.duration < 100.0, "rescue lane: {} s", passed.duration);
+    // Distances stay the road's length for everyone (give or take the last
+    // step's drive past its end).
+    for t in [&passed, &tractor] {
+        assert!(
+            (t.route_length - held.route_length).abs() < 20.0,
+            "{t:?} against {held:?}"
+        );
+    }
+}
+
 /// The single-lane road with a hand-written additional file and routes:
 /// the parking areas as read, and the simulation driven to its end.
 fn single_lane_parking(add_xml: &str, routes_xml: &str) -> (citybrain_sim::Additional, Sim, Vec<TripInfo>) {
