@@ -620,14 +620,12 @@ impl District {
             .map_or(f64::INFINITY, |r| r.iter().map(|e| self.edge_free_flow_s(*e)).sum())
     }
 
-    /// Draws one weekday's demand for a seed; returns it with each vehicle's
-    /// kind and how long it stops at the door to let a patient out (0: it
-    /// does not).
-    fn demand(&self, o: &RunOptions) -> Result<(Demand, Vec<Kind>, Vec<f64>), ScenarioError> {
+    /// Draws one weekday's demand for a seed; returns it with each vehicle's kind.
+    fn demand(&self, o: &RunOptions) -> Result<(Demand, Vec<Kind>), ScenarioError> {
         let d = &self.spec.demand;
         let door = &self.spec.door;
         let until = o.demand_until.unwrap_or(f64::INFINITY);
-        let mut out: Vec<(VehicleSpec, Kind, f64)> = Vec::new();
+        let mut out: Vec<(VehicleSpec, Kind)> = Vec::new();
         let mut routes: HashMap<(EdgeId, EdgeId, Option<EdgeId>), Arc<[EdgeId]>> = HashMap::new();
         let mut route_via = |from: EdgeId, via: Option<EdgeId>, to: EdgeId| -> Result<Arc<[EdgeId]>, ScenarioError> {
             if let Some(r) = routes.get(&(from, to, via)) {
@@ -727,7 +725,6 @@ impl District {
                         stops,
                     ),
                     Kind::Visitor(hi as u8),
-                    drop_off.unwrap_or(0.0),
                 ));
                 k += 1;
             }
@@ -751,7 +748,6 @@ impl District {
                         }]),
                     ),
                     Kind::Staff,
-                    0.0,
                 ));
             }
         }
@@ -790,22 +786,19 @@ impl District {
                         Arc::new([]),
                     ),
                     Kind::Through,
-                    0.0,
                 ));
                 k += 1;
             }
         }
         out.sort_by(|a, b| a.0.depart.total_cmp(&b.0.depart).then_with(|| a.0.id.cmp(&b.0.id)));
-        let kinds = out.iter().map(|(_, k, _)| *k).collect();
-        let door_s = out.iter().map(|(_, _, d)| *d).collect();
-        let vehicles = out.into_iter().map(|(v, _, _)| v).collect();
+        let kinds = out.iter().map(|(_, k)| *k).collect();
+        let vehicles = out.into_iter().map(|(v, _)| v).collect();
         Ok((
             Demand {
                 vtypes: vec![VType::default()],
                 vehicles,
             },
             kinds,
-            door_s,
         ))
     }
 
@@ -817,7 +810,7 @@ impl District {
         if o.compliance.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
             return Err(ScenarioError::Data("compliance must be between 0 and 1".into()));
         }
-        let (demand, kinds, door_s) = self.demand(o)?;
+        let (demand, kinds) = self.demand(o)?;
         let mut add = self.add.clone();
         // Gates: hospital lots pay at the exit unless pay-after-leaving is on;
         // shared lots read plates (a few seconds) in every policy.
@@ -871,7 +864,6 @@ impl District {
             o: o.clone(),
             sim,
             kinds,
-            door_s,
             origins,
             departs,
             cars: vec![Car::default(); n],
@@ -886,7 +878,6 @@ impl District {
             through_tt: Vec::new(),
             guided: 0,
             turned_away: 0,
-            booked: 0,
             next_departure: 0,
             turn_times: TurnTimes::new(n),
             way_on: HashMap::new(),
@@ -937,8 +928,6 @@ pub struct Run<'d> {
     compliance: f64,
     pub sim: Sim,
     kinds: Vec<Kind>,
-    /// How long each vehicle stops at the door to let a patient out (0: no stop).
-    door_s: Vec<f64>,
     origins: Vec<EdgeId>,
     departs: Vec<f64>,
     cars: Vec<Car>,
@@ -954,7 +943,6 @@ pub struct Run<'d> {
     through_tt: Vec<f64>,
     guided: usize,
     turned_away: usize,
-    booked: usize,
     /// The next vehicle (by departure) whose way in is still to be chosen.
     next_departure: usize,
     /// Live travel times per turn, as a navigation app has them.
@@ -1096,10 +1084,10 @@ impl Run<'_> {
     /// A visitor's wait to park, s: from arriving to parked, less the
     /// free-flow drive to the lot and the stop at the door, if it made one.
     fn wait_to_park_s(&mut self, v: usize, parked_at: f64, lot: usize) -> f64 {
-        let door = if self.cars[v].at_door.is_some() {
-            self.door_s[v]
-        } else {
-            0.0
+        // The door stop, when made, is the first of the vehicle's stops.
+        let door = match self.cars[v].at_door {
+            Some(_) => self.sim.demand().vehicles[v].stops[0].duration.unwrap_or(0.0),
+            None => 0.0,
         };
         parked_at - self.departs[v] - self.drive_s(self.origins[v], lot) - door
     }
@@ -1204,12 +1192,13 @@ impl Run<'_> {
             if self.o.measures.reservation && !self.cars[s.vehicle].booking_asked && !on_lot_road {
                 self.book(s.vehicle, s.hospital, s.next.unwrap_or(s.edge), hub);
             }
-            if self.cars[s.vehicle].redirect_pending && !door_next {
-                let lot = self.cars[s.vehicle].assigned;
-                if let Some(lot) = lot {
-                    if self.sim.redirect_to_parking(s.handle, self.d.lots[lot].area).is_ok() {
-                        self.cars[s.vehicle].redirect_pending = false;
-                    }
+            if let (true, false, Some(lot)) = (
+                self.cars[s.vehicle].redirect_pending,
+                door_next,
+                self.cars[s.vehicle].assigned,
+            ) {
+                if self.sim.redirect_to_parking(s.handle, self.d.lots[lot].area).is_ok() {
+                    self.cars[s.vehicle].redirect_pending = false;
                 }
             }
             let car = &mut self.cars[s.vehicle];
@@ -1233,19 +1222,13 @@ impl Run<'_> {
             let heading_own = s.area == Some(own_area);
             // The guard stands at the gate: cars already in the access road are past him.
             let reaching_gate = s.next == Some(hosp.access_edge) || s.after == Some(hosp.access_edge);
-            if self.o.measures.turn_away && heading_own && reaching_gate && !door_next {
-                let (o, c) = occ[own_area];
-                if o + at_gate[s.hospital] >= c {
-                    self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
-                }
-            }
             // One that has let its patient out at the door is sent on from
             // there, through the hospital's grounds (it counts itself in
             // `at_gate`).
             let past_door = self.cars[s.vehicle].at_door.is_some() && s.edge == hosp.access_edge;
-            if self.o.measures.turn_away && heading_own && past_door {
+            if self.o.measures.turn_away && heading_own && ((reaching_gate && !door_next) || past_door) {
                 let (o, c) = occ[own_area];
-                if o + at_gate[s.hospital] > c {
+                if o + at_gate[s.hospital] >= c + u32::from(past_door) {
                     self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
                 }
             }
@@ -1479,7 +1462,6 @@ impl Run<'_> {
         car.assigned = Some(lot);
         car.redirect_pending = true;
         self.assigned[lot] += 1;
-        self.booked += 1;
     }
 
     /// Guidance (screens, the door, the app): sends a complying driver to
@@ -1661,7 +1643,7 @@ impl Run<'_> {
             gate_throughput_per_h: admitted_peak as f64 / 4.0,
             mean_time_to_door_min: mean(&to_door),
             dropped_at_door: self.cars.iter().filter(|c| c.at_door.is_some()).count(),
-            booked: self.booked,
+            booked: self.cars.iter().filter(|c| c.booked).count(),
             visitor_cars: visitors,
             parked,
             never_parked,

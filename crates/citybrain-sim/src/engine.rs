@@ -415,8 +415,6 @@ pub struct Sim {
     teleport_log: Vec<TeleportEvent>,
     /// Running vehicles of vClass `emergency` (their signals get priority calls).
     emergency: Vec<u32>,
-    /// Vehicles an emergency vehicle passed through a rescue lane.
-    pub rescue_passes: u64,
     /// Per emergency vehicle in a rescue lane: the lane and how far along
     /// it its pass has got, m.
     rescue_progress: HashMap<u32, (LaneId, f64)>,
@@ -586,7 +584,6 @@ impl Sim {
             summaries: Vec::new(),
             teleport_log: Vec::new(),
             emergency: Vec::new(),
-            rescue_passes: 0,
             rescue_progress: HashMap::new(),
             parking_events: None,
             request_target,
@@ -2281,7 +2278,6 @@ impl Sim {
             }
             self.lanes[lane.idx()].swap(i - 1, i);
             self.rescue_progress.insert(e, (lane, e_front));
-            self.rescue_passes += 1;
         }
     }
 
