@@ -441,9 +441,6 @@ const STANDING: f64 = 0.1;
 const STOP_TOLERANCE: f64 = 1.0;
 /// The stop-line detection zone signal controllers see, m.
 const DETECTION_RANGE: f64 = 40.0;
-/// An emergency vehicle passes through a lane that does not lead on only
-/// this far or more from the lane's end, m.
-const EMERGENCY_PASSING_CLEARANCE: f64 = 120.0;
 /// How far ahead of an emergency vehicle drivers make way for it, m.
 const MAKE_WAY_RANGE: f64 = 60.0;
 /// Traffic slower than this (m/s) in the lane a driver needs is a queue to
@@ -1877,11 +1874,11 @@ impl Sim {
             let Some(&other) = edge.lanes.get(idx as usize) else {
                 continue;
             };
-            // An emergency vehicle may pass through a lane that does not lead
-            // on (a turn bay) while it is far enough from the junction to
-            // get back.
-            let passing = t.vclass == "emergency" && self.lane_len(lane_id) - v.pos > EMERGENCY_PASSING_CLEARANCE;
-            if !(leads_on(other) || passing) || !self.net.lane(other).allows(&t.vclass) {
+            // Never into a lane the route does not go on from (a turn bay),
+            // an emergency vehicle neither: one that passed that way got
+            // stuck at the bay's end beside the moving platoon it had passed
+            // (the rescue lane is its way past moving traffic).
+            if !leads_on(other) || !self.net.lane(other).allows(&t.vclass) {
                 continue;
             }
             let (g, sp) = ahead(other);

@@ -564,6 +564,34 @@ fn an_emergency_vehicle_is_not_held_up_by_slow_traffic() {
     assert!(amb.duration < 80.0, "ambulance took {} s", amb.duration);
 }
 
+#[test]
+fn an_emergency_vehicle_does_not_pass_through_a_lane_its_route_does_not_go_on_from() {
+    // Behind a tractor in the only straight lane, beside a right-turn lane:
+    // the ambulance stays in its lane (one that passed through a turn bay
+    // got stuck at its end beside the traffic it had passed).
+    let net = Arc::new(read_net(data("turn-lanes.net.xml")).unwrap());
+    let demand = Demand::read(&net, &[data("turn-lanes-ambulance.rou.xml")]).unwrap();
+    let amb = demand.vehicles.iter().position(|v| v.id == "ambulance").unwrap();
+    let turn_lane = net.edge(net.edge_id("in").unwrap()).lanes[0];
+    let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net));
+    let mut on_road = 0;
+    let trips = drive(&mut sim, |s| {
+        for v in s.vehicles_on_road().filter(|v| v.vehicle == amb) {
+            on_road += 1;
+            assert_ne!(
+                v.lane,
+                turn_lane,
+                "the ambulance went into the turn lane at {} s",
+                s.time()
+            );
+        }
+    });
+    assert!(on_road > 30, "the ambulance was followed: {on_road} steps");
+    let amb = trips.iter().find(|t| t.id == "ambulance").unwrap();
+    // 400 m behind a 5 m/s tractor: it follows it (about 80 s).
+    assert!(amb.duration > 60.0, "{amb:?}");
+}
+
 /// Both lanes held by slow traffic: without a rescue lane the ambulance
 /// follows it; with one it passes between the lanes, and nobody overlaps
 /// (the invariants are checked every step).
