@@ -11,6 +11,7 @@
 //! - *delay index*: travel time over free-flow travel time, per vehicle,
 //!   averaged (the City Brain KDD Cup's measure).
 
+pub mod ambulance;
 pub mod draw;
 pub mod hospital_district;
 pub mod measure;

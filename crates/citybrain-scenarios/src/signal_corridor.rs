@@ -16,22 +16,21 @@ use std::sync::Arc;
 use citybrain_net::{EdgeId, Network, TlsId};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
-use citybrain_sim::signals::{controllers_for, Controllers, Priority, SignalController};
+use citybrain_sim::signals::{controllers_for, Controllers, SignalController};
 use citybrain_sim::{Demand, Sim, SimConfig, VType, VehicleSpec};
 use serde::Deserialize;
 
+pub use crate::ambulance::{Ambulance, SPEED_FACTOR as AMBULANCE_SPEED_FACTOR};
 use crate::draw::{profile_at, Stream};
 use crate::measure;
 pub use crate::measure::{Outcome, Policy, AMBULANCE_ID};
-use crate::ScenarioError;
+use crate::{ambulance, ScenarioError};
 
 const SPEC: &str = include_str!("../../../scenarios/signal-corridor/corridor.json");
 const NET_GZ: &[u8] = include_bytes!("../../../scenarios/signal-corridor/corridor.net.xml.gz");
 
 /// When the ambulance is dispatched (the middle of the peak), s.
 pub const AMBULANCE_DEPART: f64 = 1800.0;
-/// The ambulance's speed over the limit (see `Corridor::demand`).
-pub const AMBULANCE_SPEED_FACTOR: f64 = 1.3;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Spec {
@@ -70,14 +69,6 @@ pub struct DemandSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Intersection {
     pub cross_veh_h_per_approach: f64,
-}
-
-/// The ambulance, if any, and whether the signals give it priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ambulance {
-    None,
-    WithoutPriority,
-    WithPriority,
 }
 
 /// One run's settings.
@@ -209,17 +200,6 @@ impl Corridor {
             }
         }
         let car = VType::default();
-        // On an urgent call an ambulance is not bound by the speed limit
-        // (PRC Road Traffic Safety Law, art. 53); 1.3 × 50 km/h = 65 km/h.
-        // It never runs a red light here: the signals make way, or it waits.
-        let ambulance = VType {
-            id: "ambulance".into(),
-            vclass: "emergency".into(),
-            length: 6.5,
-            sigma: 0.0,
-            speed_factor: AMBULANCE_SPEED_FACTOR,
-            ..VType::default()
-        };
         let mut routes: HashMap<(String, String), Arc<[EdgeId]>> = HashMap::new();
         let mut vehicles = Vec::new();
         for (origin, rate, dest) in &streams {
@@ -287,7 +267,7 @@ impl Corridor {
         // Sorted by departure, ties by id: the engine inserts in this order.
         vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart).then_with(|| a.id.cmp(&b.id)));
         Ok(Demand {
-            vtypes: vec![car, ambulance],
+            vtypes: vec![car, ambulance::vtype()],
             vehicles,
         })
     }
@@ -298,15 +278,7 @@ impl Corridor {
         if o.ambulance != Ambulance::WithPriority {
             return Ok(base);
         }
-        Ok(base
-            .into_iter()
-            .map(|(tls, c): (TlsId, Box<dyn SignalController>)| {
-                (
-                    tls,
-                    Box::new(Priority::new(&self.net, tls, c, self.spec.signals.amber_s)) as Box<dyn SignalController>,
-                )
-            })
-            .collect())
+        Ok(ambulance::with_priority(&self.net, base, self.spec.signals.amber_s))
     }
 
     /// Builds the simulation of one run (for callers that step it themselves).

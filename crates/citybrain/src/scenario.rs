@@ -18,7 +18,7 @@ pub enum ScenarioCommand {
     /// Examples:
     ///   citybrain scenario run signal-corridor --policy fixed,citybrain --seeds 10
     ///   citybrain scenario run hospital-district --policy baseline,citybrain --seeds 10 --report h.html
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the scenarios.
     List,
 }
@@ -44,10 +44,19 @@ pub struct RunArgs {
     /// hospital-district: share of drivers who follow guidance (default: the scenario's).
     #[arg(long)]
     compliance: Option<f64>,
-    /// Dispatch an ambulance along the whole arterial; each run is made twice,
-    /// without and with signal priority, and both are reported.
+    /// Dispatch an ambulance (signal-corridor: along the whole arterial;
+    /// sumo: see --ambulance-route); each run is made twice, without and with
+    /// signal priority, and both are reported.
     #[arg(long)]
     ambulance: bool,
+    /// With `sumo --ambulance`: the ambulance's first and last edge, FROM,TO
+    /// (SUMO edge ids); it takes the shortest way between them.
+    #[arg(long, value_name = "FROM,TO")]
+    ambulance_route: Option<String>,
+    /// With `sumo --ambulance`: when it departs, s (default: the middle of the
+    /// demand period).
+    #[arg(long, value_name = "SECONDS")]
+    ambulance_depart: Option<f64>,
     /// Number of seeds (runs per policy): seed, seed+1, ...
     #[arg(long, default_value_t = 1)]
     seeds: u64,
@@ -103,7 +112,7 @@ struct Spreads {
 
 #[derive(Debug, Serialize)]
 struct AmbulanceSummary {
-    /// Free-flow time along the arterial at the ambulance's speed.
+    /// Free-flow time along its route at the ambulance's speed.
     free_flow_s: f64,
     ambulance_travel_time_s: f64,
     ambulance_travel_time_without_priority_s: f64,
@@ -125,11 +134,11 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
             println!("hospital-district  a weekday around two Hangzhou hospitals; policies baseline, citybrain, baseline+guidance|turn-away|fast-gates, each");
             println!("signal-corridor  a 7 km arterial with 21 signals at the evening peak; policies fixed, actuated, citybrain; --ambulance");
             println!(
-                "sumo             any SUMO network and routes (-n NET -r ROUTES) under the same policies and measures"
+                "sumo             any SUMO network and routes (-n NET -r ROUTES) under the same policies and measures; --ambulance --ambulance-route FROM,TO"
             );
             Ok(())
         }
-        ScenarioCommand::Run(a) => run_scenario(a),
+        ScenarioCommand::Run(a) => run_scenario(*a),
     }
 }
 
@@ -143,7 +152,7 @@ impl Target {
     fn run(&self, o: &RunOptions) -> Result<Outcome, ScenarioError> {
         match self {
             Target::Corridor(c) => c.run(o, |_| {}),
-            Target::Sumo(s) => s.run(o.policy, o.seed, |_| {}),
+            Target::Sumo(s) => s.run(o.policy, o.seed, o.ambulance, |_| {}),
         }
     }
 }
@@ -160,7 +169,12 @@ fn run_scenario(a: RunArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
     if a.name == "hospital-district" {
-        if a.ambulance || a.duration.is_some() || a.net.is_some() {
+        if a.ambulance
+            || a.ambulance_route.is_some()
+            || a.ambulance_depart.is_some()
+            || a.duration.is_some()
+            || a.net.is_some()
+        {
             bail!("hospital-district takes --policy, --seeds, --seed, --demand-scale, --compliance, --json, --report, --jobs");
         }
         return crate::hospital::run(crate::hospital::HospitalArgs {
@@ -176,6 +190,9 @@ fn run_scenario(a: RunArgs) -> Result<()> {
     if a.compliance.is_some() {
         bail!("--compliance is for hospital-district");
     }
+    if a.name != "sumo" && (a.ambulance_route.is_some() || a.ambulance_depart.is_some()) {
+        bail!("--ambulance-route and --ambulance-depart are for scenario sumo (the corridor's ambulance drives its arterial at 30 min)");
+    }
     let target = match a.name.as_str() {
         "signal-corridor" => Target::Corridor(Box::new(Corridor::load().context("loading the signal corridor")?)),
         "sumo" => {
@@ -185,10 +202,20 @@ fn run_scenario(a: RunArgs) -> Result<()> {
             if a.routes.is_empty() {
                 bail!("scenario sumo needs -r ROUTES");
             }
-            if a.ambulance {
-                bail!("--ambulance is for signal-corridor (the corridor dispatches it along its arterial)");
+            let files = SumoFiles::load(net, &a.routes)?;
+            match (a.ambulance, &a.ambulance_route) {
+                (true, Some(route)) => {
+                    let Some((from, to)) = route.split_once(',') else {
+                        bail!("--ambulance-route takes FROM,TO (two edge ids), got '{route}'");
+                    };
+                    Target::Sumo(files.with_ambulance(from.trim(), to.trim(), a.ambulance_depart)?)
+                }
+                (true, None) => bail!("scenario sumo --ambulance needs --ambulance-route FROM,TO (edge ids)"),
+                (false, _) if a.ambulance_route.is_some() || a.ambulance_depart.is_some() => {
+                    bail!("--ambulance-route and --ambulance-depart need --ambulance")
+                }
+                (false, _) => Target::Sumo(files),
             }
-            Target::Sumo(SumoFiles::load(net, &a.routes)?)
         }
         other => bail!("unknown scenario '{other}' (see `citybrain scenario list`)"),
     };
@@ -245,7 +272,7 @@ fn run_scenario(a: RunArgs) -> Result<()> {
         .map(|&p| {
             let free_flow = match &target {
                 Target::Corridor(c) => c.ambulance_free_flow_s(),
-                Target::Sumo(_) => f64::NAN,
+                Target::Sumo(s) => s.ambulance_free_flow_s().unwrap_or(f64::NAN),
             };
             let without = a.ambulance.then(|| outcome_of(p, Ambulance::WithoutPriority));
             summarize(&a.name, free_flow, p, &seeds, outcome_of(p, main_mode), without)
@@ -391,7 +418,7 @@ fn print_table(name: &str, summaries: &[PolicySummary], seeds: usize) {
         }
         if let Some(a) = summaries.iter().find_map(|s| s.ambulance.as_ref()) {
             println!(
-                "(the ambulance's free-flow time along the arterial: {:.0} s)",
+                "(the ambulance's free-flow time along its route: {:.0} s)",
                 a.free_flow_s
             );
         }

@@ -416,7 +416,8 @@ async fn live_mode_publishes_the_hospital_district_lots_and_roads_to_the_hub() {
     // Every lot appears with its availability and place, the day moves on,
     // and cars park.
     let mut ok = false;
-    for _ in 0..150 {
+    // Up to 2 min: 7 simulated hours take ~20 s alone, longer on a loaded machine.
+    for _ in 0..600 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let lots = get("type=OffStreetParking&options=keyValues&limit=100").await;
         let Some(lots) = lots.as_array() else { continue };
@@ -588,6 +589,47 @@ fn scenario_sumo_runs_any_network_under_every_policy() {
     }
     let out = Command::new(BIN).args(["scenario", "run", "sumo"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs -n NET"));
+}
+
+#[test]
+fn scenario_sumo_sends_an_ambulance_between_two_edges() {
+    let data = format!("{}/../citybrain-sim/tests/data", env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("r.rou.xml");
+    std::fs::write(
+        &routes,
+        r#"<routes><flow id="f" begin="0" end="600" vehsPerHour="900" from="A1B1" to="B1C1" departSpeed="max"/></routes>"#,
+    )
+    .unwrap();
+    let net = format!("{data}/grid3.net.xml");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "scenario",
+            "run",
+            "sumo",
+            "-n",
+            &net,
+            "-r",
+            routes.to_str().unwrap(),
+            "--policy",
+            "fixed",
+        ];
+        args.extend_from_slice(extra);
+        Command::new(BIN).args(&args).output().unwrap()
+    };
+    let out = run(&["--ambulance", "--ambulance-route", "A0A1,C2C1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    let a = &line["ambulance"];
+    assert!(a["free_flow_s"].as_f64().unwrap() > 30.0, "{a}");
+    assert!(a["ambulance_travel_time_s"].as_f64().unwrap() >= a["free_flow_s"].as_f64().unwrap() * 0.95);
+    assert!(a["ambulance_travel_time_without_priority_s"].as_f64().unwrap() > 0.0);
+    // Clear refusals.
+    let err = |extra: &[&str]| String::from_utf8_lossy(&run(extra).stderr).to_string();
+    assert!(err(&["--ambulance"]).contains("needs --ambulance-route FROM,TO"));
+    assert!(err(&["--ambulance", "--ambulance-route", "A0A1"]).contains("takes FROM,TO"));
+    assert!(err(&["--ambulance", "--ambulance-route", "A0A1,nowhere"]).contains("no edge 'nowhere'"));
+    assert!(err(&["--ambulance-route", "A0A1,C2C1"]).contains("need --ambulance"));
 }
 
 #[tokio::test]
