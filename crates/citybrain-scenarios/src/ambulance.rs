@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use citybrain_net::{EdgeId, Network, TlsId};
+use citybrain_net::{EdgeId, Network};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::signals::{Controllers, Priority, SignalController};
 use citybrain_sim::{Demand, VType, VehicleSpec};
@@ -34,13 +34,10 @@ pub fn vtype() -> VType {
     }
 }
 
-/// Adds the ambulance (type and trip) to a demand, keeping the vehicles in
-/// departure order (the engine inserts them in list order). Fails if the
-/// demand already has a vehicle called `ambulance`.
-pub fn dispatch(demand: &mut Demand, route: Arc<[EdgeId]>, depart: f64) -> Result<(), String> {
-    if demand.vehicles.iter().any(|v| v.id == AMBULANCE_ID) {
-        return Err(format!("the demand already has a vehicle called '{AMBULANCE_ID}'"));
-    }
+/// Adds the ambulance (type and trip) to a demand, after the vehicles
+/// departing up to the same second (the engine inserts them in list order).
+/// The demand must not have a vehicle called `ambulance` already.
+pub fn dispatch(demand: &mut Demand, route: Arc<[EdgeId]>, depart: f64) {
     let vtype = demand.vtypes.len();
     demand.vtypes.push(self::vtype());
     let at = demand.vehicles.partition_point(|v| v.depart <= depart);
@@ -57,7 +54,6 @@ pub fn dispatch(demand: &mut Demand, route: Arc<[EdgeId]>, depart: f64) -> Resul
             stops: Arc::new([]),
         },
     );
-    Ok(())
 }
 
 /// Its time along a route with nobody in the way, s (the edges' lengths at
@@ -74,7 +70,7 @@ pub fn free_flow_s(net: &Network, route: &[EdgeId]) -> f64 {
 pub fn with_priority(net: &Network, controllers: Controllers, amber: f64) -> Controllers {
     controllers
         .into_iter()
-        .map(|(tls, c): (TlsId, Box<dyn SignalController>)| {
+        .map(|(tls, c)| {
             (
                 tls,
                 Box::new(Priority::new(net, tls, c, amber)) as Box<dyn SignalController>,
@@ -91,7 +87,7 @@ pub fn network_amber(net: &Network) -> f64 {
         .flat_map(|l| l.phases.iter())
         .filter(|p| p.state.contains(['y', 'Y']))
         .map(|p| p.duration)
-        .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.min(d))))
+        .min_by(f64::total_cmp)
         .unwrap_or(3.0)
         .clamp(2.0, 6.0)
 }

@@ -248,28 +248,22 @@ impl Corridor {
                 k += 1;
             }
         }
+        let mut demand = Demand {
+            vtypes: vec![car],
+            vehicles,
+        };
         if o.ambulance != Ambulance::None {
             let route: Arc<[EdgeId]> = (0..=n)
                 .map(|k| self.edge(&format!("e{k}")))
                 .collect::<Result<Vec<_>, _>>()?
                 .into();
-            vehicles.push(VehicleSpec {
-                id: AMBULANCE_ID.into(),
-                vtype: 1,
-                depart: AMBULANCE_DEPART.min(duration / 2.0).floor(),
-                route,
-                depart_lane: DepartLane::Best,
-                depart_speed: DepartSpeed::Max,
-                depart_pos: 0.0,
-                stops: Arc::new([]),
-            });
+            ambulance::dispatch(&mut demand, route, AMBULANCE_DEPART.min(duration / 2.0).floor());
         }
         // Sorted by departure, ties by id: the engine inserts in this order.
-        vehicles.sort_by(|a, b| a.depart.total_cmp(&b.depart).then_with(|| a.id.cmp(&b.id)));
-        Ok(Demand {
-            vtypes: vec![car, ambulance::vtype()],
-            vehicles,
-        })
+        demand
+            .vehicles
+            .sort_by(|a, b| a.depart.total_cmp(&b.depart).then_with(|| a.id.cmp(&b.id)));
+        Ok(demand)
     }
 
     /// The controllers for a policy, wrapped with emergency priority if asked.

@@ -104,7 +104,7 @@ impl SumoFiles {
             let trip = self.ambulance.as_ref().ok_or_else(|| {
                 ScenarioError::Data("an ambulance run needs the ambulance's route (with_ambulance)".into())
             })?;
-            ambulance::dispatch(&mut demand, trip.route.clone(), trip.depart).map_err(ScenarioError::Data)?;
+            ambulance::dispatch(&mut demand, trip.route.clone(), trip.depart);
             if with == Ambulance::WithPriority {
                 controllers = ambulance::with_priority(&self.net, controllers, ambulance::network_amber(&self.net));
             }
