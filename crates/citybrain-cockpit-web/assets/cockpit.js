@@ -301,7 +301,10 @@ async function loadDefinition() {
 
 function connect() {
   if (source) source.close();
-  source = new EventSource(`/api/cockpits/${uid}/events?${varQuery()}`);
+  // Resume right after the snapshot just read (no `hello`, no second snapshot).
+  const q = new URLSearchParams(currentVars());
+  q.set('lastEventId', String(cockpit.seq));
+  source = new EventSource(`/api/cockpits/${uid}/events?${q}`);
   source.onopen = () => setState('live');
   source.onerror = () => setState('reconnecting');
   const seen = (e) => {

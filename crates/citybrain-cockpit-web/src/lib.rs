@@ -12,7 +12,8 @@
 //! hub twice a second ([`TICK`]), so each panel gets at most 2 updates per
 //! second however many viewers watch; only panels whose data changed are
 //! sent. Events carry a sequence number (`id:`); a reconnecting tab sends
-//! `Last-Event-ID` and gets what it missed from a ring of recent events, or a
+//! `Last-Event-ID` (a page that has just read the snapshot, `?lastEventId=`
+//! with its number) and gets what it missed from a ring of recent events, or a
 //! `resync` (refetch the snapshot) when the gap is older than the ring.
 //! Definition files are re-read when they change on disk; open pages get a
 //! `definition-changed` event.
@@ -731,9 +732,14 @@ async fn events(
         Ok(v) => v,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad Request", e),
     };
+    // A reconnecting EventSource sends the header; a page that has just read
+    // the snapshot names its sequence number in the query (EventSource cannot
+    // set headers), so it resumes from the ring instead of reading a second
+    // snapshot. The header is the newer of the two.
     let last: Option<u64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
+        .or_else(|| q.get("lastEventId").map(String::as_str))
         .and_then(|v| v.trim().parse().ok());
     let f = c.feed(&def, vars);
     let (first, rx) = {

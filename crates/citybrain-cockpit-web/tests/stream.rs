@@ -170,6 +170,49 @@ async fn the_stream_sends_numbered_panel_events_and_resumes_without_gap_or_dupli
 }
 
 #[tokio::test]
+async fn a_page_resumes_right_after_its_snapshot_and_a_reconnects_header_wins() {
+    let s = start(1024).await;
+    put(&s.hub, "urn:t:1", 3).await;
+    let events = format!("{}/api/cockpits/things/events", s.base);
+    read_events(&events, None, |evs| {
+        evs.iter().any(|e| panel_value(e) == Some(("total".into(), 3.0)))
+    })
+    .await;
+    let snap: Value = reqwest::get(format!("{}/api/cockpits/things/snapshot", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seq = snap["seq"].as_u64().unwrap();
+    assert_eq!(snap["panels"]["total"]["data"]["value"], 3.0, "{snap}");
+    put(&s.hub, "urn:t:2", 4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The page names the snapshot's number: what came after it, no hello.
+    let (_, resumed) = read_events(&format!("{events}?lastEventId={seq}"), None, |evs| {
+        evs.iter().any(|e| panel_value(e) == Some(("total".into(), 7.0)))
+    })
+    .await;
+    assert!(
+        resumed.iter().all(|e| e.event != "hello" && e.event != "resync"),
+        "{resumed:?}"
+    );
+    let ids: Vec<u64> = resumed.iter().filter_map(|e| e.id).collect();
+    assert_eq!(ids.first(), Some(&(seq + 1)), "{resumed:?}");
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
+    // A reconnecting EventSource keeps its URL and adds the header: the header counts.
+    let (_, again) = read_events(&format!("{events}?lastEventId=1000000"), Some(seq), |evs| {
+        evs.iter().any(|e| e.id.is_some())
+    })
+    .await;
+    assert_eq!(again[0].event, "panel", "{again:?}");
+    assert_eq!(again[0].id, Some(seq + 1));
+    // Not a number: the stream starts afresh.
+    let (_, fresh) = read_events(&format!("{events}?lastEventId=soon"), None, |evs| !evs.is_empty()).await;
+    assert_eq!(fresh[0].event, "hello", "{fresh:?}");
+}
+
+#[tokio::test]
 async fn a_gap_older_than_the_ring_gets_a_resync_and_keep_alives_flow() {
     let s = start(8).await;
     put(&s.hub, "urn:t:1", 1).await;
