@@ -425,39 +425,13 @@ fn print_table(name: &str, summaries: &[PolicySummary], seeds: usize) {
     }
 }
 
-/// A report that opens offline: the table, and bars with the spread over seeds.
+/// A report that opens offline: the tables, and bars with the spread over seeds.
 fn report_html(title: &str, summaries: &[PolicySummary], seeds: &[u64]) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let max_tt = summaries
-        .iter()
-        .map(|s| s.spread.mean_travel_time_s.max)
-        .fold(1.0, f64::max);
-    let mut bars = String::new();
-    for (i, s) in summaries.iter().enumerate() {
-        let sp = &s.spread.mean_travel_time_s;
-        let y = 20 + i as i32 * 40;
-        let w = |v: f64| 120.0 + 500.0 * v / max_tt;
-        bars += &format!(
-            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"120\" y=\"{}\" width=\"{:.1}\" height=\"24\" fill=\"#3b82f6\"/>\
-             <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"2\"/>\
-             <text x=\"{:.1}\" y=\"{}\">{:.0} s</text>",
-            y + 17,
-            s.policy.name(),
-            y,
-            w(sp.mean) - 120.0,
-            w(sp.min),
-            w(sp.max),
-            y + 12,
-            y + 12,
-            w(sp.max) + 8.0,
-            y + 17,
-            sp.mean
-        );
-    }
     let mut rows = String::new();
     for s in summaries {
         rows += &format!(
-            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.0}</td><td>{:.1}</td>{}</tr>",
+            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.0}</td><td>{:.1}</td></tr>",
             s.policy.name(),
             s.spread.mean_travel_time_s.mean,
             s.spread.mean_travel_time_s.sd,
@@ -466,28 +440,104 @@ fn report_html(title: &str, summaries: &[PolicySummary], seeds: &[u64]) -> Strin
             s.delay_index,
             s.throughput_veh_per_h,
             s.max_queue_veh,
-            s.ambulance.as_ref().map_or(String::new(), |a| format!(
-                "<td>{:.0} → {:.0} s ({:.1}% saved; others {:+.1} s)</td>",
-                a.ambulance_travel_time_without_priority_s, a.ambulance_travel_time_s, a.saving_pct, a.extra_delay_others_s
-            ))
         );
     }
-    let amb_head = if summaries.iter().any(|s| s.ambulance.is_some()) {
-        "<th>ambulance without → with priority</th>"
-    } else {
-        ""
-    };
+    let travel: Vec<(String, &Spread, &str)> = summaries
+        .iter()
+        .map(|s| (s.policy.name().to_string(), &s.spread.mean_travel_time_s, "#3b82f6"))
+        .collect();
     let json = esc(&serde_json::to_string_pretty(summaries).unwrap_or_default());
     format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain — {}</title>\
 <style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}}</style>\
 <h1>{}</h1><p>Seeds: {}. Mean ± sample standard deviation over seeds; bars show the mean, whiskers the range.</p>\
-<table><tr><th>policy</th><th>mean travel time s</th><th>vs fixed</th><th>mean delay s</th><th>delay index</th><th>throughput veh/h</th><th>max queue veh</th>{amb_head}</tr>{rows}</table>\
-<h2>Mean travel time</h2><svg width=\"760\" height=\"{}\" font-size=\"13\">{bars}</svg>\
+<table id=\"traffic\"><tr><th>policy</th><th>mean travel time s</th><th>vs fixed</th><th>mean delay s</th><th>delay index</th><th>throughput veh/h</th><th>max queue veh</th></tr>{rows}</table>\
+<h2>Mean travel time</h2>{}{}\
 <h2>Every run</h2><pre>{json}</pre></html>\n",
         esc(title),
         esc(title),
         seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
-        30 + summaries.len() * 40,
+        spread_bars(&travel, None),
+        ambulance_section(summaries),
+    )
+}
+
+/// The ambulance's runs without and with priority, beside its free-flow time
+/// (which bounds what any signal control can save).
+fn ambulance_section(summaries: &[PolicySummary]) -> String {
+    let runs: Vec<(&PolicySummary, &AmbulanceSummary)> = summaries
+        .iter()
+        .filter_map(|s| s.ambulance.as_ref().map(|a| (s, a)))
+        .collect();
+    let Some((_, first)) = runs.first() else {
+        return String::new();
+    };
+    let mut rows = String::new();
+    let mut bars = Vec::new();
+    for (s, a) in &runs {
+        let name = s.policy.name();
+        let bound = 100.0 * (1.0 - a.free_flow_s / a.spread_without.mean.max(f64::MIN_POSITIVE));
+        rows += &format!(
+            "<tr><td>{name}</td><td>{:.0} ± {:.0}</td><td>{:.0} ± {:.0}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:+.1}</td><td>{}</td></tr>",
+            a.spread_without.mean,
+            a.spread_without.sd,
+            a.spread_with.mean,
+            a.spread_with.sd,
+            a.saving_pct,
+            bound.max(0.0),
+            a.extra_delay_others_s,
+            a.saving_vs_fixed_without_priority_pct
+                .map_or("-".into(), |p| format!("{p:.1}%")),
+        );
+        bars.push((format!("{name}, without"), &a.spread_without, "#9ca3af"));
+        bars.push((format!("{name}, with"), &a.spread_with, "#dc2626"));
+    }
+    format!(
+        "<h2>Ambulance: without and with signal priority</h2>\
+<p>Its free-flow time along the route is {:.0} s: no control can get it there sooner, so priority saves at most \
+1 − free-flow / time without priority (the \"at most\" column).</p>\
+<table id=\"ambulance\"><tr><th>policy</th><th>without priority s</th><th>with priority s</th><th>saving</th><th>at most</th>\
+<th>others' extra travel time s</th><th>with priority vs fixed without</th></tr>{rows}</table>{}",
+        first.free_flow_s,
+        spread_bars(&bars, Some(("free flow", first.free_flow_s))),
+    )
+}
+
+/// Horizontal bars (mean) with whiskers (range), and an optional marked value.
+fn spread_bars(bars: &[(String, &Spread, &str)], mark: Option<(&str, f64)>) -> String {
+    let max = bars.iter().map(|(_, s, _)| s.max).fold(1.0, f64::max);
+    let x = |v: f64| 150.0 + 500.0 * v / max;
+    let mut svg = String::new();
+    for (i, (label, sp, colour)) in bars.iter().enumerate() {
+        let y = 20 + i as i32 * 34;
+        svg += &format!(
+            "<text x=\"0\" y=\"{}\">{}</text><rect x=\"150\" y=\"{y}\" width=\"{:.1}\" height=\"22\" fill=\"{colour}\"/>\
+             <line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{}\" y2=\"{}\" stroke=\"#111\" stroke-width=\"2\"/>\
+             <text x=\"{:.1}\" y=\"{}\">{:.0} s</text>",
+            y + 16,
+            label,
+            x(sp.mean) - 150.0,
+            x(sp.min),
+            x(sp.max),
+            y + 11,
+            y + 11,
+            x(sp.max) + 8.0,
+            y + 16,
+            sp.mean
+        );
+    }
+    let height = 30 + bars.len() * 34;
+    if let Some((label, v)) = mark {
+        svg += &format!(
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"10\" y2=\"{1}\" stroke=\"#111\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"middle\">{label} {v:.0} s</text>",
+            x(v),
+            height - 14,
+            height,
+        );
+    }
+    format!(
+        "<svg width=\"760\" height=\"{}\" font-size=\"13\">{svg}</svg>",
+        height + 6
     )
 }

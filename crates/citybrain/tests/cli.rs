@@ -263,7 +263,9 @@ fn bad_database_urls_are_clear_errors() {
 }
 
 #[test]
-fn scenario_run_prints_one_json_object_per_policy() {
+fn scenario_run_prints_one_json_object_per_policy_and_the_report_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("corridor.html");
     let out = Command::new(BIN)
         .args([
             "scenario",
@@ -278,6 +280,8 @@ fn scenario_run_prints_one_json_object_per_policy() {
             "--ambulance",
             "--json",
         ])
+        .arg("--report")
+        .arg(&report)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -305,6 +309,39 @@ fn scenario_run_prints_one_json_object_per_policy() {
         assert!(amb["extra_delay_others_s"].is_number());
     }
     assert!(lines[1]["travel_time_vs_fixed_pct"].is_number());
+    // The report: a row per policy in each table, figures as in the JSON,
+    // the free-flow time that bounds the ambulance's saving.
+    let html = std::fs::read_to_string(&report).unwrap();
+    let table = |id: &str| {
+        let start = html
+            .find(&format!("<table id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("no table {id}"));
+        html[start..start + html[start..].find("</table>").unwrap()].to_string()
+    };
+    let (traffic, ambulance) = (table("traffic"), table("ambulance"));
+    for l in &lines {
+        let policy = l["policy"].as_str().unwrap();
+        let tt = format!(
+            "<td>{policy}</td><td>{:.1} ± ",
+            l["mean_travel_time_s"].as_f64().unwrap()
+        );
+        assert!(traffic.contains(&tt), "{tt} in {traffic}");
+        let a = &l["ambulance"];
+        let row = format!(
+            "<td>{policy}</td><td>{:.0} ± {:.0}</td><td>{:.0} ± {:.0}</td><td>{:.1}%</td>",
+            a["spread_without"]["mean"].as_f64().unwrap(),
+            a["spread_without"]["sd"].as_f64().unwrap(),
+            a["spread_with"]["mean"].as_f64().unwrap(),
+            a["spread_with"]["sd"].as_f64().unwrap(),
+            a["saving_pct"].as_f64().unwrap()
+        );
+        assert!(ambulance.contains(&row), "{row} in {ambulance}");
+    }
+    let free = format!(
+        "free flow {:.0} s",
+        lines[0]["ambulance"]["free_flow_s"].as_f64().unwrap()
+    );
+    assert!(html.contains(&free), "{free}");
 }
 
 #[test]
