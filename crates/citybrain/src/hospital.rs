@@ -339,7 +339,7 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
 <h1>Hospital district: a weekday around ZJU First and Second Affiliated Hospitals</h1>\
 <p>Seeds: {}. Mean ± sample standard deviation over seeds. Wait: arrival in the district to parked, less the free-flow drive. \
 Queue: hospital-bound cars held on public roads (access roads included) waiting for a full lot. Walk: extra walk to the hospital gate, over all visitors who parked. Parked/h: visitors admitted 07:00–11:00.</p>\
-<table><tr><th>policy</th><th>mean wait min</th><th>max wait min</th><th>peak queue on road</th><th>diverted</th><th>extra walk m</th><th>through traffic TT s</th><th>parked/h</th><th>to the door min</th></tr>{rows}</table>\
+<table id=\"figures\"><tr><th>policy</th><th>mean wait min</th><th>max wait min</th><th>peak queue on road</th><th>diverted</th><th>extra walk m</th><th>through traffic TT s</th><th>parked/h</th><th>to the door min</th></tr>{rows}</table>\
 <h2>Cars queued on the roads over the day (seed {})</h2><svg width=\"{w}\" height=\"{h}\" font-size=\"12\">{queue_svg}</svg>\
 <h2>Wait to park: share of visitors per 15 minutes (all seeds)</h2><svg width=\"{w}\" height=\"{h}\" font-size=\"12\">{hist_svg}</svg>\
 <h2>Lot occupancy over the day (seed {})</h2>{occ_html}\

@@ -509,7 +509,9 @@ async fn live_mode_publishes_the_hospital_district_lots_and_roads_to_the_hub() {
 }
 
 #[test]
-fn scenario_hospital_district_prints_one_json_object_per_policy() {
+fn scenario_hospital_district_prints_one_json_object_per_policy_and_the_report_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("hospital.html");
     let out = Command::new(BIN)
         .args([
             "scenario",
@@ -521,6 +523,8 @@ fn scenario_hospital_district_prints_one_json_object_per_policy() {
             "0.2",
             "--json",
         ])
+        .arg("--report")
+        .arg(&report)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -547,6 +551,25 @@ fn scenario_hospital_district_prints_one_json_object_per_policy() {
         }
         assert_eq!(l["seeds"], serde_json::json!([1]));
     }
+    // The report: a row per policy with the JSON's figures, the queue over
+    // the day and each policy's lot occupancy drawn.
+    let html = std::fs::read_to_string(&report).unwrap();
+    let start = html.find("<table id=\"figures\">").expect("the figures table");
+    let table = &html[start..start + html[start..].find("</table>").unwrap()];
+    for l in &lines {
+        let sp = &l["spread"];
+        let row = format!(
+            "<td>{}</td><td>{:.1} ± {:.1}</td><td>{:.0} ± {:.0}</td>",
+            l["policy"].as_str().unwrap(),
+            sp["mean_wait_min"]["mean"].as_f64().unwrap(),
+            sp["mean_wait_min"]["sd"].as_f64().unwrap(),
+            sp["max_wait_min"]["mean"].as_f64().unwrap(),
+            sp["max_wait_min"]["sd"].as_f64().unwrap()
+        );
+        assert!(table.contains(&row), "{row} in {table}");
+        assert!(html.contains(&format!("\">{}</h3><svg", l["policy"].as_str().unwrap())));
+    }
+    assert!(html.matches("<polyline").count() >= 2, "no queue or occupancy lines");
     let out = Command::new(BIN)
         .args(["scenario", "run", "hospital-district", "--policy", "baseline+magic"])
         .output()
