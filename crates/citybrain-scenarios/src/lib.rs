@@ -15,6 +15,7 @@ pub mod ambulance;
 pub mod draw;
 pub mod hospital_district;
 pub mod measure;
+pub mod published;
 pub mod signal_corridor;
 pub mod stats;
 pub mod sumo_files;

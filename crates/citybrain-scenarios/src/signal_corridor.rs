@@ -24,6 +24,7 @@ pub use crate::ambulance::{Ambulance, SPEED_FACTOR as AMBULANCE_SPEED_FACTOR};
 use crate::draw::{profile_at, Stream};
 use crate::measure;
 pub use crate::measure::{Outcome, Policy, AMBULANCE_ID};
+use crate::published::PublishedDetectors;
 use crate::{ambulance, ScenarioError};
 
 const SPEC: &str = include_str!("../../../scenarios/signal-corridor/corridor.json");
@@ -82,6 +83,9 @@ pub struct RunOptions {
     /// Demand period, s (default: the spec's duration); vehicles already in
     /// the network still run to the end.
     pub duration: Option<f64>,
+    /// The controllers read the queues published every this many seconds
+    /// (as live mode does through the hub) instead of every step.
+    pub detector_period_s: Option<f64>,
 }
 
 impl RunOptions {
@@ -92,6 +96,7 @@ impl RunOptions {
             ambulance: Ambulance::None,
             demand_scale: 1.0,
             duration: None,
+            detector_period_s: None,
         }
     }
 }
@@ -304,8 +309,15 @@ impl Corridor {
     }
 
     /// Runs to the end; `each_step` sees the simulation after every step.
-    pub fn run(&self, o: &RunOptions, each_step: impl FnMut(&Sim)) -> Result<Outcome, ScenarioError> {
-        let sim = self.sim(o)?;
+    pub fn run(&self, o: &RunOptions, mut each_step: impl FnMut(&Sim)) -> Result<Outcome, ScenarioError> {
+        let mut published = o
+            .detector_period_s
+            .map(|p| PublishedDetectors::new(&self.net, p))
+            .transpose()?;
+        let sim = self.sim_with(o, |_, c| match &published {
+            Some(p) => p.feed(c),
+            None => c,
+        })?;
         let duration = o.duration.unwrap_or(self.spec.demand.duration_s);
         Ok(measure::run(
             sim,
@@ -314,7 +326,12 @@ impl Corridor {
             o.policy,
             o.seed,
             duration,
-            each_step,
+            |sim| {
+                if let Some(p) = published.as_mut() {
+                    p.observe(sim);
+                }
+                each_step(sim)
+            },
         ))
     }
 }

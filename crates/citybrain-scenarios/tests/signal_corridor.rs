@@ -235,3 +235,99 @@ fn a_fed_controller_acts_on_the_fed_detectors() {
         "the engine saw no one waiting"
     );
 }
+
+/// The queues a controller was shown, and when.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(f64, Vec<u32>)>>>;
+
+/// Passes control on, noting the queues its signal was shown and when.
+struct Recorder {
+    inner: Box<dyn SignalController>,
+    seen: Seen,
+}
+
+impl SignalController for Recorder {
+    fn states(&mut self, input: &SignalInput<'_>, out: &mut Vec<LinkSignal>) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.push((input.time, input.queue_by_lane.to_vec()));
+        }
+        self.inner.states(input, out)
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+#[test]
+fn published_detectors_show_the_controllers_the_queues_of_the_last_publication_only() {
+    use citybrain_scenarios::published::PublishedDetectors;
+    let c = Corridor::load().unwrap();
+    let o = reduced(Policy::CityBrain, 2);
+    let mut published = PublishedDetectors::new(&c.net, 30.0).unwrap();
+    let seen: Seen = Default::default();
+    let mut sim = c
+        .sim_with(&o, |t, inner| {
+            if t == TlsId(0) {
+                published.feed(Box::new(Recorder {
+                    inner,
+                    seen: seen.clone(),
+                }))
+            } else {
+                published.feed(inner)
+            }
+        })
+        .unwrap();
+    // What is published, and when: after the first step, then every 30 s.
+    let mut publications: Vec<(f64, Vec<u32>)> = Vec::new();
+    let mut moved_between = 0;
+    while sim.time() < 600.0 {
+        sim.step();
+        published.observe(&sim);
+        let now = sim.detector_readings().0.to_vec();
+        let t = sim.time();
+        match publications.last() {
+            Some(p) if t - p.0 < 30.0 => moved_between += usize::from(p.1 != now),
+            _ => publications.push((t, now)),
+        }
+    }
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 590, "{} calls", seen.len());
+    let mut distinct = 0;
+    for (t, queues) in seen.iter().skip(1) {
+        // The view a controller gets at t: the last publication before it.
+        let p = publications.iter().rev().find(|p| p.0 <= *t).unwrap();
+        assert_eq!(
+            queues, &p.1,
+            "at {t} s the controller saw another view than the one published at {} s",
+            p.0
+        );
+        distinct += 1;
+    }
+    assert!(distinct > 0);
+    // Between publications the twin's own readings moved on; the controllers' view did not.
+    assert!(moved_between > 100, "{moved_between}");
+    let standing: BTreeSet<u32> = publications.iter().map(|p| p.1.iter().sum()).collect();
+    assert!(standing.len() > 3, "queues never changed: {standing:?}");
+    for bad in [0.0, 0.5, 901.0, f64::NAN] {
+        let e = PublishedDetectors::new(&c.net, bad).err().expect("refused").to_string();
+        assert!(e.contains("publication period must be between 1 and 900 s"), "{e}");
+    }
+}
+
+#[test]
+fn citybrain_control_on_published_detectors_still_beats_the_fixed_plans() {
+    let c = Corridor::load().unwrap();
+    let fixed = c.run(&reduced(Policy::Fixed, 5), |_| {}).unwrap();
+    let mut o = reduced(Policy::CityBrain, 5);
+    o.detector_period_s = Some(30.0);
+    let fed = c.run(&o, |_| {}).unwrap();
+    assert!(
+        fed.mean_travel_time_s < 0.9 * fixed.mean_travel_time_s,
+        "fed {} vs fixed {}",
+        fed.mean_travel_time_s,
+        fixed.mean_travel_time_s
+    );
+    // It is the published view that the controllers act on: not the same run.
+    let every_step = c.run(&reduced(Policy::CityBrain, 5), |_| {}).unwrap();
+    assert_ne!(rounded(&fed), rounded(&every_step));
+}

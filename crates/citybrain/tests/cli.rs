@@ -355,6 +355,24 @@ fn scenario_errors_name_what_was_wrong() {
     let out = Command::new(BIN).args(["scenario", "run", "nowhere"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'nowhere'"));
+    let refused = |args: &[&str], says: &str| {
+        let out = Command::new(BIN).args(["scenario", "run"]).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    refused(
+        &["signal-corridor", "--detector-period", "0", "--duration", "60"],
+        "publication period must be between 1 and 900 s, got 0",
+    );
+    refused(
+        &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", "--detector-period", "30"],
+        "--detector-period is for signal-corridor",
+    );
+    refused(
+        &["hospital-district", "--detector-period", "30"],
+        "hospital-district takes",
+    );
 }
 
 #[tokio::test]
