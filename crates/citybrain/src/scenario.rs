@@ -63,10 +63,11 @@ pub struct RunArgs {
     /// First seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Multiply every demand rate (1.0: the peak as specified).
+    /// signal-corridor and hospital-district: multiply every demand rate
+    /// (1.0: the peak as specified).
     #[arg(long, default_value_t = 1.0)]
     demand_scale: f64,
-    /// Demand period in seconds (default: the scenario's).
+    /// signal-corridor: demand period in seconds (default: the scenario's).
     #[arg(long)]
     duration: Option<f64>,
     /// signal-corridor: the controllers read the queue lengths published every
@@ -199,6 +200,9 @@ fn run_scenario(a: RunArgs) -> Result<()> {
     }
     if a.compliance.is_some() {
         bail!("--compliance is for hospital-district");
+    }
+    if a.name == "sumo" && (a.duration.is_some() || a.demand_scale != 1.0) {
+        bail!("scenario sumo runs the route files as they are: --duration and --demand-scale are for signal-corridor");
     }
     if a.name != "signal-corridor" && a.detector_period.is_some() {
         bail!("--detector-period is for signal-corridor");

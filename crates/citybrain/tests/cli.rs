@@ -373,6 +373,12 @@ fn scenario_errors_name_what_was_wrong() {
         &["hospital-district", "--detector-period", "30"],
         "hospital-district takes",
     );
+    for flag in ["--duration", "--demand-scale"] {
+        refused(
+            &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", flag, "2"],
+            "scenario sumo runs the route files as they are",
+        );
+    }
 }
 
 #[tokio::test]
