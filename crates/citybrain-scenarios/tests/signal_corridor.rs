@@ -292,7 +292,6 @@ fn published_detectors_show_the_controllers_the_queues_of_the_last_publication_o
     }
     let seen = seen.lock().unwrap();
     assert!(seen.len() >= 590, "{} calls", seen.len());
-    let mut distinct = 0;
     for (t, queues) in seen.iter().skip(1) {
         // The view a controller gets at t: the last publication before it.
         let p = publications.iter().rev().find(|p| p.0 <= *t).unwrap();
@@ -301,9 +300,7 @@ fn published_detectors_show_the_controllers_the_queues_of_the_last_publication_o
             "at {t} s the controller saw another view than the one published at {} s",
             p.0
         );
-        distinct += 1;
     }
-    assert!(distinct > 0);
     // Between publications the twin's own readings moved on; the controllers' view did not.
     assert!(moved_between > 100, "{moved_between}");
     let standing: BTreeSet<u32> = publications.iter().map(|p| p.1.iter().sum()).collect();

@@ -293,9 +293,15 @@ fn run_scenario(a: RunArgs) -> Result<()> {
                 Target::Sumo(s) => s.ambulance_free_flow_s().unwrap_or(f64::NAN),
             };
             let without = a.ambulance.then(|| outcome_of(p, Ambulance::WithoutPriority));
-            let mut s = summarize(&a.name, free_flow, p, &seeds, outcome_of(p, main_mode), without);
-            s.detector_period_s = a.detector_period;
-            s
+            summarize(
+                &a.name,
+                free_flow,
+                p,
+                &seeds,
+                a.detector_period,
+                outcome_of(p, main_mode),
+                without,
+            )
         })
         .collect();
     if let Some(fixed_tt) = summaries
@@ -348,6 +354,7 @@ fn summarize(
     ambulance_free_flow_s: f64,
     policy: Policy,
     seeds: &[u64],
+    detector_period_s: Option<f64>,
     runs: Vec<Outcome>,
     without: Option<Vec<Outcome>>,
 ) -> PolicySummary {
@@ -386,7 +393,7 @@ fn summarize(
         max_queue_veh: spread.max_queue_veh.mean,
         teleports: runs.iter().map(|o| o.teleports as f64).sum::<f64>() / runs.len().max(1) as f64,
         spread,
-        detector_period_s: None,
+        detector_period_s,
         travel_time_vs_fixed_pct: None,
         ambulance,
         runs,
