@@ -13,15 +13,22 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Accept, JsonBody, Ngsi, Params};
 use crate::respond::{
     body, created, entity_query, entity_query_body, no_content, plain, render_options, require_filter, with_header,
+    QueryFor,
 };
 use crate::AppState;
 
+/// Pagination (GS CIM 009 V1.8.1, 5.5.9): `limit=0` only asks for the
+/// count, so it needs `count=true`.
 pub fn page(p: &Params, hub: &Hub) -> ApiResult<Page> {
-    Ok(Page {
+    let page = Page {
         offset: p.usize("offset")?.unwrap_or(0),
         limit: p.usize("limit")?.unwrap_or(hub.limits().default_page),
         count: p.bool("count")?,
-    })
+    };
+    if page.limit == 0 && !page.count {
+        return Err(NgsiError::bad_data("limit=0 is only allowed with count=true").into());
+    }
+    Ok(page)
 }
 
 /// Renders entities for the client, as a list or a GeoJSON FeatureCollection.
@@ -101,7 +108,7 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
     let obj = b
         .as_object()
         .ok_or_else(|| NgsiError::bad_data("a Query body must be a JSON object"))?;
-    let (q, extra) = entity_query_body(obj, &ctx, &s.hub)?;
+    let (q, extra) = entity_query_body(obj, &ctx, &s.hub, QueryFor::Entities)?;
     let params = n.params.overlay(&extra);
     let page = page(&params, &s.hub)?;
     let o = render_options(&params, &ctx)?;

@@ -74,9 +74,18 @@ impl Ngsi {
             _ => None,
         });
         let is_ld = self.content_type.as_deref() == Some("application/ld+json");
+        // GS CIM 009 V1.8.1, 6.3.5: with application/ld+json the @context is in
+        // the body and a JSON-LD Link header is an error; with application/json
+        // the body must not carry one (it would be silently ignored otherwise).
         if is_ld && self.link.is_some() {
-            return Err(NgsiError::invalid(
+            return Err(NgsiError::bad_data(
                 "a Link @context header cannot be used with Content-Type application/ld+json",
+            )
+            .into());
+        }
+        if !is_ld && from_body.is_some() && self.content_type.is_some() {
+            return Err(NgsiError::bad_data(
+                "an @context member in the body needs Content-Type application/ld+json (with application/json give it in a Link header)",
             )
             .into());
         }

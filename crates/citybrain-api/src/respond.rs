@@ -141,7 +141,10 @@ pub fn render_options(p: &Params, ctx: &RequestContext) -> ApiResult<RenderOptio
         o.omit = expand(omit.into_iter().filter(|x| x != "id" && x != "type").collect());
     }
     o.lang = p.get("lang").map(str::to_string);
-    o.dataset_id = p.get("datasetId").map(str::to_string);
+    let ds = p.list("datasetId");
+    if !ds.is_empty() {
+        o.dataset_id = Some(ds);
+    }
     Ok(o)
 }
 
@@ -164,7 +167,10 @@ pub fn entity_query(p: &Params, ctx: &RequestContext, hub: &Hub) -> ApiResult<En
     if !sel.ids.is_empty() || sel.id_pattern.is_some() || sel.types.is_some() {
         q.selectors.push(sel);
     }
-    let attrs = p.list("attrs");
+    // attrs and pick select entities too: one without any of the named
+    // attributes is not returned (GS CIM 009 V1.8.1, 4.21 / 5.7.2).
+    let mut attrs = p.list("attrs");
+    attrs.extend(p.list("pick").into_iter().filter(|x| x != "id" && x != "type"));
     q.attrs = attrs.iter().map(|a| ctx.terms.expand(a)).collect();
     let max = hub.limits().max_query_len;
     if let Some(qs) = p.get("q") {
@@ -205,29 +211,90 @@ fn geo_query(p: &Params, ctx: &RequestContext, hub: &Hub) -> ApiResult<Option<Ge
     Ok(Some(GeoQuery::new(GeoRel::parse(rel)?, g, prop)?))
 }
 
-/// An entity query from a `Query` body (POST /entityOperations/query).
-pub fn entity_query_body(b: &Map<String, Value>, ctx: &RequestContext, hub: &Hub) -> ApiResult<(EntityQuery, Params)> {
-    if b.get("type").and_then(Value::as_str).is_some_and(|t| t != "Query") {
-        return Err(NgsiError::bad_data("the body's type must be \"Query\"").into());
+/// Which operation a `Query` body is for: `temporalQ` belongs to the
+/// temporal one only (GS CIM 009 V1.8.1, table 5.2.23-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFor {
+    Entities,
+    Temporal,
+}
+
+/// An entity query from a `Query` body (POST /entityOperations/query), its
+/// members checked against the Query data type (GS CIM 009 V1.8.1, 5.2.23).
+pub fn entity_query_body(
+    b: &Map<String, Value>,
+    ctx: &RequestContext,
+    hub: &Hub,
+    purpose: QueryFor,
+) -> ApiResult<(EntityQuery, Params)> {
+    if b.get("type").and_then(Value::as_str) != Some("Query") {
+        return Err(NgsiError::bad_data("the body's type must be \"Query\" (5.2.23)").into());
+    }
+    if purpose == QueryFor::Entities && b.contains_key("temporalQ") {
+        return Err(NgsiError::bad_data(
+            "temporalQ belongs to the temporal query (POST /temporal/entityOperations/query) only",
+        )
+        .into());
+    }
+    for k in ["q", "scopeQ", "lang", "geometryProperty", "join", "csf"] {
+        if b.get(k).is_some_and(|v| !v.is_string()) {
+            return Err(NgsiError::bad_data(format!("Query member '{k}' must be a string")).into());
+        }
+    }
+    if let Some(jl) = b.get("joinLevel") {
+        if jl.as_u64().is_none_or(|n| n == 0) {
+            return Err(NgsiError::bad_data("Query member 'joinLevel' must be a positive integer").into());
+        }
     }
     let mut q = EntityQuery::default();
     if let Some(ents) = b.get("entities") {
-        for e in ents
+        let ents = ents
             .as_array()
-            .ok_or_else(|| NgsiError::bad_data("entities must be an array"))?
-        {
+            .ok_or_else(|| NgsiError::bad_data("entities must be an array"))?;
+        if ents.is_empty() {
+            return Err(NgsiError::bad_data("entities must not be an empty array (5.2.23)").into());
+        }
+        for e in ents {
+            let e = e
+                .as_object()
+                .ok_or_else(|| NgsiError::bad_data("each member of entities must be an EntitySelector object"))?;
+            let text = |k: &str| -> ApiResult<Option<&str>> {
+                match e.get(k) {
+                    None => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.as_str())),
+                    Some(_) => Err(NgsiError::bad_data(format!("EntitySelector member '{k}' must be a string")).into()),
+                }
+            };
             let mut s = EntitySelector::default();
-            if let Some(id) = e.get("id").and_then(Value::as_str) {
+            if let Some(id) = text("id")? {
+                if !citybrain_ngsild::context::looks_like_iri(id) {
+                    return Err(NgsiError::bad_data(format!("id '{id}' is not a URI")).into());
+                }
                 s.ids.push(id.to_string());
             }
-            if let Some(p) = e.get("idPattern").and_then(Value::as_str) {
+            if let Some(p) = text("idPattern")? {
                 s.id_pattern = Some(id_pattern(p)?);
             }
-            if let Some(t) = e.get("type").and_then(Value::as_str) {
-                s.types = Some(TypeExpr::parse(t, &ctx.terms)?);
+            match text("type")? {
+                Some(t) => s.types = Some(TypeExpr::parse(t, &ctx.terms)?),
+                None => return Err(NgsiError::bad_data("each EntitySelector needs a type (5.2.33)").into()),
             }
             q.selectors.push(s);
         }
+    }
+    for k in ["attrs", "pick", "omit"] {
+        match b.get(k) {
+            None => {}
+            Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {}
+            Some(_) => {
+                return Err(
+                    NgsiError::bad_data(format!("Query member '{k}' must be a non-empty array of strings")).into(),
+                )
+            }
+        }
+    }
+    if b.contains_key("attrs") && b.contains_key("pick") {
+        return Err(NgsiError::bad_data("attrs and pick cannot be used together").into());
     }
     let names = |k: &str| -> Vec<String> {
         b.get(k)
@@ -235,7 +302,9 @@ pub fn entity_query_body(b: &Map<String, Value>, ctx: &RequestContext, hub: &Hub
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default()
     };
-    q.attrs = names("attrs").iter().map(|a| ctx.terms.expand(a)).collect();
+    let mut attrs = names("attrs");
+    attrs.extend(names("pick").into_iter().filter(|x| x != "id" && x != "type"));
+    q.attrs = attrs.iter().map(|a| ctx.terms.expand(a)).collect();
     let max = hub.limits().max_query_len;
     if let Some(qs) = b.get("q").and_then(Value::as_str) {
         check_len("q", qs, max)?;

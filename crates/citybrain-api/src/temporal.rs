@@ -12,7 +12,7 @@ use crate::entities::page;
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, Ngsi, Params};
 use crate::respond::{
-    body, created, entity_query, entity_query_body, no_content, render_options, require_filter, with_header,
+    body, created, entity_query, entity_query_body, no_content, render_options, require_filter, with_header, QueryFor,
 };
 use crate::AppState;
 
@@ -152,7 +152,7 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
     let obj = b
         .as_object()
         .ok_or_else(|| NgsiError::bad_data("a Query body must be a JSON object"))?;
-    let (q, extra) = entity_query_body(obj, &ctx, &s.hub)?;
+    let (q, extra) = entity_query_body(obj, &ctx, &s.hub, QueryFor::Temporal)?;
     let params = n.params.overlay(&extra);
     run_query(&s, &n, &ctx, q, &params).await
 }

@@ -48,22 +48,11 @@ impl RequestContext {
         }
     }
 
-    /// The value of `@context` in an ld+json body.
+    /// The value of `@context` in an ld+json body: the request's own, as it
+    /// gave it (a Link URL as a string, a body's member unchanged); the core
+    /// context is implied and not appended (GS CIM 009 V1.8.1, 6.3.6).
     pub fn body_value(&self) -> Value {
-        match &self.value {
-            Value::String(s) if is_core_context_url(s) => Value::String(s.clone()),
-            Value::Array(_) | Value::Object(_) | Value::String(_) => {
-                let mut items = match &self.value {
-                    Value::Array(a) => a.clone(),
-                    v => vec![v.clone()],
-                };
-                if !items.iter().any(|i| i.as_str().is_some_and(is_core_context_url)) {
-                    items.push(Value::String(CORE_CONTEXT_URL.into()));
-                }
-                Value::Array(items)
-            }
-            _ => Value::String(CORE_CONTEXT_URL.into()),
-        }
+        self.value.clone()
     }
 }
 

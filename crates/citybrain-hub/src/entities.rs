@@ -224,6 +224,17 @@ impl WorkingSet {
     }
 }
 
+/// An entity id taken from a request path must be a URI: "If the Entity Id
+/// is not present or it is not a valid URI, an error of type BadRequestData
+/// shall be raised" (GS CIM 009 V1.8.1, 5.6.x / 5.7.1).
+pub(crate) fn check_path_id(id: &str) -> Result<()> {
+    if citybrain_ngsild::context::looks_like_iri(id) {
+        Ok(())
+    } else {
+        Err(NgsiError::bad_data(format!("entity id '{id}' is not a URI")))
+    }
+}
+
 pub(crate) fn not_found(id: &str) -> NgsiError {
     NgsiError::not_found(format!("entity {id} does not exist"))
 }
@@ -370,6 +381,7 @@ impl Hub {
 
     /// GET /entities/{id}
     pub async fn retrieve_entity(&self, tenant: &str, id: &str) -> Result<Entity> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         self.inner
             .store
@@ -382,6 +394,7 @@ impl Hub {
 
     /// PUT /entities/{id}
     pub async fn replace_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Create)?;
         check_id_matches(id, &frag)?;
@@ -391,6 +404,7 @@ impl Hub {
 
     /// PATCH /entities/{id} (merge)
     pub async fn merge_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Merge)?;
         check_id_matches(id, &frag)?;
@@ -402,6 +416,7 @@ impl Hub {
 
     /// DELETE /entities/{id}
     pub async fn delete_entity(&self, tenant: &str, id: &str) -> Result<()> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         self.transact(tenant, &[id.to_string()], |ws| ws.delete(id)).await
     }
@@ -415,6 +430,7 @@ impl Hub {
         ctx: &RequestContext,
         no_overwrite: bool,
     ) -> Result<UpdateResult> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Create)?;
         check_id_matches(id, &frag)?;
@@ -435,6 +451,7 @@ impl Hub {
         body: &Value,
         ctx: &RequestContext,
     ) -> Result<UpdateResult> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let frag = self.parse_body(body, ctx, Mode::Merge)?;
         check_id_matches(id, &frag)?;
@@ -453,6 +470,7 @@ impl Hub {
         body: &Value,
         ctx: &RequestContext,
     ) -> Result<()> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         input::validate_attr_name(attr)?;
         let name = ctx.terms.expand(attr);
@@ -479,6 +497,7 @@ impl Hub {
         body: &Value,
         ctx: &RequestContext,
     ) -> Result<()> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         input::validate_attr_name(attr)?;
         let name = ctx.terms.expand(attr);
@@ -510,6 +529,7 @@ impl Hub {
         dataset_id: Option<&str>,
         all: bool,
     ) -> Result<()> {
+        check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         self.transact(tenant, &[id.to_string()], |ws| {

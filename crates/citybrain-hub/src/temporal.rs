@@ -233,6 +233,7 @@ impl Hub {
 
     /// POST /temporal/entities/{id}/attrs
     pub async fn temporal_add_attrs(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
+        crate::entities::check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let Provision { id: bid, instances, .. } = self.parse_instances(body, ctx)?;
         if bid.is_some_and(|b| b != id) {
@@ -259,6 +260,7 @@ impl Hub {
         ds: Option<&str>,
         all: bool,
     ) -> Result<()> {
+        crate::entities::check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         self.transact(tenant, &[id.to_string()], |ws| {
@@ -305,6 +307,7 @@ impl Hub {
         body: &Value,
         ctx: &RequestContext,
     ) -> Result<()> {
+        crate::entities::check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         let mut inst = self.find_instance(tenant, id, &name, instance_id).await?;
@@ -345,6 +348,7 @@ impl Hub {
         instance_id: &str,
         ctx: &RequestContext,
     ) -> Result<()> {
+        crate::entities::check_path_id(id)?;
         self.require_tenant(tenant).await?;
         let name = ctx.terms.expand(attr);
         self.find_instance(tenant, id, &name, instance_id).await?;

@@ -145,13 +145,18 @@ impl GeoRel {
             "near" => {
                 let (mut max_distance, mut min_distance) = (None, None);
                 for p in parts {
+                    // One modifier, a positive number: `near;maxDistance==N`
+                    // or `near;minDistance==N` (GS CIM 009 V1.8.1, 4.10).
+                    if max_distance.is_some() || min_distance.is_some() {
+                        return Err(NgsiError::bad_data("georel near takes one distance modifier"));
+                    }
                     let (k, v) = p.split_once("==").ok_or_else(|| {
                         NgsiError::bad_data(format!("georel: '{p}' is not maxDistance==N or minDistance==N"))
                     })?;
                     let n: f64 = v
                         .parse()
                         .ok()
-                        .filter(|n: &f64| n.is_finite() && *n >= 0.0)
+                        .filter(|n: &f64| n.is_finite() && *n > 0.0)
                         .ok_or_else(|| NgsiError::bad_data(format!("georel: '{v}' is not a distance in metres")))?;
                     match k {
                         "maxDistance" => max_distance = Some(n),

@@ -45,8 +45,8 @@ pub struct RenderOptions {
     pub hide_type: bool,
     /// `lang=` : a language tag, or `*` for all.
     pub lang: Option<String>,
-    /// Only instances with this datasetId (`@none` for the default instance).
-    pub dataset_id: Option<String>,
+    /// Only instances with one of these datasetIds (`@none`: the default instance).
+    pub dataset_id: Option<Vec<String>>,
 }
 
 /// Renders one entity.
@@ -78,8 +78,10 @@ pub fn entity(e: &Entity, ctx: &TermMap, o: &RenderOptions) -> Value {
             .iter()
             .filter(|a| match o.dataset_id.as_deref() {
                 None => true,
-                Some("@none") => a.get("datasetId").is_none(),
-                Some(ds) => a.get("datasetId").and_then(Value::as_str) == Some(ds),
+                Some(wanted) => {
+                    let ds = a.get("datasetId").and_then(Value::as_str).unwrap_or("@none");
+                    wanted.iter().any(|w| w == ds)
+                }
             })
             .collect();
         if selected.is_empty() {

@@ -1,0 +1,336 @@
+//! Conformance to ETSI GS CIM 009 V1.8.1 (NGSI-LD API), black-box over HTTP
+//! against the real server. Each test names the clause it checks; the
+//! behaviours are those of `docs/ngsild-conformance.md`, where the ETSI
+//! conformance suite found the hub deviating from the specification.
+
+mod common;
+
+use common::{start, Resp, Server};
+use serde_json::{json, Value};
+
+const CORE: &str = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld";
+
+fn vehicle(id: &str, speed: f64) -> Value {
+    json!({"id": id, "type": "Vehicle",
+        "speed": {"type": "Property", "value": speed},
+        "brand": {"type": "Property", "value": "Mercedes"}})
+}
+
+async fn seed_vehicles(s: &Server) {
+    for (i, speed) in [(1, 80.0), (2, 120.0), (3, 100.0)] {
+        let r = s
+            .post("/entities", vehicle(&format!("urn:ngsi-ld:Vehicle:{i}"), speed))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+}
+
+/// A hosted user @context defining `Vehicle`, `speed`, `brand` in an
+/// example vocabulary; returns the URL to put in a Link header.
+async fn hosted_context(s: &Server) -> String {
+    let r = s
+        .post(
+            "/jsonldContexts",
+            json!({"@context": {"Vehicle": "https://example.org/vocab#Vehicle",
+                "speed": "https://example.org/vocab#speed", "brand": "https://example.org/vocab#brand"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let loc = r.header("location").unwrap();
+    format!("{}{}", s.base.trim_end_matches("/ngsi-ld/v1"), loc)
+}
+
+fn link(url: &str) -> String {
+    format!("<{url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"")
+}
+
+fn assert_error(r: &Resp, status: u16, kind: &str, what: &str) {
+    assert_eq!(
+        (r.status, r.error_type().as_str()),
+        (status, kind),
+        "{what}: {}",
+        r.text
+    );
+    assert!(r.body["title"].is_string(), "{what}: ProblemDetails has a title");
+}
+
+// ---- row 2: an entity id that is not a URI is BadRequestData ---------------
+
+/// V1.8.1 clauses 5.6.3, 5.6.4, 5.6.5, 5.6.6 and 5.7.1: "If the Entity Id is
+/// not present or it is not a valid URI, an error of type BadRequestData
+/// shall be raised".
+#[tokio::test]
+async fn path_entity_id_that_is_not_a_uri_is_bad_request_data() {
+    let s = start().await;
+    let attr = json!({"speed": {"type": "Property", "value": 1}});
+    let cases: Vec<(&str, &str, Option<Value>)> = vec![
+        ("GET", "/entities/thisisaninvaliduri", None),
+        ("DELETE", "/entities/thisisaninvaliduri", None),
+        ("PATCH", "/entities/thisisaninvaliduri", Some(attr.clone())),
+        ("PUT", "/entities/thisisaninvaliduri", Some(json!({"type": "Vehicle"}))),
+        ("POST", "/entities/thisisaninvaliduri/attrs", Some(attr.clone())),
+        ("PATCH", "/entities/thisisaninvaliduri/attrs", Some(attr.clone())),
+        (
+            "PATCH",
+            "/entities/thisisaninvaliduri/attrs/speed",
+            Some(json!({"value": 2})),
+        ),
+        (
+            "PUT",
+            "/entities/thisisaninvaliduri/attrs/speed",
+            Some(json!({"type": "Property", "value": 2})),
+        ),
+        ("DELETE", "/entities/thisisaninvaliduri/attrs/speed", None),
+        ("GET", "/temporal/entities/thisisaninvaliduri", None),
+        ("DELETE", "/temporal/entities/thisisaninvaliduri", None),
+    ];
+    for (method, path, body) in cases {
+        let r = s.req(method, path, body, &[]).await;
+        assert_error(&r, 400, "BadRequestData", &format!("{method} {path}"));
+    }
+    // A valid URI that names nothing is still 404.
+    let r = s.get("/entities/urn:ngsi-ld:Vehicle:none").await;
+    assert_error(&r, 404, "ResourceNotFound", "unknown entity");
+}
+
+// ---- row 3: invalid query parameters are BadRequestData ---------------------
+
+/// V1.8.1 clause 6.4.3.2 (query parameters of GET /entities), 4.9 (q), 4.10
+/// (geo-queries), 5.5.9 (pagination), 5.2.23 (the Query data type).
+#[tokio::test]
+async fn malformed_query_parameters_are_bad_request_data() {
+    let s = start().await;
+    seed_vehicles(&s).await;
+    let bad = [
+        "/entities?idPattern=urn:(unclosed",
+        "/entities?type=Vehicle&format=fancy",
+        "/entities?type=Vehicle&options=fancy",
+        "/entities?type=Vehicle&options=keyValues,normalized",
+        "/entities?type=Vehicle&attrs=speed&pick=brand",
+        "/entities?type=Vehicle&q=speed%3E%3E3",
+        "/entities?type=Vehicle&q=(speed%3E3",
+        "/entities?type=Vehicle&limit=-1",
+        "/entities?type=Vehicle&limit=abc",
+        "/entities?type=Vehicle&limit=0",
+        "/entities?type=Vehicle&offset=-3",
+        "/entities?type=Vehicle&count=yes",
+        "/entities?id=not-a-uri",
+        "/entities?type=Vehicle&georel=near;maxDistance==0&geometry=Point&coordinates=[0,0]",
+        "/entities?type=Vehicle&georel=near;maxDistance==-5&geometry=Point&coordinates=[0,0]",
+        "/entities?type=Vehicle&georel=near;maxDistance==1e400&geometry=Point&coordinates=[0,0]",
+        "/entities?type=Vehicle&georel=near;maxDistance==5;minDistance==1&geometry=Point&coordinates=[0,0]",
+        "/entities?type=Vehicle&georel=near&geometry=Point&coordinates=[0,0]",
+        "/entities?type=Vehicle&georel=nearby&geometry=Point&coordinates=[0,0]",
+        "/entities?type=Vehicle&georel=within&geometry=Point",
+        "/entities?type=Vehicle&georel=within&geometry=Polygon&coordinates=[1,2",
+    ];
+    for path in bad {
+        let r = s.get(path).await;
+        assert_error(&r, 400, "BadRequestData", path);
+    }
+    assert_eq!(s.get("/entities?type=Vehicle&limit=0&count=true").await.status, 200);
+}
+
+/// V1.8.1 clause 5.2.23, table 5.2.23-1 (the Query data type of POST
+/// /entityOperations/query): type shall be "Query"; entities, attrs and pick
+/// are non-empty arrays; q is a string; joinLevel a positive integer;
+/// temporalQ only for the temporal query; an EntitySelector has a type
+/// (table 5.2.33-1).
+#[tokio::test]
+async fn query_body_members_are_checked() {
+    let s = start().await;
+    seed_vehicles(&s).await;
+    let bad = [
+        json!({"type": "NotQuery", "entities": [{"type": "Vehicle"}]}),
+        json!({"entities": [{"type": "Vehicle"}]}),
+        json!({"type": "Query", "entities": []}),
+        json!({"type": "Query", "entities": [{"type": "Vehicle"}], "attrs": []}),
+        json!({"type": "Query", "entities": [{"type": "Vehicle"}], "pick": []}),
+        json!({"type": "Query", "entities": [{"type": "Vehicle"}], "q": 42}),
+        json!({"type": "Query", "entities": [{"type": "Vehicle"}], "join": "inline", "joinLevel": 0}),
+        json!({"type": "Query", "entities": [{"type": "Vehicle"}], "temporalQ": {"timerel": "after", "timeAt": "2020-01-01T00:00:00Z"}}),
+        json!({"type": "Query", "entities": [{"id": "urn:ngsi-ld:Vehicle:1"}]}),
+        json!({"type": "Query", "entities": [{"type": "Vehicle", "id": "nope"}]}),
+        json!({"type": "Query", "entities": ["Vehicle"]}),
+    ];
+    for b in bad {
+        let r = s.post("/entityOperations/query", b.clone()).await;
+        assert_error(&r, 400, "BadRequestData", &b.to_string());
+    }
+    let r = s
+        .post(
+            "/entityOperations/query",
+            json!({"type": "Query", "entities": [{"type": "Vehicle"}], "q": "speed>100"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body[0]["id"], "urn:ngsi-ld:Vehicle:2");
+}
+
+// ---- row 4: the @context of a JSON-LD response is the request's own ---------
+
+/// V1.8.1 clause 6.3.6 (and 5.5.7): in an application/ld+json response the
+/// @context is the one the request used — the Link header's URL as given,
+/// or the body's @context member — and the core context, being implied, is
+/// not appended; with no user context it is the core context.
+#[tokio::test]
+async fn ld_json_response_context_is_the_requests_own() {
+    let s = start().await;
+    let url = hosted_context(&s).await;
+    let l = link(&url);
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(vehicle("urn:ngsi-ld:Vehicle:1", 80.0)),
+            &[("Link", &l)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let accept = ("Accept", "application/ld+json");
+    let r = s
+        .req("GET", "/entities/urn:ngsi-ld:Vehicle:1", None, &[accept, ("Link", &l)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("content-type").unwrap(), "application/ld+json");
+    assert_eq!(r.body["@context"], json!(url));
+    assert_eq!(r.body["type"], "Vehicle");
+    assert!(r.header("link").is_none(), "no Link header with an ld+json body");
+
+    let r = s
+        .req("GET", "/entities?type=Vehicle", None, &[accept, ("Link", &l)])
+        .await;
+    assert_eq!(r.body[0]["@context"], json!(url));
+
+    let r = s.req("GET", "/entities/urn:ngsi-ld:Vehicle:1", None, &[accept]).await;
+    assert_eq!(r.body["@context"], json!(CORE));
+    assert_eq!(r.body["type"], "https://example.org/vocab#Vehicle");
+
+    // A body @context comes back exactly as given (here an array of two).
+    let given = json!([url, {"fast": "https://example.org/vocab#fast"}]);
+    let r = s
+        .req(
+            "POST",
+            "/entityOperations/query",
+            Some(json!({"type": "Query", "entities": [{"type": "Vehicle"}], "@context": given})),
+            &[("Content-Type", "application/ld+json"), accept],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body[0]["@context"], given);
+}
+
+// ---- row 5: which error type for which fault --------------------------------
+
+/// V1.8.1 clause 6.3.5: with Content-Type application/ld+json the @context is
+/// the body's and a JSON-LD Link header is refused with BadRequestData; with
+/// application/json an @context member in the body is refused the same way.
+/// Unparsable JSON is InvalidRequest (table 5.5.2-1, 6.3.4).
+#[tokio::test]
+async fn context_placement_and_error_types() {
+    let s = start().await;
+    let url = hosted_context(&s).await;
+    let l = link(&url);
+    let mut with_ctx = vehicle("urn:ngsi-ld:Vehicle:9", 1.0);
+    with_ctx["@context"] = json!(url);
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(with_ctx.clone()),
+            &[("Content-Type", "application/ld+json"), ("Link", &l)],
+        )
+        .await;
+    assert_error(&r, 400, "BadRequestData", "Link header with an ld+json body");
+    let r = s.post("/entities", with_ctx.clone()).await;
+    assert_error(&r, 400, "BadRequestData", "@context in an application/json body");
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(vehicle("urn:ngsi-ld:Vehicle:9", 1.0)),
+            &[("Content-Type", "application/ld+json")],
+        )
+        .await;
+    assert_error(&r, 400, "BadRequestData", "ld+json body without @context");
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(with_ctx),
+            &[("Content-Type", "application/ld+json")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let raw = s
+        .http
+        .post(format!("{}/entities", s.base))
+        .header("Content-Type", "application/json")
+        .body("{\"id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 400);
+    let v: Value = raw.json().await.unwrap();
+    assert_eq!(v["type"], "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest");
+}
+
+// ---- row 6: attrs and pick select entities, datasetId selects instances ----
+
+/// V1.8.1 clauses 4.21 and 5.7.2: with `attrs` (or `pick`) a query returns
+/// only the entities that have at least one of the named attributes;
+/// `datasetId` (a list, `@none` for the default instance) keeps only those
+/// instances.
+#[tokio::test]
+async fn attrs_and_pick_filter_entities_and_dataset_id_selects_instances() {
+    let s = start().await;
+    seed_vehicles(&s).await;
+    let r = s
+        .post(
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Vehicle:4", "type": "Vehicle",
+                "fuel": [{"type": "Property", "value": 10},
+                         {"type": "Property", "value": 20, "datasetId": "urn:ngsi-ld:Dataset:a"},
+                         {"type": "Property", "value": 30, "datasetId": "urn:ngsi-ld:Dataset:b"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ids = |r: &Resp| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    let r = s.get("/entities?type=Vehicle&attrs=fuel").await;
+    assert_eq!(ids(&r), vec!["urn:ngsi-ld:Vehicle:4"]);
+    let r = s.get("/entities?type=Vehicle&pick=id,fuel").await;
+    assert_eq!(ids(&r), vec!["urn:ngsi-ld:Vehicle:4"]);
+    assert_eq!(r.body[0].as_object().unwrap().len(), 2, "{}", r.text);
+    let r = s
+        .post(
+            "/entityOperations/query",
+            json!({"type": "Query", "entities": [{"type": "Vehicle"}], "pick": ["id", "speed"]}),
+        )
+        .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 3, "{}", r.text);
+
+    let r = s
+        .get("/entities/urn:ngsi-ld:Vehicle:4?datasetId=urn:ngsi-ld:Dataset:a")
+        .await;
+    assert_eq!(r.body["fuel"]["value"], 20, "{}", r.text);
+    let r = s
+        .get("/entities/urn:ngsi-ld:Vehicle:4?datasetId=urn:ngsi-ld:Dataset:a,@none")
+        .await;
+    let values: Vec<i64> = r.body["fuel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(values, vec![10, 20]);
+}
