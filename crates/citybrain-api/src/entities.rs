@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use citybrain_hub::{BatchOp, BatchResult, Hub, RequestContext, UpdateResult};
+use citybrain_hub::{BatchOp, BatchResult, Hub, Purge, RequestContext, UpdateResult};
 use citybrain_ngsild::render::{self, RenderOptions};
 use citybrain_ngsild::{Entity, NgsiError};
 use citybrain_store::Page;
@@ -176,6 +176,12 @@ pub async fn merge(
     Ok(no_content())
 }
 
+/// PATCH or PUT /entities (no id in the path): the id is missing, a
+/// BadRequestData (GS CIM 009 V1.8.1, 5.6.17 / 6.5.3.4), not a 405.
+pub async fn missing_id() -> ApiResult<Response> {
+    Err(NgsiError::bad_data("the entity id is missing from the path (/entities/{entityId})").into())
+}
+
 pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     s.hub.delete_entity(&n.tenant, &id).await?;
     Ok(no_content())
@@ -267,7 +273,14 @@ pub async fn purge(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
         )
         .into());
     }
-    s.hub.purge(&n.tenant, &q).await?;
+    let names = |k: &str| -> Vec<String> { n.params.list(k).iter().map(|a| ctx.terms.expand(a)).collect() };
+    let what = match (n.params.get("drop"), n.params.get("keep")) {
+        (Some(_), Some(_)) => return Err(NgsiError::bad_data("purge takes drop or keep, not both").into()),
+        (Some(_), None) => Purge::Drop(names("drop")),
+        (None, Some(_)) => Purge::Keep(names("keep")),
+        (None, None) => Purge::Entities,
+    };
+    s.hub.purge(&n.tenant, &q, &what).await?;
     Ok(no_content())
 }
 

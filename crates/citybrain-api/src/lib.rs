@@ -72,7 +72,14 @@ pub fn router(state: AppState) -> Router {
     use subscriptions as s;
     use temporal as t;
     let ngsi = Router::new()
-        .route("/entities", get(e::query).post(e::create).delete(e::purge))
+        .route(
+            "/entities",
+            get(e::query)
+                .post(e::create)
+                .delete(e::purge)
+                .patch(e::missing_id)
+                .put(e::missing_id),
+        )
         .route(
             "/entities/{id}",
             get(e::retrieve).put(e::replace).patch(e::merge).delete(e::delete),

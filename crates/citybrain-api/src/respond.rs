@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use citybrain_hub::{Hub, RequestContext};
 use citybrain_ngsild::context::LINK_REL;
 use citybrain_ngsild::geo::{self, GeoQuery, GeoRel};
+use citybrain_ngsild::order::OrderBy;
 use citybrain_ngsild::q::Query;
 use citybrain_ngsild::render::{Format, RenderOptions};
 use citybrain_ngsild::scope::ScopeQuery;
@@ -182,6 +183,10 @@ pub fn entity_query(p: &Params, ctx: &RequestContext, hub: &Hub) -> ApiResult<En
         q.scope_q = Some(ScopeQuery::parse(s)?);
     }
     q.geo = geo_query(p, ctx, hub)?;
+    if let Some(o) = p.get("orderBy") {
+        check_len("orderBy", o, max)?;
+        q.order = Some(OrderBy::parse(o, &ctx.terms)?);
+    }
     Ok(q)
 }
 
@@ -313,6 +318,12 @@ pub fn entity_query_body(
     if let Some(s) = b.get("scopeQ").and_then(Value::as_str) {
         check_len("scopeQ", s, max)?;
         q.scope_q = Some(ScopeQuery::parse(s)?);
+    }
+    if let Some(o) = b.get("orderBy") {
+        let o = o
+            .as_str()
+            .ok_or_else(|| NgsiError::bad_data("Query member 'orderBy' must be a string"))?;
+        q.order = Some(OrderBy::parse(o, &ctx.terms)?);
     }
     if let Some(g) = b.get("geoQ") {
         q.geo = Some(citybrain_ngsild::subscription::compile_geoq(

@@ -334,3 +334,215 @@ async fn attrs_and_pick_filter_entities_and_dataset_id_selects_instances() {
         .collect();
     assert_eq!(values, vec![10, 20]);
 }
+
+// ---- row 1: orderBy ---------------------------------------------------------
+
+/// V1.8.1 clause 6.4.3.2 ("Entity ordering", the `orderBy` parameter of
+/// Query Entities): results come in the requested order, pages cut from the
+/// ordered list; an entity without the key comes last; a malformed
+/// `orderBy` is BadRequestData. The syntax is documented in
+/// docs/ngsild-conformance.md.
+#[tokio::test]
+async fn order_by_sorts_query_results() {
+    let s = start().await;
+    seed_vehicles(&s).await;
+    let r = s
+        .post(
+            "/entities",
+            json!({"id": "urn:ngsi-ld:Vehicle:0", "type": "Vehicle", "brand": {"type": "Property", "value": "Fiat"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let ids = |r: &Resp| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", r.text))
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().rsplit(':').next().unwrap().to_string())
+            .collect()
+    };
+    let r = s.get("/entities?type=Vehicle&orderBy=speed").await;
+    assert_eq!(ids(&r), ["1", "3", "2", "0"]);
+    let r = s.get("/entities?type=Vehicle&orderBy=speed;desc").await;
+    assert_eq!(ids(&r), ["2", "3", "1", "0"]);
+    let r = s.get("/entities?type=Vehicle&orderBy=brand;desc,id;desc").await;
+    assert_eq!(ids(&r), ["3", "2", "1", "0"]);
+    let r = s
+        .get("/entities?type=Vehicle&orderBy=speed;desc&limit=2&offset=1&count=true")
+        .await;
+    assert_eq!(ids(&r), ["3", "1"]);
+    assert_eq!(r.header("ngsild-results-count").as_deref(), Some("4"));
+    let r = s
+        .post(
+            "/entityOperations/query",
+            json!({"type": "Query", "entities": [{"type": "Vehicle"}], "orderBy": "speed"}),
+        )
+        .await;
+    assert_eq!(ids(&r), ["1", "3", "2", "0"]);
+    for bad in ["speed;sideways", "speed,,id", "sp%20eed"] {
+        let r = s.get(&format!("/entities?type=Vehicle&orderBy={bad}")).await;
+        assert_error(&r, 400, "BadRequestData", bad);
+    }
+}
+
+// ---- row 11: batch results, purge with drop/keep ----------------------------
+
+fn batch_ids(v: &Value, member: &str) -> Vec<String> {
+    let mut ids: Vec<String> = v[member]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|x| x.as_str().or_else(|| x["entityId"].as_str()).unwrap_or("?").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// V1.8.1 clauses 5.6.7-5.6.10 and 5.2.16 (BatchOperationResult): 201/204
+/// only when every entity succeeded; 207 with `success` and `errors` (one
+/// BatchEntityError per failed id) as soon as one fails; batch delete of an
+/// id that does not exist is such a per-id error.
+#[tokio::test]
+async fn batch_operations_report_each_entity() {
+    let s = start().await;
+    seed_vehicles(&s).await;
+    let (v1, v9) = ("urn:ngsi-ld:Vehicle:1", "urn:ngsi-ld:Vehicle:9");
+
+    let r = s
+        .post("/entityOperations/create", json!([vehicle(v1, 1.0), vehicle(v9, 2.0)]))
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(batch_ids(&r.body, "success"), [v9]);
+    assert_eq!(batch_ids(&r.body, "errors"), [v1]);
+    assert_eq!(
+        r.body["errors"][0]["error"]["type"],
+        "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists"
+    );
+
+    let r = s
+        .post(
+            "/entityOperations/update",
+            json!([{"id": v1, "type": "Vehicle", "speed": {"type": "Property", "value": 5}},
+                   {"id": "urn:ngsi-ld:Vehicle:404", "type": "Vehicle", "speed": {"type": "Property", "value": 5}}]),
+        )
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(batch_ids(&r.body, "errors"), ["urn:ngsi-ld:Vehicle:404"]);
+
+    let r = s
+        .post(
+            "/entityOperations/upsert",
+            json!([vehicle(v1, 3.0), {"id": "bad id", "type": "Vehicle"}]),
+        )
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(batch_ids(&r.body, "success"), [v1]);
+
+    let r = s
+        .post("/entityOperations/delete", json!([v1, "urn:ngsi-ld:Vehicle:404"]))
+        .await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(batch_ids(&r.body, "success"), [v1]);
+    assert_eq!(batch_ids(&r.body, "errors"), ["urn:ngsi-ld:Vehicle:404"]);
+    assert_eq!(
+        r.body["errors"][0]["error"]["type"],
+        "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound"
+    );
+
+    let r = s.post("/entityOperations/delete", json!([v9])).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.post("/entityOperations/delete", json!(["not a uri"])).await;
+    assert_eq!(r.status, 207, "{}", r.text);
+    assert_eq!(
+        r.body["errors"][0]["error"]["type"],
+        "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    );
+}
+
+/// V1.8.1 clause 5.6.21 (Purge Entities): `drop` removes the named
+/// attributes from every matching entity, `keep` removes all others; neither
+/// deletes the matching entities.
+#[tokio::test]
+async fn purge_drops_or_keeps_attributes() {
+    let s = start().await;
+    seed_vehicles(&s).await;
+    let r = s.delete("/entities?type=Vehicle&drop=brand").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.get("/entities/urn:ngsi-ld:Vehicle:2").await;
+    assert!(r.body.get("brand").is_none(), "{}", r.text);
+    assert_eq!(r.body["speed"]["value"], 120.0);
+    let r = s
+        .post(
+            "/entities/urn:ngsi-ld:Vehicle:2/attrs",
+            json!({"colour": {"type": "Property", "value": "red"}, "brand": {"type": "Property", "value": "Seat"}}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.delete("/entities?id=urn:ngsi-ld:Vehicle:2&keep=colour").await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.get("/entities/urn:ngsi-ld:Vehicle:2").await;
+    let mut names: Vec<&String> = r.body.as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["colour", "id", "type"], "{}", r.text);
+    let r = s.delete("/entities?type=Vehicle&drop=a&keep=b").await;
+    assert_error(&r, 400, "BadRequestData", "drop and keep together");
+    assert_eq!(s.delete("/entities?type=Vehicle").await.status, 204);
+    assert_eq!(s.get("/entities/urn:ngsi-ld:Vehicle:2").await.status, 404);
+}
+
+// ---- row 12: merge edge cases -------------------------------------------------
+
+/// V1.8.1 clause 5.6.17 (Merge Entity) and 4.5.5 (NGSI-LD Null): an empty
+/// fragment changes nothing (204); `urn:ngsi-ld:null` deletes a
+/// LanguageProperty (as a whole languageMap or as `{"@none": null}`) and, in
+/// a multi-attribute, only the instance of its datasetId; PATCH without an
+/// entity id in the path is 400, not 405 (6.5.3.4).
+#[tokio::test]
+async fn merge_edge_cases() {
+    let s = start().await;
+    let id = "urn:ngsi-ld:Building:1";
+    let r = s
+        .post(
+            "/entities",
+            json!({"id": id, "type": "Building",
+                "name": {"type": "LanguageProperty", "languageMap": {"en": "Hospital", "zh": "医院"}},
+                "motto": {"type": "LanguageProperty", "languageMap": {"en": "Care"}},
+                "temp": [{"type": "Property", "value": 20},
+                         {"type": "Property", "value": 21, "datasetId": "urn:ngsi-ld:Dataset:a"},
+                         {"type": "Property", "value": 22, "datasetId": "urn:ngsi-ld:Dataset:b"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let before = s.get(&format!("/entities/{id}")).await.body;
+
+    let r = s.patch(&format!("/entities/{id}"), json!({})).await;
+    assert_eq!(r.status, 204, "empty fragment: {}", r.text);
+    assert_eq!(s.get(&format!("/entities/{id}")).await.body, before);
+
+    let r = s
+        .patch(
+            &format!("/entities/{id}"),
+            json!({"name": {"type": "LanguageProperty", "languageMap": "urn:ngsi-ld:null"},
+                   "motto": {"type": "LanguageProperty", "languageMap": {"@none": "urn:ngsi-ld:null"}},
+                   "temp": {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ngsi-ld:Dataset:a"}}),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let after = s.get(&format!("/entities/{id}")).await.body;
+    assert!(after.get("name").is_none(), "{after}");
+    assert!(after.get("motto").is_none(), "{after}");
+    let temps: Vec<i64> = after["temp"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{after}"))
+        .iter()
+        .map(|i| i["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(temps, [20, 22]);
+
+    for method in ["PATCH", "PUT"] {
+        let r = s
+            .req(method, "/entities/", Some(json!({"type": "Building"})), &[])
+            .await;
+        assert_error(&r, 400, "BadRequestData", &format!("{method} without an id"));
+    }
+}

@@ -592,13 +592,63 @@ impl Hub {
         }
         self.require_tenant(tenant).await?;
         metrics::counter!("citybrain_hub_queries_total").increment(1);
-        Ok(self.inner.store.query(tenant, q, page).await?)
+        match &q.order {
+            None => Ok(self.inner.store.query(tenant, q, page).await?),
+            Some(order) => self.query_ordered(tenant, q, order, page).await,
+        }
     }
 
-    /// DELETE /entities?... (purge): deletes every match; returns how many.
-    pub async fn purge(&self, tenant: &str, q: &EntityQuery) -> Result<usize> {
+    /// `orderBy`: every match is read (at most `max_ordered` of them), sorted,
+    /// and the page cut from the sorted list.
+    async fn query_ordered(
+        &self,
+        tenant: &str,
+        q: &EntityQuery,
+        order: &citybrain_ngsild::order::OrderBy,
+        page: Page,
+    ) -> Result<QueryResult> {
+        let cap = self.limits().max_ordered;
+        let step = self.limits().max_page.max(1);
+        let mut all = Vec::new();
+        loop {
+            let r = self
+                .inner
+                .store
+                .query(
+                    tenant,
+                    q,
+                    Page {
+                        offset: all.len(),
+                        limit: step,
+                        count: false,
+                    },
+                )
+                .await?;
+            let n = r.entities.len();
+            all.extend(r.entities);
+            if all.len() > cap {
+                return Err(NgsiError::new(
+                    ErrorKind::TooManyResults,
+                    format!("orderBy sorts at most {cap} matching entities; narrow the query"),
+                ));
+            }
+            if n < step {
+                break;
+            }
+        }
+        order.sort(&mut all);
+        let total = page.count.then_some(all.len());
+        let entities = all.into_iter().skip(page.offset).take(page.limit).collect();
+        Ok(QueryResult { entities, total })
+    }
+
+    /// DELETE /entities?... (purge, GS CIM 009 V1.8.1 5.6.21): deletes every
+    /// match, or with `drop` / `keep` only removes attributes from them;
+    /// returns how many entities it changed.
+    pub async fn purge(&self, tenant: &str, q: &EntityQuery, what: &Purge) -> Result<usize> {
         self.require_tenant(tenant).await?;
-        let mut deleted = 0;
+        // Every matching id first: dropping attributes may change what matches.
+        let mut ids: Vec<String> = Vec::new();
         loop {
             let page = self
                 .inner
@@ -607,32 +657,55 @@ impl Hub {
                     tenant,
                     q,
                     Page {
-                        offset: 0,
+                        offset: ids.len(),
                         limit: 500,
                         count: false,
                     },
                 )
                 .await?;
-            if page.entities.is_empty() {
-                return Ok(deleted);
+            let n = page.entities.len();
+            ids.extend(page.entities.into_iter().map(|e| e.id));
+            if n < 500 {
+                break;
             }
-            let ids: Vec<String> = page.entities.iter().map(|e| e.id.clone()).collect();
-            let n = self
-                .transact(tenant, &ids, |ws| {
+        }
+        let mut changed = 0;
+        for chunk in ids.chunks(500) {
+            changed += self
+                .transact(tenant, chunk, |ws| {
                     let mut n = 0;
-                    for id in &ids {
-                        if ws.delete(id).is_ok() {
-                            n += 1;
+                    for id in chunk {
+                        match what {
+                            Purge::Entities => {
+                                if ws.delete(id).is_ok() {
+                                    n += 1;
+                                }
+                            }
+                            Purge::Drop(names) | Purge::Keep(names) => {
+                                let now = ws.now;
+                                let slot = ws.slot(id);
+                                let Some(e) = slot.after.as_mut() else { continue };
+                                let doomed: Vec<String> = e
+                                    .attrs
+                                    .keys()
+                                    .filter(|a| names.contains(a) == matches!(what, Purge::Drop(_)))
+                                    .cloned()
+                                    .collect();
+                                for a in &doomed {
+                                    let c = e.delete_attr(a, None, true, now);
+                                    slot.changes.extend(c);
+                                }
+                                if !doomed.is_empty() {
+                                    n += 1;
+                                }
+                            }
                         }
                     }
                     Ok(n)
                 })
                 .await?;
-            deleted += n;
-            if n == 0 {
-                return Ok(deleted);
-            }
         }
+        Ok(changed)
     }
 
     pub async fn types(&self, tenant: &str) -> Result<Vec<TypeInfo>> {
@@ -802,6 +875,17 @@ impl Hub {
         r.errors.extend(done.errors);
         Ok(r)
     }
+}
+
+/// What a purge removes from the matching entities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// The entities themselves.
+    Entities,
+    /// These attributes (expanded names).
+    Drop(Vec<String>),
+    /// Every attribute but these.
+    Keep(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,7 +42,7 @@ use citybrain_store::Store;
 use tokio::sync::mpsc;
 
 pub use contexts::RequestContext;
-pub use entities::{BatchError, BatchOp, BatchResult, UpdateResult};
+pub use entities::{BatchError, BatchOp, BatchResult, Purge, UpdateResult};
 pub use subscriptions::{StreamEvent, StreamSubscription};
 pub use temporal::{TemporalEntity, TemporalRequest};
 
@@ -57,6 +57,8 @@ pub struct Limits {
     pub default_page: usize,
     /// Largest `limit` a query may ask for (above: 403 TooManyResults).
     pub max_page: usize,
+    /// The most matches a query with `orderBy` may sort in memory.
+    pub max_ordered: usize,
     /// Longest `q` / `scopeQ` accepted.
     pub max_query_len: usize,
     /// Attributes per entity, coordinates per geometry, nesting depth.
@@ -73,6 +75,7 @@ impl Default for Limits {
             max_batch: 1000,
             default_page: 20,
             max_page: 1000,
+            max_ordered: 100_000,
             max_query_len: 4096,
             input: InputLimits::default(),
             temporal_page: 30,

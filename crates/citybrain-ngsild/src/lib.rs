@@ -29,6 +29,7 @@ pub mod error;
 pub mod geo;
 pub mod input;
 pub mod model;
+pub mod order;
 pub mod q;
 pub mod render;
 pub mod scope;

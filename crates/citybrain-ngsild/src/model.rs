@@ -354,9 +354,15 @@ pub fn is_null_marker(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s == "urn:ngsi-ld:null",
-        Value::Object(m) => VALUE_MEMBERS
-            .iter()
-            .any(|k| m.get(*k).is_some_and(|v| v.as_str() == Some("urn:ngsi-ld:null"))),
+        // The value member is the null, or (for a LanguageProperty) a map
+        // `{"@none": "urn:ngsi-ld:null"}` (GS CIM 009 V1.8.1, 4.5.5 / 4.5.18).
+        Value::Object(m) => VALUE_MEMBERS.iter().any(|k| match m.get(*k) {
+            Some(Value::String(s)) => s == "urn:ngsi-ld:null",
+            Some(Value::Object(lm)) if *k == "languageMap" => {
+                lm.len() == 1 && lm.get("@none").and_then(Value::as_str) == Some("urn:ngsi-ld:null")
+            }
+            _ => false,
+        }),
         _ => false,
     }
 }

@@ -154,6 +154,8 @@ pub struct EntityQuery {
     pub q: Option<Query>,
     pub scope_q: Option<ScopeQuery>,
     pub geo: Option<GeoQuery>,
+    /// `orderBy`: the order of the results (not a filter; the hub sorts).
+    pub order: Option<crate::order::OrderBy>,
 }
 
 impl EntityQuery {
