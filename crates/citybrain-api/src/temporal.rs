@@ -79,7 +79,9 @@ fn render_one(
     Ok(render_entity(&t.id, &t.types, &t.attrs, &ctx.terms, &o, fmt, &req.tq))
 }
 
-fn content_range(status_list: &[&TemporalEntity]) -> Option<String> {
+/// `Content-Range: date-time <first>-<last>/<total>` over the instances
+/// returned; with lastN the range reads from the newest back (6.3.17).
+fn content_range(status_list: &[&TemporalEntity], newest_first: bool) -> Option<String> {
     let (from, to, total) = status_list.iter().filter_map(|t| t.truncated).fold(
         None,
         |acc: Option<(_, _, usize)>, (a, b, n)| match acc {
@@ -87,12 +89,8 @@ fn content_range(status_list: &[&TemporalEntity]) -> Option<String> {
             Some((x, y, m)) => Some((x.min(a), y.max(b), m.max(n))),
         },
     )?;
-    Some(format!(
-        "date-time {}-{}/{}",
-        time::format(&from),
-        time::format(&to),
-        total
-    ))
+    let (a, b) = if newest_first { (to, from) } else { (from, to) };
+    Some(format!("date-time {}-{}/{}", time::format(&a), time::format(&b), total))
 }
 
 pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
@@ -100,7 +98,7 @@ pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>
     let (req, fmt) = request(&n.params, &ctx)?;
     let t = s.hub.temporal_retrieve(&n.tenant, &id, &req).await?;
     let v = render_one(&t, &ctx, &n.params, &fmt, &req)?;
-    Ok(match content_range(&[&t]) {
+    Ok(match content_range(&[&t], req.tq.last_n.is_some()) {
         Some(cr) => with_header(
             body(StatusCode::PARTIAL_CONTENT, v, &ctx, n.accept),
             "content-range",
@@ -125,7 +123,7 @@ async fn run_query(
         .map(|t| render_one(t, ctx, params, &fmt, &req))
         .collect::<ApiResult<_>>()?;
     let refs: Vec<&TemporalEntity> = list.iter().collect();
-    let mut r = match content_range(&refs) {
+    let mut r = match content_range(&refs, req.tq.last_n.is_some()) {
         Some(cr) => with_header(
             body(StatusCode::PARTIAL_CONTENT, Value::Array(items), ctx, n.accept),
             "content-range",

@@ -546,3 +546,150 @@ async fn merge_edge_cases() {
         assert_error(&r, 400, "BadRequestData", &format!("{method} without an id"));
     }
 }
+
+// ---- row 8: temporal ----------------------------------------------------------
+
+async fn speed_history(s: &Server) -> &'static str {
+    let id = "urn:ngsi-ld:Vehicle:t1";
+    let r = s
+        .post(
+            "/temporal/entities",
+            json!({"id": id, "type": "Vehicle", "speed": [
+                {"type": "Property", "value": 80, "observedAt": "2020-08-01T12:00:00Z"},
+                {"type": "Property", "value": 80.0, "observedAt": "2020-08-01T12:05:00Z"},
+                {"type": "Property", "value": 90, "observedAt": "2020-08-01T12:10:00Z"},
+                {"type": "Property", "value": 100, "observedAt": "2020-08-01T12:15:00Z"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    id
+}
+
+fn observed(v: &Value) -> Vec<String> {
+    let list = match v {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    let mut out: Vec<String> = list
+        .iter()
+        .map(|i| i["observedAt"].as_str().unwrap_or("?").to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// V1.8.1 clauses 5.7.3 / 6.3.17 (lastN, partial content) and 4.6.3
+/// (DateTime values kept as given): lastN within a window returns the newest
+/// N of that window, and 206 with a Content-Range when the window holds
+/// more; observedAt comes back exactly as written; numbers as JSON wrote them.
+#[tokio::test]
+async fn temporal_last_n_partial_content_and_values_as_given() {
+    let s = start().await;
+    let id = speed_history(&s).await;
+    let r = s.get(&format!("/temporal/entities/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        observed(&r.body["speed"]),
+        [
+            "2020-08-01T12:00:00Z",
+            "2020-08-01T12:05:00Z",
+            "2020-08-01T12:10:00Z",
+            "2020-08-01T12:15:00Z"
+        ]
+    );
+    assert!(
+        r.text.contains("\"value\":80,") || r.text.contains("\"value\":80}"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("\"value\":80.0"), "{}", r.text);
+
+    let r = s.get(&format!("/temporal/entities/{id}?lastN=2")).await;
+    assert_eq!(r.status, 206, "{}", r.text);
+    assert_eq!(
+        observed(&r.body["speed"]),
+        ["2020-08-01T12:10:00Z", "2020-08-01T12:15:00Z"]
+    );
+    assert_eq!(
+        r.header("content-range").as_deref(),
+        Some("date-time 2020-08-01T12:15:00Z-2020-08-01T12:10:00Z/4")
+    );
+    let r = s
+        .get(&format!(
+            "/temporal/entities/{id}?lastN=2&timerel=before&timeAt=2020-08-01T12:12:00Z"
+        ))
+        .await;
+    assert_eq!(r.status, 206, "{}", r.text);
+    assert_eq!(
+        observed(&r.body["speed"]),
+        ["2020-08-01T12:05:00Z", "2020-08-01T12:10:00Z"]
+    );
+    let r = s.get(&format!("/temporal/entities/{id}?lastN=4")).await;
+    assert_eq!(r.status, 200, "all four fit: {}", r.text);
+}
+
+/// V1.8.1 clause 4.5.19 / 5.7.3 (aggregated temporal representation):
+/// periods of aggrPeriodDuration start at timeAt; each ends at its start
+/// plus the duration.
+#[tokio::test]
+async fn temporal_aggregation_periods_are_aligned_to_time_at() {
+    let s = start().await;
+    let id = speed_history(&s).await;
+    let r = s
+        .get(&format!(
+            "/temporal/entities/{id}?format=aggregatedValues&aggrMethods=sum,max&aggrPeriodDuration=PT10M&timerel=after&timeAt=2020-08-01T12:00:00Z"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body["speed"]["sum"],
+        json!([
+            [160.0, "2020-08-01T12:00:00Z", "2020-08-01T12:10:00Z"],
+            [190.0, "2020-08-01T12:10:00Z", "2020-08-01T12:20:00Z"]
+        ]),
+        "{}",
+        r.text
+    );
+    let r = s
+        .get(&format!(
+            "/temporal/entities/{id}?format=aggregatedValues&aggrMethods=max&aggrPeriodDuration=PT10M&timerel=before&timeAt=2020-08-01T12:13:00Z"
+        ))
+        .await;
+    assert_eq!(
+        r.body["speed"]["max"],
+        json!([
+            [80.0, "2020-08-01T11:53:00Z", "2020-08-01T12:03:00Z"],
+            [90.0, "2020-08-01T12:03:00Z", "2020-08-01T12:13:00Z"]
+        ]),
+        "{}",
+        r.text
+    );
+}
+
+/// V1.8.1 clauses 5.6.13 / 5.6.14 (Delete Attribute / Attribute Instance
+/// from the temporal representation).
+#[tokio::test]
+async fn temporal_delete_instance_and_attribute() {
+    let s = start().await;
+    let id = speed_history(&s).await;
+    let r = s.get(&format!("/temporal/entities/{id}")).await;
+    let first = r.body["speed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["observedAt"] == "2020-08-01T12:00:00Z")
+        .unwrap()["instanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = s.delete(&format!("/temporal/entities/{id}/attrs/speed/{first}")).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.get(&format!("/temporal/entities/{id}")).await;
+    assert_eq!(observed(&r.body["speed"]).len(), 3, "{}", r.text);
+    let r = s.delete(&format!("/temporal/entities/{id}/attrs/speed/{first}")).await;
+    assert_error(&r, 404, "ResourceNotFound", "instance already deleted");
+    let r = s.delete(&format!("/temporal/entities/{id}/attrs/speed")).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let r = s.get(&format!("/temporal/entities/{id}")).await;
+    assert!(r.body.get("speed").is_none(), "{}", r.text);
+}

@@ -86,9 +86,9 @@ impl Hub {
             attrs.entry(i.attr.clone()).or_default().push(i);
         }
         let mut truncated = None;
-        // lastN asks for exactly the newest N: that answer is complete.
-        let asked_exactly = req.tq.last_n.is_some_and(|n| n <= hq.limit);
-        if !asked_exactly && attrs.values().any(|l| l.len() >= hq.limit) {
+        // More instances in the window than returned (a page, or lastN of
+        // more): 206 with Content-Range (GS CIM 009 V1.8.1, 6.3.17).
+        if attrs.values().any(|l| l.len() >= hq.limit) {
             let total = self.inner.store.history_count(tenant, &hq).await?;
             let returned = attrs.values().map(Vec::len).max().unwrap_or(0);
             if total > returned {

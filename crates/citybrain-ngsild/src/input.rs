@@ -429,7 +429,15 @@ fn parse_instance(
                     .as_str()
                     .ok_or_else(|| bad(format!("'{k}' must be a date-time string")))?;
                 let t = time::parse_field(&format!("{name}.{k}"), s)?;
-                a.insert(k.clone(), Value::String(time::format(&t)));
+                // Echoed as given when it is full RFC 3339 (GS CIM 009 V1.8.1
+                // 4.6.3: a DateTime is kept in the client's own form); a bare
+                // date-time without an offset is read as UTC and written so.
+                let kept = if time::is_rfc3339(s) {
+                    s.to_string()
+                } else {
+                    time::format(&t)
+                };
+                a.insert(k.clone(), Value::String(kept));
             }
             "unitCode" => {
                 if !v.is_string() {

@@ -408,8 +408,8 @@ mod tests {
         assert_eq!(c.previous.unwrap()["value"], json!(1));
         let a = e.instance("a", None).unwrap();
         assert_eq!(a["value"], json!(3));
-        assert_eq!(a["createdAt"], json!("2026-01-01T00:00:00.000Z"));
-        assert_eq!(a["modifiedAt"], json!("2026-01-01T00:01:00.000Z"));
+        assert_eq!(a["createdAt"], json!("2026-01-01T00:00:00Z"));
+        assert_eq!(a["modifiedAt"], json!("2026-01-01T00:01:00Z"));
         assert_eq!(e.modified_at, t1);
         let gone = e
             .write_attr("a", AttrInput::Delete { dataset_id: None }, WriteMode::Merge, t1)

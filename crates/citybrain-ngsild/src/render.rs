@@ -312,7 +312,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(s["createdAt"], json!("2026-01-01T00:00:00.000Z"));
+        assert_eq!(s["createdAt"], json!("2026-01-01T00:00:00Z"));
         assert!(s["free"].get("modifiedAt").is_some());
     }
 

@@ -334,25 +334,48 @@ pub fn aggregate(
     let (Some(first), Some(last)) = (timed.first().map(|t| t.0), timed.last().map(|t| t.0)) else {
         return methods.iter().map(|m| (*m, Vec::new())).collect();
     };
-    let start = tq.bounds().0.unwrap_or(first);
-    let end = tq.bounds().1.unwrap_or(last + chrono::Duration::milliseconds(1));
-    let period = period_s
-        .map(|p| chrono::Duration::milliseconds((p * 1000.0).round().max(1.0) as i64))
-        .unwrap_or(end - start);
+    // Periods are aligned to timeAt (GS CIM 009 V1.8.1, 4.5.19 / 5.7.3):
+    // after/between start there; before counts back from it. Each period
+    // ends at its start plus the duration; with no duration there is one
+    // period over the whole window (up to the last instance when open).
+    let (from, to) = tq.bounds();
     let mut buckets: Vec<(Timestamp, Timestamp, Vec<&Instance>)> = Vec::new();
-    let mut b_start = start;
-    // Bounded: at most 100k periods, so a tiny period over a long range cannot hang.
-    while b_start < end && buckets.len() < 100_000 {
-        let b_end = (b_start + period).min(end);
-        buckets.push((b_start, b_end, Vec::new()));
-        if period <= chrono::Duration::zero() {
-            break;
+    match period_s.map(|p| chrono::Duration::milliseconds((p * 1000.0).round().max(1.0) as i64)) {
+        None => {
+            let start = from.unwrap_or(first);
+            let end = to.unwrap_or(last);
+            let items = timed
+                .iter()
+                .filter(|(t, _)| *t >= start && (*t < end || (to.is_none() && *t == end)))
+                .map(|(_, i)| *i)
+                .collect();
+            buckets.push((start, end, items));
         }
-        b_start = b_end;
-    }
-    for (t, i) in &timed {
-        if let Some(b) = buckets.iter_mut().find(|b| *t >= b.0 && *t < b.1) {
-            b.2.push(i);
+        Some(period) => {
+            let start = match (from, to) {
+                (Some(f), _) => f,
+                (None, Some(t)) => {
+                    let behind = (t - first).num_milliseconds().max(0);
+                    let n = (behind + period.num_milliseconds() - 1) / period.num_milliseconds();
+                    t - period * (n as i32)
+                }
+                (None, None) => first,
+            };
+            let end = to.unwrap_or(last + chrono::Duration::milliseconds(1));
+            let mut b_start = start;
+            // Bounded: at most 100k periods, so a tiny period over a long range cannot hang.
+            while b_start < end && buckets.len() < 100_000 {
+                let b_end = b_start + period;
+                buckets.push((b_start, b_end, Vec::new()));
+                b_start = b_end;
+            }
+            for (t, i) in &timed {
+                if *t < end {
+                    if let Some(b) = buckets.iter_mut().find(|b| *t >= b.0 && *t < b.1) {
+                        b.2.push(i);
+                    }
+                }
+            }
         }
     }
     methods
@@ -454,7 +477,7 @@ mod tests {
         let get = |m: AggrMethod| out.iter().find(|(x, _)| *x == m).unwrap().1.clone();
         assert_eq!(
             get(AggrMethod::Avg)[0],
-            json!([2.0, "2026-01-01T00:00:00.000Z", "2026-01-01T01:00:00.000Z"])
+            json!([2.0, "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z"])
         );
         assert_eq!(get(AggrMethod::Sum)[1][0], json!(10.0));
         assert_eq!(get(AggrMethod::TotalCount)[0][0], json!(2));

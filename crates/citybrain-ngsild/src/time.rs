@@ -6,9 +6,16 @@ use crate::error::{NgsiError, Result};
 
 pub type Timestamp = DateTime<Utc>;
 
-/// Formats as `2026-11-26T10:00:00.000Z`, the form every output uses.
+/// Formats in UTC as `2026-11-26T10:00:00Z`, or `2026-11-26T10:00:00.250Z`
+/// when there are milliseconds: the shortest RFC 3339 form, as clients
+/// write it (the spec's examples carry no padded `.000`).
 pub fn format(t: &Timestamp) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    let f = if t.timestamp_subsec_millis() == 0 {
+        SecondsFormat::Secs
+    } else {
+        SecondsFormat::Millis
+    };
+    t.to_rfc3339_opts(f, true)
 }
 
 /// Parses an RFC 3339 date-time (any offset, converted to UTC).
@@ -22,6 +29,11 @@ pub fn parse(s: &str) -> Option<Timestamp> {
                 .ok()
                 .map(|n| n.and_utc())
         })
+}
+
+/// True for a full RFC 3339 date-time (with `Z` or an offset).
+pub fn is_rfc3339(s: &str) -> bool {
+    DateTime::parse_from_rfc3339(s).is_ok()
 }
 
 /// Parses a date-time or reports which field held what.
@@ -111,7 +123,7 @@ mod tests {
     #[test]
     fn datetimes_round_trip_in_utc() {
         let t = parse("2026-11-26T11:00:00+01:00").unwrap();
-        assert_eq!(format(&t), "2026-11-26T10:00:00.000Z");
+        assert_eq!(format(&t), "2026-11-26T10:00:00Z");
         assert!(parse("yesterday").is_none());
         assert!(parse("2026-11-26T10:00:00").is_some());
     }
