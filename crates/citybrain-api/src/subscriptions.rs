@@ -124,6 +124,15 @@ fn sse(
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
 }
 
+/// This server as the client reached it, for the URLs of hosted contexts.
+fn base_url(headers: &HeaderMap) -> String {
+    headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_default()
+}
+
 pub async fn add_context(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let rec = s.hub.add_context(&n.tenant, b).await?;
     Ok(created("/ngsi-ld/v1/jsonldContexts", &rec.id))
@@ -131,17 +140,13 @@ pub async fn add_context(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBo
 
 pub async fn list_contexts(State(s): State<AppState>, n: Ngsi, headers: HeaderMap) -> ApiResult<Response> {
     let all = s.hub.list_contexts(&n.tenant, n.params.get("kind")).await?;
-    let base = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .map(|h| format!("http://{h}"))
-        .unwrap_or_default();
+    let base = base_url(&headers);
     let v: Vec<Value> = if n.params.bool("details")? {
         all.iter().map(|c| Hub::context_details(c, &base)).collect()
     } else {
         all.iter()
             .map(|c| {
-                if c.kind == "Hosted" {
+                if c.kind != "Cached" {
                     json!(format!("{base}/ngsi-ld/v1/jsonldContexts/{}", c.id))
                 } else {
                     json!(c.url)
@@ -152,7 +157,17 @@ pub async fn list_contexts(State(s): State<AppState>, n: Ngsi, headers: HeaderMa
     Ok(plain(StatusCode::OK, Value::Array(v)))
 }
 
-pub async fn get_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn get_context(
+    State(s): State<AppState>,
+    n: Ngsi,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    // details=true: the record, not the document (5.13.4).
+    if n.params.bool("details")? {
+        let rec = s.hub.context_record(&n.tenant, &id).await?;
+        return Ok(plain(StatusCode::OK, Hub::context_details(&rec, &base_url(&headers))));
+    }
     let v = s.hub.get_context(&n.tenant, &id).await?;
     let mut r = plain(StatusCode::OK, v);
     r.headers_mut().insert(
@@ -163,6 +178,6 @@ pub async fn get_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<Stri
 }
 
 pub async fn delete_context(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
-    s.hub.delete_context(&n.tenant, &id).await?;
+    s.hub.delete_context(&n.tenant, &id, n.params.bool("reload")?).await?;
     Ok(no_content())
 }

@@ -693,3 +693,108 @@ async fn temporal_delete_instance_and_attribute() {
     let r = s.get(&format!("/temporal/entities/{id}")).await;
     assert!(r.body.get("speed").is_none(), "{}", r.text);
 }
+
+// ---- row 10: @context management ---------------------------------------------
+
+/// A small HTTP server that serves one JSON-LD context document.
+async fn context_server(doc: Value) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/ctx.jsonld",
+        axum::routing::get(move || {
+            let d = doc.clone();
+            async move { ([("content-type", "application/ld+json")], d.to_string()) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/ctx.jsonld")
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// V1.8.1 clauses 5.13.2-5.13.5 (@context management): contexts fetched
+/// from a URL are listed as Cached, inline ones as ImplicitlyCreated, added
+/// ones as Hosted; `kind` filters (any other value is BadRequestData);
+/// `details=true` gives the record; a context is served as
+/// application/ld+json; `reload=true` re-fetches a Cached context and is
+/// refused for others; the core context cannot be deleted.
+#[tokio::test]
+async fn context_management() {
+    let s = start().await;
+    let remote = context_server(json!({"@context": {"Car": "https://example.org/vocab#Car"}})).await;
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(json!({"id": "urn:ngsi-ld:Car:1", "type": "Car"})),
+            &[("Link", &link(&remote))],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hosted = hosted_context(&s).await;
+    let hosted_id = hosted.rsplit('/').next().unwrap().to_string();
+
+    let r = s.get("/jsonldContexts?kind=Cached").await;
+    assert_eq!(r.body, json!([remote]), "{}", r.text);
+    let r = s.get("/jsonldContexts?kind=hosted").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{}", r.text);
+    assert!(r.body[0].as_str().unwrap().ends_with(&hosted_id));
+    let r = s.get("/jsonldContexts?kind=Remote").await;
+    assert_error(&r, 400, "BadRequestData", "unknown kind");
+
+    let r = s.get(&format!("/jsonldContexts/{}?details=true", enc(&remote))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["kind"], "Cached");
+    assert_eq!(r.body["URL"], json!(remote));
+    let r = s.get(&format!("/jsonldContexts/{hosted_id}")).await;
+    assert_eq!(r.header("content-type").as_deref(), Some("application/ld+json"));
+    assert_eq!(r.body["@context"]["speed"], "https://example.org/vocab#speed");
+
+    // An inline @context becomes an ImplicitlyCreated context that a Link header can name.
+    let inline = json!({"Bike": "https://example.org/vocab#Bike"});
+    let r = s
+        .req(
+            "POST",
+            "/entityOperations/query",
+            Some(json!({"type": "Query", "entities": [{"type": "Bike"}], "@context": inline})),
+            &[("Content-Type", "application/ld+json")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let link_header = r.header("link").unwrap();
+    let implicit = link_header
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(implicit.starts_with("/ngsi-ld/v1/jsonldContexts/"), "{link_header}");
+    let r = s.get("/jsonldContexts?kind=ImplicitlyCreated&details=true").await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(r.body[0]["kind"], "ImplicitlyCreated");
+    let id = implicit.rsplit('/').next().unwrap();
+    assert_eq!(s.get(&format!("/jsonldContexts/{id}")).await.body["@context"], inline);
+
+    let r = s
+        .req("DELETE", &format!("/jsonldContexts/{hosted_id}?reload=true"), None, &[])
+        .await;
+    assert_error(&r, 400, "BadRequestData", "reload of a Hosted context");
+    let r = s
+        .req(
+            "DELETE",
+            &format!("/jsonldContexts/{}?reload=true", enc(&remote)),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(s.get("/jsonldContexts?kind=Cached").await.body, json!([remote]));
+    let r = s.delete(&format!("/jsonldContexts/{}", enc(&remote))).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(s.get("/jsonldContexts?kind=Cached").await.body, json!([]));
+    let r = s.delete(&format!("/jsonldContexts/{}", enc(CORE))).await;
+    assert_error(&r, 400, "BadRequestData", "deleting the core context");
+}

@@ -25,6 +25,10 @@ pub struct RequestContext {
     pub terms: Arc<TermMap>,
     /// The @context as the client gave it (for ld+json responses and Link headers).
     pub value: Value,
+    /// When the client's @context is not one URL (inline terms, several
+    /// URLs): the local id of the ImplicitlyCreated context that holds it, so
+    /// a Link header can name it (GS CIM 009 V1.8.1, 5.13.1).
+    pub implicit: Option<String>,
 }
 
 impl RequestContext {
@@ -32,12 +36,16 @@ impl RequestContext {
         RequestContext {
             terms: TermMap::core(),
             value: Value::String(CORE_CONTEXT_URL.into()),
+            implicit: None,
         }
     }
 
     /// The URL to put in a Link header: the client's own URL when it gave
     /// exactly one, else the core context.
     pub fn link_url(&self) -> String {
+        if let Some(id) = &self.implicit {
+            return format!("/ngsi-ld/v1/jsonldContexts/{id}");
+        }
         match &self.value {
             Value::String(s) => s.clone(),
             Value::Array(a) => match a.iter().filter_map(Value::as_str).find(|u| !is_core_context_url(u)) {
@@ -104,15 +112,35 @@ impl Hub {
             return Ok(RequestContext::core());
         };
         let key = format!("{tenant}\u{1}{value}");
+        let implicit = implicit_id(tenant, value);
         if let Some(t) = self.inner.contexts.terms.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(RequestContext {
                 terms: t,
                 value: value.clone(),
+                implicit,
             });
         }
         let mut objects: Vec<Map<String, Value>> = Vec::new();
         self.collect(tenant, value, 0, &mut objects).await?;
         let terms = Arc::new(TermMap::build(&objects)?);
+        // First sight of an inline or composite @context: keep it as an
+        // ImplicitlyCreated context (same id for the same value, so this is
+        // an idempotent upsert), unless the tenant does not exist yet.
+        let mut implicit = implicit;
+        if let Some(id) = &implicit {
+            if self.inner.store.tenant_exists(tenant).await? {
+                let rec = ContextRecord {
+                    id: id.clone(),
+                    url: format!("urn:ngsi-ld:context:{id}"),
+                    kind: "ImplicitlyCreated".into(),
+                    body: json!({"@context": value}),
+                    created_at: now(),
+                };
+                self.inner.store.put_context(tenant, &rec).await?;
+            } else {
+                implicit = None;
+            }
+        }
         if let Ok(mut m) = self.inner.contexts.terms.lock() {
             if m.len() >= TERM_CACHE_CAP {
                 m.clear();
@@ -122,6 +150,7 @@ impl Hub {
         Ok(RequestContext {
             terms,
             value: value.clone(),
+            implicit,
         })
     }
 
@@ -231,12 +260,32 @@ impl Hub {
         Ok(rec)
     }
 
+    /// GET /jsonldContexts (5.13.3): every context held, or those of one
+    /// kind (Hosted, Cached or ImplicitlyCreated, any letter case).
     pub async fn list_contexts(&self, tenant: &str, kind: Option<&str>) -> Result<Vec<ContextRecord>> {
+        if let Some(k) = kind {
+            if !KINDS.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                return Err(NgsiError::bad_data(format!(
+                    "kind '{k}' is not Hosted, Cached or ImplicitlyCreated"
+                )));
+            }
+        }
         let mut all = self.inner.store.contexts(tenant).await?;
         if let Some(k) = kind {
             all.retain(|c| c.kind.eq_ignore_ascii_case(k));
         }
         Ok(all)
+    }
+
+    /// One held context record by local id or URL (for `details=true`).
+    pub async fn context_record(&self, tenant: &str, id: &str) -> Result<ContextRecord> {
+        self.inner
+            .store
+            .contexts(tenant)
+            .await?
+            .into_iter()
+            .find(|c| c.id == id || c.url == id)
+            .ok_or_else(|| NgsiError::not_found(format!("@context {id} is not held by this hub")))
     }
 
     /// A stored context by id, or the core context by its URL.
@@ -256,26 +305,66 @@ impl Hub {
             .ok_or_else(|| NgsiError::not_found(format!("@context {id} is not held by this hub")))
     }
 
-    pub async fn delete_context(&self, tenant: &str, id: &str) -> Result<()> {
-        let all = self.inner.store.contexts(tenant).await?;
-        let Some(c) = all.into_iter().find(|c| c.id == id || c.url == id) else {
-            return Err(NgsiError::not_found(format!("@context {id} is not held by this hub")));
-        };
+    /// DELETE /jsonldContexts/{id} (5.13.5). With `reload`, a Cached
+    /// context is fetched again from its URL and replaced (only Cached ones
+    /// can be reloaded); the core context cannot be deleted.
+    pub async fn delete_context(&self, tenant: &str, id: &str, reload: bool) -> Result<()> {
+        if is_core_context_url(id) || id == "core" {
+            return Err(NgsiError::bad_data("the core @context cannot be deleted"));
+        }
+        let c = self.context_record(tenant, id).await?;
+        if reload && c.kind != "Cached" {
+            return Err(NgsiError::bad_data(format!(
+                "reload=true applies to Cached contexts; {id} is {}",
+                c.kind
+            )));
+        }
         self.inner.store.delete_context(tenant, &c.id).await?;
         if let Ok(mut m) = self.inner.contexts.fetched.lock() {
             m.remove(&c.url);
         }
         self.inner.contexts.invalidate();
+        if reload {
+            // Fetched anew and stored again as Cached; the old copy is gone
+            // either way, so a failed fetch leaves nothing stale behind.
+            self.fetch_context(tenant, &c.url).await?;
+        }
         Ok(())
     }
 
     /// A context record as `/jsonldContexts?details=true` shows it.
     pub fn context_details(c: &ContextRecord, base: &str) -> Value {
         json!({
-            "URL": if c.kind == "Hosted" { format!("{base}/ngsi-ld/v1/jsonldContexts/{}", c.id) } else { c.url.clone() },
+            "URL": if c.kind != "Cached" { format!("{base}/ngsi-ld/v1/jsonldContexts/{}", c.id) } else { c.url.clone() },
             "localId": c.id,
             "kind": c.kind,
             "createdAt": citybrain_ngsild::time::format(&c.created_at),
         })
     }
+}
+
+const KINDS: [&str; 3] = ["Hosted", "Cached", "ImplicitlyCreated"];
+
+/// The local id of the ImplicitlyCreated context for a @context value that
+/// is not one URL (None when it is): a stable hash of tenant and value.
+fn implicit_id(tenant: &str, value: &Value) -> Option<String> {
+    let single_url = match value {
+        Value::String(_) => true,
+        Value::Array(a) => {
+            a.iter()
+                .filter(|v| !v.as_str().is_some_and(is_core_context_url))
+                .count()
+                <= 1
+                && a.iter().all(Value::is_string)
+        }
+        _ => false,
+    };
+    if single_url {
+        return None;
+    }
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in tenant.bytes().chain([0u8]).chain(value.to_string().bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    Some(format!("implicit-{h:016x}"))
 }
