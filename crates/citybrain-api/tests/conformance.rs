@@ -798,3 +798,113 @@ async fn context_management() {
     let r = s.delete(&format!("/jsonldContexts/{}", enc(CORE))).await;
     assert_error(&r, 400, "BadRequestData", "deleting the core context");
 }
+
+// ---- row 9: subscriptions and notifications -------------------------------------
+
+/// V1.8.1 clauses 5.2.12 / 5.2.14 / 5.2.15 and 4.5.x: on attributeDeleted
+/// the deleted attribute is notified as the NGSI-LD Null of its kind, and
+/// with showChanges its last value as previousValue / previousJson /
+/// previousVocab (GeoProperty included).
+#[tokio::test]
+async fn notifications_show_deleted_attributes_with_previous_values() {
+    let s = start().await;
+    let rx = common::receiver().await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Building"}],
+        "notificationTrigger": ["attributeDeleted"],
+        "notification": {"endpoint": {"uri": rx.url}, "showChanges": true}});
+    assert_eq!(s.post("/subscriptions", sub).await.status, 201);
+    let id = "urn:ngsi-ld:Building:n1";
+    let r = s
+        .post(
+            "/entities",
+            json!({"id": id, "type": "Building",
+                "config": {"type": "JsonProperty", "json": {"floors": 3}},
+                "category": {"type": "VocabProperty", "vocab": "hospital"},
+                "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [120.1, 30.2]}}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for a in ["config", "category", "location"] {
+        assert_eq!(s.delete(&format!("/entities/{id}/attrs/{a}")).await.status, 204);
+    }
+    let got = rx.wait_for(3).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    let find = |name: &str| -> Value {
+        got.iter()
+            .map(|(_, n)| n["data"][0][name].clone())
+            .find(|v| v.to_string().contains("urn:ngsi-ld:null"))
+            .unwrap_or_else(|| panic!("no notification for {name}: {got:?}"))
+    };
+    assert_eq!(
+        find("config"),
+        json!({"type": "JsonProperty", "json": "urn:ngsi-ld:null", "previousJson": {"floors": 3}})
+    );
+    assert_eq!(
+        find("category"),
+        json!({"type": "VocabProperty", "vocab": "urn:ngsi-ld:null", "previousVocab": "hospital"})
+    );
+    assert_eq!(
+        find("location"),
+        json!({"type": "GeoProperty", "value": "urn:ngsi-ld:null",
+            "previousValue": {"type": "Point", "coordinates": [120.1, 30.2]}})
+    );
+    assert!(got.iter().all(|(_, n)| n["triggerReason"] == "attributeDeleted"));
+}
+
+/// V1.8.1 clause 5.2.12 (jsonldContext: the URI of the @context to compact
+/// notifications with; anything else is BadRequestData) and 5.2.15
+/// (endpoint.accept application/json, application/ld+json or
+/// application/geo+json; endpoint.timeout and cooldown in milliseconds).
+#[tokio::test]
+async fn subscription_jsonld_context_accept_and_timeouts() {
+    let s = start().await;
+    let url = hosted_context(&s).await;
+    let rx = common::receiver().await;
+    let base = |extra: Value| -> Value {
+        let mut sub = json!({"type": "Subscription", "entities": [{"type": "https://example.org/vocab#Vehicle"}],
+            "notificationTrigger": ["entityCreated"],
+            "notification": {"endpoint": {"uri": rx.url}}});
+        for (k, v) in extra.as_object().unwrap() {
+            match k.as_str() {
+                "endpoint" => {
+                    for (ek, ev) in v.as_object().unwrap() {
+                        sub["notification"]["endpoint"][ek] = ev.clone();
+                    }
+                }
+                _ => sub[k] = v.clone(),
+            }
+        }
+        sub
+    };
+    for bad in [
+        json!({"jsonldContext": "not a uri"}),
+        json!({"jsonldContext": 7}),
+        json!({"endpoint": {"accept": "text/plain"}}),
+        json!({"endpoint": {"timeout": -1}}),
+        json!({"endpoint": {"cooldown": "soon"}}),
+    ] {
+        let r = s.post("/subscriptions", base(bad.clone())).await;
+        assert_error(&r, 400, "BadRequestData", &bad.to_string());
+    }
+    let r = s
+        .post(
+            "/subscriptions",
+            base(json!({"jsonldContext": url, "endpoint": {"accept": "application/ld+json", "timeout": 2000, "cooldown": 100}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = s
+        .req(
+            "POST",
+            "/entities",
+            Some(vehicle("urn:ngsi-ld:Vehicle:n1", 50.0)),
+            &[("Link", &link(&url))],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let got = rx.wait_for(1).await;
+    let n = &got[0].1;
+    assert_eq!(n["@context"], json!(url), "{n}");
+    assert_eq!(n["data"][0]["type"], "Vehicle", "compacted with jsonldContext: {n}");
+    assert_eq!(n["data"][0]["speed"]["value"], 50.0);
+}

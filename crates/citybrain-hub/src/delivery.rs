@@ -107,6 +107,9 @@ async fn deliver(hub: Hub, job: Job, ack: mpsc::UnboundedSender<i64>) {
     };
     let url = env.get("endpoint").and_then(Value::as_str).unwrap_or_default();
     let mut req = hub.inner.http.post(url);
+    if let Some(ms) = sub.compiled.timeout_ms {
+        req = req.timeout(Duration::from_millis(ms));
+    }
     if let Some(Value::Object(h)) = env.get("headers") {
         for (k, v) in h {
             if let Some(v) = v.as_str() {
@@ -137,7 +140,9 @@ async fn deliver(hub: Hub, job: Job, ack: mpsc::UnboundedSender<i64>) {
         return;
     }
     let attempts = job.attempts + 1;
-    let backoff = Duration::from_millis(250u64.saturating_mul(1u64 << attempts.min(16))).min(cfg.notify_max_backoff);
+    let backoff = Duration::from_millis(250u64.saturating_mul(1u64 << attempts.min(16)))
+        .min(cfg.notify_max_backoff)
+        .max(Duration::from_millis(sub.compiled.cooldown_ms.unwrap_or(0)));
     tracing::debug!(subscription = %job.subscription, attempts, ?backoff, %why, "notification failed; will retry");
     let next_ms = chrono::Utc::now().timestamp_millis() + backoff.as_millis() as i64;
     if let Err(error) = hub.store().retry_notification(job.seq, attempts, next_ms).await {

@@ -65,6 +65,9 @@ pub(crate) struct SubEntry {
     pub doc: Map<String, Value>,
     pub compiled: Compiled,
     pub ctx: RequestContext,
+    /// The @context notifications are compacted with: the subscription's
+    /// `jsonldContext` when it names one (5.2.12), else `ctx`.
+    pub notify_ctx: RequestContext,
     pub status: Mutex<Status>,
     last_sent: Mutex<Option<Instant>>,
     next_periodic: Mutex<Option<Instant>>,
@@ -157,6 +160,7 @@ impl Hub {
         tenant: &str,
         doc: Map<String, Value>,
         ctx: RequestContext,
+        notify_ctx: RequestContext,
         previous: Option<&SubEntry>,
     ) -> Result<Arc<SubEntry>> {
         let compiled = compile(&doc, &ctx.terms, self.limits().input.max_geo_points)?;
@@ -190,6 +194,7 @@ impl Hub {
             doc,
             compiled,
             ctx,
+            notify_ctx,
             status: Mutex::new(status),
             last_sent: Mutex::new(None),
             next_periodic: Mutex::new(None),
@@ -208,7 +213,14 @@ impl Hub {
                     RequestContext::core()
                 }
             };
-            match self.build_entry(&rec.tenant, rec.doc.clone(), ctx, None) {
+            let notify_ctx = match self.notify_context(&rec.tenant, &rec.doc, &ctx).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(subscription = %rec.id, error = %e, "cannot resolve the subscription's jsonldContext; notifying with its @context");
+                    ctx.clone()
+                }
+            };
+            match self.build_entry(&rec.tenant, rec.doc.clone(), ctx, notify_ctx, None) {
                 Ok(e) => self.inner.subs.put(e),
                 Err(error) => {
                     tracing::warn!(subscription = %rec.id, %error, "stored subscription no longer valid; skipped")
@@ -216,6 +228,23 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// The context notifications use: `jsonldContext` (a URI, resolved like
+    /// a Link header) or the subscription's own.
+    async fn notify_context(
+        &self,
+        tenant: &str,
+        doc: &Map<String, Value>,
+        ctx: &RequestContext,
+    ) -> Result<RequestContext> {
+        match doc.get("jsonldContext") {
+            None => Ok(ctx.clone()),
+            Some(Value::String(u)) if citybrain_ngsild::context::looks_like_iri(u) => {
+                self.resolve_context(tenant, Some(&Value::String(u.clone()))).await
+            }
+            Some(other) => Err(NgsiError::bad_data(format!("jsonldContext {other} is not a URI"))),
+        }
     }
 
     /// POST /subscriptions
@@ -252,7 +281,8 @@ impl Hub {
         let stamp = Value::String(time::format(&now()));
         doc.insert("createdAt".into(), stamp.clone());
         doc.insert("modifiedAt".into(), stamp);
-        let entry = self.build_entry(tenant, doc.clone(), ctx.clone(), None)?;
+        let notify_ctx = self.notify_context(tenant, &doc, ctx).await?;
+        let entry = self.build_entry(tenant, doc.clone(), ctx.clone(), notify_ctx, None)?;
         self.inner
             .store
             .put_subscription(&SubscriptionRecord {
@@ -372,7 +402,8 @@ impl Hub {
             doc.insert("@context".into(), ctx.value.clone());
         }
         doc.insert("modifiedAt".into(), Value::String(time::format(&now())));
-        let entry = self.build_entry(tenant, doc.clone(), ctx, Some(&old))?;
+        let notify_ctx = self.notify_context(tenant, &doc, &ctx).await?;
+        let entry = self.build_entry(tenant, doc.clone(), ctx, notify_ctx, Some(&old))?;
         self.inner
             .store
             .put_subscription(&SubscriptionRecord {
@@ -452,7 +483,11 @@ impl Hub {
                 (None, Some(e)) => {
                     let mut m = Map::new();
                     m.insert("id".into(), Value::String(e.id.clone()));
-                    let types: Vec<Value> = e.types.iter().map(|t| Value::String(s.ctx.terms.compact(t))).collect();
+                    let types: Vec<Value> = e
+                        .types
+                        .iter()
+                        .map(|t| Value::String(s.notify_ctx.terms.compact(t)))
+                        .collect();
                     m.insert(
                         "type".into(),
                         if types.len() == 1 {
@@ -476,18 +511,67 @@ impl Hub {
     }
 
     fn render_for(&self, s: &SubEntry, e: &Entity, slot: Option<&Slot>) -> Value {
-        let mut data = render::entity(e, &s.ctx.terms, &s.compiled.render);
-        if s.compiled.show_changes && s.compiled.render.format == render::Format::Normalized {
-            if let (Some(slot), Value::Object(m)) = (slot, &mut data) {
-                for c in slot.changes.iter().filter(|c| c.kind == ChangeKind::Updated) {
-                    let Some(prev) = &c.previous else { continue };
-                    let member = value_member(citybrain_ngsild::model::kind_of(prev));
-                    let prev_name = format!("previous{}{}", member[..1].to_uppercase(), &member[1..]);
-                    if let (Some(Value::Object(attr)), Some(pv)) =
-                        (m.get_mut(&s.ctx.terms.compact(&c.name)), prev.get(member))
-                    {
-                        attr.insert(prev_name, pv.clone());
+        let terms = &s.notify_ctx.terms;
+        let o = &s.compiled.render;
+        let mut data = if s.compiled.accept_geo {
+            let geo = terms.expand("location");
+            render::feature(e, terms, o, &geo)
+        } else {
+            render::entity(e, terms, o)
+        };
+        let normalized = o.format == render::Format::Normalized;
+        let target = match &mut data {
+            Value::Object(m) if s.compiled.accept_geo => m.get_mut("properties").and_then(Value::as_object_mut),
+            Value::Object(m) => Some(m),
+            _ => None,
+        };
+        if let (Some(slot), Some(m), true) = (slot, target, normalized) {
+            for c in &slot.changes {
+                let wanted = o.attrs.as_ref().is_none_or(|a| a.contains(&c.name)) && !o.omit.contains(&c.name);
+                let (Some(prev), true) = (&c.previous, wanted) else {
+                    continue;
+                };
+                let kind = citybrain_ngsild::model::kind_of(prev);
+                let member = value_member(kind);
+                let prev_name = format!("previous{}{}", member[..1].to_uppercase(), &member[1..]);
+                // A vocab is stored expanded and shown compacted, like the attribute itself.
+                let shown = |v: &Value| -> Value {
+                    match (member, v) {
+                        ("vocab", Value::String(x)) => Value::String(terms.compact(x)),
+                        ("vocab", Value::Array(xs)) => Value::Array(
+                            xs.iter()
+                                .map(|x| x.as_str().map(|x| Value::String(terms.compact(x))).unwrap_or(x.clone()))
+                                .collect(),
+                        ),
+                        _ => v.clone(),
                     }
+                };
+                match c.kind {
+                    // showChanges: the value before this change (4.5.x, 5.2.14).
+                    ChangeKind::Updated if s.compiled.show_changes => {
+                        if let (Some(Value::Object(attr)), Some(pv)) =
+                            (m.get_mut(&terms.compact(&c.name)), prev.get(member))
+                        {
+                            attr.insert(prev_name, shown(pv));
+                        }
+                    }
+                    // A deleted attribute is notified as the NGSI-LD Null of
+                    // its kind, with its last value under showChanges.
+                    ChangeKind::Deleted if c.dataset_id.is_none() || !m.contains_key(&terms.compact(&c.name)) => {
+                        let mut attr = Map::new();
+                        attr.insert("type".into(), Value::String(kind.to_string()));
+                        attr.insert(member.into(), Value::String("urn:ngsi-ld:null".into()));
+                        if let Some(ds) = &c.dataset_id {
+                            attr.insert("datasetId".into(), Value::String(ds.clone()));
+                        }
+                        if s.compiled.show_changes {
+                            if let Some(pv) = prev.get(member) {
+                                attr.insert(prev_name, shown(pv));
+                            }
+                        }
+                        m.insert(terms.compact(&c.name), Value::Object(attr));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -517,7 +601,7 @@ impl Hub {
         }
         let mut headers = Map::new();
         if s.compiled.accept_ld {
-            body.insert("@context".into(), s.ctx.body_value());
+            body.insert("@context".into(), s.notify_ctx.body_value());
             headers.insert("Content-Type".into(), "application/ld+json".into());
         } else {
             headers.insert("Content-Type".into(), "application/json".into());
@@ -525,7 +609,7 @@ impl Hub {
                 "Link".into(),
                 Value::String(format!(
                     "<{}>; rel=\"{}\"; type=\"application/ld+json\"",
-                    s.ctx.link_url(),
+                    s.notify_ctx.link_url(),
                     citybrain_ngsild::context::LINK_REL
                 )),
             );

@@ -58,6 +58,12 @@ pub struct Compiled {
     pub show_changes: bool,
     pub endpoint: String,
     pub accept_ld: bool,
+    /// `endpoint.accept` application/geo+json: entities as GeoJSON features.
+    pub accept_geo: bool,
+    /// `endpoint.timeout`: how long one delivery may take, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// `endpoint.cooldown`: the least wait after a failed delivery, in ms.
+    pub cooldown_ms: Option<u64>,
     pub receiver_info: Vec<(String, String)>,
 }
 
@@ -203,15 +209,36 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
             "notification.endpoint.uri '{endpoint}' must be an http(s) URL (or urn:citybrain:sse for a stream-only subscription)"
         )));
     }
-    let accept_ld = match ep.get("accept").and_then(Value::as_str) {
-        None | Some("application/json") => false,
-        Some("application/ld+json") => true,
-        Some(other) => {
-            return Err(bad(format!(
-                "notification.endpoint.accept '{other}' is not application/json or application/ld+json"
-            )))
+    let (accept_ld, accept_geo) = match ep.get("accept") {
+        None => (false, false),
+        Some(Value::String(a)) if a == "application/json" => (false, false),
+        Some(Value::String(a)) if a == "application/ld+json" => (true, false),
+        Some(Value::String(a)) if a == "application/geo+json" => (false, true),
+        Some(other) => return Err(bad(format!(
+            "notification.endpoint.accept {other} is not application/json, application/ld+json or application/geo+json"
+        ))),
+    };
+    let millis = |k: &str| -> Result<Option<u64>> {
+        match ep.get(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|n| *n > 0.0 && n.is_finite())
+                .map(|n| Some(n.ceil() as u64))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "notification.endpoint.{k} must be a positive number of milliseconds"
+                    ))
+                }),
         }
     };
+    let timeout_ms = millis("timeout")?;
+    let cooldown_ms = millis("cooldown")?;
+    if let Some(j) = doc.get("jsonldContext") {
+        if !j.as_str().is_some_and(looks_like_iri) {
+            return Err(bad(format!("jsonldContext {j} is not a URI")));
+        }
+    }
     let mut receiver_info = Vec::new();
     if let Some(ri) = ep.get("receiverInfo") {
         for kv in ri
@@ -281,6 +308,9 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         show_changes,
         endpoint,
         accept_ld,
+        accept_geo,
+        timeout_ms,
+        cooldown_ms,
         receiver_info,
     })
 }
