@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Accept, JsonBody, Ngsi, Params};
+use crate::join::{join_params, render_joined};
 use crate::respond::{
     body, created, entity_query, entity_query_body, no_content, plain, render_options, require_filter, with_header,
     QueryFor,
@@ -31,8 +32,23 @@ pub fn page(p: &Params, hub: &Hub) -> ApiResult<Page> {
     Ok(page)
 }
 
-/// Renders entities for the client, as a list or a GeoJSON FeatureCollection.
-fn entities_response(list: &[Entity], ctx: &RequestContext, n: &Ngsi, o: &RenderOptions) -> Response {
+/// Renders entities for the client, as a list or a GeoJSON FeatureCollection,
+/// with linked entities joined in when `join` asks for it.
+async fn entities_response(
+    hub: &Hub,
+    list: &[Entity],
+    ctx: &RequestContext,
+    n: &Ngsi,
+    o: &RenderOptions,
+) -> ApiResult<Response> {
+    if let (Some(j), false) = (join_params(&n.params)?, n.accept == Accept::GeoJson) {
+        let items = render_joined(hub, &n.tenant, list, ctx, o, j).await?;
+        return Ok(body(StatusCode::OK, Value::Array(items), ctx, n.accept));
+    }
+    Ok(entities_plain(list, ctx, n, o))
+}
+
+fn entities_plain(list: &[Entity], ctx: &RequestContext, n: &Ngsi, o: &RenderOptions) -> Response {
     if n.accept == Accept::GeoJson {
         let geo = ctx.terms.expand(n.params.get("geometryProperty").unwrap_or("location"));
         let features: Vec<Value> = list.iter().map(|e| render::feature(e, &ctx.terms, o, &geo)).collect();
@@ -91,8 +107,9 @@ pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     require_filter(&q, &n.params)?;
     let page = page(&n.params, &s.hub)?;
     let o = render_options(&n.params, &ctx)?;
+    join_params(&n.params)?;
     let r = s.hub.query_entities(&n.tenant, &q, page).await?;
-    let resp = entities_response(&r.entities, &ctx, &n, &o);
+    let resp = entities_response(&s.hub, &r.entities, &ctx, &n, &o).await?;
     Ok(paging_headers(
         resp,
         page,
@@ -112,8 +129,10 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
     let params = n.params.overlay(&extra);
     let page = page(&params, &s.hub)?;
     let o = render_options(&params, &ctx)?;
+    join_params(&params)?;
     let r = s.hub.query_entities(&n.tenant, &q, page).await?;
     let resp = entities_response(
+        &s.hub,
         &r.entities,
         &ctx,
         &Ngsi {
@@ -121,7 +140,8 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
             ..n.clone()
         },
         &o,
-    );
+    )
+    .await?;
     Ok(paging_headers(
         resp,
         page,
@@ -141,7 +161,14 @@ pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -
 pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let o = render_options(&n.params, &ctx)?;
+    let join = join_params(&n.params)?;
     let e = s.hub.retrieve_entity(&n.tenant, &id).await?;
+    if let (Some(j), false) = (join, n.accept == Accept::GeoJson) {
+        let mut items = render_joined(&s.hub, &n.tenant, std::slice::from_ref(&e), &ctx, &o, j).await?;
+        // flat: the entity and its linked entities, as a list.
+        let v = if j.flat { Value::Array(items) } else { items.remove(0) };
+        return Ok(body(StatusCode::OK, v, &ctx, n.accept));
+    }
     if n.accept == Accept::GeoJson {
         let geo = ctx.terms.expand(n.params.get("geometryProperty").unwrap_or("location"));
         return Ok(body(

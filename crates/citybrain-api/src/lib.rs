@@ -14,6 +14,7 @@
 mod entities;
 pub mod error;
 mod extract;
+mod join;
 mod respond;
 mod subscriptions;
 mod temporal;

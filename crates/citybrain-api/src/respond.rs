@@ -343,6 +343,12 @@ pub fn entity_query_body(
     if let Some(l) = b.get("lang").and_then(Value::as_str) {
         extra.push(("lang".into(), l.into()));
     }
+    if let Some(j) = b.get("join").and_then(Value::as_str) {
+        extra.push(("join".into(), j.into()));
+    }
+    if let Some(j) = b.get("joinLevel").and_then(Value::as_u64) {
+        extra.push(("joinLevel".into(), j.to_string()));
+    }
     if let Some(Value::Object(t)) = b.get("temporalQ") {
         for k in ["timerel", "timeAt", "endTimeAt", "timeproperty"] {
             if let Some(v) = t.get(k).and_then(Value::as_str) {

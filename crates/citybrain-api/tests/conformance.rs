@@ -908,3 +908,73 @@ async fn subscription_jsonld_context_accept_and_timeouts() {
     assert_eq!(n["data"][0]["type"], "Vehicle", "compacted with jsonldContext: {n}");
     assert_eq!(n["data"][0]["speed"]["value"], 50.0);
 }
+
+// ---- row 7: linked entity retrieval ---------------------------------------------
+
+/// V1.8.1 clause 4.5.23 and 5.7.1 / 5.7.2 (join, joinLevel): `join=inline`
+/// puts the target entity inside its Relationship as `entity`, `joinLevel`
+/// follows further hops, `join=flat` returns the targets beside the entity;
+/// an unknown join or a joinLevel that is not a positive integer is
+/// BadRequestData.
+#[tokio::test]
+async fn linked_entities_inline_and_flat() {
+    let s = start().await;
+    for e in [
+        json!({"id": "urn:ngsi-ld:Person:owner", "type": "Person", "name": {"type": "Property", "value": "Ana"}}),
+        json!({"id": "urn:ngsi-ld:Building:b", "type": "Building",
+            "owner": {"type": "Relationship", "object": "urn:ngsi-ld:Person:owner"}}),
+        json!({"id": "urn:ngsi-ld:Vehicle:v", "type": "Vehicle",
+            "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:Building:b"},
+            "ghost": {"type": "Relationship", "object": "urn:ngsi-ld:Building:gone"}}),
+    ] {
+        assert_eq!(s.post("/entities", e).await.status, 201);
+    }
+    let r = s.get("/entities/urn:ngsi-ld:Vehicle:v?join=inline").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let b = &r.body["locatedAt"]["entity"];
+    assert_eq!(b["id"], "urn:ngsi-ld:Building:b", "{}", r.text);
+    assert!(b["owner"].get("entity").is_none(), "joinLevel 1 stops at one hop");
+    assert!(r.body["ghost"].get("entity").is_none(), "a missing target is left out");
+
+    let r = s.get("/entities/urn:ngsi-ld:Vehicle:v?join=inline&joinLevel=2").await;
+    assert_eq!(
+        r.body["locatedAt"]["entity"]["owner"]["entity"]["name"]["value"], "Ana",
+        "{}",
+        r.text
+    );
+
+    let r = s.get("/entities?type=Vehicle&join=flat&joinLevel=2").await;
+    let ids: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "urn:ngsi-ld:Vehicle:v",
+            "urn:ngsi-ld:Building:b",
+            "urn:ngsi-ld:Person:owner"
+        ]
+    );
+
+    let r = s
+        .post(
+            "/entityOperations/query",
+            json!({"type": "Query", "entities": [{"type": "Vehicle"}], "join": "inline"}),
+        )
+        .await;
+    assert_eq!(r.body[0]["locatedAt"]["entity"]["type"], "Building", "{}", r.text);
+
+    for bad in [
+        "join=nested",
+        "join=inline&joinLevel=0",
+        "join=inline&joinLevel=x",
+        "pick=locatedAt%7Bowner%7D",
+    ] {
+        let r = s.get(&format!("/entities?type=Vehicle&{bad}")).await;
+        assert_error(&r, 400, "BadRequestData", bad);
+    }
+}

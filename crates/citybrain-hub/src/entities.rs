@@ -392,6 +392,27 @@ impl Hub {
             .ok_or_else(|| not_found(id))
     }
 
+    /// The entities among `ids` that exist (linked-entity retrieval; ids
+    /// that are not URIs or name nothing are left out).
+    pub async fn entities_by_id(&self, tenant: &str, ids: &[String]) -> Result<Vec<Entity>> {
+        let ids: Vec<String> = ids
+            .iter()
+            .filter(|i| citybrain_ngsild::context::looks_like_iri(i))
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .inner
+            .store
+            .get(tenant, &ids)
+            .await?
+            .into_iter()
+            .map(|s| s.entity)
+            .collect())
+    }
+
     /// PUT /entities/{id}
     pub async fn replace_entity(&self, tenant: &str, id: &str, body: &Value, ctx: &RequestContext) -> Result<()> {
         check_path_id(id)?;

@@ -214,9 +214,11 @@ pub fn compile(doc: &Map<String, Value>, ctx: &TermMap, max_geo_points: usize) -
         Some(Value::String(a)) if a == "application/json" => (false, false),
         Some(Value::String(a)) if a == "application/ld+json" => (true, false),
         Some(Value::String(a)) if a == "application/geo+json" => (false, true),
-        Some(other) => return Err(bad(format!(
+        Some(other) => {
+            return Err(bad(format!(
             "notification.endpoint.accept {other} is not application/json, application/ld+json or application/geo+json"
-        ))),
+        )))
+        }
     };
     let millis = |k: &str| -> Result<Option<u64>> {
         match ep.get(k) {
