@@ -978,3 +978,31 @@ async fn linked_entities_inline_and_flat() {
         assert_error(&r, 400, "BadRequestData", bad);
     }
 }
+
+/// V1.8.1 clause 4.19 (scopeQ): orOp is `|` or `,`, andOp `;`, and
+/// parentheses group (EXAMPLE 4 and 5).
+#[tokio::test]
+async fn scope_query_operators() {
+    let s = start().await;
+    for (i, scope) in [
+        (1, json!("/Madrid/Gardens")),
+        (2, json!(["/Madrid/Gardens", "/CompanyA/Unit"])),
+    ] {
+        let r = s
+            .post(
+                "/entities",
+                json!({"id": format!("urn:ngsi-ld:Building:s{i}"), "type": "Building", "scope": scope}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    for (q, n) in [
+        ("(/Madrid/Gardens;/CompanyA/Unit)", 1),
+        ("(/Madrid/Gardens;/CompanyA/Unit)|/Madrid/Gardens", 2),
+        ("/CompanyA/Unit|/Nowhere", 1),
+        ("(/Madrid/Gardens;/Nowhere)", 0),
+    ] {
+        let r = s.get(&format!("/entities?type=Building&scopeQ={}", enc(q))).await;
+        assert_eq!(r.body.as_array().map(Vec::len), Some(n), "{q}: {}", r.text);
+    }
+}

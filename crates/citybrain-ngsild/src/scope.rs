@@ -1,5 +1,5 @@
 //! `scopeQ` (clause 4.19): `/a/b` exact, `/a/#` the subtree, `/a/+` one level
-//! below; `,` is OR, `;` is AND (binding tighter), parentheses group.
+//! below; `,` or `|` is OR, `;` is AND (binding tighter), parentheses group.
 
 use crate::error::{NgsiError, Result};
 
@@ -81,7 +81,8 @@ impl P<'_> {
     }
     fn or(&mut self) -> Result<ScopeQuery> {
         let mut v = vec![self.and()?];
-        while self.eat(',') {
+        // orOp is `|` or `,` (4.19 ABNF).
+        while self.eat(',') || self.eat('|') {
             v.push(self.and()?);
         }
         Ok(if v.len() == 1 { v.remove(0) } else { ScopeQuery::Or(v) })
@@ -110,7 +111,7 @@ impl P<'_> {
         }
         let start = self.i;
         while let Some(c) = self.s[self.i..].chars().next() {
-            if matches!(c, ',' | ';' | '(' | ')') {
+            if matches!(c, ',' | '|' | ';' | '(' | ')') {
                 break;
             }
             self.i += c.len_utf8();
