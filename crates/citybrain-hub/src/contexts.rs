@@ -295,14 +295,7 @@ impl Hub {
                 .map_err(|e| NgsiError::internal(e.to_string()))?;
             return Ok(core);
         }
-        self.inner
-            .store
-            .contexts(tenant)
-            .await?
-            .into_iter()
-            .find(|c| c.id == id || c.url == id)
-            .map(|c| c.body)
-            .ok_or_else(|| NgsiError::not_found(format!("@context {id} is not held by this hub")))
+        Ok(self.context_record(tenant, id).await?.body)
     }
 
     /// DELETE /jsonldContexts/{id} (5.13.5). With `reload`, a Cached
