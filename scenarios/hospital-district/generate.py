@@ -77,7 +77,7 @@ def main():
         stops += gates.get(e["name"], []) + [(lon1, f"{e['name']}_e")]
         stops.sort()
         for (_, a), (_, b) in zip(stops, stops[1:]):
-            road(f"{a}__{b}", a, b, e["lanes"], e["speed_ms"], 3)
+            road(f"{a}__{b}", a, b, e["lanes"], e["speed_mps"], 3)
         for h in spec["hospitals"]:
             if h["gate_on"] == e["name"]:
                 # No way from the lot's exit straight back into its entrance.
@@ -87,7 +87,7 @@ def main():
         stops = [(lat0, f"{n['name']}_s")] + [(e["lat"], f"{e['name']}_{n['name']}") for e in ew] + [(lat1, f"{n['name']}_n")]
         stops.sort()
         for (_, a), (_, b) in zip(stops, stops[1:]):
-            road(f"{a}__{b}", a, b, n["lanes"], n["speed_ms"], 2)
+            road(f"{a}__{b}", a, b, n["lanes"], n["speed_mps"], 2)
 
     netconvert = shutil.which("netconvert")
     if not netconvert:

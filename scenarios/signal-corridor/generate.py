@@ -42,12 +42,12 @@ def main():
         nodes.append(f'<node id="N{i}" x="{xs[i]:.1f}" y="{side["arm_m"]:.1f}" type="priority"/>')
         nodes.append(f'<node id="S{i}" x="{xs[i]:.1f}" y="{-side["arm_m"]:.1f}" type="priority"/>')
     names = ["W"] + [f"J{i}" for i in range(1, n + 1)] + ["E"]
-    art = f'numLanes="{a["lanes"]}" speed="{a["speed_ms"]}" priority="3"'
+    art = f'numLanes="{a["lanes"]}" speed="{a["speed_mps"]}" priority="3"'
     for k in range(len(names) - 1):
         edges.append(f'<edge id="e{k}" from="{names[k]}" to="{names[k+1]}" {art}/>')
         edges.append(f'<edge id="w{k}" from="{names[k+1]}" to="{names[k]}" {art}/>')
     c = spec["cross_street"]
-    cross = f'numLanes="{c["lanes"]}" speed="{c["speed_ms"]}" priority="1"'
+    cross = f'numLanes="{c["lanes"]}" speed="{c["speed_mps"]}" priority="1"'
     for i in range(1, n + 1):
         edges.append(f'<edge id="n{i}in" from="N{i}" to="J{i}" {cross}/>')
         edges.append(f'<edge id="n{i}out" from="J{i}" to="N{i}" {cross}/>')
@@ -169,7 +169,7 @@ def webster(root, spec):
         # street's green lets them cross the whole arterial. A longer minimum
         # lengthens the cycle.
         def ped(lanes):
-            return round(sig["pedestrian_walk_s"] + lanes * sig["lane_width_m"] / sig["pedestrian_speed_ms"] - sig["amber_s"])
+            return round(sig["pedestrian_walk_s"] + lanes * sig["lane_width_m"] / sig["pedestrian_speed_mps"] - sig["amber_s"])
         art_lanes = spec["arterial"]["lanes"]
         minimum = [ped(2 * side_lanes), sig["min_green_s"], ped(2 * art_lanes)]
         g = [max(gi, m) for gi, m in zip(g, minimum)]

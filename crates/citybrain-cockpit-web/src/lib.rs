@@ -642,7 +642,7 @@ fn variables(def: &Definition, q: &HashMap<String, String>) -> Result<Vec<(Strin
 }
 
 async fn index(State(c): State<Arc<Cockpits>>) -> Html<String> {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = html_escape::encode_text;
     let mut items = String::new();
     for d in c.definitions() {
         items += &format!(

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use citybrain_control::Priority;
 use citybrain_net::{EdgeId, Network};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
-use citybrain_sim::signals::{Controllers, Priority, SignalController};
+use citybrain_sim::signals::{Controllers, SignalController};
 use citybrain_sim::{Demand, VType, VehicleSpec};
 
 pub use crate::measure::AMBULANCE_ID;

@@ -16,6 +16,7 @@ pub mod draw;
 pub mod hospital_district;
 pub mod measure;
 pub mod published;
+pub mod report;
 pub mod signal_corridor;
 pub mod stats;
 pub mod sumo_files;

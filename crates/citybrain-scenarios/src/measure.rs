@@ -20,7 +20,7 @@ pub enum Policy {
     /// Vehicle-actuated: greens extended while vehicles wait, within bounds.
     Actuated,
     /// City Brain adaptive control: pressure-chosen greens held while they
-    /// carry traffic, re-decided every second (`signals::Adaptive`).
+    /// carry traffic, re-decided every second (`citybrain_control::Adaptive`).
     CityBrain,
 }
 

@@ -4,12 +4,13 @@
 //! measured with it shows what the City Brain's control achieves on
 //! published data, a period old at worst, instead of the engine's readings
 //! of every step. The cabinets' own stop-line loops stay local (see
-//! `citybrain_sim::signals::Fed`).
+//! `citybrain_control::Fed`).
 
 use std::sync::{Arc, RwLock};
 
+use citybrain_control::{Fed, SharedDetectors};
 use citybrain_net::Network;
-use citybrain_sim::signals::{Fed, SharedDetectors, SignalController};
+use citybrain_sim::signals::SignalController;
 use citybrain_sim::Sim;
 
 use crate::ScenarioError;

@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
+use citybrain_control::controllers_for;
 use citybrain_net::{EdgeId, Network, TlsId};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
-use citybrain_sim::signals::{controllers_for, Controllers, SignalController};
+use citybrain_sim::signals::{Controllers, SignalController};
 use citybrain_sim::{Demand, Sim, SimConfig, VType, VehicleSpec};
 use serde::Deserialize;
 
@@ -44,7 +45,7 @@ pub struct Spec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Arterial {
     pub lanes: u32,
-    pub speed_ms: f64,
+    pub speed_mps: f64,
     pub spacing_m: Vec<f64>,
 }
 
@@ -160,7 +161,7 @@ impl Corridor {
 
     /// Free-flow time along the whole arterial at the ambulance's speed, s.
     pub fn ambulance_free_flow_s(&self) -> f64 {
-        self.spec.arterial.spacing_m.iter().sum::<f64>() / (self.spec.arterial.speed_ms * AMBULANCE_SPEED_FACTOR)
+        self.spec.arterial.spacing_m.iter().sum::<f64>() / (self.spec.arterial.speed_mps * AMBULANCE_SPEED_FACTOR)
     }
 
     /// Draws the demand for one seed.

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use citybrain_control::controllers_for;
 use citybrain_net::{EdgeId, Network};
 use citybrain_sim::router::Router;
-use citybrain_sim::signals::controllers_for;
 use citybrain_sim::{Demand, Sim, SimConfig};
 
 use crate::ambulance::{self, Ambulance};

@@ -76,18 +76,7 @@ fn the_calibrated_baseline_day_holds_its_figures_for_a_fixed_seed() {
         "{}/tests/data/hospital-district-baseline-seed7.json",
         env!("CARGO_MANIFEST_DIR")
     );
-    if std::env::var("UPDATE_GOLDEN").is_ok() {
-        std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
-        return;
-    }
-    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for (k, w) in want.as_object().unwrap() {
-        let (w, g) = (w.as_f64().unwrap(), got[k].as_f64().unwrap());
-        assert!(
-            (g - w).abs() <= 0.02 * w.abs().max(1.0),
-            "{k}: {g} against {w} checked in (UPDATE_GOLDEN=1 to accept, and say why)"
-        );
-    }
+    citybrain_testkit::assert_golden_within(path, &got, 0.02);
 }
 
 #[test]

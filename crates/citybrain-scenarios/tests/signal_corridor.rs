@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use citybrain_control::Priority;
 use citybrain_net::TlsId;
 use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Outcome, Policy, RunOptions};
-use citybrain_sim::signals::{FixedTime, LinkSignal, Priority, PriorityCall, SignalController, SignalInput};
+use citybrain_sim::signals::{FixedTime, LinkSignal, PriorityCall, SignalController, SignalInput};
 
 fn reduced(policy: Policy, seed: u64) -> RunOptions {
     let mut o = RunOptions::new(policy, seed);
@@ -38,17 +39,7 @@ fn reduced_runs_hold_their_figures_for_a_fixed_seed() {
         })
         .collect();
     let path = format!("{}/tests/data/signal-corridor-seed7.json", env!("CARGO_MANIFEST_DIR"));
-    let text = serde_json::to_string_pretty(&got).unwrap();
-    if std::env::var("UPDATE_GOLDEN").is_ok() {
-        std::fs::write(&path, text + "\n").unwrap();
-        return;
-    }
-    let want: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(
-        serde_json::Value::Array(got),
-        want,
-        "figures changed (UPDATE_GOLDEN=1 to accept, and say why)"
-    );
+    citybrain_testkit::assert_golden(path, &serde_json::Value::Array(got));
 }
 
 #[test]
@@ -187,7 +178,7 @@ fn priority_never_shows_conflicting_greens_nor_cuts_a_green_without_amber() {
 /// mode: read back from the hub), not on what the engine sees.
 #[test]
 fn a_fed_controller_acts_on_the_fed_detectors() {
-    use citybrain_sim::signals::{Adaptive, Fed};
+    use citybrain_control::{Adaptive, Fed};
     use std::sync::{Arc, RwLock};
     let c = Corridor::load().unwrap();
     let net = &c.net;

@@ -1,14 +1,12 @@
 //! `citybrain` — the command line. Wiring only: it reads configuration,
-//! opens the store the `--db` URL names, starts the hub and the HTTP server,
-//! and runs the benchmark.
+//! opens the store the `--db` URL names, starts the hub, the HTTP server and
+//! live mode (`citybrain-live`), and hands the `scenario`, `sim` and `bench`
+//! subcommands to the crates that do the work.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod config;
-mod hospital;
-mod live;
-mod live_hospital;
 mod runs;
 mod scenario;
 mod sim;
@@ -213,9 +211,9 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
                     .live_policy
                     .parse()
                     .map_err(|e| anyhow::anyhow!("--live-policy: {e}"))?;
-                live::start(
+                citybrain_live::signal_corridor::start(
                     hub.clone(),
-                    live::LiveOptions {
+                    citybrain_live::signal_corridor::LiveOptions {
                         policy,
                         speedup: args.live_speedup,
                         seed: 1,
@@ -231,9 +229,9 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
                     .live_hospital_policy
                     .parse()
                     .map_err(|e| anyhow::anyhow!("--live-hospital-policy: {e}"))?;
-                live_hospital::start(
+                citybrain_live::hospital_district::start(
                     hub.clone(),
-                    live_hospital::LiveOptions {
+                    citybrain_live::hospital_district::LiveOptions {
                         measures,
                         speedup: args.live_speedup,
                         seed: 1,

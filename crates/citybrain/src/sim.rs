@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use citybrain_control::controllers_for;
 use citybrain_sim::output::{write_tripinfo_csv, write_tripinfo_xml};
-use citybrain_sim::signals::controllers_for;
 use citybrain_sim::{Demand, RunSummary, Sim, SimConfig};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,75 +1,210 @@
-//! Architecture invariants, checked: what each crate must not depend on.
+//! Architecture invariants, checked against `cargo metadata`: every crate of
+//! the workspace has a rule here, may use only the citybrain crates below it
+//! (no arrow runs back up) and none of the I/O its floor must not know.
 
-fn manifest(krate: &str) -> String {
-    let path = format!("{}/../{krate}/Cargo.toml", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Each workspace crate's normal (not dev) dependencies, from `cargo metadata`.
+fn workspace() -> BTreeMap<String, Vec<String>> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .expect("dependencies")
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .map(|d| d["name"].as_str().unwrap_or_default().to_string())
+                .collect();
+            (p["name"].as_str().unwrap_or_default().to_string(), deps)
+        })
+        .collect()
 }
 
-fn deps(krate: &str) -> Vec<String> {
-    let text = manifest(krate);
-    let mut in_deps = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            in_deps = l == "[dependencies]";
-            continue;
-        }
-        if in_deps {
-            if let Some((name, _)) = l.split_once('=') {
-                out.push(name.trim().trim_end_matches(".workspace").to_string());
-            }
-        }
-    }
-    out
+/// HTTP, SQL and an async runtime: what a pure domain crate must not use.
+const IO: &[&str] = &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"];
+const HTTP_SERVER: &[&str] = &["axum", "tower", "hyper"];
+const SQL: &[&str] = &["rusqlite", "sqlx"];
+
+/// Per crate: the citybrain crates it may use, and the outside ones it must not.
+struct Rule {
+    krate: &'static str,
+    may_use: &'static [&'static str],
+    banned: &'static [&'static [&'static str]],
 }
 
-/// What a pure domain crate must not use: HTTP, SQL, an async runtime.
-const NO_IO: &[&str] = &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"];
-/// The twin's crates additionally know nothing of the hub.
-const TWIN: &[&str] = &[
-    "axum",
-    "tokio",
-    "rusqlite",
-    "reqwest",
-    "sqlx",
-    "tower",
-    "hyper",
-    "citybrain-hub",
+const RULES: &[Rule] = &[
+    // The hub's floors.
+    Rule {
+        krate: "citybrain-ngsild",
+        may_use: &[],
+        banned: &[IO],
+    },
+    Rule {
+        krate: "citybrain-store",
+        may_use: &["citybrain-ngsild"],
+        banned: &[IO],
+    },
+    Rule {
+        krate: "citybrain-store-sqlite",
+        may_use: &["citybrain-ngsild", "citybrain-store"],
+        banned: &[HTTP_SERVER, &["reqwest"]],
+    },
+    Rule {
+        krate: "citybrain-hub",
+        may_use: &["citybrain-ngsild", "citybrain-store"],
+        banned: &[HTTP_SERVER, SQL],
+    },
+    Rule {
+        krate: "citybrain-api",
+        may_use: &["citybrain-ngsild", "citybrain-store", "citybrain-hub"],
+        banned: &[SQL],
+    },
+    // The twin's floors know nothing of the hub, HTTP, SQL or a runtime.
+    Rule {
+        krate: "citybrain-net",
+        may_use: &[],
+        banned: &[IO],
+    },
+    Rule {
+        krate: "citybrain-sim",
+        may_use: &["citybrain-net"],
+        banned: &[IO],
+    },
+    // The City Brain's control layer reads an Observation; it knows no hub.
+    Rule {
+        krate: "citybrain-control",
+        may_use: &["citybrain-net", "citybrain-sim"],
+        banned: &[IO],
+    },
+    Rule {
+        krate: "citybrain-scenarios",
+        may_use: &["citybrain-control", "citybrain-net", "citybrain-sim"],
+        banned: &[IO],
+    },
+    Rule {
+        krate: "citybrain-cockpit",
+        may_use: &[],
+        banned: &[IO],
+    },
+    // Where the halves meet: through the hub's API, never its SQL.
+    Rule {
+        krate: "citybrain-cockpit-web",
+        may_use: &[
+            "citybrain-cockpit",
+            "citybrain-hub",
+            "citybrain-ngsild",
+            "citybrain-net",
+            "citybrain-scenarios",
+        ],
+        banned: &[SQL],
+    },
+    Rule {
+        krate: "citybrain-live",
+        may_use: &[
+            "citybrain-control",
+            "citybrain-control",
+            "citybrain-hub",
+            "citybrain-ngsild",
+            "citybrain-net",
+            "citybrain-sim",
+            "citybrain-scenarios",
+        ],
+        banned: &[HTTP_SERVER, SQL, &["reqwest"]],
+    },
+    // The benchmark measures the embedded default against raw SQLite.
+    Rule {
+        krate: "citybrain-bench",
+        may_use: &["citybrain-api", "citybrain-hub", "citybrain-store-sqlite"],
+        banned: &[],
+    },
+    // What the tests share; a dev-dependency only (checked below).
+    Rule {
+        krate: "citybrain-testkit",
+        may_use: &[],
+        banned: &[IO],
+    },
+    // The binary wires everything.
+    Rule {
+        krate: "citybrain",
+        may_use: &[
+            "citybrain-api",
+            "citybrain-bench",
+            "citybrain-cockpit",
+            "citybrain-cockpit-web",
+            "citybrain-control",
+            "citybrain-hub",
+            "citybrain-live",
+            "citybrain-net",
+            "citybrain-ngsild",
+            "citybrain-scenarios",
+            "citybrain-sim",
+            "citybrain-store",
+            "citybrain-store-sqlite",
+        ],
+        banned: &[],
+    },
 ];
 
 #[test]
-fn domain_crates_know_no_http_sql_or_runtime() {
-    let rules: &[(&str, &[&str])] = &[
-        ("citybrain-ngsild", NO_IO),
-        ("citybrain-store", NO_IO),
-        ("citybrain-hub", &["axum", "rusqlite", "sqlx", "tower", "hyper"]),
-        ("citybrain-store-sqlite", &["axum", "reqwest", "tower", "hyper"]),
-        ("citybrain-net", TWIN),
-        ("citybrain-sim", TWIN),
-        ("citybrain-scenarios", TWIN),
-        ("citybrain-cockpit", TWIN),
-    ];
-    for (krate, banned) in rules {
-        let d = deps(krate);
-        for b in *banned {
+fn every_crate_has_a_rule_and_keeps_to_its_floor() {
+    let ws = workspace();
+    for name in ws.keys() {
+        assert!(
+            RULES.iter().any(|r| r.krate == name),
+            "{name} has no rule in tests/architecture.rs: say which crates it may use"
+        );
+    }
+    for rule in RULES {
+        let deps = ws
+            .get(rule.krate)
+            .unwrap_or_else(|| panic!("{} has a rule but is not in the workspace", rule.krate));
+        for d in deps {
+            if d.starts_with("citybrain") {
+                assert!(
+                    rule.may_use.contains(&d.as_str()),
+                    "{} must not depend on {d} (see ARCHITECTURE.md)",
+                    rule.krate
+                );
+            }
             assert!(
-                !d.iter().any(|x| x == b),
-                "{krate} must not depend on {b} (see ARCHITECTURE.md)"
+                !rule.banned.iter().any(|b| b.contains(&d.as_str())),
+                "{} must not depend on {d} (see ARCHITECTURE.md)",
+                rule.krate
             );
         }
     }
 }
 
 #[test]
-fn only_the_api_crate_speaks_http_server() {
-    for krate in [
-        "citybrain-ngsild",
-        "citybrain-store",
-        "citybrain-hub",
-        "citybrain-store-sqlite",
-    ] {
-        assert!(!deps(krate).iter().any(|d| d == "axum"), "{krate} uses axum");
+fn only_the_api_and_cockpit_web_crates_serve_http() {
+    let ws = workspace();
+    let servers: Vec<&str> = ws
+        .iter()
+        .filter(|(name, deps)| name.as_str() != "citybrain" && deps.iter().any(|d| d == "axum"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    // The benchmark serves the API crate's router on a local port.
+    assert_eq!(servers, ["citybrain-api", "citybrain-bench", "citybrain-cockpit-web"]);
+}
+
+#[test]
+fn the_test_kit_is_never_a_normal_dependency() {
+    for (name, deps) in workspace() {
+        assert!(
+            !deps.iter().any(|d| d == "citybrain-testkit"),
+            "{name} depends on the test kit outside its tests"
+        );
     }
-    assert!(deps("citybrain-api").iter().any(|d| d == "axum"));
 }

@@ -354,7 +354,7 @@ fn scenario_errors_name_what_was_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy 'magic'"));
     let out = Command::new(BIN).args(["scenario", "run", "nowhere"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'nowhere'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'nowhere'"));
     let refused = |args: &[&str], says: &str| {
         let out = Command::new(BIN).args(["scenario", "run"]).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
@@ -366,19 +366,40 @@ fn scenario_errors_name_what_was_wrong() {
         "publication period must be between 1 and 900 s, got 0",
     );
     refused(
+        &["signal-corridor", "--demand-scale", "9"],
+        "invalid value '9' for '--demand-scale <DEMAND_SCALE>': must be a number in (0, 5]",
+    );
+    refused(
+        &["signal-corridor", "--seeds", "0"],
+        "invalid value '0' for '--seeds <SEEDS>'",
+    );
+    // Each scenario takes its own arguments, and refuses the others'.
+    refused(
         &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", "--detector-period", "30"],
-        "--detector-period is for signal-corridor",
+        "unexpected argument '--detector-period'",
     );
     refused(
         &["hospital-district", "--detector-period", "30"],
-        "hospital-district takes",
+        "unexpected argument '--detector-period'",
+    );
+    refused(
+        &["signal-corridor", "--compliance", "0.5"],
+        "unexpected argument '--compliance'",
+    );
+    refused(
+        &["signal-corridor", "--ambulance-route", "a,b"],
+        "unexpected argument '--ambulance-route'",
     );
     for flag in ["--duration", "--demand-scale"] {
         refused(
             &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", flag, "2"],
-            "scenario sumo runs the route files as they are",
+            &format!("unexpected argument '{flag}'"),
         );
     }
+    refused(
+        &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", "--ambulance"],
+        "--ambulance-route <FROM,TO>",
+    );
 }
 
 #[tokio::test]
@@ -672,7 +693,12 @@ fn scenario_sumo_runs_any_network_under_every_policy() {
         assert!(l["delay_index"].as_f64().unwrap() >= 1.0);
     }
     let out = Command::new(BIN).args(["scenario", "run", "sumo"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs -n NET"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--net-file <NET>") && err.contains("--route-files <ROUTES>"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -710,10 +736,10 @@ fn scenario_sumo_sends_an_ambulance_between_two_edges() {
     assert!(a["ambulance_travel_time_without_priority_s"].as_f64().unwrap() > 0.0);
     // Clear refusals.
     let err = |extra: &[&str]| String::from_utf8_lossy(&run(extra).stderr).to_string();
-    assert!(err(&["--ambulance"]).contains("needs --ambulance-route FROM,TO"));
+    assert!(err(&["--ambulance"]).contains("required arguments were not provided:\n  --ambulance-route <FROM,TO>"));
     assert!(err(&["--ambulance", "--ambulance-route", "A0A1"]).contains("takes FROM,TO"));
     assert!(err(&["--ambulance", "--ambulance-route", "A0A1,nowhere"]).contains("no edge 'nowhere'"));
-    assert!(err(&["--ambulance-route", "A0A1,C2C1"]).contains("need --ambulance"));
+    assert!(err(&["--ambulance-route", "A0A1,C2C1"]).contains("required arguments were not provided:\n  --ambulance"));
 }
 
 #[tokio::test]

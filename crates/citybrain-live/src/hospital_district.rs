@@ -1,11 +1,9 @@
-//! Live mode for the hospital district: the weekday runs on the twin at a
-//! speed-up of real time and publishes what a city's sensors would — lot
-//! availability and road flows — to the hub; the City Brain controller reads
-//! lot availability back **from the hub** (not from the twin's internals),
-//! so the same loop could run on real parking sensors.
+//! The hospital district live: the weekday publishes what a city's sensors
+//! would — lot availability and road flows — and the City Brain's guidance
+//! reads lot availability back from the hub.
 //!
-//! Published (default tenant) every `PUBLISH_EVERY` simulated seconds, only
-//! what changed:
+//! Published (default tenant) every [`PUBLISH_EVERY_S`] simulated seconds,
+//! only what changed:
 //! - `OffStreetParking` per lot (`urn:ngsi-ld:OffStreetParking:hospital-district:<lot>`):
 //!   `name`, `availableSpotNumber`, `totalSpotNumber` (spaces offered to
 //!   hospital visitors now), `occupiedSpotNumber`, `category`
@@ -28,23 +26,20 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use chrono::{DateTime, Utc};
 use citybrain_hub::Hub;
 use citybrain_net::{EdgeFunction, Network};
-use citybrain_ngsild::model::main_value;
-use citybrain_scenarios::hospital_district::{Availability, District, LotState, Measures, RunOptions, SoFar};
+use citybrain_ngsild::model::{main_value, Entity};
+use citybrain_scenarios::hospital_district::{Availability, District, LotState, Measures, Run, RunOptions, SoFar};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
-/// Simulated seconds between two publications (and two reads back).
-const PUBLISH_EVERY: f64 = 30.0;
+use crate::bridge::{self, round1, Day, Pacing, Publication, Scenario, Sensors};
+use crate::{LiveError, DEFAULT_CONTEXT, PUBLISH_EVERY_S};
+
 const LOT_PREFIX: &str = "urn:ngsi-ld:OffStreetParking:hospital-district:";
 const FLOW_PREFIX: &str = "urn:ngsi-ld:TrafficFlowObserved:hospital-district:";
 const KPI_PREFIX: &str = "urn:ngsi-ld:KeyPerformanceIndicator:hospital-district:";
-const DEFAULT_CONTEXT: &str = "https://uri.etsi.org/ngsi-ld/default-context/";
 
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -53,7 +48,8 @@ pub struct LiveOptions {
     pub seed: u64,
 }
 
-struct Snapshot {
+/// One publication.
+pub struct Snapshot {
     time: f64,
     lots: Vec<LotState>,
     /// (edge, its street, vehicles, standing)
@@ -66,44 +62,10 @@ struct Snapshot {
 
 /// Starts the district in live mode; it runs until the process ends, the
 /// day starting again (next seed) when it is done.
-pub fn start(hub: Hub, opts: LiveOptions) -> Result<()> {
+pub fn start(hub: Hub, opts: LiveOptions) -> Result<(), LiveError> {
     let district = Arc::new(District::load()?);
     let told: Arc<RwLock<Availability>> = Arc::new(RwLock::new(Availability::new()));
-    let (tx, mut rx) = mpsc::channel::<Snapshot>(4);
-    {
-        let district = district.clone();
-        let told = told.clone();
-        let opts = opts.clone();
-        std::thread::Builder::new()
-            .name("twin-hospital".into())
-            .spawn(move || run_twin(&district, &opts, told, tx))?;
-    }
-    let net = district.net.clone();
-    tokio::spawn(async move {
-        let mut last: HashMap<String, Value> = HashMap::new();
-        while let Some(snap) = rx.recv().await {
-            crate::live::publish_changed(
-                &hub,
-                &mut last,
-                entities(&net, &snap, citybrain_hub::clock::now()),
-                false,
-                "live hospital district",
-            )
-            .await;
-            match read_availability(&hub).await {
-                Ok(a) => *told.write().unwrap_or_else(|e| e.into_inner()) = a,
-                Err(e) if !hub.is_closing() => {
-                    tracing::warn!(error = %e, "live hospital district: reading lots from the hub failed")
-                }
-                Err(_) => {}
-            }
-        }
-    });
-    Ok(())
-}
-
-fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availability>>, tx: mpsc::Sender<Snapshot>) {
-    let public: Vec<(usize, String, String)> = district
+    let public = district
         .net
         .edges
         .iter()
@@ -111,65 +73,147 @@ fn run_twin(district: &District, opts: &LiveOptions, told: Arc<RwLock<Availabili
         .filter(|(_, e)| e.function == EdgeFunction::Normal && !district.is_lot_road(&e.id))
         .map(|(i, e)| (i, e.id.clone(), district.street_of_edge(&e.id).unwrap_or_default()))
         .collect();
-    let mut seed = opts.seed;
-    loop {
-        let mut run = match district.start(&RunOptions::new(opts.measures, seed)) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "live hospital district cannot start");
-                return;
-            }
-        };
-        // The "before" of a before/after view: the same demand, no measures.
-        let mut before = if opts.measures == Measures::BASELINE {
+    let pacing = Pacing {
+        period_s: PUBLISH_EVERY_S,
+        speedup: opts.speedup,
+        seed: opts.seed,
+    };
+    let sensors = DistrictSensors {
+        net: district.net.clone(),
+    };
+    let twin = DistrictTwin {
+        district,
+        measures: opts.measures,
+        told: told.clone(),
+        public,
+    };
+    bridge::start(hub, "hospital district", pacing, twin, sensors, told)?;
+    Ok(())
+}
+
+struct DistrictTwin {
+    district: Arc<District>,
+    measures: Measures,
+    /// Lot availability as read back from the hub: the guidance's input.
+    told: Arc<RwLock<Availability>>,
+    /// Public roads: (edge index, id, street).
+    public: Vec<(usize, String, String)>,
+}
+
+struct DistrictDay<'a> {
+    twin: &'a DistrictTwin,
+    run: Run<'a>,
+    /// The "before" of a before/after view: the same demand, no measures.
+    before: Option<Run<'a>>,
+}
+
+impl Scenario for DistrictTwin {
+    type Snapshot = Snapshot;
+    type Day<'a> = DistrictDay<'a>;
+
+    fn day(&self, seed: u64) -> Result<DistrictDay<'_>, String> {
+        let run = self
+            .district
+            .start(&RunOptions::new(self.measures, seed))
+            .map_err(|e| e.to_string())?;
+        let before = if self.measures == Measures::BASELINE {
             None
         } else {
-            district.start(&RunOptions::new(Measures::BASELINE, seed)).ok()
+            self.district.start(&RunOptions::new(Measures::BASELINE, seed)).ok()
         };
-        let started = Instant::now();
-        let t0 = run.time();
-        let mut next_publish = t0;
-        while !run.finished() {
-            // The controller sees what the hub says (empty until the first read).
-            let hub_view = told.read().map(|a| a.clone()).unwrap_or_default();
-            run.step(if hub_view.is_empty() { None } else { Some(&hub_view) });
-            if let Some(b) = before.as_mut().filter(|b| !b.finished()) {
-                b.step(None);
-            }
-            if run.time() >= next_publish {
-                next_publish += PUBLISH_EVERY;
-                let mut per_edge: HashMap<usize, (u32, u32)> = HashMap::new();
-                for (lane, n, standing) in run.sim.lane_counts() {
-                    let e = district.net.lane(lane).edge.idx();
-                    let c = per_edge.entry(e).or_default();
-                    c.0 += n as u32;
-                    c.1 += standing as u32;
-                }
-                let roads = public
-                    .iter()
-                    .map(|(i, id, street)| {
-                        let (n, s) = per_edge.get(i).copied().unwrap_or((0, 0));
-                        (id.clone(), street.clone(), n, s)
-                    })
-                    .collect();
-                let snap = Snapshot {
-                    time: run.time(),
-                    lots: run.lots(),
-                    roads,
-                    queue_on_road: run.queue_on_road(),
-                    live: (opts.measures.name(), run.so_far()),
-                    before: before.as_mut().map(|b| b.so_far()),
-                };
-                if tx.blocking_send(snap).is_err() {
-                    return; // the server is shutting down
-                }
-            }
-            let due = Duration::from_secs_f64((run.time() - t0) / opts.speedup.max(1e-3));
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
+        Ok(DistrictDay {
+            twin: self,
+            run,
+            before,
+        })
+    }
+}
+
+impl Day for DistrictDay<'_> {
+    type Snapshot = Snapshot;
+
+    fn time(&self) -> f64 {
+        self.run.time()
+    }
+
+    fn finished(&self) -> bool {
+        self.run.finished()
+    }
+
+    fn step(&mut self) {
+        // The controller sees what the hub says (nothing until the first read).
+        let hub_view = self.twin.told.read().map(|a| a.clone()).unwrap_or_default();
+        self.run.step(if hub_view.is_empty() { None } else { Some(&hub_view) });
+        if let Some(b) = self.before.as_mut().filter(|b| !b.finished()) {
+            b.step(None);
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let net = &self.twin.district.net;
+        let mut per_edge: HashMap<usize, (u32, u32)> = HashMap::new();
+        for (lane, n, standing) in self.run.sim.lane_counts() {
+            let c = per_edge.entry(net.lane(lane).edge.idx()).or_default();
+            c.0 += n as u32;
+            c.1 += standing as u32;
+        }
+        let roads = self
+            .twin
+            .public
+            .iter()
+            .map(|(i, id, street)| {
+                let (n, s) = per_edge.get(i).copied().unwrap_or((0, 0));
+                (id.clone(), street.clone(), n, s)
+            })
+            .collect();
+        Snapshot {
+            time: self.run.time(),
+            lots: self.run.lots(),
+            roads,
+            queue_on_road: self.run.queue_on_road(),
+            live: (self.twin.measures.name(), self.run.so_far()),
+            before: self.before.as_mut().map(|b| b.so_far()),
+        }
+    }
+}
+
+struct DistrictSensors {
+    net: Arc<Network>,
+}
+
+impl Sensors for DistrictSensors {
+    type Snapshot = Snapshot;
+    type View = Availability;
+
+    fn entities(&self, s: &Snapshot, now: DateTime<Utc>) -> Vec<Publication> {
+        vec![Publication {
+            entities: entities(&self.net, s, now),
+            replace: false,
+        }]
+    }
+
+    fn read_type(&self) -> String {
+        format!("{DEFAULT_CONTEXT}OffStreetParking")
+    }
+
+    /// Every district lot's `availableSpotNumber` as the hub holds it.
+    fn read(&self, lots: Vec<Entity>) -> Availability {
+        let mut out = Availability::new();
+        let attr = format!("{DEFAULT_CONTEXT}availableSpotNumber");
+        for e in lots {
+            let Some(lot) = e.id.strip_prefix(LOT_PREFIX) else {
+                continue;
+            };
+            let free = e
+                .attrs
+                .get(&attr)
+                .and_then(|instances| instances.first())
+                .and_then(|a| main_value(a).and_then(Value::as_u64));
+            if let Some(free) = free {
+                out.insert(lot.to_string(), free.min(u32::MAX as u64) as u32);
             }
         }
-        seed += 1;
+        out
     }
 }
 
@@ -191,7 +235,7 @@ fn lon_lat(net: &Network, xy: (f64, f64)) -> Option<(f64, f64)> {
 
 fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
     let at = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let sim = (s.time * 10.0).round() / 10.0;
+    let sim = round1(s.time);
     let mut out = Vec::with_capacity(s.lots.len() + s.roads.len() + 1);
     for lot in &s.lots {
         let mut e = json!({
@@ -239,7 +283,6 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
     ];
     for (which, f, policy) in figures {
         let Some(f) = f else { continue };
-        let round1 = |x: f64| (x * 10.0).round() / 10.0;
         let kpis: [(&str, &str, Option<f64>, &str); 5] = [
             (
                 "mean-wait",
@@ -288,27 +331,4 @@ fn entities(net: &Network, s: &Snapshot, now: DateTime<Utc>) -> Vec<Value> {
         }
     }
     out
-}
-
-/// Every district lot's `availableSpotNumber` as the hub holds it.
-async fn read_availability(hub: &Hub) -> Result<Availability> {
-    let mut out = Availability::new();
-    let lots = hub
-        .entities_of_type("", &format!("{DEFAULT_CONTEXT}OffStreetParking"), usize::MAX)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    for e in lots {
-        let Some(lot) = e.id.strip_prefix(LOT_PREFIX) else {
-            continue;
-        };
-        let free = e
-            .attrs
-            .get(&format!("{DEFAULT_CONTEXT}availableSpotNumber"))
-            .and_then(|instances| instances.first())
-            .and_then(|a| main_value(a).and_then(Value::as_u64));
-        if let Some(free) = free {
-            out.insert(lot.to_string(), free.min(u32::MAX as u64) as u32);
-        }
-    }
-    Ok(out)
 }

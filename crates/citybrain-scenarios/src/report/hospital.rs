@@ -1,119 +1,51 @@
-//! `citybrain scenario run hospital-district`: the baseline and the City
-//! Brain measures over seeds, as a before/after table, JSON lines, or a
-//! self-contained HTML report.
+//! The hospital district: each policy's runs over seeds summarised (waits,
+//! queues on the road, diversions, walks, through traffic), as a text table,
+//! JSON lines (the `PolicySummary` itself) and an HTML report with the queue
+//! over the day, the wait distribution, lot occupancy and a map of the block.
 
-use std::path::PathBuf;
+use std::fmt::Write;
 
-use anyhow::{bail, Context, Result};
-use citybrain_scenarios::hospital_district::{District, Measures, Outcome, RunOptions};
-use citybrain_scenarios::stats::Spread;
 use serde::Serialize;
 
-/// What the CLI passes in.
-pub struct HospitalArgs {
-    pub policies: Vec<String>,
-    pub seeds: Vec<u64>,
-    pub demand_scale: f64,
-    pub compliance: Option<f64>,
-    pub json: bool,
-    pub report: Option<PathBuf>,
-    pub jobs: usize,
-}
+use super::html::{esc, page, time_axes};
+use crate::hospital_district::{District, Outcome};
+use crate::stats::Spread;
 
 /// One policy over all seeds (the JSON line): means, with spreads and every run.
 #[derive(Debug, Serialize)]
-struct PolicySummary {
-    scenario: &'static str,
-    policy: String,
-    seeds: Vec<u64>,
-    mean_wait_min: f64,
-    max_wait_min: f64,
-    peak_queue_on_road: f64,
-    cars_diverted: f64,
-    mean_extra_walk_m: f64,
-    mean_extra_walk_diverted_m: f64,
-    through_traffic_mean_travel_time_s: f64,
-    gate_throughput_per_h: f64,
-    mean_time_to_door_min: f64,
-    dropped_at_door: f64,
-    booked: f64,
-    never_parked: f64,
-    spread: Spreads,
-    runs: Vec<Outcome>,
+pub struct PolicySummary {
+    pub scenario: &'static str,
+    pub policy: String,
+    pub seeds: Vec<u64>,
+    pub mean_wait_min: f64,
+    pub max_wait_min: f64,
+    pub peak_queue_on_road: f64,
+    pub cars_diverted: f64,
+    pub mean_extra_walk_m: f64,
+    pub mean_extra_walk_diverted_m: f64,
+    pub through_traffic_mean_travel_time_s: f64,
+    pub gate_throughput_per_h: f64,
+    pub mean_time_to_door_min: f64,
+    pub dropped_at_door: f64,
+    pub booked: f64,
+    pub never_parked: f64,
+    pub spread: Spreads,
+    pub runs: Vec<Outcome>,
 }
 
 #[derive(Debug, Serialize)]
-struct Spreads {
-    mean_wait_min: Spread,
-    max_wait_min: Spread,
-    peak_queue_on_road: Spread,
-    cars_diverted: Spread,
-    mean_extra_walk_m: Spread,
-    through_traffic_mean_travel_time_s: Spread,
-    gate_throughput_per_h: Spread,
-    mean_time_to_door_min: Spread,
+pub struct Spreads {
+    pub mean_wait_min: Spread,
+    pub max_wait_min: Spread,
+    pub peak_queue_on_road: Spread,
+    pub cars_diverted: Spread,
+    pub mean_extra_walk_m: Spread,
+    pub through_traffic_mean_travel_time_s: Spread,
+    pub gate_throughput_per_h: Spread,
+    pub mean_time_to_door_min: Spread,
 }
 
-pub fn run(a: HospitalArgs) -> Result<()> {
-    let district = District::load().context("loading the hospital district")?;
-    let measures: Vec<Measures> = if a.policies.is_empty() {
-        vec![Measures::BASELINE, Measures::CITYBRAIN]
-    } else if a.policies.iter().any(|p| p == "each") {
-        Measures::each_alone()
-    } else {
-        a.policies
-            .iter()
-            .map(|p| p.parse::<Measures>())
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("--policy: {e}"))?
-    };
-    if a.compliance.is_some_and(|c| !(0.0..=1.0).contains(&c)) {
-        bail!("--compliance must be between 0 and 1");
-    }
-    let mut jobs = Vec::new();
-    for &m in &measures {
-        for &s in &a.seeds {
-            let mut o = RunOptions::new(m, s);
-            o.demand_scale = a.demand_scale;
-            o.compliance = a.compliance;
-            jobs.push(o);
-        }
-    }
-    let outcomes = crate::runs::run_all(
-        &jobs,
-        a.jobs,
-        a.json,
-        |o| format!("{} seed {}", o.measures.name(), o.seed),
-        |o| district.run(o, |_| {}),
-    )?;
-    let results: Vec<(usize, Outcome)> = outcomes.into_iter().enumerate().collect();
-    let summaries: Vec<PolicySummary> = measures
-        .iter()
-        .map(|m| {
-            let runs: Vec<Outcome> = results
-                .iter()
-                .filter(|(i, _)| jobs[*i].measures == *m)
-                .map(|(_, o)| o.clone())
-                .collect();
-            summarize(m.name(), &a.seeds, runs)
-        })
-        .collect();
-    if a.json {
-        for s in &summaries {
-            println!("{}", serde_json::to_string(s)?);
-        }
-    } else {
-        print_table(&summaries, a.seeds.len());
-    }
-    if let Some(path) = &a.report {
-        std::fs::write(path, report_html(&district, &summaries, &a.seeds))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("report: {}", path.display());
-    }
-    Ok(())
-}
-
-fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary {
+pub fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary {
     let sp = |f: &dyn Fn(&Outcome) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
     let spread = Spreads {
         mean_wait_min: sp(&|o| o.mean_wait_min),
@@ -146,9 +78,11 @@ fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary
     }
 }
 
-fn print_table(summaries: &[PolicySummary], seeds: usize) {
-    println!("hospital-district, {seeds} seed(s): mean ± sd over seeds");
-    println!(
+pub fn table(summaries: &[PolicySummary], seeds: usize) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "hospital-district, {seeds} seed(s): mean ± sd over seeds");
+    let _ = writeln!(
+        t,
         "{:<40} {:>14} {:>14} {:>14} {:>9} {:>9} {:>14} {:>9} {:>8}",
         "policy",
         "mean wait min",
@@ -162,7 +96,8 @@ fn print_table(summaries: &[PolicySummary], seeds: usize) {
     );
     for s in summaries {
         let sp = &s.spread;
-        println!(
+        let _ = writeln!(
+        t,
             "{:<40} {:>7.1} ± {:<4.1} {:>7.0} ± {:<4.0} {:>7.0} ± {:<4.0} {:>9.0} {:>9.0} {:>7.0} ± {:<4.0} {:>9.0} {:>8.1}",
             s.policy,
             sp.mean_wait_min.mean,
@@ -179,19 +114,22 @@ fn print_table(summaries: &[PolicySummary], seeds: usize) {
             s.mean_time_to_door_min,
         );
     }
-    println!("(door min: mean time from arriving to the hospital's door — let out at the drop-off bay, or parked and walked)");
+    let _ = writeln!(t, "(door min: mean time from arriving to the hospital's door — let out at the drop-off bay, or parked and walked)");
     if summaries.iter().any(|s| s.never_parked > 0.0) {
-        println!("(cars still queued when a run stopped count their wait to the end; mean per run:");
+        let _ = writeln!(
+            t,
+            "(cars still queued when a run stopped count their wait to the end; mean per run:"
+        );
         for s in summaries.iter().filter(|s| s.never_parked > 0.0) {
-            println!("  {}: {:.1})", s.policy, s.never_parked);
+            let _ = writeln!(t, "  {}: {:.1})", s.policy, s.never_parked);
         }
     }
+    t
 }
 
 /// A report that opens offline: the table, the queue over the day, the wait
 /// distribution, each lot's occupancy, and a map of the block with the lots.
-fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+pub fn html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> String {
     let colors = [
         "#dc2626", "#2563eb", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#4b5563", "#92400e",
     ];
@@ -226,7 +164,7 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
         .unwrap_or(1)
         .max(1) as f64;
     let x = |t: f64| 50.0 + (w - 60.0) * ((t - t0) / (t1 - t0)).clamp(0.0, 1.0);
-    let mut queue_svg = axes(w, h, t0, t1, qmax, "cars queued on roads");
+    let mut queue_svg = time_axes(w, h, t0, t1, qmax, "cars queued on roads");
     for (i, s) in summaries.iter().enumerate() {
         let Some(r) = s.runs.first() else { continue };
         let pts: Vec<String> = r
@@ -290,7 +228,7 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
     let mut occ_html = String::new();
     for (i, s) in summaries.iter().enumerate() {
         let Some(r) = s.runs.first() else { continue };
-        let mut svg = axes(w, 200.0, t0, t1, 1.0, "share of spaces taken");
+        let mut svg = time_axes(w, 200.0, t0, t1, 1.0, "share of spaces taken");
         for (k, lot) in r.lots.iter().enumerate() {
             let pts: Vec<String> = lot
                 .series
@@ -332,11 +270,10 @@ fn report_html(d: &District, summaries: &[PolicySummary], seeds: &[u64]) -> Stri
             }
         }
     }
-    let json = esc(&serde_json::to_string_pretty(&slim).unwrap_or_default());
-    format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain — hospital district</title>\
-<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child{{text-align:left}}pre{{background:#f6f6f6;padding:1em;overflow:auto;max-height:30em}}svg{{background:#fafafa}}</style>\
-<h1>Hospital district: a weekday around ZJU First and Second Affiliated Hospitals</h1>\
+    let json = serde_json::to_string_pretty(&slim).unwrap_or_default();
+    let json = esc(&json);
+    let body = format!(
+        "<h1>Hospital district: a weekday around ZJU First and Second Affiliated Hospitals</h1>\
 <p>Seeds: {}. Mean ± sample standard deviation over seeds. Wait: arrival in the district to parked, less the free-flow drive. \
 Queue: hospital-bound cars held on public roads (access roads included) waiting for a full lot. Walk: extra walk to the hospital gate, over all visitors who parked. Parked/h: visitors admitted 07:00–11:00.</p>\
 <table id=\"figures\"><tr><th>policy</th><th>mean wait min</th><th>max wait min</th><th>peak queue on road</th><th>diverted</th><th>extra walk m</th><th>through traffic TT s</th><th>parked/h</th><th>to the door min</th></tr>{rows}</table>\
@@ -344,33 +281,13 @@ Queue: hospital-bound cars held on public roads (access roads included) waiting 
 <h2>Wait to park: share of visitors per 15 minutes (all seeds)</h2><svg width=\"{w}\" height=\"{h}\" font-size=\"12\">{hist_svg}</svg>\
 <h2>Lot occupancy over the day (seed {})</h2>{occ_html}\
 <h2>The block</h2>{}\
-<h2>Every run</h2><pre>{json}</pre></html>\n",
+<h2>Every run</h2><pre>{json}</pre>",
         seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
         seeds.first().copied().unwrap_or(1),
         seeds.first().copied().unwrap_or(1),
         map_svg(d, summaries),
-    )
-}
-
-/// Axes for a time series from t0 to t1 (hours marked) and 0..ymax.
-fn axes(w: f64, h: f64, t0: f64, t1: f64, ymax: f64, label: &str) -> String {
-    let mut s = format!(
-        "<line x1=\"50\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/><line x1=\"50\" y1=\"20\" x2=\"50\" y2=\"{b}\" stroke=\"#999\"/>\
-         <text x=\"4\" y=\"14\" font-size=\"11\">{label} (max {ymax:.0})</text>",
-        b = h - 30.0,
-        r = w - 10.0
     );
-    let mut hour = (t0 / 3600.0).ceil() as i64;
-    while (hour as f64) * 3600.0 <= t1 {
-        let x = 50.0 + (w - 60.0) * ((hour as f64 * 3600.0 - t0) / (t1 - t0));
-        s += &format!(
-            "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{hour}:00</text>",
-            x - 12.0,
-            h - 12.0
-        );
-        hour += 2;
-    }
-    s
+    page("hospital district", "svg{background:#fafafa}", &body)
 }
 
 /// The block's roads from the network geometry, with each lot as a circle
@@ -433,11 +350,11 @@ fn map_svg(d: &District, summaries: &[PolicySummary]) -> String {
         s += &format!(
             "<circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"{:.1}\" fill=\"{color}\" fill-opacity=\"0.7\"><title>{}: {} spaces, peak {:.0}%</title></circle><text x=\"{lx:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\">{}</text>",
             4.0 + (lot.spaces as f64).sqrt(),
-            lot.name,
+            esc(&lot.name),
             lot.spaces,
             100.0 * peak,
             cy - 8.0,
-            lot.id
+            esc(&lot.id)
         );
     }
     for hsp in &d.hospitals {
@@ -445,11 +362,11 @@ fn map_svg(d: &District, summaries: &[PolicySummary]) -> String {
             "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"#111\"><title>{} gate</title></rect>",
             sx(hsp.gate_xy.0) - 5.0,
             sy(hsp.gate_xy.1) - 5.0,
-            hsp.name
+            esc(&hsp.name)
         );
     }
     format!(
         "<p>Roads from the network; lots as circles (size: spaces; colour: peak occupancy under {}: red full, amber ≥ 80 %, green below); black squares: hospital gates.</p><svg width=\"{w:.0}\" height=\"{h:.0}\">{s}</svg>",
-        summaries.last().map_or("-".to_string(), |s| s.policy.clone())
+        summaries.last().map_or("-".into(), |s| esc(&s.policy).into_owned())
     )
 }

@@ -1,0 +1,255 @@
+//! The City Brain's measures: which are on, by name, and what they do — guidance to a lot with room, turning cars away at a full gate, booking a space.
+
+use super::*;
+
+/// Which City Brain measures are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Measures {
+    pub guidance: bool,
+    pub turn_away: bool,
+    pub fast_gates: bool,
+    /// The door is drop-off only: patients are let out there (3 min at
+    /// most) and the car goes on to park.
+    pub drop_off: bool,
+    /// Some visitors book a space in a shared lot with their appointment.
+    pub reservation: bool,
+}
+
+impl Measures {
+    pub const BASELINE: Measures = Measures {
+        guidance: false,
+        turn_away: false,
+        fast_gates: false,
+        drop_off: false,
+        reservation: false,
+    };
+    /// Every documented measure; reservation (not documented for these
+    /// hospitals) is added by name: `citybrain+reservation`.
+    pub const CITYBRAIN: Measures = Measures {
+        guidance: true,
+        turn_away: true,
+        fast_gates: true,
+        drop_off: true,
+        reservation: false,
+    };
+    /// The measures' names, in the order they are written.
+    pub const NAMES: [&'static str; 5] = ["guidance", "turn-away", "fast-gates", "drop-off", "reservation"];
+
+    fn flags(self) -> [bool; 5] {
+        [
+            self.guidance,
+            self.turn_away,
+            self.fast_gates,
+            self.drop_off,
+            self.reservation,
+        ]
+    }
+
+    /// `baseline`, `citybrain`, `citybrain+reservation` or `baseline+guidance+…`.
+    pub fn name(self) -> String {
+        let all = Measures::CITYBRAIN.flags();
+        let city_brain = self.flags().iter().zip(all).all(|(on, in_all)| *on || !in_all);
+        let mut s = String::from(if city_brain { "citybrain" } else { "baseline" });
+        for ((on, in_all), n) in self.flags().into_iter().zip(all).zip(Measures::NAMES) {
+            if on && !(city_brain && in_all) {
+                s.push('+');
+                s.push_str(n);
+            }
+        }
+        s
+    }
+
+    /// Baseline, each measure alone, and all of them (the City Brain).
+    pub fn each_alone() -> Vec<Measures> {
+        vec![
+            Measures::BASELINE,
+            Measures {
+                guidance: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                turn_away: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                fast_gates: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                drop_off: true,
+                ..Measures::BASELINE
+            },
+            Measures {
+                reservation: true,
+                ..Measures::BASELINE
+            },
+            Measures::CITYBRAIN,
+            Measures {
+                reservation: true,
+                ..Measures::CITYBRAIN
+            },
+        ]
+    }
+}
+
+impl FromStr for Measures {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            ScenarioError::Data(format!(
+                "unknown policy '{s}': baseline or citybrain, optionally followed by +measure (guidance, turn-away, fast-gates, drop-off, reservation), e.g. baseline+guidance"
+            ))
+        };
+        let mut parts = s.split('+');
+        let mut m = match parts.next() {
+            Some("baseline") => Measures::BASELINE,
+            Some("citybrain") => Measures::CITYBRAIN,
+            _ => return Err(bad()),
+        };
+        for p in parts {
+            match p {
+                "guidance" => m.guidance = true,
+                "turn-away" => m.turn_away = true,
+                "fast-gates" => m.fast_gates = true,
+                "drop-off" => m.drop_off = true,
+                "reservation" => m.reservation = true,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(m)
+    }
+}
+
+impl Run<'_> {
+    pub(super) fn free_in(&self, lot: usize, hub: Option<&Availability>) -> u32 {
+        let l = &self.d.lots[lot];
+        match hub.and_then(|h| h.get(&l.id)) {
+            Some(f) => *f,
+            None => {
+                let (_, occ, cap) = self.sim.parking_occupancy()[l.area];
+                cap.saturating_sub(occ)
+            }
+        }
+    }
+
+    /// The best lot with room for a visitor of hospital `h` coming from
+    /// `from`: driving time plus walking time to the hospital.
+    pub(super) fn best_lot(
+        &mut self,
+        h: usize,
+        from: EdgeId,
+        hub: Option<&Availability>,
+        own_ok: bool,
+    ) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for lot in 0..self.d.lots.len() {
+            let l = &self.d.lots[lot];
+            let own = l.hospital == Some(h);
+            if (l.hospital.is_some() && !own) || (own && !own_ok) {
+                continue;
+            }
+            if self.free_in(lot, hub) <= self.assigned[lot] {
+                continue;
+            }
+            let walk = l.walk_m[h] / self.d.spec.guidance.walk_speed_mps;
+            let cost = self.drive_s(from, lot) + walk;
+            if best.is_none_or(|(c, _)| cost < c) {
+                best = Some((cost, lot));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
+    /// Reservation with the appointment: a visitor who books (a share of
+    /// them) gets a space held in the best shared lot with room, as the
+    /// partner lots of the pilots offered; the hospital's own spaces are
+    /// not booked (they serve whoever arrives). Asked once, when the car
+    /// first shows on the road; with no room anywhere it books nothing.
+    pub(super) fn book(&mut self, vehicle: usize, h: usize, from: EdgeId, hub: Option<&Availability>) {
+        self.cars[vehicle].booking_asked = true;
+        if self.cars[vehicle].decided
+            || rng::draw(self.o.seed, vehicle as u64, BOOKING_DRAW) >= self.d.spec.reservation.share
+        {
+            return;
+        }
+        let Some(lot) = self.best_lot(h, from, hub, false) else {
+            return;
+        };
+        let car = &mut self.cars[vehicle];
+        car.decided = true;
+        car.booked = true;
+        car.assigned = Some(lot);
+        car.redirect_pending = true;
+        self.assigned[lot] += 1;
+    }
+
+    /// Guidance (screens, the door, the app): sends a complying driver to
+    /// the best lot with room; one that ignores it keeps heading for the
+    /// hospital's own lot.
+    pub(super) fn guide(
+        &mut self,
+        handle: u32,
+        vehicle: usize,
+        h: usize,
+        edge: EdgeId,
+        next: Option<EdgeId>,
+        hub: Option<&Availability>,
+    ) {
+        let complies = rng::draw(self.o.seed, vehicle as u64, 0x6d1d) < self.compliance;
+        if !complies {
+            self.cars[vehicle].decided = true;
+            return;
+        }
+        let from = next.unwrap_or(edge);
+        let Some(lot) = self.best_lot(h, from, hub, true) else {
+            return; // nowhere has room: ask again further on
+        };
+        let own = self.d.hospitals[h].lot;
+        if lot != own && self.sim.redirect_to_parking(handle, self.d.lots[lot].area).is_err() {
+            return; // mid-junction: ask again next step
+        }
+        let car = &mut self.cars[vehicle];
+        car.decided = true;
+        car.assigned = Some(lot);
+        self.assigned[lot] += 1;
+        if lot != own {
+            self.guided += 1;
+        }
+    }
+
+    /// A guard at a full hospital's gate sends the car to the best lot with
+    /// room (by the same availability the screens show).
+    pub(super) fn turn_away(
+        &mut self,
+        handle: u32,
+        vehicle: usize,
+        h: usize,
+        edge: EdgeId,
+        next: Option<EdgeId>,
+        hub: Option<&Availability>,
+    ) {
+        let from = next.unwrap_or(edge);
+        let Some(lot) = self.best_lot(h, from, hub, false) else {
+            return; // nowhere has room: it waits for its hospital's lot
+        };
+        let gate = Some(self.d.hospitals[h].access_edge);
+        if self
+            .sim
+            .redirect_to_parking_avoiding(handle, self.d.lots[lot].area, gate)
+            .is_err()
+        {
+            return;
+        }
+        let car = &mut self.cars[vehicle];
+        if let Some(a) = car.assigned.replace(lot) {
+            self.assigned[a] = self.assigned[a].saturating_sub(1);
+        }
+        self.assigned[lot] += 1;
+        car.decided = true;
+        car.queued = false;
+        if !car.turned_away {
+            car.turned_away = true;
+            self.turned_away += 1;
+        }
+    }
+}
