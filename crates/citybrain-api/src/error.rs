@@ -68,6 +68,7 @@ impl ApiError {
                 "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
                 "Resource not found",
             ),
+            StatusCode::BAD_REQUEST => ("https://uri.etsi.org/ngsi-ld/errors/BadRequestData", "Bad request data"),
             _ => ("https://uri.etsi.org/ngsi-ld/errors/InternalError", "Internal error"),
         };
         ApiError {
@@ -81,13 +82,68 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut detail = self.detail;
         if self.status.is_server_error() {
-            tracing::error!(status = %self.status, detail = %self.detail, "request failed");
+            let reference = next_reference();
+            tracing::error!(status = %self.status, reference, detail = %detail, "request failed");
+            // A failure inside the server is told in the log, with its cause
+            // (a storage message names files, tables and SQL); the client gets
+            // the reference to it. Other 5xx (a context that cannot be fetched,
+            // no multi-tenancy) say what the client can act on.
+            if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+                detail = format!("the server failed; its log has the cause under reference {reference}");
+            }
         }
-        let body = json!({"type": self.type_uri, "title": self.title, "detail": self.detail});
+        let body = json!({"type": self.type_uri, "title": self.title, "detail": detail});
         let mut r = (self.status, body.to_string()).into_response();
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         r
+    }
+}
+
+/// A number per server failure, to find it in the log.
+fn next_reference() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citybrain_ngsild::{ErrorKind, NgsiError};
+
+    async fn body(e: ApiError) -> (StatusCode, serde_json::Value) {
+        let r = e.into_response();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_server_failure_tells_the_client_a_reference_not_the_storage_message() {
+        let e = NgsiError::new(ErrorKind::InternalError, "sqlite: disk I/O error in table entities");
+        let (status, b) = body(e.into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = b["detail"].as_str().unwrap();
+        assert!(!detail.contains("sqlite") && !detail.contains("entities"), "{detail}");
+        assert!(detail.contains("reference"), "{detail}");
+        assert_eq!(b["type"], "https://uri.etsi.org/ngsi-ld/errors/InternalError");
+    }
+
+    #[tokio::test]
+    async fn client_errors_and_actionable_5xx_keep_their_detail() {
+        let (status, b) = body(NgsiError::new(ErrorKind::BadRequestData, "q: bad term").into()).await;
+        assert_eq!(
+            (status, b["detail"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("q: bad term"))
+        );
+        let (status, b) =
+            body(NgsiError::new(ErrorKind::LdContextNotAvailable, "https://x/ctx: timed out").into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(b["detail"], "https://x/ctx: timed out");
+        let (status, b) = body(ApiError::http(StatusCode::BAD_REQUEST, "no such variable")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(b["type"], "https://uri.etsi.org/ngsi-ld/errors/BadRequestData");
     }
 }

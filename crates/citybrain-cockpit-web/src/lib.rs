@@ -613,21 +613,14 @@ pub fn router(c: Arc<Cockpits>) -> Router {
         .with_state(c)
 }
 
-fn problem(status: StatusCode, title: &str, detail: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        Json(json!({"type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail})),
-    )
-        .into_response()
+/// An error as every citybrain HTTP route gives it (the API crate's
+/// ProblemDetails, one renderer for the whole origin).
+fn problem(status: StatusCode, detail: String) -> Response {
+    citybrain_api::error::ApiError::http(status, detail).into_response()
 }
 
 fn not_found(uid: &str) -> Response {
-    problem(
-        StatusCode::NOT_FOUND,
-        "Not Found",
-        format!("no cockpit '{uid}' (see /api/cockpits)"),
-    )
+    problem(StatusCode::NOT_FOUND, format!("no cockpit '{uid}' (see /api/cockpits)"))
 }
 
 /// The variable values of a request: the definition's variables, from the
@@ -708,7 +701,7 @@ async fn snapshot(
     };
     match variables(&def, &q) {
         Ok(vars) => Json(c.snapshot(&def, vars)).into_response(),
-        Err(e) => problem(StatusCode::BAD_REQUEST, "Bad Request", e),
+        Err(e) => problem(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -730,7 +723,7 @@ async fn events(
     };
     let vars = match variables(&def, &q) {
         Ok(v) => v,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "Bad Request", e),
+        Err(e) => return problem(StatusCode::BAD_REQUEST, e),
     };
     // A reconnecting EventSource sends the header; a page that has just read
     // the snapshot names its sequence number in the query (EventSource cannot
@@ -798,22 +791,17 @@ async fn alert_action(State(c): State<Arc<Cockpits>>, Path((id, action)): Path<(
         other => {
             return problem(
                 StatusCode::BAD_REQUEST,
-                "Bad Request",
                 format!("unknown action '{other}' (acknowledge, close)"),
             )
         }
     };
     if !id.starts_with("urn:ngsi-ld:Alert:") {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "Bad Request",
-            format!("'{id}' is not an Alert id"),
-        );
+        return problem(StatusCode::BAD_REQUEST, format!("'{id}' is not an Alert id"));
     }
     let body = json!({"status": {"type": "Property", "value": status}});
     match c.hub.update_attrs("", &id, &body, &RequestContext::core()).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => problem(StatusCode::NOT_FOUND, "Not Found", e.to_string()),
+        Err(e) => problem(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
 
@@ -822,7 +810,6 @@ async fn network(Path(name): Path<String>) -> Response {
         Some(g) => ([(header::CACHE_CONTROL, "max-age=3600")], Json(g.as_ref().clone())).into_response(),
         None => problem(
             StatusCode::NOT_FOUND,
-            "Not Found",
             format!("no network '{name}' (hospital-district, signal-corridor)"),
         ),
     }

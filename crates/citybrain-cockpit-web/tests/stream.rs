@@ -316,8 +316,14 @@ async fn pages_snapshot_and_errors() {
     assert_eq!(total, Some(5.0));
     let r = get("/api/cockpits/nowhere").await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    assert!(r.text().await.unwrap().contains("no cockpit 'nowhere'"));
+    // The same ProblemDetails as the NGSI-LD routes on this origin.
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["type"], "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound");
+    assert!(
+        body["detail"].as_str().unwrap().contains("no cockpit 'nowhere'"),
+        "{body}"
+    );
     assert_eq!(get("/cockpit/nowhere").await.unwrap().status(), 404);
     assert_eq!(get("/assets/nothing.js").await.unwrap().status(), 404);
 }

@@ -102,6 +102,7 @@ const RULES: &[Rule] = &[
     Rule {
         krate: "citybrain-cockpit-web",
         may_use: &[
+            "citybrain-api",
             "citybrain-cockpit",
             "citybrain-hub",
             "citybrain-ngsild",
