@@ -643,7 +643,7 @@ async fn subscriptions_notify_over_http() {
     )
     .await;
     let got = rx.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.notifications_settled().await;
     assert_eq!(rx.count(), 1, "exactly one change matched");
     let (h, n) = &got[0];
     assert_eq!(n["type"], "Notification");
@@ -692,7 +692,7 @@ async fn subscriptions_notify_over_http() {
         t,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.notifications_settled().await;
     assert_eq!(rx.count(), 1);
     // Tenants are isolated: the default tenant has no subscription.
     assert_eq!(s.get(&format!("/subscriptions/{sid}")).await.status, 404);
@@ -735,7 +735,7 @@ async fn notifications_triggers_ld_json_and_deletion() {
     .await;
     s.delete("/entities/urn:ngsi-ld:OffStreetParking:1").await;
     let got = rx.wait_for(2).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    s.notifications_settled().await;
     assert_eq!(rx.count(), 2, "created and deleted, not updated");
     let reasons: Vec<Value> = got.iter().map(|(_, n)| n["triggerReason"].clone()).collect();
     assert!(reasons.contains(&json!("entityCreated")) && reasons.contains(&json!("entityDeleted")));

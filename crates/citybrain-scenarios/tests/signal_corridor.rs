@@ -319,3 +319,34 @@ fn citybrain_control_on_published_detectors_still_beats_the_fixed_plans() {
     let every_step = c.run(&reduced(Policy::CityBrain, 5), |_| {}).unwrap();
     assert_ne!(rounded(&fed), rounded(&every_step));
 }
+
+/// The engine's physical invariants after every step of a reduced run of
+/// every policy, with the ambulance and its priority (the rescue lane on).
+/// Ignored: it fails today (overlapping cars, a known defect of the engine's
+/// opt-in behaviours; ARCHITECTURE.md, "Known defects"); run it with
+/// `--ignored` once the engine is fixed, then un-ignore it.
+#[test]
+#[ignore = "the corridor's runs break the overlap invariant: a known defect (ARCHITECTURE.md)"]
+fn every_step_of_every_policy_keeps_the_physical_invariants() {
+    let c = Corridor::load().unwrap();
+    let mut broken_runs = Vec::new();
+    for p in Policy::ALL {
+        for amb in [Ambulance::None, Ambulance::WithPriority] {
+            let mut o = reduced(p, 7);
+            o.ambulance = amb;
+            let (mut first, mut steps, mut broken) = (None, 0, 0);
+            c.run(&o, |sim| {
+                steps += 1;
+                if let Err(e) = sim.check_invariants() {
+                    broken += 1;
+                    first.get_or_insert(e);
+                }
+            })
+            .unwrap();
+            if let Some(e) = first {
+                broken_runs.push(format!("{p:?} {amb:?}: {broken} of {steps} steps, first: {e}"));
+            }
+        }
+    }
+    assert!(broken_runs.is_empty(), "{broken_runs:#?}");
+}

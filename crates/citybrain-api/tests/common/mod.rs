@@ -51,6 +51,29 @@ pub async fn start_with(mut cfg: HubConfig, limits: ApiLimits) -> Server {
     }
 }
 
+impl Server {
+    /// Waits until every notification queued so far has been delivered and
+    /// acknowledged (the outbox is empty). Notifications are queued in the
+    /// same commit as the change, so once this returns a count of what the
+    /// receiver got is final: a test of "no extra notification" waits on
+    /// this event instead of sleeping and hoping.
+    pub async fn notifications_settled(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let pending = self.hub.store().pending_notifications(1000).await.unwrap();
+            if pending.is_empty() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} notifications still undelivered after 20 s",
+                pending.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
 pub struct Resp {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
