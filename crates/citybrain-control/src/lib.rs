@@ -2,7 +2,9 @@
 //!
 //! The policies the City Brain runs on the city's signals — adaptive control
 //! (`Adaptive`, `MaxPressure`) and emergency-vehicle priority (`Priority`) —
-//! are written against an [`Observation`]: what the sensors say now. Two
+//! are written against an [`Observation`]: what the sensors say now; its
+//! parking guidance ([`parking::best_lot`]) against a
+//! [`ParkingObservation`] (free spaces per lot). Two
 //! things provide one: the twin's engine, every step (its `SignalInput`), and
 //! the hub, through [`Central`] — the queue lengths as published to the hub
 //! and read back from it, beside the cabinet's own stop-line loops. The same
@@ -24,10 +26,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod parking;
 pub mod signals;
 
 use citybrain_sim::signals::{PriorityCall, SignalInput};
 
+pub use parking::{best_lot, FirstKnown, LotChoice, ParkingObservation};
 pub use signals::{controllers_for, Adaptive, Fed, MaxPressure, Priority, SharedDetectors};
 
 /// What a controller may read: the sensors' view of the network now, by lane

@@ -5,7 +5,7 @@
 use citybrain_net::{LaneId, Network, TlsId};
 use citybrain_sim::signals::{
     cabinet_controllers_for, has_amber, is_green, link_lanes, Controllers, LinkSignal, PhaseMachine, SignalController,
-    SignalInput,
+    SignalInput, UnknownControl,
 };
 
 use crate::{as_input, Central, Observation};
@@ -370,7 +370,7 @@ impl SignalController for Fed {
 
 /// Controllers of one kind for every traffic light of a network: the
 /// cabinets' own (`fixed`, `actuated`) or the City Brain's.
-pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, String> {
+pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, UnknownControl> {
     let ids = (0..net.tls.len()).map(|i| TlsId(i as u32));
     Ok(match kind {
         "fixed" | "actuated" => cabinet_controllers_for(net, kind)?,
@@ -386,9 +386,10 @@ pub fn controllers_for(net: &Network, kind: &str) -> Result<Controllers, String>
             })
             .collect(),
         other => {
-            return Err(format!(
-                "unknown signal control '{other}' (fixed, actuated, max-pressure, adaptive)"
-            ))
+            return Err(UnknownControl {
+                kind: other.to_string(),
+                known: "fixed, actuated, max-pressure, adaptive",
+            })
         }
     })
 }

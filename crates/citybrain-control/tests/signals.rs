@@ -51,7 +51,13 @@ fn adaptive_signals_run_safely_and_serve_everyone() {
             fixed.mean_waiting_time_s
         );
     }
-    assert!(controllers_for(&read_net(data("grid3.net.xml")).unwrap(), "magic").is_err());
+    let unknown = controllers_for(&read_net(data("grid3.net.xml")).unwrap(), "magic")
+        .err()
+        .unwrap();
+    assert_eq!(
+        unknown.to_string(),
+        "unknown signal control 'magic' (fixed, actuated, max-pressure, adaptive)"
+    );
 }
 
 #[test]

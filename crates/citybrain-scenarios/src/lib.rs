@@ -29,4 +29,6 @@ pub enum ScenarioError {
     Data(String),
     #[error("unknown policy '{0}' (fixed, actuated, citybrain)")]
     Policy(String),
+    #[error(transparent)]
+    Control(#[from] citybrain_sim::signals::UnknownControl),
 }

@@ -18,7 +18,7 @@ use citybrain_net::{EdgeId, Network, TlsId};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
 use citybrain_sim::signals::{Controllers, SignalController};
-use citybrain_sim::{Demand, Sim, SimConfig, VType, VehicleSpec};
+use citybrain_sim::{Behaviour, Demand, Sim, SimConfig, VType, VehicleSpec};
 use serde::Deserialize;
 
 pub use crate::ambulance::{Ambulance, SPEED_FACTOR as AMBULANCE_SPEED_FACTOR};
@@ -274,7 +274,7 @@ impl Corridor {
 
     /// The controllers for a policy, wrapped with emergency priority if asked.
     pub fn controllers(&self, o: &RunOptions) -> Result<Controllers, ScenarioError> {
-        let base = controllers_for(&self.net, o.policy.engine_kind()).map_err(ScenarioError::Data)?;
+        let base = controllers_for(&self.net, o.policy.engine_kind())?;
         if o.ambulance != Ambulance::WithPriority {
             return Ok(base);
         }
@@ -295,9 +295,12 @@ impl Corridor {
     ) -> Result<Sim, ScenarioError> {
         let cfg = SimConfig {
             seed: o.seed,
-            // Traffic ahead of the ambulance opens a rescue lane (PRC Road
-            // Traffic Safety Law, art. 53: others must give way to it).
-            rescue_lane: true,
+            behaviour: Behaviour {
+                // Traffic ahead of the ambulance opens a rescue lane (PRC Road
+                // Traffic Safety Law, art. 53: others must give way to it).
+                rescue_lane: true,
+                ..Behaviour::default()
+            },
             ..SimConfig::default()
         };
         let controllers = self.controllers(o)?.into_iter().map(|(t, c)| (t, wrap(t, c))).collect();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use citybrain_control::controllers_for;
 use citybrain_net::{EdgeId, Network};
 use citybrain_sim::router::Router;
-use citybrain_sim::{Demand, Sim, SimConfig};
+use citybrain_sim::{Behaviour, Demand, Sim, SimConfig};
 
 use crate::ambulance::{self, Ambulance};
 use crate::measure::{self, Outcome, Policy};
@@ -98,7 +98,7 @@ impl SumoFiles {
         with: Ambulance,
         each_step: impl FnMut(&Sim),
     ) -> Result<Outcome, ScenarioError> {
-        let mut controllers = controllers_for(&self.net, policy.engine_kind()).map_err(ScenarioError::Data)?;
+        let mut controllers = controllers_for(&self.net, policy.engine_kind())?;
         let mut demand = self.demand.clone();
         if with != Ambulance::None {
             let trip = self.ambulance.as_ref().ok_or_else(|| {
@@ -111,8 +111,11 @@ impl SumoFiles {
         }
         let cfg = SimConfig {
             seed,
-            // Traffic ahead of the ambulance opens a rescue lane (as on the corridor).
-            rescue_lane: with != Ambulance::None,
+            behaviour: Behaviour {
+                // Traffic ahead of the ambulance opens a rescue lane (as on the corridor).
+                rescue_lane: with != Ambulance::None,
+                ..Behaviour::default()
+            },
             ..SimConfig::default()
         };
         let sim = Sim::new(self.net.clone(), demand, cfg, controllers);

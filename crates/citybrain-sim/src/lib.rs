@@ -33,7 +33,7 @@ pub mod signals;
 pub use additional::Additional;
 pub use demand::{Demand, StopSpec, VType, VehicleSpec};
 pub use engine::{
-    DetectorRecord, EdgeInterval, EdgeStat, ParkingEvent, RedirectError, ReplanError, Sim, SimConfig, TeleportCause,
-    TeleportEvent, Totals, VehicleView,
+    Behaviour, DetectorRecord, EdgeInterval, EdgeStat, ParkingEvent, RedirectError, ReplanError, Sim, SimConfig,
+    TeleportCause, TeleportEvent, Totals, VehicleView,
 };
 pub use output::{RunSummary, TripInfo};

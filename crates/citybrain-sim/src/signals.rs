@@ -303,17 +303,30 @@ impl SignalController for Actuated {
     }
 }
 
+/// A signal control asked for by a name that is not one of `known`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signal control '{kind}' ({known})")]
+pub struct UnknownControl {
+    pub kind: String,
+    pub known: &'static str,
+}
+
 /// The signal cabinets' own controllers by name (`fixed`, `actuated`); the
 /// City Brain's (`max-pressure`, `adaptive`) and its priority come from
 /// `citybrain-control`.
-pub fn cabinet_controllers_for(net: &Network, kind: &str) -> Result<Controllers, String> {
+pub fn cabinet_controllers_for(net: &Network, kind: &str) -> Result<Controllers, UnknownControl> {
     let ids = (0..net.tls.len()).map(|i| TlsId(i as u32));
     Ok(match kind {
         "fixed" => fixed_time_for(net),
         "actuated" => ids
             .map(|t| (t, Box::new(Actuated::new(net, t, 5.0)) as Box<dyn SignalController>))
             .collect(),
-        other => return Err(format!("unknown signal cabinet control '{other}' (fixed, actuated)")),
+        other => {
+            return Err(UnknownControl {
+                kind: other.to_string(),
+                known: "fixed, actuated",
+            })
+        }
     })
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use citybrain_net::sumo::read_net;
 use citybrain_net::EdgeFunction;
 use citybrain_sim::signals::cabinet_controllers_for;
-use citybrain_sim::{Demand, Sim, SimConfig};
+use citybrain_sim::{Behaviour, Demand, Sim, SimConfig};
 use citybrain_testkit::sim_data;
 use proptest::prelude::*;
 
@@ -125,13 +125,16 @@ fn holds(c: &Case) -> Result<(), TestCaseError> {
     let cfg = SimConfig {
         seed: c.seed,
         end: Some(3600.0),
-        zipper_merges: zipper,
-        first_come_merges: first_come && zipper,
-        rescue_lane: rescue,
-        join_queues_at_tail: tail,
-        eager_insert: eager,
-        lane_lookahead_edges: if tail { 3 } else { 1 },
-        missed_turn_after: if tail { 120.0 } else { 0.0 },
+        behaviour: Behaviour {
+            zipper_merges: zipper,
+            first_come_merges: first_come && zipper,
+            rescue_lane: rescue,
+            join_queues_at_tail: tail,
+            eager_insert: eager,
+            lane_lookahead_edges: if tail { 3 } else { 1 },
+            missed_turn_after: if tail { 120.0 } else { 0.0 },
+            teleport_parking_bound: true,
+        },
         ..SimConfig::default()
     };
     let kind = if c.actuated { "actuated" } else { "fixed" };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use citybrain_net::sumo::read_net;
 use citybrain_sim::signals::fixed_time_for;
-use citybrain_sim::{Demand, RunSummary, Sim, SimConfig, TeleportCause, TripInfo};
+use citybrain_sim::{Behaviour, Demand, RunSummary, Sim, SimConfig, TeleportCause, TripInfo};
 
 fn data(name: &str) -> String {
     format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -516,7 +516,10 @@ fn an_emergency_vehicle_does_not_pass_through_a_lane_its_route_does_not_go_on_fr
 fn a_rescue_lane_lets_an_ambulance_pass_traffic_filling_every_lane() {
     let ambulance = |rescue_lane: bool| {
         let cfg = SimConfig {
-            rescue_lane,
+            behaviour: Behaviour {
+                rescue_lane,
+                ..Behaviour::default()
+            },
             ..SimConfig::default()
         };
         let (s, trips) = run("two-lane.net.xml", "two-lane-ambulance-blocked.rou.xml", cfg);
@@ -676,7 +679,10 @@ fn with_queue_discipline_merging_cars_join_the_turn_queue_at_its_tail() {
     // right-turners take as long.
     let free = SimConfig::default();
     let disciplined = SimConfig {
-        join_queues_at_tail: true,
+        behaviour: Behaviour {
+            join_queues_at_tail: true,
+            ..Behaviour::default()
+        },
         ..SimConfig::default()
     };
     let (s0, t0) = run("turn-lanes.net.xml", "turn-lanes.rou.xml", free);
@@ -698,7 +704,10 @@ fn with_queue_discipline_merging_cars_join_the_turn_queue_at_its_tail() {
 fn with_eager_insertion_a_queue_at_the_network_edge_holds_up_only_its_lane() {
     let wait = |eager: bool| {
         let cfg = SimConfig {
-            eager_insert: eager,
+            behaviour: Behaviour {
+                eager_insert: eager,
+                ..Behaviour::default()
+            },
             ..SimConfig::default()
         };
         let (s, t) = run("turn-lanes.net.xml", "turn-lanes-overload.rou.xml", cfg);
@@ -803,9 +812,12 @@ fn with_first_come_merges_cars_get_into_a_queue_in_the_order_they_came() {
         let demand = Demand::read_with(&net, &add, &[data("signal-merge.rou.xml")]).unwrap();
         let departs: Vec<f64> = demand.vehicles.iter().map(|v| v.depart).collect();
         let cfg = SimConfig {
-            zipper_merges: true,
-            first_come_merges: first_come,
-            teleport_parking_bound: false,
+            behaviour: Behaviour {
+                zipper_merges: true,
+                first_come_merges: first_come,
+                teleport_parking_bound: false,
+                ..Behaviour::default()
+            },
             ..SimConfig::default()
         };
         let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net))

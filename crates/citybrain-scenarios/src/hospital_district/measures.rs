@@ -1,5 +1,7 @@
 //! The City Brain's measures: which are on, by name, and what they do — guidance to a lot with room, turning cars away at a full gate, booking a space.
 
+use citybrain_control::{best_lot, FirstKnown, LotChoice, ParkingObservation};
+
 use super::*;
 
 /// Which City Brain measures are on.
@@ -121,19 +123,10 @@ impl FromStr for Measures {
 }
 
 impl Run<'_> {
-    pub(super) fn free_in(&self, lot: usize, hub: Option<&Availability>) -> u32 {
-        let l = &self.d.lots[lot];
-        match hub.and_then(|h| h.get(&l.id)) {
-            Some(f) => *f,
-            None => {
-                let (_, occ, cap) = self.sim.parking_occupancy()[l.area];
-                cap.saturating_sub(occ)
-            }
-        }
-    }
-
     /// The best lot with room for a visitor of hospital `h` coming from
-    /// `from`: driving time plus walking time to the hospital.
+    /// `from` (the control layer's parking guidance): driving time plus
+    /// walking time to the hospital, by the hub's availability where it
+    /// has the lot, else the twin's own count.
     pub(super) fn best_lot(
         &mut self,
         h: usize,
@@ -141,23 +134,35 @@ impl Run<'_> {
         hub: Option<&Availability>,
         own_ok: bool,
     ) -> Option<usize> {
-        let mut best: Option<(f64, usize)> = None;
-        for lot in 0..self.d.lots.len() {
-            let l = &self.d.lots[lot];
-            let own = l.hospital == Some(h);
-            if (l.hospital.is_some() && !own) || (own && !own_ok) {
-                continue;
-            }
-            if self.free_in(lot, hub) <= self.assigned[lot] {
-                continue;
-            }
-            let walk = l.walk_m[h] / self.d.spec.guidance.walk_speed_mps;
-            let cost = self.drive_s(from, lot) + walk;
-            if best.is_none_or(|(c, _)| cost < c) {
-                best = Some((cost, lot));
-            }
-        }
-        best.map(|(_, l)| l)
+        let allowed: Vec<usize> = (0..self.d.lots.len())
+            .filter(|&lot| {
+                // Its own hospital's lot (when allowed) or a shared one.
+                match self.d.lots[lot].hospital {
+                    Some(of) => of == h && own_ok,
+                    None => true,
+                }
+            })
+            .collect();
+        let choices: Vec<LotChoice> = allowed
+            .into_iter()
+            .map(|lot| LotChoice {
+                lot,
+                drive_s: self.drive_s(from, lot),
+                walk_s: self.d.lots[lot].walk_m[h] / self.d.spec.guidance.walk_speed_mps,
+            })
+            .collect();
+        let twin = TwinLots {
+            lots: &self.d.lots,
+            occupancy: self.sim.parking_occupancy(),
+        };
+        let obs = FirstKnown(
+            HubLots {
+                lots: &self.d.lots,
+                hub,
+            },
+            twin,
+        );
+        best_lot(choices, &obs, &self.assigned)
     }
 
     /// Reservation with the appointment: a visitor who books (a share of
@@ -251,5 +256,31 @@ impl Run<'_> {
             car.turned_away = true;
             self.turned_away += 1;
         }
+    }
+}
+
+/// Free spaces as the twin counts them (batch runs).
+struct TwinLots<'a> {
+    lots: &'a [Lot],
+    /// (id, occupied, capacity) per parking area.
+    occupancy: Vec<(&'a str, u32, u32)>,
+}
+
+impl ParkingObservation for TwinLots<'_> {
+    fn free_spaces(&self, lot: usize) -> Option<u32> {
+        let (_, occ, cap) = *self.occupancy.get(self.lots.get(lot)?.area)?;
+        Some(cap.saturating_sub(occ))
+    }
+}
+
+/// Free spaces as the hub holds them (`OffStreetParking` read back in live mode).
+struct HubLots<'a> {
+    lots: &'a [Lot],
+    hub: Option<&'a Availability>,
+}
+
+impl ParkingObservation for HubLots<'_> {
+    fn free_spaces(&self, lot: usize) -> Option<u32> {
+        self.hub?.get(&self.lots.get(lot)?.id).copied()
     }
 }

@@ -26,7 +26,7 @@ use citybrain_net::{EdgeId, Network};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
 use citybrain_sim::signals::cabinet_controllers_for;
-use citybrain_sim::{rng, Additional, Demand, Sim, SimConfig, StopSpec, VType, VehicleSpec};
+use citybrain_sim::{rng, Additional, Behaviour, Demand, Sim, SimConfig, StopSpec, VType, VehicleSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::draw::{profile_at, Stream};
@@ -444,25 +444,28 @@ impl District {
             // a gridlock elsewhere is broken as SUMO does (a car stuck at
             // the front of a lane for 5 minutes jumps ahead; counted).
             time_to_teleport: 300.0,
-            teleport_parking_bound: false,
-            // Hospital-bound cars queue in the lane that turns in, several
-            // blocks back, and leave the other lane to through traffic.
-            lane_lookahead_edges: LANE_LOOKAHEAD_EDGES,
-            // Cars turning in from both directions take turns at the gate.
-            zipper_merges: true,
-            // ...and the queue keeps the order of arrival where streams
-            // merge into it (a car held at red keeps its place).
-            first_come_merges: true,
-            // One who cannot get into the queue's lane goes round the block.
-            missed_turn_after: MISSED_TURN_AFTER_S,
-            // A car arriving in the free lane joins the lot's queue at its
-            // tail, and a queue reaching beyond the block's edge goes on
-            // upstream in its own lane (others pass it).
-            join_queues_at_tail: true,
-            eager_insert: true,
+            behaviour: Behaviour {
+                teleport_parking_bound: false,
+                // Hospital-bound cars queue in the lane that turns in, several
+                // blocks back, and leave the other lane to through traffic.
+                lane_lookahead_edges: LANE_LOOKAHEAD_EDGES,
+                // Cars turning in from both directions take turns at the gate.
+                zipper_merges: true,
+                // ...and the queue keeps the order of arrival where streams
+                // merge into it (a car held at red keeps its place).
+                first_come_merges: true,
+                // One who cannot get into the queue's lane goes round the block.
+                missed_turn_after: MISSED_TURN_AFTER_S,
+                // A car arriving in the free lane joins the lot's queue at its
+                // tail, and a queue reaching beyond the block's edge goes on
+                // upstream in its own lane (others pass it).
+                join_queues_at_tail: true,
+                eager_insert: true,
+                rescue_lane: false,
+            },
             ..SimConfig::default()
         };
-        let controllers = cabinet_controllers_for(&self.net, "fixed").map_err(ScenarioError::Data)?;
+        let controllers = cabinet_controllers_for(&self.net, "fixed")?;
         let mut sim = Sim::new(self.net.clone(), demand, cfg, controllers)
             .with_parking(add)
             .with_parking_events();

@@ -55,7 +55,7 @@ impl Sim {
         let strategic = self.lane_change(v, lane_id);
         // Joining a queue: its tail ahead in the lane wished for is a leader too.
         let tail = strategic
-            .filter(|_| self.cfg.join_queues_at_tail)
+            .filter(|_| self.cfg.behaviour.join_queues_at_tail)
             .and_then(|target| self.queue_tail_ahead(v, t, target));
         let (gap, leader_speed) = match tail {
             Some((g, s)) if g < gap => (g, s),
@@ -122,7 +122,7 @@ impl Sim {
         };
         let internal = self.is_internal(v.lane);
         // The last space beyond the junction was given to another car.
-        if open && !internal && self.cfg.zipper_merges && link.next != link.target {
+        if open && !internal && self.cfg.behaviour.zipper_merges && link.next != link.target {
             let permit = self.entry_permit[link.target.idx()];
             let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
             if permit.is_some_and(|p| self.vehs[p as usize].as_ref().map(|pv| pv.spec) != Some(v.spec)) && can_stop {
@@ -143,7 +143,7 @@ impl Sim {
         if internal && self.is_internal(link.next) {
             if let Some((j, r)) = v.yielding {
                 // With the zipper turn into its lane, only crossing traffic holds it.
-                let my_turn = self.cfg.zipper_merges && self.zipper_turn[link.target.idx()] == Some((j.0, r));
+                let my_turn = self.cfg.behaviour.zipper_merges && self.zipper_turn[link.target.idx()] == Some((j.0, r));
                 let held = if my_turn {
                     self.crossing_foes_busy_at(j, r, link.target)
                 } else {

@@ -48,7 +48,7 @@ impl Sim {
                         self.totals.waiting_to_insert -= 1;
                     }
                     Err(lane) => {
-                        if !self.cfg.eager_insert {
+                        if !self.cfg.behaviour.eager_insert {
                             break;
                         }
                         blocked.extend(lane);
@@ -99,7 +99,7 @@ impl Sim {
             DepartLane::Best => {
                 let mut good: Vec<LaneId> = lanes.iter().copied().filter(leads_on).collect();
                 // With a look-ahead, the lanes from which the route goes on furthest.
-                if self.cfg.lane_lookahead_edges > 1 && good.len() > 1 {
+                if self.cfg.behaviour.lane_lookahead_edges > 1 && good.len() > 1 {
                     let reach: Vec<usize> = good.iter().map(|l| self.route_reach(&spec.route, 0, *l)).collect();
                     let best = reach.iter().copied().max().unwrap_or(0);
                     good = good

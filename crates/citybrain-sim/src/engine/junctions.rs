@@ -110,8 +110,8 @@ impl Sim {
             }
             // First come: a car held at a red light still holds its place
             // for the last space (the room waits for its green).
-            let may_enter_now = self.signal(link) != LinkSignal::Stop || self.cfg.first_come_merges;
-            if self.cfg.zipper_merges
+            let may_enter_now = self.signal(link) != LinkSignal::Stop || self.cfg.behaviour.first_come_merges;
+            if self.cfg.behaviour.zipper_merges
                 && link.next != link.target
                 && dist < v.speed + 2.0
                 && may_enter_now
@@ -124,10 +124,14 @@ impl Sim {
                     _ if link.major => 1,
                     _ => 2,
                 };
-                let rank = if self.cfg.first_come_merges { 0 } else { rank };
+                let rank = if self.cfg.behaviour.first_come_merges { 0 } else { rank };
                 entrants.push((link.target, rank, li, front, v.depart));
             }
-            if self.cfg.zipper_merges && dist < 2.0 && v.speed < STANDING && self.signal(link) != LinkSignal::Stop {
+            if self.cfg.behaviour.zipper_merges
+                && dist < 2.0
+                && v.speed < STANDING
+                && self.signal(link) != LinkSignal::Stop
+            {
                 if let (Some(j), Some(r)) = (link.junction, link.request) {
                     at_line.push((
                         j.0,
@@ -147,7 +151,7 @@ impl Sim {
                 }
             }
         }
-        if self.cfg.zipper_merges {
+        if self.cfg.behaviour.zipper_merges {
             self.update_zipper_turns(&at_line, &moving);
             for l in self.permit_set.drain(..) {
                 self.entry_permit[l as usize] = None;
@@ -156,7 +160,7 @@ impl Sim {
             entrants.sort_by(|a, b| {
                 (a.0 .0, a.1)
                     .cmp(&(b.0 .0, b.1))
-                    .then(if self.cfg.first_come_merges {
+                    .then(if self.cfg.behaviour.first_come_merges {
                         a.4.total_cmp(&b.4)
                     } else {
                         std::cmp::Ordering::Equal
@@ -203,7 +207,7 @@ impl Sim {
             }
         }
         self.zipper_set = kept;
-        let first_come = self.cfg.first_come_merges;
+        let first_come = self.cfg.behaviour.first_come_merges;
         for &(j, r, target, yielding, depart) in at_line {
             if !yielding
                 || self.zipper_turn[target.idx()].is_some()
@@ -257,13 +261,13 @@ impl Sim {
 
     /// Zipper merging: this yielding link has its turn into its target lane.
     pub(super) fn my_zipper_turn(&self, link: &Link) -> bool {
-        self.cfg.zipper_merges
+        self.cfg.behaviour.zipper_merges
             && link.junction.zip(link.request).map(|(j, r)| (j.0, r)) == self.zipper_turn[link.target.idx()]
     }
 
     /// Zipper merging: another link has the turn into this link's target lane.
     pub(super) fn others_zipper_turn(&self, link: &Link) -> bool {
-        self.cfg.zipper_merges
+        self.cfg.behaviour.zipper_merges
             && self.zipper_turn[link.target.idx()]
                 .is_some_and(|turn| link.junction.zip(link.request).map(|(j, r)| (j.0, r)) != Some(turn))
     }
@@ -292,7 +296,7 @@ impl Sim {
     /// Whether a vehicle entering the junction now will find room on its
     /// target lane: room there already, or a last vehicle driving away.
     pub(super) fn can_leave(&self, target: LaneId, t: &VType) -> bool {
-        if self.cfg.zipper_merges {
+        if self.cfg.behaviour.zipper_merges {
             let left = self.room_left(target);
             if left < t.length + t.min_gap {
                 return left >= self.room(target)

@@ -50,7 +50,7 @@ impl Sim {
     /// route can be followed further from it without changing lanes than from
     /// this one (ties keep the lane).
     pub(super) fn lookahead_change(&self, v: &Veh, lane_id: LaneId) -> Option<LaneId> {
-        let depth = self.cfg.lane_lookahead_edges;
+        let depth = self.cfg.behaviour.lane_lookahead_edges;
         if depth <= 1 {
             return None;
         }
@@ -76,7 +76,7 @@ impl Sim {
     /// How many of the next `lane_lookahead_edges` edges of a route (after
     /// `route[idx]`) can be driven from `start` without changing lanes.
     pub(super) fn route_reach(&self, route: &[EdgeId], idx: usize, start: LaneId) -> usize {
-        let depth = self.cfg.lane_lookahead_edges;
+        let depth = self.cfg.behaviour.lane_lookahead_edges;
         let mut lane = start;
         for j in 1..=depth {
             let Some(next) = route.get(idx + j) else {

@@ -52,12 +52,23 @@ pub struct SimConfig {
     pub parallel_min_lanes: usize,
     /// A vehicle standing this long at the front of a lane jumps ahead (s; 0 = never).
     pub time_to_teleport: f64,
+    /// Summary interval (s).
+    pub summary_interval: f64,
+    /// How drivers behave where the twin goes beyond SUMO's defaults; the
+    /// default is SUMO's behaviour, the one the twin's goldens and its SUMO
+    /// comparison hold.
+    pub behaviour: Behaviour,
+}
+
+/// Behaviour switches, each off (SUMO's behaviour) by default. The hospital
+/// district turns most on (congested hospital queues need them); the signal
+/// corridor the rescue lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Behaviour {
     /// Whether a vehicle on its way to a parking area may be teleported
     /// (false: cars queueing for a lot wait as long as it takes, while a
     /// gridlock elsewhere is still broken by teleporting the others).
     pub teleport_parking_bound: bool,
-    /// Summary interval (s).
-    pub summary_interval: f64,
     /// Zipper merging at congested junctions: where a yielding link merges
     /// into the same lane as a prior one whose queue stands at the line, the
     /// two take turns (one car each) instead of the yielding one waiting for
@@ -105,6 +116,21 @@ pub struct SimConfig {
     pub eager_insert: bool,
 }
 
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            teleport_parking_bound: true,
+            zipper_merges: false,
+            first_come_merges: false,
+            rescue_lane: false,
+            missed_turn_after: 0.0,
+            lane_lookahead_edges: 1,
+            join_queues_at_tail: false,
+            eager_insert: false,
+        }
+    }
+}
+
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
@@ -115,15 +141,8 @@ impl Default for SimConfig {
             threads: 1,
             parallel_min_lanes: 4096,
             time_to_teleport: 300.0,
-            teleport_parking_bound: true,
             summary_interval: 300.0,
-            lane_lookahead_edges: 1,
-            zipper_merges: false,
-            first_come_merges: false,
-            rescue_lane: false,
-            missed_turn_after: 0.0,
-            join_queues_at_tail: false,
-            eager_insert: false,
+            behaviour: Behaviour::default(),
         }
     }
 }

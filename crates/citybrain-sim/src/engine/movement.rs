@@ -71,7 +71,7 @@ impl Sim {
                                 LinkSignal::Yield if !self.my_zipper_turn(&link) => link.junction.zip(link.request),
                                 _ => None,
                             };
-                            if self.cfg.zipper_merges {
+                            if self.cfg.behaviour.zipper_merges {
                                 self.last_into[link.target.idx()] =
                                     link.junction.zip(link.request).map(|(j, r)| (j.0, r));
                             }
@@ -267,7 +267,7 @@ impl Sim {
         for (lane, back, vi) in new_wishers {
             self.wishers[lane.idx()].push((back, vi));
         }
-        if self.cfg.rescue_lane && !self.emergency.is_empty() {
+        if self.cfg.behaviour.rescue_lane && !self.emergency.is_empty() {
             self.pass_through_rescue_lanes(dt);
         }
         if !self.add.parking_areas.is_empty() {

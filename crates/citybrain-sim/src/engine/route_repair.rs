@@ -79,7 +79,7 @@ impl Sim {
     /// Vehicles held at the end of a lane that does not lead on along their
     /// route take a turn their lane offers and are routed on from there.
     pub(super) fn reroute_missed_turns(&mut self) {
-        if self.cfg.missed_turn_after <= 0.0 {
+        if self.cfg.behaviour.missed_turn_after <= 0.0 {
             return;
         }
         let mut missed = Vec::new();
@@ -88,7 +88,7 @@ impl Sim {
                 continue;
             };
             let v = self.veh(front);
-            if v.standing >= self.cfg.missed_turn_after
+            if v.standing >= self.cfg.behaviour.missed_turn_after
                 && self.is_normal(v.lane)
                 && v.route_idx as usize + 1 < v.route.len()
                 && self.link_of(v).is_none()

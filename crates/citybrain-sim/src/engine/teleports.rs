@@ -31,7 +31,9 @@ impl Sim {
         for list in self.occupied.iter().map(|li| &self.lanes[*li as usize]) {
             if let Some(&front) = list.first() {
                 let v = self.veh(front);
-                if v.standing >= self.cfg.time_to_teleport && (self.cfg.teleport_parking_bound || v.stop_pa.is_none()) {
+                if v.standing >= self.cfg.time_to_teleport
+                    && (self.cfg.behaviour.teleport_parking_bound || v.stop_pa.is_none())
+                {
                     stuck.push(front);
                 }
             }
