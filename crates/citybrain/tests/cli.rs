@@ -361,35 +361,40 @@ fn scenario_errors_name_what_was_wrong() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     };
-    refused(
-        &["signal-corridor", "--detector-period", "0", "--duration", "60"],
-        "publication period must be between 1 and 900 s, got 0",
-    );
-    refused(
-        &["signal-corridor", "--demand-scale", "9"],
-        "invalid value '9' for '--demand-scale <DEMAND_SCALE>': must be a number in (0, 5]",
-    );
-    refused(
-        &["signal-corridor", "--seeds", "0"],
-        "invalid value '0' for '--seeds <SEEDS>'",
-    );
-    // Each scenario takes its own arguments, and refuses the others'.
-    refused(
-        &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", "--detector-period", "30"],
-        "unexpected argument '--detector-period'",
-    );
-    refused(
-        &["hospital-district", "--detector-period", "30"],
-        "unexpected argument '--detector-period'",
-    );
-    refused(
-        &["signal-corridor", "--compliance", "0.5"],
-        "unexpected argument '--compliance'",
-    );
-    refused(
-        &["signal-corridor", "--ambulance-route", "a,b"],
-        "unexpected argument '--ambulance-route'",
-    );
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["signal-corridor", "--detector-period", "0", "--duration", "60"],
+            "publication period must be between 1 and 900 s, got 0",
+        ),
+        (
+            &["signal-corridor", "--demand-scale", "9"],
+            "invalid value '9' for '--demand-scale <DEMAND_SCALE>': must be a number in (0, 5]",
+        ),
+        (
+            &["signal-corridor", "--seeds", "0"],
+            "invalid value '0' for '--seeds <SEEDS>'",
+        ),
+        // Each scenario takes its own arguments, and refuses the others'.
+        (
+            &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", "--detector-period", "30"],
+            "unexpected argument '--detector-period'",
+        ),
+        (
+            &["hospital-district", "--detector-period", "30"],
+            "unexpected argument '--detector-period'",
+        ),
+        (
+            &["signal-corridor", "--compliance", "0.5"],
+            "unexpected argument '--compliance'",
+        ),
+        (
+            &["signal-corridor", "--ambulance-route", "a,b"],
+            "unexpected argument '--ambulance-route'",
+        ),
+    ];
+    for (args, says) in cases {
+        refused(args, says);
+    }
     for flag in ["--duration", "--demand-scale"] {
         refused(
             &["sumo", "-n", "x.net.xml", "-r", "x.rou.xml", flag, "2"],

@@ -45,6 +45,7 @@ pub struct Spreads {
     pub mean_time_to_door_min: Spread,
 }
 
+/// One policy's runs (`runs`, one per seed) summarised: means and spreads.
 pub fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySummary {
     let sp = |f: &dyn Fn(&Outcome) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
     let spread = Spreads {
@@ -78,6 +79,7 @@ pub fn summarize(policy: String, seeds: &[u64], runs: Vec<Outcome>) -> PolicySum
     }
 }
 
+/// The text table: one row per policy, mean ± sd over seeds.
 pub fn table(summaries: &[PolicySummary], seeds: usize) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "hospital-district, {seeds} seed(s): mean ± sd over seeds");
@@ -97,7 +99,7 @@ pub fn table(summaries: &[PolicySummary], seeds: usize) -> String {
     for s in summaries {
         let sp = &s.spread;
         let _ = writeln!(
-        t,
+            t,
             "{:<40} {:>7.1} ± {:<4.1} {:>7.0} ± {:<4.0} {:>7.0} ± {:<4.0} {:>9.0} {:>9.0} {:>7.0} ± {:<4.0} {:>9.0} {:>8.1}",
             s.policy,
             sp.mean_wait_min.mean,
