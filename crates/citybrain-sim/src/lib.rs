@@ -33,7 +33,7 @@ pub mod signals;
 pub use additional::Additional;
 pub use demand::{Demand, StopSpec, VType, VehicleSpec};
 pub use engine::{
-    Behaviour, DetectorRecord, EdgeInterval, EdgeStat, ParkingEvent, RedirectError, ReplanError, Sim, SimConfig,
-    TeleportCause, TeleportEvent, Totals, VehicleView,
+    Behaviour, DetectorRecord, EdgeInterval, EdgeStat, Invariant, ParkingEvent, RedirectError, ReplanError, Sim,
+    SimConfig, TeleportCause, TeleportEvent, Totals, VehicleView, Violation,
 };
 pub use output::{RunSummary, TripInfo};

@@ -26,6 +26,7 @@ mod car_following;
 mod emergency;
 mod insertion;
 mod invariants;
+pub use invariants::{Invariant, Violation};
 mod junctions;
 mod lane_changing;
 mod measurement;
