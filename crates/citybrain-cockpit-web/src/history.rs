@@ -14,6 +14,8 @@ use citybrain_ngsild::model::main_value;
 use citybrain_ngsild::temporal::TemporalQuery;
 use serde_json::Value;
 
+use crate::CockpitError;
+
 /// Most entities whose history one panel reads.
 pub const MAX_ENTITIES: usize = 300;
 /// Most points a rebuilt window holds.
@@ -28,7 +30,7 @@ pub(crate) fn rfc3339(ms: u64) -> String {
 
 /// One entity's values of `attr_iri` from just before `from_ms` to now, as
 /// (ms, value), oldest first.
-async fn changes(hub: &Hub, id: &str, attr_iri: &str, from_ms: u64) -> Result<Vec<(u64, f64)>, String> {
+async fn changes(hub: &Hub, id: &str, attr_iri: &str, from_ms: u64) -> Result<Vec<(u64, f64)>, CockpitError> {
     let at = rfc3339(from_ms);
     let read = |tq: TemporalQuery, aggregate: bool| TemporalRequest {
         attrs: Some(vec![attr_iri.to_string()]),
@@ -36,16 +38,11 @@ async fn changes(hub: &Hub, id: &str, attr_iri: &str, from_ms: u64) -> Result<Ve
         limit: None,
         aggregate,
     };
-    let before = TemporalQuery::new(Some("before"), Some(&at), None, Some("modifiedAt"), Some("1"))
-        .map_err(|e| e.to_string())?;
-    let within =
-        TemporalQuery::new(Some("after"), Some(&at), None, Some("modifiedAt"), None).map_err(|e| e.to_string())?;
+    let before = TemporalQuery::new(Some("before"), Some(&at), None, Some("modifiedAt"), Some("1"))?;
+    let within = TemporalQuery::new(Some("after"), Some(&at), None, Some("modifiedAt"), None)?;
     let mut out = Vec::new();
     for (tq, all) in [(before, false), (within, true)] {
-        let t = hub
-            .temporal_retrieve("", id, &read(tq, all))
-            .await
-            .map_err(|e| e.to_string())?;
+        let t = hub.temporal_retrieve("", id, &read(tq, all)).await?;
         for i in t.attrs.into_values().flatten() {
             let v = main_value(&i.value).and_then(|v| match v {
                 Value::Number(n) => n.as_f64(),

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use citybrain_hub::Hub;
+
+use crate::CockpitError;
 use serde_json::{json, Value};
 
 /// The update rate is measured over this long.
@@ -67,15 +69,15 @@ impl HubStats {
     }
 
     /// The entities of a built-in type (None: `t` is not one).
-    pub async fn read(&self, hub: &Hub, t: &str, now_ms: u64) -> Option<Result<Vec<Value>, String>> {
+    pub async fn read(&self, hub: &Hub, t: &str, now_ms: u64) -> Option<Result<Vec<Value>, CockpitError>> {
         if !BUILT_IN.contains(&t) {
             return None;
         }
         Some(self.read_built_in(hub, t, now_ms).await)
     }
 
-    async fn read_built_in(&self, hub: &Hub, t: &str, now_ms: u64) -> Result<Vec<Value>, String> {
-        let types = hub.types("").await.map_err(|e| e.to_string())?;
+    async fn read_built_in(&self, hub: &Hub, t: &str, now_ms: u64) -> Result<Vec<Value>, CockpitError> {
+        let types = hub.types("").await?;
         match t {
             "HubStatistics" => {
                 let entities: usize = types.iter().map(|t| t.entity_count).sum();
@@ -103,10 +105,7 @@ impl HubStats {
                 if cached.0 == 0 || cached.0 + AREA_EVERY_MS <= now_ms {
                     let mut count: BTreeMap<String, usize> = BTreeMap::new();
                     for ty in &types {
-                        let es = hub
-                            .entities_of_type("", &ty.type_iri, MAX_AREA_SCAN)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let es = hub.entities_of_type("", &ty.type_iri, MAX_AREA_SCAN).await?;
                         for e in es {
                             *count.entry(area_of(&e.id).to_string()).or_default() += 1;
                         }

@@ -42,6 +42,8 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub mod assets;
+mod error;
+pub use error::CockpitError;
 mod history;
 pub mod hub_stats;
 pub mod networks;
@@ -189,16 +191,22 @@ impl Cockpits {
 
     /// Loads alert rules: every `*.json` in `dir`, or the shipped ones.
     /// A file with a problem is refused whole (with its field) and logged.
-    pub fn load_rules(&self, dir: Option<&std::path::Path>) -> Result<usize, String> {
+    pub fn load_rules(&self, dir: Option<&std::path::Path>) -> Result<usize, CockpitError> {
         let mut texts: Vec<(String, String)> = Vec::new();
         match dir {
             None => texts.push(("rules.json (built in)".into(), SHIPPED_RULES.to_string())),
             Some(d) => {
-                let entries = std::fs::read_dir(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                let entries = std::fs::read_dir(d).map_err(|source| CockpitError::Io {
+                    path: d.to_path_buf(),
+                    source,
+                })?;
                 for e in entries.flatten() {
                     let p = e.path();
                     if p.extension().is_some_and(|x| x == "json") {
-                        let t = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                        let t = std::fs::read_to_string(&p).map_err(|source| CockpitError::Io {
+                            path: p.clone(),
+                            source,
+                        })?;
                         texts.push((p.display().to_string(), t));
                     }
                 }
@@ -206,7 +214,8 @@ impl Cockpits {
         }
         let mut rules = Vec::new();
         for (name, t) in texts {
-            let f = citybrain_cockpit::alerts::parse_rules(&t).map_err(|e| format!("{name}: {e}"))?;
+            let f = citybrain_cockpit::alerts::parse_rules(&t)
+                .map_err(|source| CockpitError::Rules { file: name, source })?;
             rules.extend(f.rules);
         }
         let n = rules.len();
@@ -535,7 +544,7 @@ impl Cockpits {
     }
 
     /// Every entity of one type: a built-in type about the hub, or the hub's.
-    async fn read_type(&self, t: &str) -> Result<Vec<Value>, String> {
+    async fn read_type(&self, t: &str) -> Result<Vec<Value>, CockpitError> {
         match self.hub_stats.read(&self.hub, t, now_ms()).await {
             Some(r) => r,
             None => read_type(&self.hub, t).await,
@@ -564,11 +573,10 @@ impl Cockpits {
 
 /// Every entity of one type (by its default-context expansion), as
 /// key-value objects with short attribute names.
-async fn read_type(hub: &Hub, t: &str) -> Result<Vec<Value>, String> {
+async fn read_type(hub: &Hub, t: &str) -> Result<Vec<Value>, CockpitError> {
     let entities = hub
         .entities_of_type("", &format!("{DEFAULT_CONTEXT}{t}"), MAX_ENTITIES_PER_TYPE)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut out = Vec::with_capacity(entities.len());
     for e in entities {
         let mut o = serde_json::Map::new();

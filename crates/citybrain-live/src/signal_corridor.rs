@@ -245,7 +245,7 @@ impl AmbulanceTrip {
         let net = sim.network().clone();
         let on_road = sim
             .vehicles_on_road()
-            .find(|v| sim.demand().vehicles[v.vehicle].id == AMBULANCE_ID)
+            .find(|v| sim.demand().vehicle(v.vehicle).id == AMBULANCE_ID)
             .map(|v| (v.speed, net.lane(v.lane).point_at(v.pos)));
         match (self, on_road) {
             (AmbulanceTrip::Waiting, Some((speed, Some(xy)))) => AmbulanceTrip::EnRoute {

@@ -1,11 +1,13 @@
 //! The network model: dense ids, resolved references, lookups by name.
 
 use std::collections::HashMap;
-use std::fmt;
 
+/// Declares a dense index newtype (`pub struct Name(pub u32)`) with `idx()`
+/// and a prefixed `Display`; the twin declares its own with it.
+#[macro_export]
 macro_rules! id_type {
-    ($name:ident, $prefix:literal) => {
-        /// A dense index into the network's table.
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub u32);
 
@@ -15,18 +17,30 @@ macro_rules! id_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 write!(f, concat!($prefix, "{}"), self.0)
             }
         }
     };
 }
 
-id_type!(EdgeId, "e");
-id_type!(LaneId, "l");
-id_type!(JunctionId, "j");
-id_type!(TlsId, "t");
+id_type!(
+    /// A dense index into the network's edges.
+    EdgeId, "e"
+);
+id_type!(
+    /// A dense index into the network's lanes.
+    LaneId, "l"
+);
+id_type!(
+    /// A dense index into the network's junctions.
+    JunctionId, "j"
+);
+id_type!(
+    /// A dense index into the network's traffic light systems.
+    TlsId, "t"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EdgeFunction {

@@ -133,6 +133,14 @@ struct Ctx<'a> {
 }
 
 impl Demand {
+    /// One vehicle of the demand.
+    ///
+    /// # Panics
+    /// When `id` is not of this demand.
+    pub fn vehicle(&self, id: crate::ids::VehicleId) -> &VehicleSpec {
+        &self.vehicles[id.idx()]
+    }
+
     /// Reads one or more route files in order (later files may use earlier types and routes).
     pub fn read(net: &Network, files: &[impl AsRef<Path>]) -> Result<Demand, XmlError> {
         Self::read_with(net, &Additional::default(), files)

@@ -25,6 +25,7 @@
 pub mod additional;
 pub mod demand;
 pub mod engine;
+pub mod ids;
 pub mod output;
 pub mod rng;
 pub mod router;
@@ -36,4 +37,5 @@ pub use engine::{
     Behaviour, DetectorRecord, EdgeInterval, EdgeStat, Invariant, ParkingEvent, RedirectError, ReplanError, Sim,
     SimConfig, TeleportCause, TeleportEvent, Totals, VehicleView, Violation,
 };
+pub use ids::{DetectorId, ParkingAreaId, VehicleHandle, VehicleId};
 pub use output::{RunSummary, TripInfo};

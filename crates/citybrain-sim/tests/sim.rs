@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use citybrain_net::sumo::read_net;
 use citybrain_sim::signals::fixed_time_for;
-use citybrain_sim::{Behaviour, Demand, RunSummary, Sim, SimConfig, TeleportCause, TripInfo};
+use citybrain_sim::{Behaviour, Demand, DetectorId, RunSummary, Sim, SimConfig, TeleportCause, TripInfo, VehicleId};
 
 fn data(name: &str) -> String {
     format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -384,8 +384,16 @@ fn detectors_count_flow_and_see_the_queue() {
     drive(&mut sim, |_| {});
     sim.finish();
     let recs = sim.take_detector_records();
-    let loop_recs: Vec<_> = recs.iter().filter(|(d, _)| *d == 0).map(|(_, r)| r).collect();
-    let area_recs: Vec<_> = recs.iter().filter(|(d, _)| *d == 1).map(|(_, r)| r).collect();
+    let loop_recs: Vec<_> = recs
+        .iter()
+        .filter(|(d, _)| *d == DetectorId(0))
+        .map(|(_, r)| r)
+        .collect();
+    let area_recs: Vec<_> = recs
+        .iter()
+        .filter(|(d, _)| *d == DetectorId(1))
+        .map(|(_, r)| r)
+        .collect();
     assert_eq!(
         loop_recs.iter().map(|r| r.vehicles).sum::<u32>(),
         loaded,
@@ -488,7 +496,7 @@ fn an_emergency_vehicle_does_not_pass_through_a_lane_its_route_does_not_go_on_fr
     // got stuck at its end beside the traffic it had passed).
     let net = Arc::new(read_net(data("turn-lanes.net.xml")).unwrap());
     let demand = Demand::read(&net, &[data("turn-lanes-ambulance.rou.xml")]).unwrap();
-    let amb = demand.vehicles.iter().position(|v| v.id == "ambulance").unwrap();
+    let amb = VehicleId(demand.vehicles.iter().position(|v| v.id == "ambulance").unwrap() as u32);
     let turn_lane = net.edge(net.edge_id("in").unwrap()).lanes[0];
     let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net));
     let mut on_road = 0;
@@ -735,6 +743,7 @@ fn a_vehicle_not_yet_on_the_road_can_take_another_way() {
     let last = (0..n)
         .rev()
         .find(|v| sim.demand().vehicles[*v].route[1] == id("right"))
+        .map(|v| VehicleId(v as u32))
         .unwrap();
     let straight: Arc<[_]> = vec![id("in"), id("straight")].into();
     assert_eq!(
@@ -744,18 +753,18 @@ fn a_vehicle_not_yet_on_the_road_can_take_another_way() {
     );
     sim.replan_before_departure(last, straight.clone()).unwrap();
     assert_eq!(
-        sim.replan_before_departure(n, straight.clone()),
+        sim.replan_before_departure(VehicleId(n as u32), straight.clone()),
         Err(citybrain_sim::ReplanError::NoVehicle)
     );
     sim.step();
     sim.step();
     assert_eq!(
-        sim.replan_before_departure(0, straight.clone()),
+        sim.replan_before_departure(VehicleId(0), straight.clone()),
         Err(citybrain_sim::ReplanError::Departed),
         "the first is on the road"
     );
     let trips = drive(&mut sim, |_| {});
-    let last_id = &sim.demand().vehicles[last].id;
+    let last_id = &sim.demand().vehicle(last).id;
     let trip = trips.iter().find(|t| &t.id == last_id).unwrap();
     assert!(
         trip.route_length > 400.0,
@@ -771,7 +780,7 @@ fn a_trip_called_off_before_it_enters_never_drives() {
     let mut sim = Sim::new(net.clone(), demand, SimConfig::default(), fixed_time_for(&net));
     let n = sim.demand().vehicles.len();
     // One far in the future, and later one held at the edge behind the queue.
-    sim.cancel_before_departure(n - 1).unwrap();
+    sim.cancel_before_departure(VehicleId(n as u32 - 1)).unwrap();
     let mut held_called_off = None;
     let trips = drive(&mut sim, |_| {});
     assert!(trips.iter().all(|t| t.id != sim.demand().vehicles[n - 1].id));
@@ -829,7 +838,7 @@ fn with_first_come_merges_cars_get_into_a_queue_in_the_order_they_came() {
             sim.take_parking_events()
                 .into_iter()
                 .filter(|e| e.parked)
-                .map(|e| (e.time, e.vehicle)),
+                .map(|e| (e.time, e.vehicle.idx())),
         );
         assert_eq!(parked.len(), departs.len(), "every car parks");
         assert_eq!(sim.totals.teleports, 0);

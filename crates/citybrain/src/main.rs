@@ -261,9 +261,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         let d = std::path::PathBuf::from("alerts");
         d.is_dir().then_some(d)
     });
-    let n_rules = cockpits
-        .load_rules(rules_dir.as_deref())
-        .map_err(|e| anyhow::anyhow!("alert rules: {e}"))?;
+    let n_rules = cockpits.load_rules(rules_dir.as_deref()).context("alert rules")?;
     tracing::info!(rules = n_rules, "alert rules loaded");
     if demo {
         println!("cockpits (wall; add ?mode=phone or ?lang=en):");

@@ -71,14 +71,14 @@ pub struct SimArgs {
 /// SUMO's `<detector><interval .../></detector>` format (E1 or E2 fields).
 fn write_detectors(
     dets: &[citybrain_sim::additional::Detector],
-    records: &[(usize, citybrain_sim::DetectorRecord)],
+    records: &[(citybrain_sim::DetectorId, citybrain_sim::DetectorRecord)],
 ) -> Result<()> {
     use citybrain_sim::additional::DetectorKind;
     let mut by_file: std::collections::BTreeMap<&std::path::Path, Vec<(usize, &citybrain_sim::DetectorRecord)>> =
         Default::default();
     for (d, r) in records {
-        if let Some(f) = &dets[*d].file {
-            by_file.entry(f.as_path()).or_default().push((*d, r));
+        if let Some(f) = &dets[d.idx()].file {
+            by_file.entry(f.as_path()).or_default().push((d.idx(), r));
         }
     }
     for (path, recs) in by_file {
@@ -119,8 +119,9 @@ fn write_json_lines<T: serde::Serialize>(path: &std::path::Path, items: &[T]) ->
 }
 
 pub fn run(a: SimArgs) -> Result<()> {
-    if !(a.step_length > 0.0 && a.step_length <= 10.0) {
-        anyhow::bail!("--step-length must be in (0, 10] seconds");
+    // The engine keeps time in whole milliseconds, as SUMO does.
+    if !(a.step_length >= 0.001 && a.step_length <= 10.0) {
+        anyhow::bail!("--step-length must be between 0.001 and 10 seconds");
     }
     let t0 = Instant::now();
     let net = Arc::new(citybrain_net::sumo::read_net(&a.net)?);

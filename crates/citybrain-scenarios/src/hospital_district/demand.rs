@@ -173,7 +173,7 @@ impl District {
                 let exit = pick_exit(&mut s, entry);
                 let dwell = d.visitor_dwell_median_s * (sigma * normal(&mut s)).exp();
                 let park = StopSpec {
-                    parking_area: area,
+                    parking_area: area.idx(),
                     duration: Some(dwell.clamp(MIN_DWELL_S, MAX_DWELL_S).round()),
                     until: None,
                 };
@@ -188,7 +188,7 @@ impl District {
                 let stops: Arc<[StopSpec]> = match drop_off {
                     Some(secs) => Arc::new([
                         StopSpec {
-                            parking_area: hosp.door_area,
+                            parking_area: hosp.door_area.idx(),
                             duration: Some(secs),
                             until: None,
                         },
@@ -221,7 +221,7 @@ impl District {
                         arrive.floor(),
                         route_via(self.entries[entry].0, Some(out_edge), exit)?,
                         Arc::new([StopSpec {
-                            parking_area: hosp.staff_area,
+                            parking_area: hosp.staff_area.idx(),
                             duration: None,
                             until: Some(leave.floor()),
                         }]),

@@ -4,7 +4,7 @@ use super::*;
 
 impl Run<'_> {
     pub(super) fn drive_s(&mut self, from: EdgeId, lot: usize) -> f64 {
-        let edge = self.d.add.parking_areas[self.d.lots[lot].area].edge;
+        let edge = self.d.add.parking_areas[self.d.lots[lot].area.idx()].edge;
         *self
             .drive_cache
             .entry((from, lot))
@@ -57,7 +57,7 @@ impl Run<'_> {
             if entry == now_in || cost >= cost_now_in - WAY_IN_MARGIN_S {
                 continue;
             }
-            if self.sim.replan_before_departure(v, route).is_ok() {
+            if self.sim.replan_before_departure(VehicleId(v as u32), route).is_ok() {
                 self.origins[v] = entry;
                 self.other_way_in += 1;
             }
@@ -79,7 +79,7 @@ impl Run<'_> {
             free += ff;
             live += self.turn_times.estimate(w[0], w[1], ff);
         }
-        if live - free > THROUGH_DETOUR_S && self.sim.cancel_before_departure(v).is_ok() {
+        if live - free > THROUGH_DETOUR_S && self.sim.cancel_before_departure(VehicleId(v as u32)).is_ok() {
             let stood = (t - self.departs[v]).max(0.0);
             self.through_tt.push(stood + free + THROUGH_DETOUR_S);
             self.through_round += 1;

@@ -111,7 +111,7 @@ impl Run<'_> {
             .lots
             .iter()
             .map(|l| {
-                let (_, occupied, offered) = occ[l.area];
+                let (_, occupied, offered) = occ[l.area.idx()];
                 LotState {
                     id: l.id.clone(),
                     name: l.name.clone(),
@@ -137,8 +137,8 @@ impl Run<'_> {
             if depart > now {
                 continue;
             }
-            match (self.cars[v].parked_at, self.cars[v].parked_lot) {
-                (Some(at), Some(lot)) => {
+            match self.cars[v].progress {
+                Progress::Parked { at, lot: Some(lot) } => {
                     if self.d.lots[lot].hospital != Some(h as usize) {
                         diverted += 1;
                     }
@@ -170,7 +170,7 @@ impl Run<'_> {
     /// free-flow drive to the lot and the stop at the door, if it made one.
     pub(super) fn wait_to_park_s(&mut self, v: usize, parked_at: f64, lot: usize) -> f64 {
         // The door stop, when made, is the first of the vehicle's stops.
-        let door = match self.cars[v].at_door {
+        let door = match self.cars[v].dropped_off_at {
             Some(_) => self.sim.demand().vehicles[v].stops[0].duration.unwrap_or(0.0),
             None => 0.0,
         };
@@ -188,8 +188,8 @@ impl Run<'_> {
             .into_iter()
             .map(|v| {
                 let car = self.cars[v].clone();
-                let wait = match (car.parked_at, car.parked_lot) {
-                    (Some(at), Some(lot)) => self.wait_to_park_s(v, at, lot),
+                let wait = match car.progress {
+                    Progress::Parked { at, lot: Some(lot) } => self.wait_to_park_s(v, at, lot),
                     _ => now - self.departs[v],
                 };
                 (self.sim.demand().vehicles[v].id.clone(), (wait / 60.0).max(0.0))
@@ -212,13 +212,13 @@ impl Run<'_> {
             let h = h as usize;
             let car = self.cars[v].clone();
             let depart = self.departs[v];
-            match (car.parked_at, car.parked_lot) {
-                (Some(at), Some(lot)) => {
+            match car.progress {
+                Progress::Parked { at, lot: Some(lot) } => {
                     waits.push((self.wait_to_park_s(v, at, lot) / 60.0).max(0.0));
                     parked += 1;
                     let extra = self.d.lots[lot].walk_m[h];
                     to_door.push(
-                        match car.at_door {
+                        match car.dropped_off_at {
                             Some(door) => door - depart,
                             None => at - depart + extra / self.d.spec.guidance.walk_speed_mps,
                         } / 60.0,
@@ -235,7 +235,7 @@ impl Run<'_> {
                 _ => {
                     never_parked += 1;
                     waits.push(((end - depart) / 60.0).max(0.0));
-                    to_door.push(car.at_door.unwrap_or(end).min(end) / 60.0 - depart / 60.0);
+                    to_door.push(car.dropped_off_at.unwrap_or(end).min(end) / 60.0 - depart / 60.0);
                 }
             }
         }
@@ -285,8 +285,12 @@ impl Run<'_> {
             through_traffic_mean_travel_time_s: mean(&self.through_tt),
             gate_throughput_per_h: admitted_peak as f64 / 4.0,
             mean_time_to_door_min: mean(&to_door),
-            dropped_at_door: self.cars.iter().filter(|c| c.at_door.is_some()).count(),
-            booked: self.cars.iter().filter(|c| c.booked).count(),
+            dropped_at_door: self.cars.iter().filter(|c| c.dropped_off_at.is_some()).count(),
+            booked: self
+                .cars
+                .iter()
+                .filter(|c| matches!(c.booking, Booking::Booked { .. }))
+                .count(),
             visitor_cars: visitors,
             parked,
             never_parked,

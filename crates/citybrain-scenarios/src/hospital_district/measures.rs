@@ -171,8 +171,8 @@ impl Run<'_> {
     /// not booked (they serve whoever arrives). Asked once, when the car
     /// first shows on the road; with no room anywhere it books nothing.
     pub(super) fn book(&mut self, vehicle: usize, h: usize, from: EdgeId, hub: Option<&Availability>) {
-        self.cars[vehicle].booking_asked = true;
-        if self.cars[vehicle].decided
+        self.cars[vehicle].booking = Booking::Declined;
+        if self.cars[vehicle].guidance != Guidance::Undecided
             || rng::draw(self.o.seed, vehicle as u64, BOOKING_DRAW) >= self.d.spec.reservation.share
         {
             return;
@@ -180,12 +180,21 @@ impl Run<'_> {
         let Some(lot) = self.best_lot(h, from, hub, false) else {
             return;
         };
+        self.cars[vehicle].booking = Booking::Booked { redirect_pending: true };
+        self.send(vehicle, Guidance::Sent { lot });
+    }
+
+    /// Records where a car is sent, and counts it against that lot (not
+    /// against the lot it was sent to before, if any) until it parks.
+    fn send(&mut self, vehicle: usize, to: Guidance) {
         let car = &mut self.cars[vehicle];
-        car.decided = true;
-        car.booked = true;
-        car.assigned = Some(lot);
-        car.redirect_pending = true;
-        self.assigned[lot] += 1;
+        if let Some(before) = car.guidance.lot() {
+            self.assigned[before] = self.assigned[before].saturating_sub(1);
+        }
+        car.guidance = to;
+        if let Some(lot) = to.lot() {
+            self.assigned[lot] += 1;
+        }
     }
 
     /// Guidance (screens, the door, the app): sends a complying driver to
@@ -193,7 +202,7 @@ impl Run<'_> {
     /// hospital's own lot.
     pub(super) fn guide(
         &mut self,
-        handle: u32,
+        handle: VehicleHandle,
         vehicle: usize,
         h: usize,
         edge: EdgeId,
@@ -202,7 +211,7 @@ impl Run<'_> {
     ) {
         let complies = rng::draw(self.o.seed, vehicle as u64, 0x6d1d) < self.compliance;
         if !complies {
-            self.cars[vehicle].decided = true;
+            self.cars[vehicle].guidance = Guidance::Ignores;
             return;
         }
         let from = next.unwrap_or(edge);
@@ -213,10 +222,7 @@ impl Run<'_> {
         if lot != own && self.sim.redirect_to_parking(handle, self.d.lots[lot].area).is_err() {
             return; // mid-junction: ask again next step
         }
-        let car = &mut self.cars[vehicle];
-        car.decided = true;
-        car.assigned = Some(lot);
-        self.assigned[lot] += 1;
+        self.send(vehicle, Guidance::Sent { lot });
         if lot != own {
             self.guided += 1;
         }
@@ -226,7 +232,7 @@ impl Run<'_> {
     /// room (by the same availability the screens show).
     pub(super) fn turn_away(
         &mut self,
-        handle: u32,
+        handle: VehicleHandle,
         vehicle: usize,
         h: usize,
         edge: EdgeId,
@@ -245,16 +251,13 @@ impl Run<'_> {
         {
             return;
         }
-        let car = &mut self.cars[vehicle];
-        if let Some(a) = car.assigned.replace(lot) {
-            self.assigned[a] = self.assigned[a].saturating_sub(1);
-        }
-        self.assigned[lot] += 1;
-        car.decided = true;
-        car.queued = false;
-        if !car.turned_away {
-            car.turned_away = true;
+        if !matches!(self.cars[vehicle].guidance, Guidance::TurnedAway { .. }) {
             self.turned_away += 1;
+        }
+        self.send(vehicle, Guidance::TurnedAway { lot });
+        let car = &mut self.cars[vehicle];
+        if car.progress == Progress::Queued {
+            car.progress = Progress::Driving;
         }
     }
 }
@@ -268,7 +271,7 @@ struct TwinLots<'a> {
 
 impl ParkingObservation for TwinLots<'_> {
     fn free_spaces(&self, lot: usize) -> Option<u32> {
-        let (_, occ, cap) = *self.occupancy.get(self.lots.get(lot)?.area)?;
+        let (_, occ, cap) = *self.occupancy.get(self.lots.get(lot)?.area.idx())?;
         Some(cap.saturating_sub(occ))
     }
 }

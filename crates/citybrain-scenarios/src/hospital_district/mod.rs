@@ -26,7 +26,10 @@ use citybrain_net::{EdgeId, Network};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
 use citybrain_sim::signals::cabinet_controllers_for;
-use citybrain_sim::{rng, Additional, Behaviour, Demand, Sim, SimConfig, StopSpec, VType, VehicleSpec};
+use citybrain_sim::{
+    rng, Additional, Behaviour, Demand, ParkingAreaId, Sim, SimConfig, StopSpec, VType, VehicleHandle, VehicleId,
+    VehicleSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::draw::{profile_at, Stream};
@@ -88,9 +91,9 @@ pub struct Hospital {
     pub name: String,
     /// The visitors' lot (index in `District::lots`).
     pub lot: usize,
-    staff_area: usize,
+    staff_area: ParkingAreaId,
     /// The drop-off bay at the door (parking area index).
-    door_area: usize,
+    door_area: ParkingAreaId,
     /// The access road from the gate to the lot: the queuing lane.
     pub access_edge: EdgeId,
     /// The lot's own roads (its aisle and the way out), not public roads.
@@ -104,8 +107,8 @@ pub struct Hospital {
 pub struct Lot {
     pub id: String,
     pub name: String,
-    /// Index of its parking area in the simulation.
-    pub area: usize,
+    /// Its parking area in the simulation.
+    pub area: ParkingAreaId,
     /// The hospital it belongs to (None: a shared lot).
     pub hospital: Option<usize>,
     /// The road it is entered from (a hospital's lot: its gate's).
@@ -199,15 +202,15 @@ impl District {
         let area = |id: &str| {
             add.parking_by_name
                 .get(id)
-                .copied()
+                .map(|&a| ParkingAreaId(a as u32))
                 .ok_or_else(|| ScenarioError::Data(format!("district.add.xml has no parking area '{id}'")))
         };
         let edge = |id: &str| {
             net.edge_id(id)
                 .ok_or_else(|| ScenarioError::Data(format!("the network has no edge '{id}'")))
         };
-        let area_xy = |a: usize| {
-            let p = &add.parking_areas[a];
+        let area_xy = |a: ParkingAreaId| {
+            let p = &add.parking_areas[a.idx()];
             point_along(&net.lane(p.lane).shape, (p.start_pos + p.end_pos) / 2.0)
         };
         let mut hospitals = Vec::new();
@@ -308,7 +311,7 @@ impl District {
         let router = Router::new(&net);
         // Every lot must be reachable from a road end and lead back out.
         for lot in &lots {
-            let e = add.parking_areas[lot.area].edge;
+            let e = add.parking_areas[lot.area.idx()].edge;
             let reach_in = entries
                 .iter()
                 .any(|(x, ..)| router.shortest(&net, *x, e, "passenger").is_some());
@@ -390,7 +393,7 @@ impl District {
     }
 
     /// The hospital lot index (in `lots`) of a parking area, if any.
-    fn lot_of_area(&self, area: usize) -> Option<usize> {
+    fn lot_of_area(&self, area: ParkingAreaId) -> Option<usize> {
         self.lots.iter().position(|l| l.area == area)
     }
 
@@ -429,7 +432,7 @@ impl District {
         // Gates: hospital lots pay at the exit unless pay-after-leaving is on;
         // shared lots read plates (a few seconds) in every policy.
         for lot in &self.lots {
-            let p = &mut add.parking_areas[lot.area];
+            let p = &mut add.parking_areas[lot.area.idx()];
             p.exit_service = if lot.hospital.is_none() || o.measures.fast_gates {
                 self.spec.gates.pay_after_leaving_s
             } else {
@@ -517,25 +520,66 @@ impl District {
     }
 }
 
-/// What the run knows of one car (visitors only).
+/// What the run knows of one car (visitors only): what the City Brain told
+/// it, whether it booked, and how far it has got. The three move
+/// independently — a booked car can be dropped off at the door, queue, then
+/// be turned away — so they are three states, not one.
 #[derive(Debug, Clone, Default)]
 struct Car {
-    /// Guidance has decided for it (or it ignores guidance).
-    decided: bool,
-    /// The lot guidance or a guard sent it to (index in `lots`).
-    assigned: Option<usize>,
-    turned_away: bool,
-    /// A space booked with the appointment (the lot is in `assigned`), to
-    /// be driven to once the car can be redirected.
-    booked: bool,
-    booking_asked: bool,
-    redirect_pending: bool,
+    guidance: Guidance,
+    booking: Booking,
+    progress: Progress,
     /// When it let its patient out at the door.
-    at_door: Option<f64>,
-    /// It has stood in a queue for a full lot (on a public road).
-    queued: bool,
-    parked_at: Option<f64>,
-    parked_lot: Option<usize>,
+    dropped_off_at: Option<f64>,
+}
+
+/// Where the City Brain (guidance, a booking, a guard) has sent a car.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Guidance {
+    /// Not decided yet: guidance will look at it again.
+    #[default]
+    Undecided,
+    /// Its driver ignores guidance and heads for the hospital's own lot.
+    Ignores,
+    /// Sent by guidance or by its booking to a lot (index in `lots`; the
+    /// hospital's own lot too).
+    Sent { lot: usize },
+    /// Sent on by the guard at a full hospital's gate to a lot.
+    TurnedAway { lot: usize },
+}
+
+impl Guidance {
+    /// The lot it was sent to, if any.
+    fn lot(self) -> Option<usize> {
+        match self {
+            Guidance::Sent { lot } | Guidance::TurnedAway { lot } => Some(lot),
+            Guidance::Undecided | Guidance::Ignores => None,
+        }
+    }
+}
+
+/// Reservation with the appointment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Booking {
+    #[default]
+    NotAsked,
+    /// Asked once: it does not book, or nothing had room.
+    Declined,
+    /// A space is held in the lot it was sent to; `redirect_pending` until
+    /// the car could be redirected there (not while heading for the door).
+    Booked { redirect_pending: bool },
+}
+
+/// How far a car has got with parking.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Progress {
+    #[default]
+    Driving,
+    /// Standing in a queue for a full lot (on a public road, or held
+    /// outside the block); a guard turning it away sets it driving again.
+    Queued,
+    /// Parked, at `at` s, in a lot of `lots` (None: an area that is no lot).
+    Parked { at: f64, lot: Option<usize> },
 }
 
 /// A run in progress.
@@ -602,16 +646,16 @@ impl Run<'_> {
             }
         }
         let occ: Vec<(u32, u32)> = self.sim.parking_occupancy().iter().map(|(_, o, c)| (*o, *c)).collect();
-        let full = |area: usize| occ[area].0 >= occ[area].1;
+        let full = |area: ParkingAreaId| occ[area.idx()].0 >= occ[area.idx()].1;
         // What the controller sees of each visitor on the road.
         struct Seen {
-            handle: u32,
+            handle: VehicleHandle,
             vehicle: usize,
             hospital: usize,
             edge: EdgeId,
             next: Option<EdgeId>,
             after: Option<EdgeId>,
-            area: Option<usize>,
+            area: Option<ParkingAreaId>,
             speed: f64,
         }
         let net = &self.d.net;
@@ -621,13 +665,13 @@ impl Run<'_> {
             self.sim
                 .vehicles_on_road()
                 .filter(|v| net.edge(v.edge).function == citybrain_net::EdgeFunction::Normal)
-                .map(|v| (v.vehicle, v.edge, v.route.get(v.route_idx + 1).copied())),
+                .map(|v| (v.vehicle.idx(), v.edge, v.route.get(v.route_idx + 1).copied())),
         );
         let mut seen = Vec::new();
         // Cars heading for each hospital lot already on its access road or aisle.
         let mut at_gate = vec![0u32; self.d.hospitals.len()];
         for v in self.sim.vehicles_on_road() {
-            let Kind::Visitor(h) = self.kinds[v.vehicle] else {
+            let Kind::Visitor(h) = self.kinds[v.vehicle.idx()] else {
                 continue;
             };
             let h = h as usize;
@@ -639,7 +683,7 @@ impl Run<'_> {
             }
             seen.push(Seen {
                 handle: v.handle,
-                vehicle: v.vehicle,
+                vehicle: v.vehicle.idx(),
                 hospital: h,
                 edge: v.edge,
                 next: v.route.get(v.route_idx + 1).copied(),
@@ -656,16 +700,18 @@ impl Run<'_> {
             // Heading for the door first: guidance and the guard wait until
             // the patient is out.
             let door_next = s.area == Some(hosp.door_area);
-            if self.o.measures.reservation && !self.cars[s.vehicle].booking_asked && !on_lot_road {
+            if self.o.measures.reservation && self.cars[s.vehicle].booking == Booking::NotAsked && !on_lot_road {
                 self.book(s.vehicle, s.hospital, s.next.unwrap_or(s.edge), hub);
             }
-            if let (true, false, Some(lot)) = (
-                self.cars[s.vehicle].redirect_pending,
+            if let (Booking::Booked { redirect_pending: true }, false, Some(lot)) = (
+                self.cars[s.vehicle].booking,
                 door_next,
-                self.cars[s.vehicle].assigned,
+                self.cars[s.vehicle].guidance.lot(),
             ) {
                 if self.sim.redirect_to_parking(s.handle, self.d.lots[lot].area).is_ok() {
-                    self.cars[s.vehicle].redirect_pending = false;
+                    self.cars[s.vehicle].booking = Booking::Booked {
+                        redirect_pending: false,
+                    };
                 }
             }
             let car = &mut self.cars[s.vehicle];
@@ -675,15 +721,16 @@ impl Run<'_> {
                 if s.speed < HALTING_MPS && full(hosp.door_area) {
                     queue += 1;
                 }
-            } else if car.parked_at.is_none() && !on_lot_road {
-                if !car.queued && s.speed < HALTING_MPS && s.area.is_some_and(full) {
-                    car.queued = true;
+            } else if !on_lot_road {
+                if car.progress == Progress::Driving && s.speed < HALTING_MPS && s.area.is_some_and(full) {
+                    car.progress = Progress::Queued;
                 }
-                if car.queued {
+                if car.progress == Progress::Queued {
                     queue += 1;
                 }
             }
-            if self.o.measures.guidance && !self.cars[s.vehicle].decided && !on_lot_road && !door_next {
+            let undecided = self.cars[s.vehicle].guidance == Guidance::Undecided;
+            if self.o.measures.guidance && undecided && !on_lot_road && !door_next {
                 self.guide(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
             }
             let heading_own = s.area == Some(own_area);
@@ -692,16 +739,16 @@ impl Run<'_> {
             // One that has let its patient out at the door is sent on from
             // there, through the hospital's grounds (it counts itself in
             // `at_gate`).
-            let past_door = self.cars[s.vehicle].at_door.is_some() && s.edge == hosp.access_edge;
+            let past_door = self.cars[s.vehicle].dropped_off_at.is_some() && s.edge == hosp.access_edge;
             if self.o.measures.turn_away && heading_own && ((reaching_gate && !door_next) || past_door) {
-                let (o, c) = occ[own_area];
+                let (o, c) = occ[own_area.idx()];
                 if o + at_gate[s.hospital] >= c + u32::from(past_door) {
                     self.turn_away(s.handle, s.vehicle, s.hospital, s.edge, s.next, hub);
                 }
             }
         }
         // Visitors held at the block's edge behind a full lot are queued too.
-        let pending: Vec<usize> = self.sim.waiting_to_enter().collect();
+        let pending: Vec<usize> = self.sim.waiting_to_enter().map(|v| v.idx()).collect();
         // How long the car longest held at each road end has waited to enter.
         let mut held_since: HashMap<EdgeId, f64> = HashMap::new();
         for &v in &pending {
@@ -721,11 +768,12 @@ impl Run<'_> {
             if thinks_again {
                 held_visitors.push((v, h as usize));
             }
+            // Held outside, so neither parked nor turned away.
             let car = &mut self.cars[v];
-            if !car.queued && full(self.d.lots[self.d.hospitals[h as usize].lot].area) {
-                car.queued = true;
+            if car.progress == Progress::Driving && full(self.d.lots[self.d.hospitals[h as usize].lot].area) {
+                car.progress = Progress::Queued;
             }
-            if car.queued {
+            if car.progress == Progress::Queued {
                 queue += 1;
             }
         }
@@ -743,7 +791,7 @@ impl Run<'_> {
         if t >= self.next_series_sample {
             self.queue_series.push((t, queue));
             for (i, l) in self.d.lots.iter().enumerate() {
-                let (o, c) = occ[l.area];
+                let (o, c) = occ[l.area.idx()];
                 self.occupancy_series[i].push((t, o, c));
             }
             self.next_series_sample += SERIES_SAMPLE_S;
@@ -753,16 +801,16 @@ impl Run<'_> {
             if !e.parked {
                 continue;
             }
-            if let Kind::Visitor(h) = self.kinds[e.vehicle] {
+            let vehicle = e.vehicle.idx();
+            if let Kind::Visitor(h) = self.kinds[vehicle] {
                 if e.area == self.d.hospitals[h as usize].door_area {
-                    self.cars[e.vehicle].at_door = Some(e.time);
+                    self.cars[vehicle].dropped_off_at = Some(e.time);
                     continue;
                 }
                 let lot = self.d.lot_of_area(e.area);
-                let car = &mut self.cars[e.vehicle];
-                car.parked_at = Some(e.time);
-                car.parked_lot = lot;
-                if let Some(a) = car.assigned {
+                let car = &mut self.cars[vehicle];
+                car.progress = Progress::Parked { at: e.time, lot };
+                if let Some(a) = car.guidance.lot() {
                     self.assigned[a] = self.assigned[a].saturating_sub(1);
                 }
             }

@@ -63,7 +63,7 @@ impl Sim {
         };
         let safe = krauss_safe(gap, leader_speed, t);
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
-        let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.step_no);
+        let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.clock.steps());
         let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
         let change = strategic
             .or_else(|| self.make_way(v, t, lane_id))

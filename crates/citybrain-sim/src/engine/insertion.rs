@@ -4,16 +4,16 @@ use super::*;
 
 impl Sim {
     /// Vehicles whose departure time has come but that found no room to
-    /// enter the network yet (indices in the demand's list).
-    pub fn waiting_to_enter(&self) -> impl Iterator<Item = usize> + '_ {
+    /// enter the network yet.
+    pub fn waiting_to_enter(&self) -> impl Iterator<Item = VehicleId> + '_ {
         self.pending_edges
             .iter()
-            .flat_map(move |e| self.pending[e.idx()].iter().map(|s| *s as usize))
+            .flat_map(move |e| self.pending[e.idx()].iter().map(|s| VehicleId(*s)))
     }
 
     /// Moves vehicles whose departure time has come into their edge's queue.
     pub(super) fn release_due(&mut self) {
-        let horizon = self.time + self.cfg.step_length;
+        let horizon = self.clock.end_of_step();
         while let Some(spec) = self.demand.vehicles.get(self.next_spec) {
             if spec.depart >= horizon - 1e-9 {
                 break;
@@ -146,7 +146,7 @@ impl Sim {
             pos,
             speed,
             depart: spec.depart,
-            inserted_at: self.time + self.cfg.step_length,
+            inserted_at: self.clock.end_of_step(),
             waiting: 0.0,
             time_loss: 0.0,
             route_length: pos - t.length,
@@ -176,7 +176,7 @@ impl Sim {
         }
         self.totals.running += 1;
         self.totals.inserted += 1;
-        self.interval.inserted += 1;
+        self.measure.interval.inserted += 1;
         Ok(())
     }
 }

@@ -50,14 +50,17 @@ impl Sim {
                 if a.pos < b.pos {
                     broken(
                         Invariant::LaneOrder,
-                        format!("lane {} out of order at t={}", lane.id, self.time),
+                        format!("lane {} out of order at t={}", lane.id, self.clock.now()),
                     );
                 } else if a.pos - self.vtype(a).length < b.pos - 1e-6 {
                     broken(
                         Invariant::NoOverlap,
                         format!(
                             "overlap on lane {} at t={}: {} and {}",
-                            lane.id, self.time, a.pos, b.pos
+                            lane.id,
+                            self.clock.now(),
+                            a.pos,
+                            b.pos
                         ),
                     );
                 }
@@ -74,22 +77,25 @@ impl Sim {
             }
             on_lanes += list.len();
         }
-        if on_lanes + self.parked.len() != self.totals.running {
+        if on_lanes + self.lots.parked.len() != self.totals.running {
             broken(
                 Invariant::Running,
                 format!(
                     "{} vehicles on lanes and {} parked, {} running",
                     on_lanes,
-                    self.parked.len(),
+                    self.lots.parked.len(),
                     self.totals.running
                 ),
             );
         }
         for (pa, p) in self.add.parking_areas.iter().enumerate() {
-            if self.occupancy[pa] > p.capacity {
+            if self.lots.occupancy[pa] > p.capacity {
                 broken(
                     Invariant::ParkingCapacity,
-                    format!("parking area {} holds {} of {}", p.id, self.occupancy[pa], p.capacity),
+                    format!(
+                        "parking area {} holds {} of {}",
+                        p.id, self.lots.occupancy[pa], p.capacity
+                    ),
                 );
             }
         }

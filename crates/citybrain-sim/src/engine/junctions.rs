@@ -26,7 +26,7 @@ impl Sim {
         }
         let calls = self.priority_calls();
         let input = SignalInput {
-            time: self.time,
+            time: self.clock.now(),
             queue_by_lane: &self.queue,
             near_stop_line: &self.near_stop_line,
             priority: &calls,

@@ -185,7 +185,7 @@ impl Sim {
     /// braking harder than their `decel` — the bound every Krauss safe speed
     /// assumes of its leader.
     pub(super) fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId) -> bool {
-        let dt = self.cfg.step_length;
+        let dt = self.clock.step_length();
         let list = &self.lanes[target.idx()];
         let back = v.pos - t.length;
         // Near the end of the lane a change is urgent: the follower need only

@@ -2,23 +2,54 @@
 
 use super::*;
 
+/// What the engine measures as it runs: detectors, per-edge statistics,
+/// interval summaries, finished trips and teleports, until drained.
+#[derive(Debug, Default)]
+pub(super) struct Measurement {
+    /// Detector accumulators and the records of finished periods.
+    pub(super) det_acc: Vec<DetAcc>,
+    pub(super) det_records: Vec<(usize, DetectorRecord)>,
+    /// Per-edge accumulators (when edge statistics are on) and the edges touched.
+    pub(super) edge_acc: Vec<EdgeAcc>,
+    pub(super) edge_touched: Vec<u32>,
+    pub(super) edge_steps: u64,
+    pub(super) edge_stats: Vec<EdgeInterval>,
+    pub(super) trips: Vec<TripInfo>,
+    /// The summary interval in progress, and those closed.
+    pub(super) interval: IntervalSummary,
+    pub(super) summaries: Vec<IntervalSummary>,
+    pub(super) teleport_log: Vec<TeleportEvent>,
+}
+
+impl Measurement {
+    pub(super) fn new(begin: f64) -> Measurement {
+        Measurement {
+            interval: IntervalSummary {
+                begin,
+                ..IntervalSummary::default()
+            },
+            ..Measurement::default()
+        }
+    }
+}
+
 impl Sim {
     /// Collects queue length and occupancy per edge for every interval.
     pub fn with_edge_stats(mut self) -> Sim {
-        self.edge_acc = vec![EdgeAcc::default(); self.net.edges.len()];
+        self.measure.edge_acc = vec![EdgeAcc::default(); self.net.edges.len()];
         self
     }
 
     /// Per-edge figures of the intervals closed so far (drained).
     pub fn take_edge_stats(&mut self) -> Vec<EdgeInterval> {
-        std::mem::take(&mut self.edge_stats)
+        std::mem::take(&mut self.measure.edge_stats)
     }
 
     pub(super) fn sample_edges(&mut self) {
-        if self.edge_acc.is_empty() {
+        if self.measure.edge_acc.is_empty() {
             return;
         }
-        self.edge_steps += 1;
+        self.measure.edge_steps += 1;
         for li in self.live_lanes() {
             let li = li as usize;
             let list = &self.lanes[li];
@@ -39,9 +70,9 @@ impl Sim {
                 cover += self.vtype(v).length;
             }
             let lanes_len: f64 = self.net.edges[e].lanes.len() as f64 * lane.length.max(0.1);
-            let acc = &mut self.edge_acc[e];
+            let acc = &mut self.measure.edge_acc[e];
             if acc.veh_sum == 0 && acc.cover_sum == 0.0 {
-                self.edge_touched.push(e as u32);
+                self.measure.edge_touched.push(e as u32);
             }
             acc.queue_sum += standing as u64;
             acc.queue_max = acc.queue_max.max(standing);
@@ -51,16 +82,16 @@ impl Sim {
     }
 
     pub(super) fn close_edge_interval(&mut self, begin: f64, end: f64) {
-        if self.edge_acc.is_empty() {
+        if self.measure.edge_acc.is_empty() {
             return;
         }
-        let n = self.edge_steps.max(1) as f64;
-        let mut touched = std::mem::take(&mut self.edge_touched);
+        let n = self.measure.edge_steps.max(1) as f64;
+        let mut touched = std::mem::take(&mut self.measure.edge_touched);
         touched.sort_unstable();
         let edges = touched
             .into_iter()
             .map(|e| {
-                let a = std::mem::take(&mut self.edge_acc[e as usize]);
+                let a = std::mem::take(&mut self.measure.edge_acc[e as usize]);
                 EdgeStat {
                     edge: self.net.edges[e as usize].id.clone(),
                     mean_queue: a.queue_sum as f64 / n,
@@ -70,22 +101,22 @@ impl Sim {
                 }
             })
             .collect();
-        self.edge_steps = 0;
-        self.edge_stats.push(EdgeInterval { begin, end, edges });
+        self.measure.edge_steps = 0;
+        self.measure.edge_stats.push(EdgeInterval { begin, end, edges });
     }
 
     /// Trips completed so far (drained).
     pub fn take_trips(&mut self) -> Vec<TripInfo> {
-        std::mem::take(&mut self.trips)
+        std::mem::take(&mut self.measure.trips)
     }
 
     pub fn take_summaries(&mut self) -> Vec<IntervalSummary> {
-        std::mem::take(&mut self.summaries)
+        std::mem::take(&mut self.measure.summaries)
     }
 
     /// The teleports since the last call, in the order they happened.
     pub fn take_teleports(&mut self) -> Vec<TeleportEvent> {
-        std::mem::take(&mut self.teleport_log)
+        std::mem::take(&mut self.measure.teleport_log)
     }
 
     /// What the signals' detectors saw at the start of the last step, by lane
@@ -108,9 +139,12 @@ impl Sim {
     }
 
     /// Detector records of the periods finished so far (drained), with the
-    /// detector's index in the additional files.
-    pub fn take_detector_records(&mut self) -> Vec<(usize, DetectorRecord)> {
-        std::mem::take(&mut self.det_records)
+    /// detector they are of.
+    pub fn take_detector_records(&mut self) -> Vec<(DetectorId, DetectorRecord)> {
+        std::mem::take(&mut self.measure.det_records)
+            .into_iter()
+            .map(|(d, r)| (DetectorId(d as u32), r))
+            .collect()
     }
 
     /// The detectors being measured.
@@ -120,9 +154,9 @@ impl Sim {
 
     pub(super) fn sample_detectors(&mut self, dt: f64) {
         use crate::additional::DetectorKind;
-        for d in 0..self.det_acc.len() {
+        for d in 0..self.measure.det_acc.len() {
             let det = &self.add.detectors[d];
-            let mut acc = self.det_acc[d];
+            let mut acc = self.measure.det_acc[d];
             acc.steps += 1;
             let mut covered_now = 0.0f64;
             let mut halting = 0u32;
@@ -168,16 +202,16 @@ impl Sim {
             }
             acc.covered += covered_now;
             acc.max_jam = acc.max_jam.max(halting);
-            self.det_acc[d] = acc;
-            if self.time + dt - acc.begin >= det.period - 1e-9 {
+            self.measure.det_acc[d] = acc;
+            if self.clock.now() + dt - acc.begin >= det.period - 1e-9 {
                 self.close_detector(d);
             }
         }
     }
 
     pub(super) fn close_detector(&mut self, d: usize) {
-        let acc = std::mem::take(&mut self.det_acc[d]);
-        let end = self.time + self.cfg.step_length;
+        let acc = std::mem::take(&mut self.measure.det_acc[d]);
+        let end = self.clock.end_of_step();
         let span = (end - acc.begin).max(1e-9);
         let det = &self.add.detectors[d];
         let record = DetectorRecord {
@@ -196,26 +230,29 @@ impl Sim {
             max_jam_vehicles: acc.max_jam,
             mean_vehicles: acc.sampled / span,
         };
-        self.det_acc[d] = DetAcc {
+        self.measure.det_acc[d] = DetAcc {
             begin: end,
             ..DetAcc::default()
         };
-        self.det_records.push((d, record));
+        self.measure.det_records.push((d, record));
     }
 
     pub(super) fn close_interval(&mut self) {
-        if self.time <= self.interval.begin && self.interval.inserted == 0 && self.interval.arrived == 0 {
+        if self.clock.now() <= self.measure.interval.begin
+            && self.measure.interval.inserted == 0
+            && self.measure.interval.arrived == 0
+        {
             return;
         }
-        let mut s = std::mem::take(&mut self.interval);
-        s.end = self.time;
+        let mut s = std::mem::take(&mut self.measure.interval);
+        s.end = self.clock.now();
         self.close_edge_interval(s.begin, s.end);
         s.running = self.totals.running;
         s.waiting_to_insert = self.totals.waiting_to_insert;
-        self.interval = IntervalSummary {
-            begin: self.time,
+        self.measure.interval = IntervalSummary {
+            begin: self.clock.now(),
             ..IntervalSummary::default()
         };
-        self.summaries.push(s);
+        self.measure.summaries.push(s);
     }
 }

@@ -17,12 +17,15 @@ use rayon::prelude::*;
 
 use crate::additional::Additional;
 use crate::demand::{Demand, DepartLane, DepartSpeed, VType};
+use crate::ids::{DetectorId, ParkingAreaId, VehicleHandle, VehicleId};
 use crate::output::{IntervalSummary, TripInfo};
 use crate::rng;
 use crate::router::Router;
 use crate::signals::{LinkSignal, PriorityCall, SignalController, SignalInput};
 
 mod car_following;
+mod clock;
+use clock::Clock;
 mod emergency;
 mod insertion;
 mod invariants;
@@ -42,7 +45,7 @@ pub struct SimConfig {
     pub begin: f64,
     /// s; None: until every vehicle has arrived.
     pub end: Option<f64>,
-    /// s
+    /// s, kept to the millisecond (time is whole ms inside, as in SUMO).
     pub step_length: f64,
     pub seed: u64,
     /// Worker threads for planning (1 = sequential).
@@ -312,10 +315,8 @@ pub struct TeleportEvent {
 pub struct ParkingEvent {
     /// s
     pub time: f64,
-    /// Index of the vehicle in the demand's list.
-    pub vehicle: usize,
-    /// Index of the parking area.
-    pub area: usize,
+    pub vehicle: VehicleId,
+    pub area: ParkingAreaId,
     /// true: it parked; false: it left through the exit gate.
     pub parked: bool,
 }
@@ -324,9 +325,8 @@ pub struct ParkingEvent {
 #[derive(Debug, Clone, Copy)]
 pub struct VehicleView<'a> {
     /// Handle for `redirect_to_parking`; valid until the vehicle arrives.
-    pub handle: u32,
-    /// Index of the vehicle in the demand's list.
-    pub vehicle: usize,
+    pub handle: VehicleHandle,
+    pub vehicle: VehicleId,
     pub lane: LaneId,
     pub edge: EdgeId,
     /// Front position on the lane, m.
@@ -334,7 +334,7 @@ pub struct VehicleView<'a> {
     /// m/s
     pub speed: f64,
     /// The parking area it heads for next, if any.
-    pub parking_area: Option<usize>,
+    pub parking_area: Option<ParkingAreaId>,
     /// Its route, and the index of its current (or last passed) normal edge in it.
     pub route: &'a [EdgeId],
     pub route_idx: usize,
@@ -408,23 +408,14 @@ pub struct Sim {
     /// Vehicles within `DETECTION_RANGE` of each lane's end (moving or not),
     /// what a stop-line detector zone would see.
     near_stop_line: Vec<u32>,
-    /// Parking areas, rerouters, and the state of the parking.
+    /// Parking areas, rerouters and detectors (from additional files).
     add: Additional,
-    occupancy: Vec<u32>,
-    /// When each parking area's entry and exit gates are free again (s).
-    gate_free: Vec<(f64, f64)>,
-    /// Parked vehicles by the time they want to leave (ms) and index.
-    parked: std::collections::BTreeSet<(i64, u32)>,
+    /// What is parked where, and the gates.
+    lots: parking::ParkingState,
     router: Option<Router>,
     pub parking: ParkingTotals,
-    /// Detector accumulators and the records of finished periods.
-    det_acc: Vec<DetAcc>,
-    det_records: Vec<(usize, DetectorRecord)>,
-    /// Per-edge accumulators (when edge statistics are on) and the edges touched.
-    edge_acc: Vec<EdgeAcc>,
-    edge_touched: Vec<u32>,
-    edge_steps: u64,
-    edge_stats: Vec<EdgeInterval>,
+    /// What is being measured, and what has been.
+    measure: measurement::Measurement,
     /// Per lane: vehicles on a neighbouring lane that must move into it and
     /// could not last step (back position, vehicle); followers make room.
     wishers: Vec<Vec<(f64, u32)>>,
@@ -432,8 +423,7 @@ pub struct Sim {
     busy_set: Vec<(u32, u32)>,
     /// For each internal lane: the junction links that drive through it.
     via_links: Vec<Vec<(Option<JunctionId>, Option<u32>)>>,
-    time: f64,
-    step_no: u64,
+    clock: Clock,
     pool: rayon::ThreadPool,
     /// What the hot loops read of each lane, packed (the network's lanes
     /// carry names and shapes that would crowd the cache).
@@ -441,17 +431,11 @@ pub struct Sim {
     /// The plan list, kept between steps to reuse its allocation.
     plan_buf: Vec<Plan>,
     pub totals: Totals,
-    trips: Vec<TripInfo>,
-    interval: IntervalSummary,
-    summaries: Vec<IntervalSummary>,
-    teleport_log: Vec<TeleportEvent>,
     /// Running vehicles of vClass `emergency` (their signals get priority calls).
     emergency: Vec<u32>,
     /// Per emergency vehicle in a rescue lane: the lane and how far along
     /// it its pass has got, m.
     rescue_progress: HashMap<u32, (LaneId, f64)>,
-    /// Parking entries and exits since the last `take_parking_events` (None: not logged).
-    parking_events: Option<Vec<ParkingEvent>>,
     /// Zipper merging: the target lane of each junction request, the link
     /// (junction, request) the last car entered each lane by, and this
     /// step's turn taken by a yielding link per lane.
@@ -584,20 +568,12 @@ impl Sim {
             near_stop_line: vec![0; n_lanes],
             wishers: vec![Vec::new(); n_lanes],
             add: Additional::default(),
-            det_acc: Vec::new(),
-            det_records: Vec::new(),
-            edge_acc: Vec::new(),
-            edge_touched: Vec::new(),
-            edge_steps: 0,
-            edge_stats: Vec::new(),
-            occupancy: Vec::new(),
-            gate_free: Vec::new(),
-            parked: Default::default(),
+            measure: measurement::Measurement::new(time),
+            lots: parking::ParkingState::default(),
             router: None,
             parking: ParkingTotals::default(),
             busy_set: Vec::new(),
-            time,
-            step_no: 0,
+            clock: Clock::new(cfg.begin, cfg.step_length),
             pool,
             plan_buf: Vec::new(),
             lane_info,
@@ -605,16 +581,8 @@ impl Sim {
                 loaded,
                 ..Totals::default()
             },
-            trips: Vec::new(),
-            interval: IntervalSummary {
-                begin: time,
-                ..IntervalSummary::default()
-            },
-            summaries: Vec::new(),
-            teleport_log: Vec::new(),
             emergency: Vec::new(),
             rescue_progress: HashMap::new(),
-            parking_events: None,
             request_target,
             last_into: vec![None; n_lanes],
             zipper_turn: vec![None; n_lanes],
@@ -626,13 +594,14 @@ impl Sim {
         }
     }
 
+    /// The start of the current step, s.
     pub fn time(&self) -> f64 {
-        self.time
+        self.clock.now()
     }
 
     /// The length of one step, s.
     pub fn step_length(&self) -> f64 {
-        self.cfg.step_length
+        self.clock.step_length()
     }
 
     /// The demand being run (vehicle specs by index).
@@ -646,13 +615,13 @@ impl Sim {
             list.iter().map(move |&vi| {
                 let v = self.veh(vi);
                 VehicleView {
-                    handle: vi,
-                    vehicle: v.spec as usize,
+                    handle: VehicleHandle(vi),
+                    vehicle: VehicleId(v.spec),
                     lane: LaneId(li as u32),
                     edge: self.net.lanes[li].edge,
                     pos: v.pos,
                     speed: v.speed,
-                    parking_area: v.stop_pa,
+                    parking_area: v.stop_pa.map(|a| ParkingAreaId(a as u32)),
                     route: &v.route,
                     route_idx: v.route_idx as usize,
                 }
@@ -667,7 +636,7 @@ impl Sim {
     /// True when nothing is left to do (or the end time is reached).
     pub fn finished(&self) -> bool {
         if let Some(end) = self.cfg.end {
-            if self.time >= end {
+            if self.clock.now() >= end {
                 return true;
             }
         }
@@ -707,7 +676,7 @@ impl Sim {
 
     /// Advances one step.
     pub fn step(&mut self) {
-        let dt = self.cfg.step_length;
+        let dt = self.clock.step_length();
         // Occupied lanes now: those occupied at the last step plus those that
         // received a vehicle since (never a scan of every lane: city networks
         // have hundreds of thousands), in lane order as before.
@@ -727,11 +696,10 @@ impl Sim {
         self.sample_detectors(dt);
         self.release_due();
         self.insert();
-        self.time += dt;
-        self.step_no += 1;
+        self.clock.tick();
         self.totals.vehicle_steps += self.totals.running as u64;
-        self.interval.vehicle_steps += self.totals.running as u64;
-        if self.time - self.interval.begin >= self.cfg.summary_interval - 1e-9 {
+        self.measure.interval.vehicle_steps += self.totals.running as u64;
+        if self.clock.now() - self.measure.interval.begin >= self.cfg.summary_interval - 1e-9 {
             self.close_interval();
         }
     }
@@ -739,9 +707,9 @@ impl Sim {
     /// Runs until finished; calls `each_interval` after every summary interval.
     pub fn run(&mut self, mut each_interval: impl FnMut(&Sim)) {
         while !self.finished() {
-            let before = self.summaries.len();
+            let before = self.measure.summaries.len();
             self.step();
-            if self.summaries.len() > before {
+            if self.measure.summaries.len() > before {
                 each_interval(self);
             }
         }
@@ -751,8 +719,8 @@ impl Sim {
     /// Closes the last, partial interval (call once the run is over).
     pub fn finish(&mut self) {
         self.close_interval();
-        for d in 0..self.det_acc.len() {
-            if self.time > self.det_acc[d].begin {
+        for d in 0..self.measure.det_acc.len() {
+            if self.clock.now() > self.measure.det_acc[d].begin {
                 self.close_detector(d);
             }
         }

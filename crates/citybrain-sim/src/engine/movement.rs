@@ -162,13 +162,13 @@ impl Sim {
         if !self.add.rerouters.is_empty() {
             for vi in entered {
                 let Some(pa) = self.veh(vi).stop_pa else { continue };
-                if self.occupancy[pa] < self.add.parking_areas[pa].capacity {
+                if self.lots.occupancy[pa] < self.add.parking_areas[pa].capacity {
                     continue;
                 }
                 let edge = self.net.lane(self.veh(vi).lane).edge;
                 let visible = self
                     .add
-                    .alternatives(edge, self.time, pa)
+                    .alternatives(edge, self.clock.now(), pa)
                     .iter()
                     .any(|a| a.parking_area == pa && a.visible);
                 if visible {
@@ -288,7 +288,7 @@ impl Sim {
         self.totals.running -= 1;
         self.totals.arrived += 1;
         let spec = &self.demand.vehicles[v.spec as usize];
-        let arrival = self.time + self.cfg.step_length;
+        let arrival = self.clock.end_of_step();
         let trip = TripInfo {
             id: spec.id.clone(),
             depart: v.inserted_at,
@@ -303,10 +303,10 @@ impl Sim {
             stop_time: v.stop_time,
             reroutes: v.reroutes,
         };
-        self.interval.arrived += 1;
-        self.interval.sum_duration += trip.duration;
-        self.interval.sum_waiting += trip.waiting_time;
-        self.interval.sum_time_loss += trip.time_loss;
-        self.trips.push(trip);
+        self.measure.interval.arrived += 1;
+        self.measure.interval.sum_duration += trip.duration;
+        self.measure.interval.sum_waiting += trip.waiting_time;
+        self.measure.interval.sum_time_loss += trip.time_loss;
+        self.measure.trips.push(trip);
     }
 }

@@ -2,14 +2,27 @@
 
 use super::*;
 
+/// The state of the parking: what is parked where, and the gates.
+#[derive(Debug, Default)]
+pub(super) struct ParkingState {
+    /// Cars parked in each area.
+    pub(super) occupancy: Vec<u32>,
+    /// When each parking area's entry and exit gates are free again (s).
+    pub(super) gate_free: Vec<(f64, f64)>,
+    /// Parked vehicles by the time they want to leave (ms) and index.
+    pub(super) parked: std::collections::BTreeSet<(i64, u32)>,
+    /// Parking entries and exits since the last `take_parking_events` (None: not logged).
+    pub(super) events: Option<Vec<ParkingEvent>>,
+}
+
 impl Sim {
     /// Adds parking areas and rerouters (from additional files).
     pub fn with_parking(mut self, add: Additional) -> Sim {
-        self.occupancy = vec![0; add.parking_areas.len()];
-        self.gate_free = vec![(f64::NEG_INFINITY, f64::NEG_INFINITY); add.parking_areas.len()];
-        self.det_acc = vec![
+        self.lots.occupancy = vec![0; add.parking_areas.len()];
+        self.lots.gate_free = vec![(f64::NEG_INFINITY, f64::NEG_INFINITY); add.parking_areas.len()];
+        self.measure.det_acc = vec![
             DetAcc {
-                begin: self.time,
+                begin: self.clock.now(),
                 ..DetAcc::default()
             };
             add.detectors.len()
@@ -23,20 +36,20 @@ impl Sim {
 
     /// Logs every car that parks or leaves (drain with `take_parking_events`).
     pub fn with_parking_events(mut self) -> Sim {
-        self.parking_events = Some(Vec::new());
+        self.lots.events = Some(Vec::new());
         self
     }
 
     /// Parking entries and exits since the last call (empty unless logged).
     pub fn take_parking_events(&mut self) -> Vec<ParkingEvent> {
-        self.parking_events.as_mut().map(std::mem::take).unwrap_or_default()
+        self.lots.events.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Changes how many cars a parking area admits from now on (a lot that
     /// shares its spaces for some hours of the day). Cars already parked
     /// stay; while more are parked than the new capacity, nobody enters.
-    pub fn set_parking_capacity(&mut self, area: usize, capacity: u32) {
-        if let Some(p) = self.add.parking_areas.get_mut(area) {
+    pub fn set_parking_capacity(&mut self, area: ParkingAreaId, capacity: u32) {
+        if let Some(p) = self.add.parking_areas.get_mut(area.idx()) {
             p.capacity = capacity;
         }
     }
@@ -51,7 +64,7 @@ impl Sim {
     /// vehicle's next edge, so that it is never caught in a lane that does
     /// not lead on; from there it takes the fastest way to the area and then
     /// on to its destination.
-    pub fn redirect_to_parking(&mut self, handle: u32, area: usize) -> Result<(), RedirectError> {
+    pub fn redirect_to_parking(&mut self, handle: VehicleHandle, area: ParkingAreaId) -> Result<(), RedirectError> {
         self.redirect_to_parking_avoiding(handle, area, None)
     }
 
@@ -60,10 +73,11 @@ impl Sim {
     /// vehicle then takes another turn its lane offers.
     pub fn redirect_to_parking_avoiding(
         &mut self,
-        handle: u32,
-        area: usize,
+        handle: VehicleHandle,
+        area: ParkingAreaId,
         avoid: Option<EdgeId>,
     ) -> Result<(), RedirectError> {
+        let (handle, area) = (handle.0, area.idx());
         let Some(Some(v)) = self.vehs.get(handle as usize) else {
             return Err(RedirectError::NoVehicle);
         };
@@ -124,7 +138,7 @@ impl Sim {
         self.add
             .parking_areas
             .iter()
-            .zip(&self.occupancy)
+            .zip(&self.lots.occupancy)
             .map(|(p, o)| (p.id.as_str(), *o, p.capacity))
             .collect()
     }
@@ -136,7 +150,7 @@ impl Sim {
         let p = &self.add.parking_areas[pa];
         // One already alongside the area when it filled up waits at its end
         // (a leaving car pulls out ahead of it).
-        let full = self.occupancy[pa] >= p.capacity;
+        let full = self.lots.occupancy[pa] >= p.capacity;
         let at = if full && v.pos > p.start_pos + 0.01 {
             p.end_pos
         } else {
@@ -151,7 +165,7 @@ impl Sim {
     /// the end are not blocked by the cars waiting for their spaces).
     pub(super) fn stop_position(&self, pa: usize) -> f64 {
         let p = &self.add.parking_areas[pa];
-        if self.occupancy[pa] < p.capacity {
+        if self.lots.occupancy[pa] < p.capacity {
             p.end_pos
         } else {
             p.start_pos
@@ -182,13 +196,16 @@ impl Sim {
             }
         }
         for (vi, pa) in missed {
-            if self.redirect_to_parking(vi, pa).is_err() {
+            if self
+                .redirect_to_parking(VehicleHandle(vi), ParkingAreaId(pa as u32))
+                .is_err()
+            {
                 // Its next edge leads nowhere back (the network's edge): any other turn.
                 let next = {
                     let v = self.veh(vi);
                     v.route.get(v.route_idx as usize + 1).copied()
                 };
-                let _ = self.redirect_to_parking_avoiding(vi, pa, next);
+                let _ = self.redirect_to_parking_avoiding(VehicleHandle(vi), ParkingAreaId(pa as u32), next);
             }
         }
     }
@@ -216,16 +233,16 @@ impl Sim {
                 }
             }
         }
-        let now = self.time + self.cfg.step_length;
+        let now = self.clock.end_of_step();
         for (vi, pa) in arrived {
             let p = self.add.parking_areas[pa].clone();
-            if self.occupancy[pa] < p.capacity {
-                if now < self.gate_free[pa].0 {
+            if self.lots.occupancy[pa] < p.capacity {
+                if now < self.lots.gate_free[pa].0 {
                     continue; // the entry gate is busy with the car before
                 }
-                self.gate_free[pa].0 = now + p.entry_service;
+                self.lots.gate_free[pa].0 = now + p.entry_service;
                 self.lanes[p.lane.idx()].retain(|x| *x != vi);
-                self.occupancy[pa] += 1;
+                self.lots.occupancy[pa] += 1;
                 self.parking.parked += 1;
                 let spec_stop = {
                     let v = self.veh(vi);
@@ -247,16 +264,16 @@ impl Sim {
                     v.speed = 0.0;
                     v.standing = 0.0;
                     v.parked_at = now;
-                    if let Some(log) = self.parking_events.as_mut() {
+                    if let Some(log) = self.lots.events.as_mut() {
                         log.push(ParkingEvent {
                             time: now,
-                            vehicle: v.spec as usize,
-                            area: pa,
+                            vehicle: VehicleId(v.spec),
+                            area: ParkingAreaId(pa as u32),
                             parked: true,
                         });
                     }
                 }
-                self.parked.insert(((leave * 1000.0).round() as i64, vi));
+                self.lots.parked.insert(((leave * 1000.0).round() as i64, vi));
             } else if let Some(alt) = self.choose_alternative(vi, pa) {
                 self.reroute_to(vi, alt);
             }
@@ -275,10 +292,10 @@ impl Sim {
         let v = self.veh(vi);
         let vclass = &self.vtype(v).vclass;
         let mut best: Option<(f64, usize)> = None;
-        for alt in self.add.alternatives(from, self.time, full) {
+        for alt in self.add.alternatives(from, self.clock.now(), full) {
             let a = alt.parking_area;
             let q = &self.add.parking_areas[a];
-            if a == full || self.occupancy[a] >= q.capacity || (q.edge == from && q.end_pos <= v.pos) {
+            if a == full || self.lots.occupancy[a] >= q.capacity || (q.edge == from && q.end_pos <= v.pos) {
                 continue;
             }
             let Some(path) = router.shortest(&self.net, from, q.edge, vclass) else {
@@ -321,13 +338,19 @@ impl Sim {
 
     /// Parked vehicles whose time is up re-enter their lane when there is room.
     pub(super) fn unpark(&mut self) {
-        let now_ms = ((self.time + self.cfg.step_length) * 1000.0).round() as i64;
-        let due: Vec<(i64, u32)> = self.parked.iter().take_while(|(t, _)| *t <= now_ms).copied().collect();
-        let now = self.time + self.cfg.step_length;
+        let now_ms = self.clock.end_of_step_ms();
+        let due: Vec<(i64, u32)> = self
+            .lots
+            .parked
+            .iter()
+            .take_while(|(t, _)| *t <= now_ms)
+            .copied()
+            .collect();
+        let now = self.clock.end_of_step();
         for (t, vi) in due {
             let Some(pa) = self.veh(vi).stop_pa else { continue };
             let p = self.add.parking_areas[pa].clone();
-            if now < self.gate_free[pa].1 {
+            if now < self.lots.gate_free[pa].1 {
                 continue; // the exit gate is busy: the car waits inside, its space still taken
             }
             let (len, gap) = {
@@ -353,9 +376,9 @@ impl Sim {
             if !ahead_ok || reentry > self.lane_len(p.lane) {
                 continue;
             }
-            self.parked.remove(&(t, vi));
-            self.gate_free[pa].1 = now + p.exit_service;
-            self.occupancy[pa] -= 1;
+            self.lots.parked.remove(&(t, vi));
+            self.lots.gate_free[pa].1 = now + p.exit_service;
+            self.lots.occupancy[pa] -= 1;
             self.lanes[p.lane.idx()].insert(at, vi);
             self.touched.push(p.lane.0);
             if let Some(v) = self.vehs[vi as usize].as_mut() {
@@ -364,11 +387,11 @@ impl Sim {
                 v.speed = 0.0;
                 v.standing = 0.0;
                 v.stop_time += now - v.parked_at;
-                if let Some(log) = self.parking_events.as_mut() {
+                if let Some(log) = self.lots.events.as_mut() {
                     log.push(ParkingEvent {
                         time: now,
-                        vehicle: v.spec as usize,
-                        area: pa,
+                        vehicle: VehicleId(v.spec),
+                        area: ParkingAreaId(pa as u32),
                         parked: false,
                     });
                 }

@@ -8,7 +8,8 @@ impl Sim {
     /// network who tries another way in (it queues there behind those
     /// already waiting). The route must be connected and pass the edges of
     /// the vehicle's stops in order.
-    pub fn replan_before_departure(&mut self, vehicle: usize, route: Arc<[EdgeId]>) -> Result<(), ReplanError> {
+    pub fn replan_before_departure(&mut self, vehicle: VehicleId, route: Arc<[EdgeId]>) -> Result<(), ReplanError> {
+        let vehicle = vehicle.idx();
         let spec = self.demand.vehicles.get(vehicle).ok_or(ReplanError::NoVehicle)?;
         let held_at = if vehicle < self.next_spec {
             Some(self.held_at(vehicle).ok_or(ReplanError::Departed)?)
@@ -61,7 +62,8 @@ impl Sim {
     /// Calls off the trip of a vehicle that is not on the road yet — one
     /// still to depart, or one held at the network's edge (a driver who
     /// takes a way that avoids the network).
-    pub fn cancel_before_departure(&mut self, vehicle: usize) -> Result<(), ReplanError> {
+    pub fn cancel_before_departure(&mut self, vehicle: VehicleId) -> Result<(), ReplanError> {
+        let vehicle = vehicle.idx();
         if vehicle >= self.demand.vehicles.len() {
             return Err(ReplanError::NoVehicle);
         }

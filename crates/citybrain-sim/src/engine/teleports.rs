@@ -55,7 +55,7 @@ impl Sim {
             if skip {
                 self.advance_stop(vi);
             }
-            self.interval.teleports += 1;
+            self.measure.interval.teleports += 1;
             if let Some(v) = self.vehs[vi as usize].as_mut() {
                 v.teleports += 1;
             }
@@ -76,8 +76,8 @@ impl Sim {
                     .max_by(|a, b| self.room(*a).total_cmp(&self.room(*b)))?;
                 (self.room(best) > need).then_some((i, best))
             });
-            self.teleport_log.push(TeleportEvent {
-                time: self.time,
+            self.measure.teleport_log.push(TeleportEvent {
+                time: self.clock.now(),
                 vehicle: self.demand.vehicles[self.veh(vi).spec as usize].id.clone(),
                 lane: self.net.lane(lane).id.clone(),
                 cause,
