@@ -8,7 +8,7 @@ use super::*;
 pub(super) struct Measurement {
     /// Detector accumulators and the records of finished periods.
     pub(super) det_acc: Vec<DetAcc>,
-    pub(super) det_records: Vec<(usize, DetectorRecord)>,
+    pub(super) det_records: Vec<(DetectorId, DetectorRecord)>,
     /// Per-edge accumulators (when edge statistics are on) and the edges touched.
     pub(super) edge_acc: Vec<EdgeAcc>,
     pub(super) edge_touched: Vec<u32>,
@@ -142,9 +142,6 @@ impl Sim {
     /// detector they are of.
     pub fn take_detector_records(&mut self) -> Vec<(DetectorId, DetectorRecord)> {
         std::mem::take(&mut self.measure.det_records)
-            .into_iter()
-            .map(|(d, r)| (DetectorId(d as u32), r))
-            .collect()
     }
 
     /// The detectors being measured.
@@ -234,7 +231,7 @@ impl Sim {
             begin: end,
             ..DetAcc::default()
         };
-        self.measure.det_records.push((d, record));
+        self.measure.det_records.push((DetectorId(d as u32), record));
     }
 
     pub(super) fn close_interval(&mut self) {
