@@ -7,7 +7,6 @@ use citybrain_control::Priority;
 use citybrain_net::TlsId;
 use citybrain_scenarios::signal_corridor::{Ambulance, Corridor, Outcome, Policy, RunOptions};
 use citybrain_sim::signals::{FixedTime, LinkSignal, PriorityCall, SignalController, SignalInput};
-use citybrain_sim::Invariant;
 
 fn reduced(policy: Policy, seed: u64) -> RunOptions {
     let mut o = RunOptions::new(policy, seed);
@@ -323,7 +322,7 @@ fn citybrain_control_on_published_detectors_still_beats_the_fixed_plans() {
 
 /// Every step of a reduced run of every policy, with the ambulance and its
 /// priority (the rescue lane on): the invariants broken, one line per run.
-fn broken_invariants(overlaps_too: bool) -> Vec<String> {
+fn broken_invariants() -> Vec<String> {
     let c = Corridor::load().unwrap();
     let mut broken_runs = Vec::new();
     for p in Policy::ALL {
@@ -333,11 +332,7 @@ fn broken_invariants(overlaps_too: bool) -> Vec<String> {
             let (mut first, mut steps, mut broken) = (None, 0, 0);
             c.run(&o, |sim| {
                 steps += 1;
-                let v = sim
-                    .invariant_violations()
-                    .into_iter()
-                    .find(|v| overlaps_too || v.invariant != Invariant::NoOverlap);
-                if let Some(v) = v {
+                if let Some(v) = sim.invariant_violations().into_iter().next() {
                     broken += 1;
                     first.get_or_insert(v);
                 }
@@ -351,20 +346,10 @@ fn broken_invariants(overlaps_too: bool) -> Vec<String> {
     broken_runs
 }
 
-/// Lanes ordered, speeds within limits, vehicles conserved, at every step
-/// of every policy.
+/// Lanes ordered, no overlaps, speeds within limits, vehicles conserved,
+/// at every step of every policy, with and without the ambulance.
 #[test]
-fn every_step_of_every_policy_keeps_lanes_speeds_and_counts() {
-    let broken = broken_invariants(false);
-    assert!(broken.is_empty(), "{broken:#?}");
-}
-
-/// No overlap either. Ignored: fixed-time control breaks it in 1 of 2,132
-/// steps (a known defect of the engine, ARCHITECTURE.md "Known defects");
-/// un-ignore it once the engine is fixed.
-#[test]
-#[ignore = "the corridor's runs break the overlap invariant: a known defect (ARCHITECTURE.md)"]
 fn every_step_of_every_policy_keeps_every_physical_invariant() {
-    let broken = broken_invariants(true);
+    let broken = broken_invariants();
     assert!(broken.is_empty(), "{broken:#?}");
 }

@@ -79,7 +79,7 @@ pub fn write_tripinfo_xml(w: &mut impl Write, trips: &[TripInfo]) -> io::Result<
 pub fn write_tripinfo_csv(w: &mut impl Write, trips: &[TripInfo]) -> io::Result<()> {
     writeln!(
         w,
-        "id,depart,departDelay,arrival,duration,routeLength,waitingTime,timeLoss,vType,teleports"
+        "id,depart,departDelay,arrival,duration,routeLength,waitingTime,timeLoss,vType,teleports,stopTime,reroutes"
     )?;
     for t in trips {
         writeln!(

@@ -20,10 +20,46 @@ fn read_golden(path: &Path) -> Value {
 }
 
 fn write_golden(path: &Path, got: &Value) {
+    // The diff, so that a rewrite is never silent.
+    let old = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    match &old {
+        None => eprintln!("golden {}: written anew", path.display()),
+        Some(old) if old == got => {}
+        Some(old) => {
+            eprintln!("golden {} changed:", path.display());
+            print_diff("", old, got);
+        }
+    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).unwrap();
     }
     std::fs::write(path, serde_json::to_string_pretty(got).unwrap() + "\n").unwrap();
+}
+
+/// Prints, to stderr, every leaf of `old` and `new` that differs, by path.
+fn print_diff(at: &str, old: &Value, new: &Value) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => print_diff(&format!("{at}.{k}"), v, w),
+                    None => eprintln!("  {at}.{k}: {v} -> (gone)"),
+                }
+            }
+            for (k, w) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
+                eprintln!("  {at}.{k}: (new) -> {w}");
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                print_diff(&format!("{at}[{i}]"), v, w);
+            }
+        }
+        (v, w) if v != w => eprintln!("  {at}: {v} -> {w}"),
+        _ => {}
+    }
 }
 
 /// `got` must equal the golden file at `path` exactly.

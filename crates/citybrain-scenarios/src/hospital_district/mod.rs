@@ -452,11 +452,11 @@ impl District {
                 // Hospital-bound cars queue in the lane that turns in, several
                 // blocks back, and leave the other lane to through traffic.
                 lane_lookahead_edges: LANE_LOOKAHEAD_EDGES,
-                // Cars turning in from both directions take turns at the gate.
+                // Cars turning in from both directions take turns at the gate:
+                // the access road is the queuing lane (排队入院通道), and its
+                // order comes from who reaches its entry, alternately from
+                // each side — nothing a driver could not see.
                 zipper_merges: true,
-                // ...and the queue keeps the order of arrival where streams
-                // merge into it (a car held at red keeps its place).
-                first_come_merges: true,
                 // One who cannot get into the queue's lane goes round the block.
                 missed_turn_after: MISSED_TURN_AFTER_S,
                 // A car arriving in the free lane joins the lot's queue at its

@@ -27,10 +27,11 @@ impl Sim {
         let t = self.vtype(v);
         let lane = self.net.lane(lane_id);
         let vmax = (lane.speed * t.speed_factor).min(t.max_speed);
-        // Distance and speed of whatever limits us ahead.
-        let (gap, leader_speed) = if k > 0 {
+        // Distance, speed and braking of whatever limits us ahead.
+        let (gap, leader_speed, leader_decel) = if k > 0 {
             let l = self.veh(list[k - 1]);
-            (l.pos - self.vtype(l).length - v.pos - t.min_gap, l.speed)
+            let lt = self.vtype(l);
+            (l.pos - lt.length - v.pos - t.min_gap, l.speed, lt.decel)
         } else {
             self.look_ahead(v, t, lane.length)
         };
@@ -40,31 +41,58 @@ impl Sim {
         // both), so it goes first and lets the wisher in behind.
         let can_stop_behind = |back: f64| {
             let g = back - v.pos - t.min_gap;
-            g >= 0.0 && krauss_safe(g, 0.0, t) >= v.speed - t.decel * dt
+            g >= 0.0 && krauss_safe(g, 0.0, t.decel, t, self.clock.step_length()) >= v.speed - t.decel * dt
         };
-        let (gap, leader_speed) = self.wishers[lane_id.idx()]
+        // (Standing: what limits us is the nearest, whatever its braking.)
+        let (gap, leader_speed, leader_decel) = self.wishers[lane_id.idx()]
             .iter()
             .filter(|(back, w)| *w != vi && *back - v.pos < 60.0 && can_stop_behind(*back))
-            .map(|(back, _)| (back - v.pos - t.min_gap, 0.0))
-            .fold((gap, leader_speed), |a, b| if b.0 < a.0 { b } else { a });
+            .map(|(back, _)| (back - v.pos - t.min_gap, 0.0, t.decel))
+            .fold((gap, leader_speed, leader_decel), |a, b| {
+                if krauss_safe(b.0, b.1, b.2, t, self.clock.step_length())
+                    < krauss_safe(a.0, a.1, a.2, t, self.clock.step_length())
+                {
+                    b
+                } else {
+                    a
+                }
+            });
         // The next stop, if it lies ahead on this lane, is a leader standing still.
-        let (gap, leader_speed) = match self.stop_ahead(v, lane_id) {
-            Some(d) if d < gap => (d, 0.0),
-            _ => (gap, leader_speed),
+        let (gap, leader_speed, leader_decel) = match self.stop_ahead(v, lane_id) {
+            Some(d)
+                if krauss_safe(d, 0.0, t.decel, t, self.clock.step_length())
+                    < krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length()) =>
+            {
+                (d, 0.0, t.decel)
+            }
+            _ => (gap, leader_speed, leader_decel),
         };
         let strategic = self.lane_change(v, lane_id);
         // Joining a queue: its tail ahead in the lane wished for is a leader too.
+        // Only where it can still stop there braking no harder than `decel`
+        // (as for a wisher above): a car already too close goes on.
         let tail = strategic
             .filter(|_| self.cfg.behaviour.join_queues_at_tail)
-            .and_then(|target| self.queue_tail_ahead(v, t, target));
-        let (gap, leader_speed) = match tail {
-            Some((g, s)) if g < gap => (g, s),
-            _ => (gap, leader_speed),
+            .and_then(|target| self.queue_tail_ahead(v, t, target))
+            .filter(|&(g, s, b)| krauss_safe(g, s, b, t, self.clock.step_length()) >= v.speed - t.decel * dt);
+        // The tighter of the two (the tail may move: compare safe speeds).
+        let (gap, leader_speed, leader_decel) = match tail {
+            Some((g, s, b))
+                if krauss_safe(g, s, b, t, self.clock.step_length())
+                    < krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length()) =>
+            {
+                (g, s, b)
+            }
+            _ => (gap, leader_speed, leader_decel),
         };
-        let safe = krauss_safe(gap, leader_speed, t);
+        let safe = krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length());
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.clock.steps());
-        let speed = (wanted - dawdle).max(0.0).min(wanted.max(0.0));
+        // Dawdling never brakes harder than `decel` (SUMO's Krauss bounds it
+        // by the slowest speed reachable at `decel`): a leader that did would
+        // break the assumption every follower's safe speed rests on.
+        let slowest = wanted.min(v.speed - t.decel * dt);
+        let speed = (wanted - dawdle).max(slowest).max(0.0).min(wanted.max(0.0));
         let change = strategic
             .or_else(|| self.make_way(v, t, lane_id))
             .or_else(|| self.overtake(v, t, lane_id, gap, leader_speed, vmax));
@@ -75,47 +103,114 @@ impl Sim {
         }
     }
 
-    /// The nearest vehicle ahead of `v` in `target` (same edge), as (gap to
-    /// its back, its speed), when it crawls or stands and goes the same way
-    /// for the next two edges: the tail of the queue that `v` must join
-    /// rather than pass. Zero gap when it is already alongside: `v` stops
-    /// there and waits to be let in. (A queue going elsewhere — a lot's
-    /// queue in a lane shared with through traffic — is no reason to stop.)
-    pub(super) fn queue_tail_ahead(&self, v: &Veh, t: &VType, target: LaneId) -> Option<(f64, f64)> {
+    /// When a queue going `v`'s way crawls or stands ahead in `target` (same
+    /// edge): the nearest vehicle ahead of `v` in `target`, as (gap to its
+    /// back, its speed) — `v` follows it as if already in that lane, so it
+    /// comes to the queue's tail braking as a follower does, never passing
+    /// those it must queue behind. Zero gap when that vehicle is already
+    /// alongside: `v` stops there and waits to be let in. (A queue going
+    /// elsewhere — a lot's queue in a lane shared with through traffic — is
+    /// no reason to stop.)
+    pub(super) fn queue_tail_ahead(&self, v: &Veh, t: &VType, target: LaneId) -> Option<(f64, f64, f64)> {
         let list = &self.lanes[target.idx()];
-        // Lists run front to back: the last one still ahead of `v` is the nearest.
-        let &nearest = list.iter().rev().find(|&&o| self.veh(o).pos > v.pos)?;
-        let o = self.veh(nearest);
         fn way(x: &Veh) -> &[EdgeId] {
             let from = (x.route_idx as usize + 1).min(x.route.len());
             &x.route[from..(from + 2).min(x.route.len())]
         }
-        (o.speed < QUEUE_CRAWL_MPS && way(o) == way(v))
-            .then(|| ((o.pos - self.vtype(o).length - v.pos - t.min_gap).max(0.0), o.speed))
+        // Lists run front to back: from the end, the nearest ahead first.
+        let mut ahead = list.iter().rev().map(|&o| self.veh(o)).filter(|o| o.pos > v.pos);
+        let nearest = ahead.next()?;
+        let queue = std::iter::once(nearest)
+            .chain(ahead)
+            .any(|o| o.speed < QUEUE_CRAWL_MPS && way(o) == way(v));
+        let nt = self.vtype(nearest);
+        queue.then(|| {
+            (
+                (nearest.pos - nt.length - v.pos - t.min_gap).max(0.0),
+                nearest.speed,
+                nt.decel,
+            )
+        })
     }
 
-    /// (gap, leader speed) for the front vehicle of a lane.
-    pub(super) fn look_ahead(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64) {
+    /// (gap, leader speed, leader deceleration) for the front vehicle of a lane.
+    pub(super) fn look_ahead(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64, f64) {
+        let ahead = self.look_ahead_on_link(v, t, lane_len);
+        match self.overhang(v, t, lane_len) {
+            Some(o) if self.safe(o, t) < self.safe(ahead, t) => o,
+            _ => ahead,
+        }
+    }
+
+    /// Safe speed behind (gap, leader speed, leader deceleration).
+    fn safe(&self, (gap, speed, decel): (f64, f64, f64), t: &VType) -> f64 {
+        krauss_safe(gap, speed, decel, t, self.clock.step_length())
+    }
+
+    /// The tightest of the vehicles that have crossed the end of `v`'s lane
+    /// on any of its links and whose back still sticks out into it (a long
+    /// one turning, a U-turn's short internal lanes): they stand in `v`'s
+    /// way whichever link `v` itself takes.
+    fn overhang(&self, v: &Veh, t: &VType, lane_len: f64) -> Option<(f64, f64, f64)> {
+        let to_end = lane_len - v.pos;
+        let mut tightest: Option<(f64, f64, f64)> = None;
+        for k in &self.links[v.lane.idx()] {
+            let (mut lane, mut dist) = (k.next, 0.0);
+            for _ in 0..4 {
+                if let Some(&last) = self.lanes[lane.idx()].last() {
+                    let o = self.veh(last);
+                    let ot = self.vtype(o);
+                    let back = dist + o.pos - ot.length;
+                    // Only one that came from this edge (internal lanes of
+                    // other approaches cross or join the same ones).
+                    let came_from_here = o.route.get(o.route_idx as usize) == Some(&self.net.lanes[v.lane.idx()].edge);
+                    if back < 0.0 && came_from_here {
+                        let c = (to_end + back - t.min_gap, o.speed, ot.decel);
+                        if tightest.is_none_or(|x| self.safe(c, t) < self.safe(x, t)) {
+                            tightest = Some(c);
+                        }
+                    }
+                    break;
+                }
+                if lane == k.target {
+                    break;
+                }
+                dist += self.lane_len(lane);
+                lane = match self.links[lane.idx()].first() {
+                    Some(n) if self.is_internal(lane) => n.next,
+                    _ => k.target,
+                };
+            }
+        }
+        tightest
+    }
+
+    fn look_ahead_on_link(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64, f64) {
+        let dt = self.clock.step_length();
         let to_end = lane_len - v.pos;
         let on_last_edge = v.route_idx as usize + 1 >= v.route.len() && self.is_normal(v.lane);
         if on_last_edge {
-            return (f64::INFINITY, 0.0);
+            return (f64::INFINITY, 0.0, t.decel);
         }
+        let stop_line = (to_end - 0.1, 0.0, t.decel);
         let Some(link) = self.link_of(v) else {
             // Wrong lane for the next turn: stop at the end until a lane change.
-            return (to_end - 0.1, 0.0);
+            return stop_line;
         };
-        let stop_line = (to_end - 0.1, 0.0);
         let open = match self.signal(link) {
             LinkSignal::Go => true,
-            LinkSignal::Stop => false,
-            LinkSignal::Amber => {
-                // Go on only if braking before the line is impossible.
-                let brake = v.speed * v.speed / (2.0 * t.decel);
-                brake > to_end
-            }
+            // Go on only if braking before the line at `decel` is impossible:
+            // at amber, and at red for one that committed at amber (a slow-
+            // braking truck, an amber shorter than its stopping time). A
+            // harder stop would break the braking its followers count on;
+            // SUMO's vehicles, too, run a red they cannot stop for.
+            LinkSignal::Amber | LinkSignal::Stop => stepwise_brake_gap(v.speed, t.decel, dt) > to_end,
             LinkSignal::Yield => {
-                !self.foe_busy(link)
+                // One too close to stop with its own deceleration had found
+                // the way clear and goes on, as at amber (SUMO: a vehicle
+                // that can no longer brake for a link keeps its request).
+                stepwise_brake_gap(v.speed, t.decel, dt) > to_end
+                    || !self.foe_busy(link)
                     || self.may_wait_inside(link, t)
                     || (self.my_zipper_turn(link) && !self.crossing_foes_busy(link))
             }
@@ -124,14 +219,14 @@ impl Sim {
         // The last space beyond the junction was given to another car.
         if open && !internal && self.cfg.behaviour.zipper_merges && link.next != link.target {
             let permit = self.entry_permit[link.target.idx()];
-            let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
+            let can_stop = stepwise_brake_gap(v.speed, t.decel, dt) <= to_end;
             if permit.is_some_and(|p| self.vehs[p as usize].as_ref().map(|pv| pv.spec) != Some(v.spec)) && can_stop {
                 return stop_line;
             }
         }
         // A merging link has its zipper turn into this lane: wait for it.
         if open && !internal && self.others_zipper_turn(link) {
-            let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
+            let can_stop = stepwise_brake_gap(v.speed, t.decel, dt) <= to_end;
             if can_stop {
                 return stop_line;
             }
@@ -157,7 +252,7 @@ impl Sim {
         // Do not block the junction: enter only with room to leave it on the
         // target lane (unless too close to stop, as at amber).
         if !internal && link.next != link.target {
-            let can_stop = v.speed * v.speed / (2.0 * t.decel) <= to_end;
+            let can_stop = stepwise_brake_gap(v.speed, t.decel, dt) <= to_end;
             if !self.can_leave(link.target, t) && can_stop {
                 return stop_line;
             }
@@ -165,17 +260,38 @@ impl Sim {
         // Open: follow the last vehicle on the next lane, or the one after it.
         let mut dist = to_end;
         let mut lane = link.next;
-        for _ in 0..3 {
+        let mut follow = (f64::INFINITY, 0.0, t.decel);
+        // Through every internal lane of the link (a turn that waits inside
+        // the junction has two), then the target lane.
+        for _ in 0..4 {
             if let Some(&last) = self.lanes[lane.idx()].last() {
                 let l = self.veh(last);
-                return (dist + l.pos - self.vtype(l).length - t.min_gap, l.speed);
+                let lt = self.vtype(l);
+                follow = (dist + l.pos - lt.length - t.min_gap, l.speed, lt.decel);
+                break;
             }
             if lane == link.target {
                 break;
             }
             dist += self.lane_len(lane);
-            lane = link.target;
+            lane = match self.links[lane.idx()].first() {
+                Some(k) if self.is_internal(lane) => k.next,
+                _ => link.target,
+            };
         }
-        (f64::INFINITY, 0.0)
+        // A slower next lane (a turn, a lower limit): reach it at its speed,
+        // braking no harder than `decel` — as a leader one reaction time
+        // past the line driving at that speed would make us (Krauss gives
+        // exactly that speed at the line). Entering faster and being cut to
+        // the limit there would brake harder than followers count on.
+        let next_speed = (self.net.lane(link.next).speed * t.speed_factor).min(t.max_speed);
+        let limit = (to_end + next_speed * t.tau, next_speed, t.decel);
+        if krauss_safe(limit.0, limit.1, limit.2, t, self.clock.step_length())
+            < krauss_safe(follow.0, follow.1, follow.2, t, self.clock.step_length())
+        {
+            limit
+        } else {
+            follow
+        }
     }
 }

@@ -133,7 +133,24 @@ impl Sim {
         if let Some(&last) = self.lanes[lane.idx()].last() {
             let l = self.veh(last);
             let gap = l.pos - self.vtype(l).length - pos - t.min_gap;
-            if gap < 0.0 || krauss_safe(gap, l.speed, t) < speed {
+            if gap < 0.0 || krauss_safe(gap, l.speed, self.vtype(l).decel, t, self.clock.step_length()) < speed {
+                return Err(Some(lane));
+            }
+        }
+        // And whoever comes up behind, on the lanes that lead in, must still
+        // be able to brake behind it at its own deceleration.
+        let dt = self.clock.step_length();
+        for &(feeder, extra) in &self.lead_ins[lane.idx()] {
+            let Some(&front) = self.lanes[feeder.idx()].first() else {
+                continue;
+            };
+            let f = self.veh(front);
+            if f.route.get(f.route_idx as usize + 1) != Some(&edge) && self.is_normal(feeder) {
+                continue;
+            }
+            let ft = self.vtype(f);
+            let gap = self.lane_len(feeder) - f.pos + extra + spec.depart_pos - ft.min_gap;
+            if gap < 0.0 || krauss_safe(gap, speed, t.decel, ft, dt) < f.speed - ft.decel * dt {
                 return Err(Some(lane));
             }
         }

@@ -64,8 +64,8 @@ impl Sim {
         }
         let mut set = Vec::new();
         let mut moving: Vec<(u32, u32)> = Vec::new();
-        let mut at_line: Vec<(u32, u32, LaneId, bool, f64)> = Vec::new();
-        let mut entrants: Vec<(LaneId, u8, u32, u32, f64)> = Vec::new();
+        let mut at_line: Vec<(u32, u32, LaneId, bool)> = Vec::new();
+        let mut entrants: Vec<(LaneId, u8, u32, u32)> = Vec::new();
         for &li in &self.occupied {
             let lane_id = LaneId(li);
             let list = &self.lanes[li as usize];
@@ -108,9 +108,7 @@ impl Sim {
                     }
                 }
             }
-            // First come: a car held at a red light still holds its place
-            // for the last space (the room waits for its green).
-            let may_enter_now = self.signal(link) != LinkSignal::Stop || self.cfg.behaviour.first_come_merges;
+            let may_enter_now = self.signal(link) != LinkSignal::Stop;
             if self.cfg.behaviour.zipper_merges
                 && link.next != link.target
                 && dist < v.speed + 2.0
@@ -124,8 +122,7 @@ impl Sim {
                     _ if link.major => 1,
                     _ => 2,
                 };
-                let rank = if self.cfg.behaviour.first_come_merges { 0 } else { rank };
-                entrants.push((link.target, rank, li, front, v.depart));
+                entrants.push((link.target, rank, li, front));
             }
             if self.cfg.behaviour.zipper_merges
                 && dist < 2.0
@@ -133,13 +130,7 @@ impl Sim {
                 && self.signal(link) != LinkSignal::Stop
             {
                 if let (Some(j), Some(r)) = (link.junction, link.request) {
-                    at_line.push((
-                        j.0,
-                        r,
-                        link.target,
-                        matches!(self.signal(link), LinkSignal::Yield),
-                        v.depart,
-                    ));
+                    at_line.push((j.0, r, link.target, matches!(self.signal(link), LinkSignal::Yield)));
                 }
             }
         }
@@ -156,18 +147,8 @@ impl Sim {
             for l in self.permit_set.drain(..) {
                 self.entry_permit[l as usize] = None;
             }
-            // Under first come, the rank is the same for all: by arrival.
-            entrants.sort_by(|a, b| {
-                (a.0 .0, a.1)
-                    .cmp(&(b.0 .0, b.1))
-                    .then(if self.cfg.behaviour.first_come_merges {
-                        a.4.total_cmp(&b.4)
-                    } else {
-                        std::cmp::Ordering::Equal
-                    })
-                    .then(a.2.cmp(&b.2))
-            });
-            for (target, _, _, vi, _) in entrants {
+            entrants.sort_by(|a, b| (a.0 .0, a.1).cmp(&(b.0 .0, b.1)).then(a.2.cmp(&b.2)));
+            for (target, _, _, vi) in entrants {
                 if self.entry_permit[target.idx()].is_none() {
                     self.entry_permit[target.idx()] = Some(vi);
                     self.permit_set.push(target.0);
@@ -195,7 +176,7 @@ impl Sim {
     /// the next turn into that lane, unless the last car in came by it; the
     /// turn holds until its car has entered (crossing traffic permitting),
     /// and the merging links wait for it.
-    pub(super) fn update_zipper_turns(&mut self, at_line: &[(u32, u32, LaneId, bool, f64)], moving: &[(u32, u32)]) {
+    pub(super) fn update_zipper_turns(&mut self, at_line: &[(u32, u32, LaneId, bool)], moving: &[(u32, u32)]) {
         let mut kept = Vec::new();
         for l in self.zipper_set.drain(..) {
             let turn = self.zipper_turn[l as usize];
@@ -207,25 +188,17 @@ impl Sim {
             }
         }
         self.zipper_set = kept;
-        let first_come = self.cfg.behaviour.first_come_merges;
-        for &(j, r, target, yielding, depart) in at_line {
-            if !yielding
-                || self.zipper_turn[target.idx()].is_some()
-                || (!first_come && self.last_into[target.idx()] == Some((j, r)))
-            {
+        for &(j, r, target, yielding) in at_line {
+            if !yielding || self.zipper_turn[target.idx()].is_some() || self.last_into[target.idx()] == Some((j, r)) {
                 continue;
             }
             let Some(row) = self.yields[j as usize].get(r as usize) else {
                 continue;
             };
             let merging = |f: u32| self.request_target[j as usize].get(f as usize).copied().flatten() == Some(target);
-            // The earliest arrival at the front of a merging queue.
-            let foe_front = row
+            let foe_waiting = row
                 .iter()
-                .filter(|&&f| merging(f))
-                .flat_map(|&f| at_line.iter().filter(move |a| (a.0, a.1) == (j, f)).map(|a| a.4))
-                .min_by(f64::total_cmp);
-            let foe_waiting = foe_front.is_some_and(|d| !first_come || depart < d);
+                .any(|&f| merging(f) && at_line.iter().any(|a| (a.0, a.1) == (j, f)));
             let foe_moving = row.iter().any(|&f| merging(f) && moving.contains(&(j, f)));
             if foe_waiting && !foe_moving {
                 self.zipper_turn[target.idx()] = Some((j, r));

@@ -184,21 +184,41 @@ impl Sim {
     /// changer (behind its new leader) nor its new follower can close without
     /// braking harder than their `decel` — the bound every Krauss safe speed
     /// assumes of its leader.
-    pub(super) fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId) -> bool {
+    ///
+    /// `instead_of`: the vehicle in `target` that `v` swaps places with
+    /// (left out: it moves to `v`'s lane).
+    pub(super) fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId, instead_of: Option<u32>) -> bool {
         let dt = self.clock.step_length();
-        let list = &self.lanes[target.idx()];
+        let list: Vec<u32> = self.lanes[target.idx()]
+            .iter()
+            .copied()
+            .filter(|o| Some(*o) != instead_of)
+            .collect();
         let back = v.pos - t.length;
         // Near the end of the lane a change is urgent: the follower need only
         // be able to brake behind us, not keep a full headway.
         // So is making way for an emergency vehicle.
         let urgent = self.lane_len(v.lane) - v.pos < 50.0 || self.emergency_behind(v, v.lane);
-        for &o in list {
+        // No leader in the target lane: what lies beyond its end (the stop
+        // line, the last car past the junction) must not make the changer
+        // brake harder than its followers count on.
+        if list.iter().all(|&o| self.veh(o).pos < v.pos) {
+            let mut there = v.clone();
+            there.lane = target;
+            let (gap, leader_speed, leader_decel) = self.look_ahead(&there, t, self.lane_len(target));
+            if krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length()) < v.speed - t.decel * dt {
+                return false;
+            }
+        }
+        for &o in &list {
             let ov = self.veh(o);
             let ot = self.vtype(ov);
             if ov.pos >= v.pos {
                 // Leader in the target lane.
                 let gap = ov.pos - ot.length - v.pos - t.min_gap;
-                if gap < 0.0 || krauss_safe(gap, ov.speed, t) < v.speed - t.decel * dt {
+                if gap < 0.0
+                    || krauss_safe(gap, ov.speed, ot.decel, t, self.clock.step_length()) < v.speed - t.decel * dt
+                {
                     return false;
                 }
                 if !urgent && gap < v.speed * 0.5 {
@@ -207,7 +227,9 @@ impl Sim {
             } else {
                 // Follower: must be able to keep its distance.
                 let gap = back - ov.pos - ot.min_gap;
-                if gap < 0.0 || krauss_safe(gap, v.speed, ot) < ov.speed - ot.decel * dt {
+                if gap < 0.0
+                    || krauss_safe(gap, v.speed, t.decel, ot, self.clock.step_length()) < ov.speed - ot.decel * dt
+                {
                     return false;
                 }
                 if !urgent && gap < ov.speed * ot.tau {

@@ -81,11 +81,6 @@ pub struct Behaviour {
     /// inside the junction bound for the same lane, so that two merging
     /// cars never both enter for one space.)
     pub zipper_merges: bool,
-    /// With `zipper_merges`: of two merging queues, the one whose front car
-    /// arrived (departed) first goes next, instead of strict turns — the
-    /// order of a single queuing lane, where those who came first are let
-    /// in first whichever way they came.
-    pub first_come_merges: bool,
     /// Moving traffic on a road of two or more lanes opens a rescue lane
     /// for an emergency vehicle close behind it (the corridor between lanes
     /// that drivers must leave; SUMO's bluelight device builds it on
@@ -125,7 +120,6 @@ impl Default for Behaviour {
         Behaviour {
             teleport_parking_bound: true,
             zipper_merges: false,
-            first_come_merges: false,
             rescue_lane: false,
             missed_turn_after: 0.0,
             lane_lookahead_edges: 1,
@@ -382,6 +376,10 @@ pub struct Sim {
     demand: Demand,
     cfg: SimConfig,
     links: Vec<Vec<Link>>,
+    /// The lanes that lead into each lane, with the distance from their end
+    /// to its start (internal lanes between): where a vehicle inserted at
+    /// the lane's start may find a follower.
+    lead_ins: Vec<Vec<(LaneId, f64)>>,
     /// Vehicles on each lane, front (largest position) first.
     lanes: Vec<Vec<u32>>,
     vehs: Vec<Option<Veh>>,
@@ -490,6 +488,7 @@ impl Sim {
             })
             .collect::<Vec<Vec<Vec<u32>>>>();
         let busy = yields.iter().map(|r| vec![false; r.len()]).collect();
+        let lead_ins = build_lead_ins(&net, &links);
         let mut via_links = vec![Vec::new(); net.lanes.len()];
         for list in &links {
             for l in list {
@@ -552,6 +551,7 @@ impl Sim {
             net,
             demand,
             links,
+            lead_ins,
             lanes: vec![Vec::new(); n_lanes],
             vehs: Vec::new(),
             free_slots: Vec::new(),
@@ -727,15 +727,82 @@ impl Sim {
     }
 }
 
-/// The Krauss safe speed: the fastest speed from which the follower can still
-/// stop behind a leader braking at the follower's own deceleration.
-fn krauss_safe(gap: f64, leader_speed: f64, t: &VType) -> f64 {
+/// The safe speed: the fastest speed for this step from which the follower
+/// can still stop behind a leader that brakes at `leader_decel` (m/s²) from
+/// now on, itself reacting after `tau` and braking at `decel` — both
+/// counted step by step as the engine moves them (speeds held for `dt`,
+/// cut by `decel·dt` each step), not in continuous time. The continuous
+/// Krauss formula is not safe at 1-s steps when the two brake differently
+/// (SUMO's Krauss uses the same stepwise reckoning for this reason).
+///
+/// It is also never more than keeps the two apart at the end of this step
+/// should the leader brake that hard now.
+fn krauss_safe(gap: f64, leader_speed: f64, leader_decel: f64, t: &VType, dt: f64) -> f64 {
     if gap.is_infinite() {
         return f64::INFINITY;
     }
-    let gap = gap.max(0.0);
-    let bt = t.decel * t.tau;
-    -bt + (bt * bt + leader_speed * leader_speed + 2.0 * t.decel * gap).sqrt()
+    let apart = (gap + t.min_gap) / dt + (leader_speed - leader_decel * dt).max(0.0);
+    let room = gap.max(0.0) + stepwise_brake_gap(leader_speed, leader_decel, dt);
+    safe_stop_speed(room, t.decel, dt, t.tau.max(dt)).min(apart)
+}
+
+/// Distance a vehicle at `speed` covers while braking at `decel` in steps
+/// of `dt` (each step's speed held for the step, the first one cut already).
+fn stepwise_brake_gap(speed: f64, decel: f64, dt: f64) -> f64 {
+    let cut = decel * dt;
+    if speed <= 0.0 || cut <= 0.0 {
+        return 0.0;
+    }
+    let steps = (speed / cut).floor();
+    dt * (steps * speed - cut * steps * (steps + 1.0) / 2.0)
+}
+
+/// The largest speed `x` for this step such that reacting for `tau` at `x`,
+/// then braking by `decel·dt` a step, covers no more than `room`: with `x`
+/// = n·decel·dt + r (0 <= r < decel·dt), the distance is
+/// r·(n·dt + tau) + n(n−1)/2·decel·dt² + n·decel·dt·tau.
+fn safe_stop_speed(room: f64, decel: f64, dt: f64, tau: f64) -> f64 {
+    if room <= 0.0 {
+        return 0.0;
+    }
+    let cut = decel * dt;
+    // Full braking steps: the largest n with the fixed part within `room`.
+    let (qa, qb) = (0.5 * cut * dt, cut * tau - 0.5 * cut * dt);
+    let n = ((-qb + (qb * qb + 4.0 * qa * room).sqrt()) / (2.0 * qa))
+        .floor()
+        .max(0.0);
+    let fixed = |n: f64| qa * n * n + qb * n;
+    // Guard the floor against rounding either way.
+    let n = if fixed(n) > room { (n - 1.0).max(0.0) } else { n };
+    let n = if fixed(n + 1.0) <= room { n + 1.0 } else { n };
+    let r = (room - fixed(n)) / (n * dt + tau);
+    n * cut + r.max(0.0)
+}
+
+fn build_lead_ins(net: &Network, links: &[Vec<Link>]) -> Vec<Vec<(LaneId, f64)>> {
+    let mut lead_ins = vec![Vec::new(); net.lanes.len()];
+    for (from, list) in links.iter().enumerate() {
+        if net.edge(net.lanes[from].edge).function == EdgeFunction::Internal {
+            continue;
+        }
+        for l in list {
+            // The chain of internal lanes from `from` to the target, then back.
+            let mut chain = vec![LaneId(from as u32)];
+            let mut lane = l.next;
+            while lane != l.target && chain.len() < 5 {
+                chain.push(lane);
+                lane = links[lane.idx()].first().map_or(l.target, |k| k.next);
+            }
+            let mut dist = 0.0;
+            for &f in chain.iter().rev() {
+                if !lead_ins[l.target.idx()].iter().any(|(g, _)| *g == f) {
+                    lead_ins[l.target.idx()].push((f, dist));
+                }
+                dist += net.lane(f).length;
+            }
+        }
+    }
+    lead_ins
 }
 
 fn build_links(net: &Network) -> Vec<Vec<Link>> {

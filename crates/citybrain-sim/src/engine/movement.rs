@@ -205,6 +205,15 @@ impl Sim {
             });
             let Some(b) = partner else { continue };
             let vb = changes[b].0;
+            // Each takes the other's place: only where it fits between the
+            // other's leader and follower (lengths differ, places by up to 1 m).
+            let fits = |me: u32, other: u32, lane: LaneId| {
+                let v = self.veh(me);
+                self.gap_ok(v, self.vtype(v), lane, Some(other))
+            };
+            if !fits(va, vb, ta) || !fits(vb, va, fa) {
+                continue;
+            }
             swapped[a] = true;
             swapped[b] = true;
             for (vi, from, to) in [(va, fa, ta), (vb, ta, fa)] {
@@ -232,7 +241,7 @@ impl Sim {
             }
             let (fits, pos) = {
                 let v = self.veh(vi);
-                (self.gap_ok(v, self.vtype(v), to), v.pos)
+                (self.gap_ok(v, self.vtype(v), to, None), v.pos)
             };
             if !fits {
                 let (back, urgent) = {
