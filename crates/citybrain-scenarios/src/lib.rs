@@ -4,14 +4,16 @@
 //! the CLI and the hub.
 //!
 //! Glossary:
-//! - *policy*: how the signals are run (fixed-time plans, actuated, City Brain
-//!   adaptive control), optionally with emergency-vehicle priority on top;
+//! - *policy*: how the signals are run (fixed-time plans as designed,
+//!   coordinated fixed-time plans, actuated, City Brain adaptive control),
+//!   optionally with emergency-vehicle priority on top;
 //! - *seed*: drives the demand draw (Poisson arrivals, destinations) and the
 //!   drivers' imperfection in the engine; the same seed gives the same figures;
 //! - *delay index*: travel time over free-flow travel time, per vehicle,
 //!   averaged (the City Brain KDD Cup's measure).
 
 pub mod ambulance;
+pub mod coordination;
 pub mod draw;
 pub mod hospital_district;
 pub mod measure;
@@ -27,8 +29,10 @@ pub mod turn_times;
 pub enum ScenarioError {
     #[error("scenario data: {0}")]
     Data(String),
-    #[error("unknown policy '{0}' (fixed, actuated, citybrain)")]
+    #[error("unknown policy '{0}' (fixed, coordinated, actuated, citybrain)")]
     Policy(String),
+    #[error("policy '{0}' is not available for this scenario: {1}")]
+    PolicyNotHere(&'static str, &'static str),
     #[error(transparent)]
     Control(#[from] citybrain_sim::signals::UnknownControl),
 }

@@ -15,8 +15,13 @@ pub const AMBULANCE_ID: &str = "ambulance";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
-    /// The Webster plans as designed (the network's `tlLogic`s).
+    /// The Webster plans as designed (the network's `tlLogic`s): each
+    /// signal its own cycle, every offset 0 — no green wave.
     Fixed,
+    /// The plans a city runs on an arterial: one common cycle and offsets
+    /// for a green wave both ways (maximal bandwidth, `coordination.rs`).
+    /// The corridor's only: other networks have no arterial to lay it on.
+    Coordinated,
     /// Vehicle-actuated: greens extended while vehicles wait, within bounds.
     Actuated,
     /// City Brain adaptive control: pressure-chosen greens held while they
@@ -25,19 +30,24 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 3] = [Policy::Fixed, Policy::Actuated, Policy::CityBrain];
+    pub const ALL: [Policy; 4] = [Policy::Fixed, Policy::Coordinated, Policy::Actuated, Policy::CityBrain];
+    /// What runs on any SUMO network.
+    pub const ANY_NETWORK: [Policy; 3] = [Policy::Fixed, Policy::Actuated, Policy::CityBrain];
 
     pub fn name(self) -> &'static str {
         match self {
             Policy::Fixed => "fixed",
+            Policy::Coordinated => "coordinated",
             Policy::Actuated => "actuated",
             Policy::CityBrain => "citybrain",
         }
     }
 
+    /// The cabinet or City Brain controller kind (coordinated plans are
+    /// fixed-time plans the scenario builds itself).
     pub fn engine_kind(self) -> &'static str {
         match self {
-            Policy::Fixed => "fixed",
+            Policy::Fixed | Policy::Coordinated => "fixed",
             Policy::Actuated => "actuated",
             Policy::CityBrain => "adaptive",
         }

@@ -14,14 +14,15 @@ use std::io::Read;
 use std::sync::Arc;
 
 use citybrain_control::controllers_for;
-use citybrain_net::{EdgeId, Network, TlsId};
+use citybrain_net::{EdgeId, Network, TlLogic, TlsId};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
-use citybrain_sim::signals::{Controllers, SignalController};
+use citybrain_sim::signals::{Controllers, FixedTime, SignalController};
 use citybrain_sim::{Behaviour, Demand, Sim, SimConfig, VType, VehicleSpec};
 use serde::Deserialize;
 
 pub use crate::ambulance::{Ambulance, SPEED_FACTOR as AMBULANCE_SPEED_FACTOR};
+use crate::coordination::{coordinated_plans, max_bandwidth, Progression, Signal};
 use crate::draw::{profile_at, Stream};
 use crate::measure;
 pub use crate::measure::{Outcome, Policy, AMBULANCE_ID};
@@ -38,6 +39,7 @@ pub const AMBULANCE_DEPART: f64 = 1800.0;
 pub struct Spec {
     pub arterial: Arterial,
     pub signals: Signals,
+    pub coordination: CoordinationSpec,
     pub demand: DemandSpec,
     pub intersections: Vec<Intersection>,
 }
@@ -52,6 +54,20 @@ pub struct Arterial {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Signals {
     pub amber_s: f64,
+    /// The longest cycle a plan may have, s.
+    pub max_cycle_s: f64,
+}
+
+/// How the coordinated plans are drawn up (`coordination.rs`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CoordinationSpec {
+    /// The speed the green wave is laid out for, m/s.
+    pub progression_speed_mps: f64,
+    /// The band search's resolution, s.
+    pub search_step_s: f64,
+    /// The common cycle, s: chosen by `citybrain scenario coordinate`
+    /// (sources.md says how), at least the longest signal's own.
+    pub common_cycle_s: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +125,9 @@ pub struct Corridor {
     router: Router,
     /// The edges whose queues count (the signals' approaches).
     approaches: Vec<EdgeId>,
+    /// The coordinated plans, by signal, and the bands they give.
+    coordinated: Vec<TlLogic>,
+    pub progression: Progression,
 }
 
 impl Corridor {
@@ -141,12 +160,40 @@ impl Corridor {
         }
         let approaches = measure::signal_approaches(&net);
         let router = Router::new(&net);
+        let (coordinated, progression) = coordinate(&net, &spec, spec.coordination.common_cycle_s)?;
         Ok(Corridor {
             net: Arc::new(net),
             spec,
             router,
             approaches,
+            coordinated,
+            progression,
         })
+    }
+
+    /// The same corridor with coordinated plans for another common cycle and
+    /// progression speed (for choosing them: `citybrain scenario coordinate`).
+    pub fn with_coordination(mut self, cycle: f64, speed_mps: f64) -> Result<Corridor, ScenarioError> {
+        self.spec.coordination.common_cycle_s = cycle;
+        self.spec.coordination.progression_speed_mps = speed_mps;
+        let (coordinated, progression) = coordinate(&self.net, &self.spec, cycle)?;
+        self.coordinated = coordinated;
+        self.progression = progression;
+        Ok(self)
+    }
+
+    /// The embedded network file as SUMO XML (what `generate.py` wrote).
+    pub fn net_xml(&self) -> Result<String, ScenarioError> {
+        let mut xml = String::new();
+        flate2::read::GzDecoder::new(NET_GZ)
+            .read_to_string(&mut xml)
+            .map_err(|e| ScenarioError::Data(format!("corridor.net.xml.gz: {e}")))?;
+        Ok(xml)
+    }
+
+    /// The longest of the signals' own (Webster) cycles: the shortest common cycle.
+    pub fn longest_own_cycle_s(&self) -> f64 {
+        self.net.tls.iter().map(|t| t.cycle()).fold(0.0, f64::max)
     }
 
     fn edge(&self, name: &str) -> Result<EdgeId, ScenarioError> {
@@ -274,7 +321,20 @@ impl Corridor {
 
     /// The controllers for a policy, wrapped with emergency priority if asked.
     pub fn controllers(&self, o: &RunOptions) -> Result<Controllers, ScenarioError> {
-        let base = controllers_for(&self.net, o.policy.engine_kind())?;
+        let base = if o.policy == Policy::Coordinated {
+            self.coordinated
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    (
+                        TlsId(i as u32),
+                        Box::new(FixedTime::new(l)) as Box<dyn SignalController>,
+                    )
+                })
+                .collect()
+        } else {
+            controllers_for(&self.net, o.policy.engine_kind())?
+        };
         if o.ambulance != Ambulance::WithPriority {
             return Ok(base);
         }
@@ -299,6 +359,8 @@ impl Corridor {
                 // Traffic ahead of the ambulance opens a rescue lane (PRC Road
                 // Traffic Safety Law, art. 53: others must give way to it).
                 rescue_lane: true,
+                // ...and it may pass a red light when the junction is clear.
+                emergency_red_speed: Some(ambulance::RED_CROSSING_SPEED_MPS),
                 ..Behaviour::default()
             },
             ..SimConfig::default()
@@ -338,6 +400,61 @@ impl Corridor {
             },
         ))
     }
+}
+
+/// The coordinated plans (by signal index) and their bands: the signals
+/// `J1`..`Jn` in order along the arterial, phase 0 of each its through green
+/// (both directions; `generate.py` writes it so), the outbound direction
+/// eastbound, `k` the westbound through volume over the eastbound.
+fn coordinate(net: &Network, spec: &Spec, cycle: f64) -> Result<(Vec<TlLogic>, Progression), ScenarioError> {
+    let n = spec.intersections.len();
+    let mut order = Vec::with_capacity(n);
+    for i in 1..=n {
+        let id = format!("J{i}");
+        let t = net
+            .tls
+            .iter()
+            .position(|t| t.id == id)
+            .ok_or_else(|| ScenarioError::Data(format!("the network has no signal '{id}'")))?;
+        order.push(t);
+    }
+    let c = &spec.coordination;
+    if c.progression_speed_mps <= 0.0 || c.search_step_s <= 0.0 {
+        return Err(ScenarioError::Data(
+            "corridor.json: coordination needs progression_speed_mps and search_step_s > 0".into(),
+        ));
+    }
+    let d = &spec.demand;
+    let k = d.through_westbound_veh_h / d.through_eastbound_veh_h.max(1.0);
+    let shortest = net.tls.iter().map(|t| t.cycle()).fold(0.0, f64::max);
+    if cycle + 1e-9 < shortest {
+        return Err(ScenarioError::Data(format!(
+            "corridor.json: common_cycle_s {cycle} is shorter than the longest signal's own cycle ({shortest} s)"
+        )));
+    }
+    let mut x = 0.0;
+    let signals: Vec<Signal> = order
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            x += if i == 0 { 0.0 } else { spec.arterial.spacing_m[i] };
+            let logic = &net.tls[t];
+            // The signal's extra time in the common cycle goes to the arterial.
+            let green = logic.phases.first().map_or(0.0, |p| p.duration) + cycle - logic.cycle();
+            Signal {
+                position_m: x,
+                green_s: green,
+            }
+        })
+        .collect();
+    let p = max_bandwidth(&signals, cycle, c.progression_speed_mps, k, c.search_step_s);
+    let in_order: Vec<TlLogic> = order.iter().map(|&t| net.tls[t].clone()).collect();
+    let plans = coordinated_plans(&in_order, 0, &p);
+    let mut by_index = net.tls.clone();
+    for (plan, &t) in plans.into_iter().zip(&order) {
+        by_index[t] = plan;
+    }
+    Ok((by_index, p))
 }
 
 /// Where the vehicles of one entry go.

@@ -98,6 +98,12 @@ impl SumoFiles {
         with: Ambulance,
         each_step: impl FnMut(&Sim),
     ) -> Result<Outcome, ScenarioError> {
+        if policy == Policy::Coordinated {
+            return Err(ScenarioError::PolicyNotHere(
+                "coordinated",
+                "coordinated plans are laid out for the signal corridor's arterial; a SUMO network brings its own plans (policy fixed)",
+            ));
+        }
         let mut controllers = controllers_for(&self.net, policy.engine_kind())?;
         let mut demand = self.demand.clone();
         if with != Ambulance::None {
@@ -114,6 +120,8 @@ impl SumoFiles {
             behaviour: Behaviour {
                 // Traffic ahead of the ambulance opens a rescue lane (as on the corridor).
                 rescue_lane: with != Ambulance::None,
+                // ...and the ambulance may pass a red light when it is clear.
+                emergency_red_speed: (with != Ambulance::None).then_some(ambulance::RED_CROSSING_SPEED_MPS),
                 ..Behaviour::default()
             },
             ..SimConfig::default()

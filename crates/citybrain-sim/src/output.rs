@@ -183,3 +183,64 @@ impl RunSummary {
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// Writes `demand` as a SUMO route file: its vehicle types (speedDev 0:
+/// the twin keeps each type's speed factor exactly) and every vehicle with
+/// its route, sorted by departure as loaded. Parking stops name parking
+/// areas the demand does not hold, so a demand with stops is refused.
+pub fn write_routes_xml(w: &mut impl Write, net: &citybrain_net::Network, demand: &crate::Demand) -> io::Result<()> {
+    use crate::demand::{DepartLane, DepartSpeed};
+    writeln!(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>")?;
+    writeln!(w, "<routes>")?;
+    for t in &demand.vtypes {
+        writeln!(
+            w,
+            "  <vType id=\"{}\" vClass=\"{}\" length=\"{}\" minGap=\"{}\" accel=\"{}\" decel=\"{}\" sigma=\"{}\" tau=\"{}\" maxSpeed=\"{}\" speedFactor=\"{}\" speedDev=\"0\"/>",
+            xml_escape(&t.id),
+            xml_escape(&t.vclass),
+            t.length,
+            t.min_gap,
+            t.accel,
+            t.decel,
+            t.sigma,
+            t.tau,
+            t.max_speed,
+            t.speed_factor
+        )?;
+    }
+    for v in &demand.vehicles {
+        if !v.stops.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "vehicle '{}' has parking stops, which a route file alone cannot name",
+                    v.id
+                ),
+            ));
+        }
+        let lane = match v.depart_lane {
+            DepartLane::Best => "best".to_string(),
+            DepartLane::Free => "free".into(),
+            DepartLane::Random => "random".into(),
+            DepartLane::First => "first".into(),
+            DepartLane::Index(i) => i.to_string(),
+        };
+        let speed = match v.depart_speed {
+            DepartSpeed::Zero => "0".to_string(),
+            DepartSpeed::Max => "max".into(),
+            DepartSpeed::Desired => "desired".into(),
+            DepartSpeed::Value(s) => s.to_string(),
+        };
+        let edges: Vec<String> = v.route.iter().map(|e| xml_escape(&net.edge(*e).id)).collect();
+        writeln!(
+            w,
+            "  <vehicle id=\"{}\" type=\"{}\" depart=\"{:.2}\" departLane=\"{lane}\" departSpeed=\"{speed}\" departPos=\"{}\"><route edges=\"{}\"/></vehicle>",
+            xml_escape(&v.id),
+            xml_escape(&demand.vtypes[v.vtype].id),
+            v.depart,
+            v.depart_pos,
+            edges.join(" ")
+        )?;
+    }
+    writeln!(w, "</routes>")
+}

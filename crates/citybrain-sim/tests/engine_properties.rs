@@ -130,6 +130,8 @@ fn holds(c: &Case) -> Result<(), TestCaseError> {
             lane_lookahead_edges: if tail { 3 } else { 1 },
             missed_turn_after: if tail { 120.0 } else { 0.0 },
             teleport_parking_bound: true,
+            // With the rescue lane, emergency vehicles also cross red lights.
+            emergency_red_speed: rescue.then_some(5.56),
         },
         ..SimConfig::default()
     };

@@ -42,3 +42,23 @@ fn tripinfo_csv_reads_back_with_a_value_under_every_header() {
         assert_eq!(col("reroutes").parse::<u32>().unwrap(), t.reroutes);
     }
 }
+
+/// A demand written as a route file reads back as the same demand.
+#[test]
+fn a_written_route_file_reads_back_as_the_same_demand() {
+    use citybrain_testkit::sim_data;
+    let net = citybrain_net::sumo::read_net(sim_data("grid3.net.xml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let demand = citybrain_sim::Demand::read(&net, &[citybrain_testkit::grid_demand_file(&dir, 120).as_str()]).unwrap();
+    assert!(demand.vehicles.len() > 20);
+    let mut out = Vec::new();
+    citybrain_sim::output::write_routes_xml(&mut out, &net, &demand).unwrap();
+    let path = dir.path().join("back.rou.xml");
+    std::fs::write(&path, &out).unwrap();
+    let back = citybrain_sim::Demand::read(&net, &[path.display().to_string().as_str()]).unwrap();
+    assert_eq!(back.vehicles.len(), demand.vehicles.len());
+    for (a, b) in demand.vehicles.iter().zip(&back.vehicles) {
+        assert_eq!((&a.id, a.depart, &a.route[..]), (&b.id, b.depart, &b.route[..]));
+        assert_eq!(back.vtypes[b.vtype], demand.vtypes[a.vtype]);
+    }
+}

@@ -808,3 +808,50 @@ fn a_trip_called_off_before_it_enters_never_drives() {
     assert_eq!(sim.totals.cancelled, 1);
     assert_eq!(sim.totals.arrived + 1, sim.totals.loaded);
 }
+
+/// An emergency vehicle on duty may pass a red light when the junction is
+/// clear, slowly (`emergency_red_speed`); without that rule it waits for
+/// green. Crossing's signal: green 0–42 s, amber to 45 s, red to 90 s.
+#[test]
+fn an_emergency_vehicle_passes_a_clear_red_light_slowly() {
+    let net = Arc::new(read_net(data("crossing.net.xml")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("e.rou.xml");
+    std::fs::write(
+        &routes,
+        r#"<routes><vType id="amb" vClass="emergency" sigma="0"/>
+<vehicle id="a" type="amb" depart="45" departSpeed="max"><route edges="in out"/></vehicle></routes>"#,
+    )
+    .unwrap();
+    let run = |red: Option<f64>| -> (f64, f64, f64) {
+        let demand = Demand::read(&net, &[routes.display().to_string().as_str()]).unwrap();
+        let cfg = SimConfig {
+            behaviour: Behaviour {
+                emergency_red_speed: red,
+                ..Behaviour::default()
+            },
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(net.clone(), demand, cfg, fixed_time_for(&net));
+        // When and how fast it first shows inside the junction.
+        let mut crossed = None;
+        let trips = drive(&mut sim, |sim| {
+            if crossed.is_none() {
+                if let Some(v) = sim
+                    .vehicles_on_road()
+                    .find(|v| net.lanes[v.lane.idx()].id.starts_with(':'))
+                {
+                    crossed = Some((sim.time(), v.speed));
+                }
+            }
+        });
+        let (t, speed) = crossed.unwrap();
+        (t, speed, trips[0].duration)
+    };
+    let (t_wait, _, d_wait) = run(None);
+    assert!(t_wait >= 90.0, "without the rule it waits for green: in at {t_wait}");
+    let (t_red, speed, d_red) = run(Some(5.0));
+    assert!(t_red < 90.0, "it crosses on red: in at {t_red}");
+    assert!(speed <= 5.0 + 2.6 + 1e-9, "slowly: {speed} m/s just past the line");
+    assert!(d_red < d_wait - 20.0, "{d_red} against {d_wait}");
+}

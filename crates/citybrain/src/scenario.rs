@@ -25,8 +25,65 @@ pub enum ScenarioCommand {
         #[command(subcommand)]
         scenario: Scenario,
     },
+    /// Choose the signal corridor's common cycle for its coordinated plans:
+    /// for each candidate cycle, offsets by maximal bandwidth, then the twin
+    /// runs the calibration seeds (not the reported seeds 1-10); prints the
+    /// bands and the mean travel time per cycle, best first. The chosen
+    /// cycle goes into corridor.json (coordination.common_cycle_s).
+    ///
+    /// Example:
+    ///   citybrain scenario coordinate --seed 1001 --seeds 3 --step 4
+    Coordinate(CoordinateArgs),
+    /// Write a scenario's network and one seed's demand as SUMO files (for
+    /// SUMO's own controllers on the same traffic: bench/corridor-vs-sumo.sh).
+    ///
+    /// Example:
+    ///   citybrain scenario export signal-corridor --seed 3 --out /tmp/c3
+    Export {
+        #[command(subcommand)]
+        scenario: ExportScenario,
+    },
     /// List the scenarios.
     List,
+}
+
+#[derive(Args, Debug)]
+pub struct CoordinateArgs {
+    /// First calibration seed.
+    #[arg(long, default_value_t = 1001)]
+    seed: u64,
+    /// Number of calibration seeds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    seeds: u64,
+    /// Shortest cycle tried, s (default: the longest signal's own cycle).
+    #[arg(long)]
+    from: Option<f64>,
+    /// Longest cycle tried, s (default: the corridor's max_cycle_s).
+    #[arg(long)]
+    to: Option<f64>,
+    /// Step between cycles, s.
+    #[arg(long, default_value_t = 4.0)]
+    step: f64,
+    /// Progression speeds tried, m/s, comma-separated (default: the
+    /// corridor's progression_speed_mps).
+    #[arg(long, value_delimiter = ',')]
+    speeds: Vec<f64>,
+    /// Runs in parallel (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportScenario {
+    /// The signal corridor: corridor.net.xml and corridor.rou.xml.
+    SignalCorridor {
+        /// The seed whose demand is written.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,7 +135,9 @@ impl StudyArgs {
 pub struct CorridorArgs {
     #[command(flatten)]
     study: StudyArgs,
-    /// Policies, comma-separated: fixed, actuated, citybrain (default: all three).
+    /// Policies, comma-separated: fixed (each signal's Webster plan, offsets
+    /// 0), coordinated (common cycle, green-wave offsets), actuated,
+    /// citybrain (default: all four).
     #[arg(long, value_delimiter = ',', value_parser = parse_policy)]
     policy: Vec<Policy>,
     /// Dispatch an ambulance along the whole arterial at 30 min; each run is
@@ -172,12 +231,16 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
     match cmd {
         ScenarioCommand::List => {
             println!("hospital-district  a weekday around two Hangzhou hospitals; policies baseline, citybrain, baseline+guidance|turn-away|fast-gates, each");
-            println!("signal-corridor  a 7 km arterial with 21 signals at the evening peak; policies fixed, actuated, citybrain; --ambulance");
+            println!("signal-corridor  a 7 km arterial with 21 signals at the evening peak; policies fixed, coordinated, actuated, citybrain; --ambulance");
             println!(
                 "sumo             any SUMO network and routes (-n NET -r ROUTES) under the same policies and measures; --ambulance --ambulance-route FROM,TO"
             );
             Ok(())
         }
+        ScenarioCommand::Coordinate(a) => coordinate(a),
+        ScenarioCommand::Export {
+            scenario: ExportScenario::SignalCorridor { seed, out },
+        } => export_corridor(seed, &out),
         ScenarioCommand::Run { scenario } => match scenario {
             Scenario::SignalCorridor(a) => signal_corridor(a),
             Scenario::HospitalDistrict(a) => hospital(a),
@@ -186,9 +249,98 @@ pub fn run(cmd: ScenarioCommand) -> Result<()> {
     }
 }
 
-fn or_all(policies: Vec<Policy>) -> Vec<Policy> {
+fn coordinate(a: CoordinateArgs) -> Result<()> {
+    if a.step <= 0.0 {
+        bail!("--step must be above 0 s");
+    }
+    let base = Corridor::load().context("loading the signal corridor")?;
+    let from = a.from.unwrap_or_else(|| base.longest_own_cycle_s());
+    let to = a.to.unwrap_or(base.spec.signals.max_cycle_s);
+    if to < from {
+        bail!("--to ({to} s) is below --from ({from} s)");
+    }
+    let speeds = if a.speeds.is_empty() {
+        vec![base.spec.coordination.progression_speed_mps]
+    } else {
+        a.speeds.clone()
+    };
+    if speeds.iter().any(|v| !(*v > 0.0 && *v < 40.0)) {
+        bail!("--speeds must be in (0, 40) m/s");
+    }
+    let mut corridors = Vec::new();
+    for &v in &speeds {
+        let mut c = from;
+        while c <= to + 1e-9 {
+            corridors.push(Corridor::load()?.with_coordination(c, v)?);
+            c += a.step;
+        }
+    }
+    let seeds: Vec<u64> = (a.seed..a.seed + a.seeds).collect();
+    let jobs: Vec<(usize, u64)> = (0..corridors.len())
+        .flat_map(|i| seeds.iter().map(move |&s| (i, s)))
+        .collect();
+    let threads = a
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let outcomes = crate::runs::run_all(
+        &jobs,
+        threads,
+        false,
+        |(i, s)| format!("cycle {} s seed {s}", corridors[*i].spec.coordination.common_cycle_s),
+        |&(i, s)| corridors[i].run(&RunOptions::new(Policy::Coordinated, s), |_| {}),
+    )?;
+    let mut rows: Vec<(f64, &Corridor)> = corridors
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let tt: Vec<f64> = jobs
+                .iter()
+                .zip(&outcomes)
+                .filter(|((j, _), _)| *j == i)
+                .map(|(_, o)| o.mean_travel_time_s)
+                .collect();
+            (tt.iter().sum::<f64>() / tt.len() as f64, c)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!(
+        "coordinated plans, calibration seeds {}..{}: best first",
+        a.seed,
+        a.seed + a.seeds - 1
+    );
+    println!(
+        "{:>8} {:>9} {:>10} {:>10} {:>16}",
+        "cycle s", "speed m/s", "band E s", "band W s", "travel time s"
+    );
+    for (tt, c) in rows {
+        let p = &c.progression;
+        println!(
+            "{:>8.0} {:>9.2} {:>10.1} {:>10.1} {:>16.1}",
+            p.cycle_s, c.spec.coordination.progression_speed_mps, p.outbound_band_s, p.inbound_band_s, tt
+        );
+    }
+    Ok(())
+}
+
+fn export_corridor(seed: u64, out: &Path) -> Result<()> {
+    let corridor = Corridor::load().context("loading the signal corridor")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let net = out.join("corridor.net.xml");
+    std::fs::write(&net, corridor.net_xml()?).with_context(|| format!("writing {}", net.display()))?;
+    let routes = out.join("corridor.rou.xml");
+    let demand = corridor.demand(&RunOptions::new(Policy::Fixed, seed))?;
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(&routes).with_context(|| format!("writing {}", routes.display()))?,
+    );
+    citybrain_sim::output::write_routes_xml(&mut w, &corridor.net, &demand)
+        .with_context(|| format!("writing {}", routes.display()))?;
+    println!("wrote {} and {} (seed {seed})", net.display(), routes.display());
+    Ok(())
+}
+
+fn or_all(policies: Vec<Policy>, all: &[Policy]) -> Vec<Policy> {
     if policies.is_empty() {
-        Policy::ALL.to_vec()
+        all.to_vec()
     } else {
         policies
     }
@@ -198,7 +350,7 @@ fn signal_corridor(a: CorridorArgs) -> Result<()> {
     let corridor = Corridor::load().context("loading the signal corridor")?;
     let study = Study {
         scenario: "signal-corridor".into(),
-        policies: or_all(a.policy),
+        policies: or_all(a.policy, &Policy::ALL),
         seeds: a.study.seeds(),
         ambulance: a.ambulance,
         demand_scale: a.demand_scale,
@@ -210,6 +362,13 @@ fn signal_corridor(a: CorridorArgs) -> Result<()> {
         &study,
         &a.study,
         "Signal corridor: 7 km, 21 signals, evening peak",
+        study.policies.contains(&Policy::Coordinated).then(|| {
+            let p = &corridor.progression;
+            format!(
+                "(coordinated: common cycle {:.0} s; green-wave bands {:.1} s eastbound, {:.1} s westbound at {:.1} m/s, by maximal bandwidth)",
+                p.cycle_s, p.outbound_band_s, p.inbound_band_s, corridor.spec.coordination.progression_speed_mps
+            )
+        }),
         |o| corridor.run(o, |_| {}),
     )
 }
@@ -224,7 +383,7 @@ fn sumo(a: SumoArgs) -> Result<()> {
     }
     let study = Study {
         scenario: "sumo".into(),
-        policies: or_all(a.policy),
+        policies: or_all(a.policy, &Policy::ANY_NETWORK),
         seeds: a.study.seeds(),
         ambulance: a.ambulance,
         demand_scale: 1.0,
@@ -233,7 +392,7 @@ fn sumo(a: SumoArgs) -> Result<()> {
         ambulance_free_flow_s: files.ambulance_free_flow_s().unwrap_or(f64::NAN),
     };
     let title = format!("sumo on {}", a.net.display());
-    run_study(&study, &a.study, &title, |o| {
+    run_study(&study, &a.study, &title, None, |o| {
         files.run(o.policy, o.seed, o.ambulance, |_| {})
     })
 }
@@ -243,6 +402,7 @@ fn run_study(
     study: &Study,
     args: &StudyArgs,
     title: &str,
+    footnote: Option<String>,
     run: impl Fn(&RunOptions) -> Result<Outcome, ScenarioError> + Sync,
 ) -> Result<()> {
     let jobs = study.plan();
@@ -263,6 +423,9 @@ fn run_study(
             "{}",
             report::corridor::table(&study.scenario, &summaries, study.seeds.len())
         );
+        if let Some(f) = footnote {
+            println!("{f}");
+        }
     }
     if let Some(path) = &args.report {
         write_report(path, &report::corridor::html(title, &summaries, &study.seeds))?;

@@ -465,6 +465,7 @@ impl District {
                 join_queues_at_tail: true,
                 eager_insert: true,
                 rescue_lane: false,
+                emergency_red_speed: None,
             },
             ..SimConfig::default()
         };

@@ -31,6 +31,10 @@ pub struct PolicySummary {
     /// Relative to fixed-time (negative: faster), when fixed ran too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub travel_time_vs_fixed_pct: Option<f64>,
+    /// Relative to coordinated fixed-time plans (the baseline a city would
+    /// run on an arterial), when they ran too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub travel_time_vs_coordinated_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ambulance: Option<AmbulanceSummary>,
     pub runs: Vec<Outcome>,
@@ -58,6 +62,9 @@ pub struct AmbulanceSummary {
     /// ambulance in today's traffic), when fixed ran too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saving_vs_fixed_without_priority_pct: Option<f64>,
+    /// The same against coordinated plans without priority.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saving_vs_coordinated_without_priority_pct: Option<f64>,
     pub spread_with: Spread,
     pub spread_without: Spread,
     pub runs_without_priority: Vec<Outcome>,
@@ -126,7 +133,7 @@ impl Study {
                 self.summarize_policy(p, outcome_of(p, main_mode), without)
             })
             .collect();
-        compare_to_fixed(&mut summaries);
+        compare_to_baselines(&mut summaries);
         summaries
     }
 
@@ -151,6 +158,7 @@ impl Study {
                 saving_pct: 100.0 * (1.0 - with_s.mean / without_s.mean),
                 extra_delay_others_s: others(&runs) - others(&without),
                 saving_vs_fixed_without_priority_pct: None,
+                saving_vs_coordinated_without_priority_pct: None,
                 spread_with: with_s,
                 spread_without: without_s,
                 runs_without_priority: without,
@@ -169,25 +177,35 @@ impl Study {
             spread,
             detector_period_s: self.detector_period_s,
             travel_time_vs_fixed_pct: None,
+            travel_time_vs_coordinated_pct: None,
             ambulance,
             runs,
         }
     }
 }
 
-/// Fills in each policy's change against fixed-time control, when fixed ran.
-fn compare_to_fixed(summaries: &mut [PolicySummary]) {
-    let fixed = summaries.iter().find(|s| s.policy == Policy::Fixed);
-    let fixed_tt = fixed.map(|s| s.mean_travel_time_s);
-    let fixed_without = fixed
-        .and_then(|s| s.ambulance.as_ref())
-        .map(|a| a.ambulance_travel_time_without_priority_s);
+/// Fills in each policy's change against fixed-time control and against
+/// coordinated plans, for those that ran.
+fn compare_to_baselines(summaries: &mut [PolicySummary]) {
+    let base = |p: Policy, summaries: &[PolicySummary]| {
+        let s = summaries.iter().find(|s| s.policy == p)?;
+        Some((
+            s.mean_travel_time_s,
+            s.ambulance.as_ref().map(|a| a.ambulance_travel_time_without_priority_s),
+        ))
+    };
+    let fixed = base(Policy::Fixed, summaries);
+    let coordinated = base(Policy::Coordinated, summaries);
+    let pct = |x: f64, of: f64| 100.0 * (x / of - 1.0);
     for s in summaries {
-        if let Some(tt) = fixed_tt {
-            s.travel_time_vs_fixed_pct = Some(100.0 * (s.mean_travel_time_s / tt - 1.0));
-        }
-        if let (Some(w), Some(a)) = (fixed_without, s.ambulance.as_mut()) {
-            a.saving_vs_fixed_without_priority_pct = Some(100.0 * (1.0 - a.ambulance_travel_time_s / w));
+        s.travel_time_vs_fixed_pct = fixed.map(|(tt, _)| pct(s.mean_travel_time_s, tt));
+        s.travel_time_vs_coordinated_pct = coordinated.map(|(tt, _)| pct(s.mean_travel_time_s, tt));
+        if let Some(a) = s.ambulance.as_mut() {
+            a.saving_vs_fixed_without_priority_pct =
+                fixed.and_then(|f| f.1).map(|w| -pct(a.ambulance_travel_time_s, w));
+            a.saving_vs_coordinated_without_priority_pct = coordinated
+                .and_then(|f| f.1)
+                .map(|w| -pct(a.ambulance_travel_time_s, w));
         }
     }
 }
@@ -204,18 +222,20 @@ pub fn table(name: &str, summaries: &[PolicySummary], seeds: usize) -> String {
     }
     let _ = writeln!(
         t,
-        "{:<10} {:>16} {:>9} {:>14} {:>8} {:>15} {:>11} {:>9}",
-        "policy", "travel time s", "vs fixed", "delay s", "index", "throughput/h", "max queue", "teleports"
+        "{:<12} {:>16} {:>9} {:>9} {:>14} {:>8} {:>15} {:>11} {:>9}",
+        "policy", "travel time s", "vs fixed", "vs coord", "delay s", "index", "throughput/h", "max queue", "teleports"
     );
     for s in summaries {
         let sp = &s.spread;
         let _ = writeln!(
             t,
-            "{:<10} {:>9.1} ± {:<4.1} {:>9} {:>7.1} ± {:<4.1} {:>8.3} {:>15.0} {:>11.1} {:>9.1}",
+            "{:<12} {:>9.1} ± {:<4.1} {:>9} {:>9} {:>7.1} ± {:<4.1} {:>8.3} {:>15.0} {:>11.1} {:>9.1}",
             s.policy.name(),
             sp.mean_travel_time_s.mean,
             sp.mean_travel_time_s.sd,
             s.travel_time_vs_fixed_pct.map_or("-".into(), |p| format!("{p:+.1}%")),
+            s.travel_time_vs_coordinated_pct
+                .map_or("-".into(), |p| format!("{p:+.1}%")),
             sp.mean_delay_s.mean,
             sp.mean_delay_s.sd,
             sp.delay_index.mean,
@@ -228,14 +248,20 @@ pub fn table(name: &str, summaries: &[PolicySummary], seeds: usize) -> String {
         let _ = writeln!(t);
         let _ = writeln!(
             t,
-            "{:<10} {:>22} {:>22} {:>9} {:>20} {:>24}",
-            "ambulance", "without priority s", "with priority s", "saving", "others' extra s", "vs fixed w/o priority"
+            "{:<12} {:>22} {:>22} {:>9} {:>16} {:>14} {:>14}",
+            "ambulance",
+            "without priority s",
+            "with priority s",
+            "saving",
+            "others' extra s",
+            "vs fixed w/o",
+            "vs coord w/o"
         );
         for s in summaries {
             if let Some(a) = &s.ambulance {
                 let _ = writeln!(
                     t,
-                    "{:<10} {:>15.1} ± {:<4.1} {:>15.1} ± {:<4.1} {:>8.1}% {:>20.1} {:>24}",
+                    "{:<12} {:>15.1} ± {:<4.1} {:>15.1} ± {:<4.1} {:>8.1}% {:>16.1} {:>14} {:>14}",
                     s.policy.name(),
                     a.spread_without.mean,
                     a.spread_without.sd,
@@ -244,7 +270,9 @@ pub fn table(name: &str, summaries: &[PolicySummary], seeds: usize) -> String {
                     a.saving_pct,
                     a.extra_delay_others_s,
                     a.saving_vs_fixed_without_priority_pct
-                        .map_or("-".into(), |p| format!("{p:.1}% saved"))
+                        .map_or("-".into(), |p| format!("{p:.1}% less")),
+                    a.saving_vs_coordinated_without_priority_pct
+                        .map_or("-".into(), |p| format!("{p:.1}% less"))
                 );
             }
         }
@@ -264,11 +292,12 @@ pub fn html(title: &str, summaries: &[PolicySummary], seeds: &[u64]) -> String {
     let mut rows = String::new();
     for s in summaries {
         rows += &format!(
-            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.0}</td><td>{:.1}</td></tr>",
+            "<tr><td>{}</td><td>{:.1} ± {:.1}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.3}</td><td>{:.0}</td><td>{:.1}</td></tr>",
             s.policy.name(),
             s.spread.mean_travel_time_s.mean,
             s.spread.mean_travel_time_s.sd,
             s.travel_time_vs_fixed_pct.map_or("-".into(), |p| format!("{p:+.1}%")),
+            s.travel_time_vs_coordinated_pct.map_or("-".into(), |p| format!("{p:+.1}%")),
             s.mean_delay_s,
             s.delay_index,
             s.throughput_veh_per_h,
@@ -282,7 +311,7 @@ pub fn html(title: &str, summaries: &[PolicySummary], seeds: &[u64]) -> String {
     let json = serde_json::to_string_pretty(summaries).unwrap_or_default();
     let body = format!(
         "<h1>{}</h1><p>Seeds: {}. Mean ± sample standard deviation over seeds; bars show the mean, whiskers the range.{}</p>\
-<table id=\"traffic\"><tr><th>policy</th><th>mean travel time s</th><th>vs fixed</th><th>mean delay s</th><th>delay index</th><th>throughput veh/h</th><th>max queue veh</th></tr>{rows}</table>\
+<table id=\"traffic\"><tr><th>policy</th><th>mean travel time s</th><th>vs fixed</th><th>vs coordinated</th><th>mean delay s</th><th>delay index</th><th>throughput veh/h</th><th>max queue veh</th></tr>{rows}</table>\
 <h2>Mean travel time</h2>{}{}\
 <h2>Every run</h2><pre>{}</pre>",
         esc(title),
@@ -316,7 +345,7 @@ fn ambulance_section(summaries: &[PolicySummary]) -> String {
         let name = s.policy.name();
         let bound = 100.0 * (1.0 - a.free_flow_s / a.spread_without.mean.max(f64::MIN_POSITIVE));
         rows += &format!(
-            "<tr><td>{name}</td><td>{:.0} ± {:.0}</td><td>{:.0} ± {:.0}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:+.1}</td><td>{}</td></tr>",
+            "<tr><td>{name}</td><td>{:.0} ± {:.0}</td><td>{:.0} ± {:.0}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:+.1}</td><td>{}</td><td>{}</td></tr>",
             a.spread_without.mean,
             a.spread_without.sd,
             a.spread_with.mean,
@@ -325,6 +354,8 @@ fn ambulance_section(summaries: &[PolicySummary]) -> String {
             bound.max(0.0),
             a.extra_delay_others_s,
             a.saving_vs_fixed_without_priority_pct
+                .map_or("-".into(), |p| format!("{p:.1}%")),
+            a.saving_vs_coordinated_without_priority_pct
                 .map_or("-".into(), |p| format!("{p:.1}%")),
         );
         bars.push((format!("{name}, without"), &a.spread_without, "#9ca3af"));
@@ -335,7 +366,7 @@ fn ambulance_section(summaries: &[PolicySummary]) -> String {
 <p>Its free-flow time along the route is {:.0} s: no control can get it there sooner, so priority saves at most \
 1 − free-flow / time without priority (the \"at most\" column).</p>\
 <table id=\"ambulance\"><tr><th>policy</th><th>without priority s</th><th>with priority s</th><th>saving</th><th>at most</th>\
-<th>others' extra travel time s</th><th>with priority vs fixed without</th></tr>{rows}</table>{}",
+<th>others' extra travel time s</th><th>with priority vs fixed without</th><th>with priority vs coordinated without</th></tr>{rows}</table>{}",
         first.free_flow_s,
         spread_bars(&bars, Some(("free flow", first.free_flow_s))),
     )
@@ -448,7 +479,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("citybrain      165.0 ± 14.1    -23.3%    65.0 ± 14.1    1.650"),
+            t.contains("citybrain        165.0 ± 14.1    -23.3%         -    65.0 ± 14.1    1.650"),
             "{t}"
         );
         assert!(t.contains("45.0%"), "{t}");

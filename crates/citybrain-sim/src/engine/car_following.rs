@@ -86,6 +86,10 @@ impl Sim {
             _ => (gap, leader_speed, leader_decel),
         };
         let safe = krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length());
+        let safe = match self.red_crossing_cap(v, t, lane.length) {
+            Some(cap) => safe.min(cap),
+            None => safe,
+        };
         let wanted = (v.speed + t.accel * dt).min(vmax).min(safe);
         let dawdle = t.sigma * t.accel * dt * rng::draw(self.cfg.seed, v.spec as u64, self.clock.steps());
         // Dawdling never brakes harder than `decel` (SUMO's Krauss bounds it
@@ -140,6 +144,56 @@ impl Sim {
             Some(o) if self.safe(o, t) < self.safe(ahead, t) => o,
             _ => ahead,
         }
+    }
+
+    /// The speed an emergency vehicle may pass this red (or amber) light at,
+    /// when the rule is on and no crossing link is busy.
+    fn red_crossing_speed(&self, t: &VType, link: &Link) -> Option<f64> {
+        self.cfg
+            .behaviour
+            .emergency_red_speed
+            .filter(|_| t.vclass == "emergency")
+            .filter(|_| matches!(self.signal(link), LinkSignal::Stop | LinkSignal::Amber))
+            .filter(|_| !self.any_crosser_busy(link))
+    }
+
+    /// Going against red: the fastest speed for this step from which the
+    /// vehicle, braking at `decel` a step, is down to the crossing speed by
+    /// the time it reaches the line — never less than braking at `decel`
+    /// now (a rule, unlike a leader, never forces a harder stop).
+    fn red_crossing_cap(&self, v: &Veh, t: &VType, lane_len: f64) -> Option<f64> {
+        if self.is_internal(v.lane) {
+            return None;
+        }
+        let link = self.link_of(v)?;
+        let slow = self.red_crossing_speed(t, link)?;
+        let dt = self.clock.step_length();
+        let to_line = lane_len - v.pos;
+        // Distance covered before the speed is down to `slow`, from `x`.
+        let reaches = |x: f64| {
+            let (mut covered, mut speed) = (0.0, x);
+            while speed > slow + 1e-9 {
+                covered += speed * dt;
+                if covered >= to_line {
+                    return false;
+                }
+                speed -= t.decel * dt;
+            }
+            true
+        };
+        let (mut lo, mut hi) = (0.0, v.speed + t.accel * dt + 1.0);
+        if reaches(hi) {
+            return None;
+        }
+        for _ in 0..40 {
+            let mid = 0.5 * (lo + hi);
+            if reaches(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(lo.max(slow.min(to_line / dt)).max(v.speed - t.decel * dt))
     }
 
     /// Safe speed behind (gap, leader speed, leader deceleration).
@@ -216,6 +270,9 @@ impl Sim {
             }
         };
         let internal = self.is_internal(v.lane);
+        // An emergency vehicle on duty goes against red once the junction is
+        // clear (slowly: `red_crossing_cap`).
+        let open = open || (!internal && self.red_crossing_speed(t, link).is_some());
         // The last space beyond the junction was given to another car.
         if open && !internal && self.cfg.behaviour.zipper_merges && link.next != link.target {
             let permit = self.entry_permit[link.target.idx()];

@@ -225,6 +225,18 @@ impl Sim {
         })
     }
 
+    /// Any link that crosses or merges with `link` busy (a vehicle inside
+    /// the junction on it, or about to enter)?
+    pub(super) fn any_crosser_busy(&self, link: &Link) -> bool {
+        let (Some(j), Some(r)) = (link.junction, link.request) else {
+            return false;
+        };
+        self.crossers[j.idx()].get(r as usize).is_some_and(|row| {
+            row.iter()
+                .any(|&f| self.busy[j.idx()].get(f as usize).copied().unwrap_or(false))
+        })
+    }
+
     pub(super) fn foe_busy(&self, link: &Link) -> bool {
         let (Some(j), Some(r)) = (link.junction, link.request) else {
             return false;

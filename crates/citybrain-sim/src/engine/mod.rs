@@ -113,6 +113,12 @@ pub struct Behaviour {
     /// network goes on upstream in its own lane. (Off: one blocked vehicle
     /// holds up its whole edge, SUMO's default.)
     pub eager_insert: bool,
+    /// An emergency vehicle (vClass `emergency`) on duty may pass a red
+    /// light — or an amber it would stop at — at no more than this speed
+    /// (m/s) once no vehicle on a crossing link is in the junction or about
+    /// to enter it (PRC Road Traffic Safety Law, art. 53; SUMO's bluelight
+    /// device ignores red lights). None: it waits for green like anyone.
+    pub emergency_red_speed: Option<f64>,
 }
 
 impl Default for Behaviour {
@@ -125,6 +131,7 @@ impl Default for Behaviour {
             lane_lookahead_edges: 1,
             join_queues_at_tail: false,
             eager_insert: false,
+            emergency_red_speed: None,
         }
     }
 }
@@ -395,6 +402,10 @@ pub struct Sim {
     signal_states: Vec<Vec<LinkSignal>>,
     /// Junction link requests (yield rows) per junction: (request index, yields-to mask as indices).
     yields: Vec<Vec<Vec<u32>>>,
+    /// The same by the `foes` bits: every link whose path crosses or merges
+    /// with this one, whatever the right of way (for an emergency vehicle
+    /// going against a red light).
+    crossers: Vec<Vec<Vec<u32>>>,
     /// Per junction and request index: is a vehicle approaching or inside the link this step?
     busy: Vec<Vec<bool>>,
     /// Lanes holding vehicles at the start of this step (every pass walks these only).
@@ -487,6 +498,17 @@ impl Sim {
                 rows
             })
             .collect::<Vec<Vec<Vec<u32>>>>();
+        let crossers = net
+            .junctions
+            .iter()
+            .map(|j| {
+                let mut rows = vec![Vec::new(); j.requests.iter().map(|r| r.index as usize + 1).max().unwrap_or(0)];
+                for r in &j.requests {
+                    rows[r.index as usize] = (0..r.foes.len() as u32).filter(|i| r.conflicts_with(*i)).collect();
+                }
+                rows
+            })
+            .collect::<Vec<Vec<Vec<u32>>>>();
         let busy = yields.iter().map(|r| vec![false; r.len()]).collect();
         let lead_ins = build_lead_ins(&net, &links);
         let mut via_links = vec![Vec::new(); net.lanes.len()];
@@ -560,6 +582,7 @@ impl Sim {
             cancelled: std::collections::HashSet::new(),
             controllers,
             yields,
+            crossers,
             busy,
             via_links,
             occupied: Vec::new(),
