@@ -3,7 +3,7 @@
 # policies, on the same network and the same per-seed demand.
 #
 #   bash bench/corridor-vs-sumo.sh                  # seeds 1..10
-#   SEEDS="1 2 3" bash bench/corridor-vs-sumo.sh
+#   SEEDS="1 2 3" bash bench/corridor-vs-sumo.sh   # consecutive seeds
 #
 # For each seed, `citybrain scenario export signal-corridor` writes the
 # corridor's network and that seed's demand as SUMO files. SUMO then runs
@@ -82,7 +82,13 @@ for line in open(f"{work}/twin.jsonl"):
 def ms(xs):
     return f"{statistics.mean(xs):8.1f} ± {statistics.stdev(xs) if len(xs) > 1 else 0.0:<5.1f}"
 print(f"Signal corridor, seeds {' '.join(seeds)}: mean ± sd over seeds")
-print(f"{'engine':<10} {'controller':<12} {'travel time s':>16} {'delay s':>16} {'arrived':>16}")
+# Engines differ in absolute level: each controller against its own engine's
+# designed plans (SUMO static = the twin's fixed: the same tlLogics).
+base = {"sumo": "static", "citybrain": "fixed"}
+print(f"{'engine':<10} {'controller':<12} {'travel time s':>16} {'vs own fixed':>13} {'delay s':>16} {'arrived':>16}")
 for (engine, ctl), r in sorted(rows.items()):
-    print(f"{engine:<10} {ctl:<12} {ms([x[0] for x in r])} {ms([x[1] for x in r])} {ms([x[2] for x in r])}")
+    tt = statistics.mean(x[0] for x in r)
+    ref = rows.get((engine, base[engine]))
+    rel = f"{100 * (tt / statistics.mean(x[0] for x in ref) - 1):+.1f}%" if ref else "-"
+    print(f"{engine:<10} {ctl:<12} {ms([x[0] for x in r])} {rel:>13} {ms([x[1] for x in r])} {ms([x[2] for x in r])}")
 EOF

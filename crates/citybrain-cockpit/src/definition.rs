@@ -191,6 +191,14 @@ pub struct Query {
     /// Only entities whose id starts with this (may hold `${variable}`).
     #[serde(default)]
     pub id_prefix: Option<String>,
+    /// Only entities whose id starts with one of these (with `idPrefix`,
+    /// both must hold): several scenarios' sensors in one figure.
+    #[serde(default)]
+    pub any_id_prefix: Vec<String>,
+    /// Never entities whose id starts with one of these (an aggregate that
+    /// would count the same cars twice).
+    #[serde(default)]
+    pub except_id_prefix: Vec<String>,
     /// The attribute read (its value; a number for kpi, gauge, timeseries, bar).
     #[serde(default)]
     pub attr: Option<String>,

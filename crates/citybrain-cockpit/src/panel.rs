@@ -149,6 +149,11 @@ pub fn matching<'a>(q: &Query, vars: &[(String, String)], entities: &'a [Value])
                 .is_none_or(|p| e["id"].as_str().is_some_and(|id| id.starts_with(p.as_str())))
         })
         .filter(|e| {
+            let id = e["id"].as_str().unwrap_or_default();
+            (q.any_id_prefix.is_empty() || q.any_id_prefix.iter().any(|p| id.starts_with(p.as_str())))
+                && !q.except_id_prefix.iter().any(|p| id.starts_with(p.as_str()))
+        })
+        .filter(|e| {
             q.where_equal.iter().all(|(attr, want)| match want {
                 Value::String(w) => e.get(attr).and_then(Value::as_str) == Some(substitute(w, vars).as_str()),
                 w => e.get(attr) == Some(w),
@@ -328,5 +333,44 @@ pub fn evaluate(p: &Panel, vars: &[(String, String)], entities: &[Value]) -> Pan
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod overview_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The city overview's "vehicles queued" counts the live scenarios'
+    /// road and lane sensors once each: not the static demo record (the
+    /// article's 408 cars), not the hospital queue's aggregate of cars the
+    /// road sensors already count.
+    #[test]
+    fn the_overview_queue_counts_live_road_sensors_once() {
+        let def = crate::definition::parse(include_str!("../../../dashboards/city-overview.json")).unwrap();
+        let q = def
+            .panels
+            .iter()
+            .find(|p| p.id == "queued")
+            .and_then(|p| p.query.clone())
+            .unwrap();
+        let flow = |id: &str, n: u32| json!({"id": id, "type": "TrafficFlowObserved", "queueLength": n});
+        let entities = vec![
+            flow("urn:ngsi-ld:TrafficFlowObserved:qingchun-road-hospital-gate", 408),
+            flow("urn:ngsi-ld:TrafficFlowObserved:signal-corridor:e3_0", 3),
+            flow("urn:ngsi-ld:TrafficFlowObserved:hospital-district:qingchun-w", 5),
+            flow("urn:ngsi-ld:TrafficFlowObserved:hospital-district:hospital-queue", 7),
+        ];
+        let ids: Vec<&str> = matching(&q, &[], &entities)
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "urn:ngsi-ld:TrafficFlowObserved:signal-corridor:e3_0",
+                "urn:ngsi-ld:TrafficFlowObserved:hospital-district:qingchun-w"
+            ]
+        );
     }
 }

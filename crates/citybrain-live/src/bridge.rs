@@ -73,6 +73,9 @@ pub struct Pacing {
     pub speedup: f64,
     /// The first day's seed; each next day takes the next.
     pub seed: u64,
+    /// The first day is run ahead, unpaced and unpublished, to this
+    /// simulated time (s): a demo opens at the peak, not on empty roads.
+    pub start_at_s: Option<f64>,
 }
 
 /// Starts the twin and the publisher; they run until the process ends (or
@@ -131,6 +134,11 @@ fn run_twin<T: Scenario>(
                 return;
             }
         };
+        if let Some(at) = pacing.start_at_s.filter(|_| seed == pacing.seed) {
+            while day.time() < at && !day.finished() {
+                day.step();
+            }
+        }
         let started = Instant::now();
         let t0 = day.time();
         let mut next_publish = t0;
@@ -284,6 +292,7 @@ mod tests {
             period_s: 1.0,
             speedup: 1000.0,
             seed: 1,
+            start_at_s: None,
         };
         start(hub.clone(), "counter", pacing, counter, CounterSensors, view.clone()).unwrap();
         // One day is 20 simulated s = 20 ms at this speed-up; wait for two.

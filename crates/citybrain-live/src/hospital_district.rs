@@ -46,6 +46,8 @@ pub struct LiveOptions {
     pub measures: Measures,
     pub speedup: f64,
     pub seed: u64,
+    /// Simulated time the first day opens at (run ahead to it), s.
+    pub start_at_s: Option<f64>,
 }
 
 /// One publication.
@@ -77,6 +79,7 @@ pub fn start(hub: Hub, opts: LiveOptions) -> Result<(), LiveError> {
         period_s: PUBLISH_EVERY_S,
         speedup: opts.speedup,
         seed: opts.seed,
+        start_at_s: opts.start_at_s,
     };
     let sensors = DistrictSensors {
         net: district.net.clone(),

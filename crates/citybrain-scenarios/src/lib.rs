@@ -13,6 +13,7 @@
 //!   averaged (the City Brain KDD Cup's measure).
 
 pub mod ambulance;
+pub mod bands;
 pub mod coordination;
 pub mod draw;
 pub mod hospital_district;

@@ -1,12 +1,38 @@
 //! `citybrain bench`: the CLI of the benchmarks in `citybrain-bench`.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use citybrain_scenarios::bands::{Bands, Checked};
+use citybrain_scenarios::hospital_district::{District, Measures};
+use citybrain_scenarios::signal_corridor::{Corridor, Policy};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// The NGSI-LD hub: batch upsert, PATCH, retrieve, query, notifications, vs raw SQLite.
     Hub(HubBench),
+    /// The scenarios' headline figures against their documented bands
+    /// (scenarios/bands.json): the signal corridor (every policy, and the
+    /// ambulance without and with priority) and the hospital district
+    /// (baseline, City Brain). Prints each figure and its band; exits
+    /// non-zero when one is outside.
+    ///
+    /// Example: citybrain bench scenarios --seeds 3
+    Scenarios(ScenariosBench),
+}
+
+#[derive(Args, Clone)]
+pub struct ScenariosBench {
+    /// Seeds 1..=N (the bands hold for 3 to 10).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100))]
+    seeds: u64,
+    /// Another bands file instead of the one built in.
+    #[arg(long)]
+    bands: Option<PathBuf>,
+    /// Runs in parallel (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 #[derive(Args, Clone)]
@@ -30,6 +56,7 @@ pub struct HubBench {
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::Scenarios(b) => tokio::task::spawn_blocking(move || scenarios(b)).await?,
         BenchCommand::Hub(b) => {
             citybrain_bench::hub(citybrain_bench::HubBench {
                 entities: b.entities,
@@ -41,4 +68,87 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             .await
         }
     }
+}
+
+fn scenarios(b: ScenariosBench) -> Result<()> {
+    let bands = match &b.bands {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Bands::parse(&p.display().to_string(), &text)?
+        }
+        None => Bands::embedded()?,
+    };
+    let seeds: Vec<u64> = (1..=b.seeds).collect();
+    let threads = b
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut checked: Vec<Checked> = Vec::new();
+
+    let corridor = Corridor::load().context("loading the signal corridor")?;
+    let policies = bands
+        .policies("signal-corridor")
+        .iter()
+        .map(|p| p.parse::<Policy>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let plain = crate::scenario::corridor_summaries(&corridor, &policies, &seeds, false, threads)?;
+    let amb = crate::scenario::corridor_summaries(&corridor, &policies, &seeds, true, threads)?;
+    checked.extend(bands.check("signal-corridor", |p, f| {
+        let s = plain.iter().find(|s| s.policy.name() == p)?;
+        let a = amb.iter().find(|s| s.policy.name() == p)?.ambulance.as_ref();
+        match f {
+            "mean_travel_time_s" => Some(s.mean_travel_time_s),
+            "mean_delay_s" => Some(s.mean_delay_s),
+            "travel_time_vs_fixed_pct" => s.travel_time_vs_fixed_pct,
+            "travel_time_vs_coordinated_pct" => s.travel_time_vs_coordinated_pct,
+            "ambulance_without_priority_s" => a.map(|a| a.ambulance_travel_time_without_priority_s),
+            "ambulance_with_priority_s" => a.map(|a| a.ambulance_travel_time_s),
+            _ => None,
+        }
+    }));
+
+    let district = District::load().context("loading the hospital district")?;
+    let measures = bands
+        .policies("hospital-district")
+        .iter()
+        .map(|p| p.parse::<Measures>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let hospital = crate::scenario::hospital_summaries(&district, &measures, &seeds, threads, false, |_| {})?;
+    checked.extend(bands.check("hospital-district", |p, f| {
+        let s = hospital.iter().find(|s| s.policy == p)?;
+        match f {
+            "mean_wait_min" => Some(s.mean_wait_min),
+            "max_wait_min" => Some(s.max_wait_min),
+            "peak_queue_on_road" => Some(s.peak_queue_on_road),
+            _ => None,
+        }
+    }));
+
+    let source = b
+        .bands
+        .as_ref()
+        .map_or("scenarios/bands.json (built in)".to_string(), |p| {
+            p.display().to_string()
+        });
+    println!("scenario figures, seeds 1-{}, against {source}", b.seeds);
+    println!(
+        "{:<18} {:<12} {:<32} {:>10} {:>20}  ",
+        "scenario", "policy", "figure", "value", "band"
+    );
+    for c in &checked {
+        println!(
+            "{:<18} {:<12} {:<32} {:>10} {:>20}  {}",
+            c.scenario,
+            c.policy,
+            c.figure,
+            c.value.map_or("missing".into(), |v| format!("{v:.1}")),
+            format!("[{}, {}]", c.band.0, c.band.1),
+            if c.holds() { "ok" } else { "OUT OF BAND" }
+        );
+    }
+    let out = checked.iter().filter(|c| !c.holds()).count();
+    if out > 0 {
+        bail!("{out} of {} figures outside their documented bands", checked.len());
+    }
+    println!("all {} figures within their bands", checked.len());
+    Ok(())
 }

@@ -76,6 +76,14 @@ pub struct ServeArgs {
     /// else the rules built into the binary.
     #[arg(long, env = "CITYBRAIN_ALERT_RULES")]
     pub alert_rules: Option<std::path::PathBuf>,
+    /// Simulated time the live signal corridor opens at, s (its demand
+    /// reaches the peak at 900 s; 0: empty roads at the start).
+    #[arg(long, env = "CITYBRAIN_LIVE_CORRIDOR_START", default_value_t = 900.0, value_parser = parse_start_s)]
+    pub live_corridor_start: f64,
+    /// Time of day the live hospital district opens at, HH:MM (its day
+    /// begins at 05:30; visitors peak 07:00-10:00).
+    #[arg(long, env = "CITYBRAIN_LIVE_HOSPITAL_START", default_value = "07:00", value_parser = parse_hh_mm)]
+    pub live_hospital_start: f64,
     /// How many times faster than real time the live scenarios run.
     #[arg(long, env = "CITYBRAIN_LIVE_SPEEDUP", default_value_t = 60.0)]
     pub live_speedup: f64,
@@ -184,4 +192,22 @@ pub fn init_tracing(args: &ServeArgs) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+fn parse_start_s(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=86_400.0).contains(&v) => Ok(v),
+        _ => Err("must be a number of seconds in [0, 86400]".into()),
+    }
+}
+
+/// "07:00" -> 25200 s.
+fn parse_hh_mm(s: &str) -> Result<f64, String> {
+    let bad = || format!("'{s}' is not a time of day HH:MM (00:00-23:59)");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 {
+        return Err(bad());
+    }
+    Ok(f64::from(h * 3600 + m * 60))
 }

@@ -217,6 +217,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
                         policy,
                         speedup: args.live_speedup,
                         seed: 1,
+                        start_at_s: Some(args.live_corridor_start),
                     },
                 )?;
                 println!(
@@ -235,6 +236,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
                         measures,
                         speedup: args.live_speedup,
                         seed: 1,
+                        start_at_s: Some(args.live_hospital_start),
                     },
                 )?;
                 println!(

@@ -200,6 +200,21 @@ pub struct HospitalArgs {
     /// Multiply every demand rate (1.0: the day as specified).
     #[arg(long, default_value_t = 1.0, value_parser = parse_demand_scale)]
     demand_scale: f64,
+    /// Multiply inputs of district.json for a sensitivity run: POINTER=FACTOR
+    /// (JSON pointer, `*` for every element), repeatable, e.g.
+    /// --scale /hospitals/*/visitor_spaces=0.8 --scale /gates/pay_at_exit_s=1.2
+    #[arg(long, value_parser = parse_scale)]
+    scale: Vec<(String, f64)>,
+}
+
+fn parse_scale(s: &str) -> Result<(String, f64), String> {
+    let (p, f) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("'{s}' is not POINTER=FACTOR"))?;
+    match f.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 10.0 && p.starts_with('/') => Ok((p.to_string(), x)),
+        _ => Err(format!("'{s}': POINTER starts with '/', FACTOR in (0, 10]")),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<Policy, ScenarioError> {
@@ -434,7 +449,7 @@ fn run_study(
 }
 
 fn hospital(a: HospitalArgs) -> Result<()> {
-    let district = District::load().context("loading the hospital district")?;
+    let district = District::load_scaled(&a.scale).context("loading the hospital district")?;
     let measures: Vec<Measures> = if a.policy.is_empty() {
         vec![Measures::BASELINE, Measures::CITYBRAIN]
     } else if a.policy.iter().any(|p| p == "each") {
@@ -447,35 +462,10 @@ fn hospital(a: HospitalArgs) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("--policy: {e}"))?
     };
     let seeds = a.study.seeds();
-    let mut jobs = Vec::new();
-    for &m in &measures {
-        for &s in &seeds {
-            let mut o = hospital_district::RunOptions::new(m, s);
-            o.demand_scale = a.demand_scale;
-            o.compliance = a.compliance;
-            jobs.push(o);
-        }
-    }
-    let outcomes = crate::runs::run_all(
-        &jobs,
-        a.study.threads(),
-        a.study.json,
-        |o| format!("{} seed {}", o.measures.name(), o.seed),
-        |o| district.run(o, |_| {}),
-    )?;
-    let results: Vec<(&hospital_district::RunOptions, hospital_district::Outcome)> =
-        jobs.iter().zip(outcomes).collect();
-    let summaries: Vec<report::hospital::PolicySummary> = measures
-        .iter()
-        .map(|m| {
-            let runs = results
-                .iter()
-                .filter(|(j, _)| j.measures == *m)
-                .map(|(_, o)| o.clone())
-                .collect();
-            report::hospital::summarize(m.name(), &seeds, runs)
-        })
-        .collect();
+    let summaries = hospital_summaries(&district, &measures, &seeds, a.study.threads(), a.study.json, |o| {
+        o.demand_scale = a.demand_scale;
+        o.compliance = a.compliance;
+    })?;
     if a.study.json {
         for s in &summaries {
             println!("{}", serde_json::to_string(s)?);
@@ -487,6 +477,76 @@ fn hospital(a: HospitalArgs) -> Result<()> {
         write_report(path, &report::hospital::html(&district, &summaries, &seeds))?;
     }
     Ok(())
+}
+
+/// Runs every (measures, seed) of the hospital district and summarizes each
+/// set of measures over the seeds.
+pub fn hospital_summaries(
+    district: &District,
+    measures: &[Measures],
+    seeds: &[u64],
+    threads: usize,
+    quiet: bool,
+    adjust: impl Fn(&mut hospital_district::RunOptions),
+) -> Result<Vec<report::hospital::PolicySummary>> {
+    let mut jobs = Vec::new();
+    for &m in measures {
+        for &s in seeds {
+            let mut o = hospital_district::RunOptions::new(m, s);
+            adjust(&mut o);
+            jobs.push(o);
+        }
+    }
+    let outcomes = crate::runs::run_all(
+        &jobs,
+        threads,
+        quiet,
+        |o| format!("{} seed {}", o.measures.name(), o.seed),
+        |o| district.run(o, |_| {}),
+    )?;
+    let results: Vec<(&hospital_district::RunOptions, hospital_district::Outcome)> =
+        jobs.iter().zip(outcomes).collect();
+    Ok(measures
+        .iter()
+        .map(|m| {
+            let runs = results
+                .iter()
+                .filter(|(j, _)| j.measures == *m)
+                .map(|(_, o)| o.clone())
+                .collect();
+            report::hospital::summarize(m.name(), seeds, runs)
+        })
+        .collect())
+}
+
+/// Runs the signal corridor's policies over `seeds` (with the ambulance
+/// twice: without and with priority) and summarizes each policy.
+pub fn corridor_summaries(
+    corridor: &Corridor,
+    policies: &[Policy],
+    seeds: &[u64],
+    ambulance: bool,
+    threads: usize,
+) -> Result<Vec<report::corridor::PolicySummary>> {
+    let study = Study {
+        scenario: "signal-corridor".into(),
+        policies: policies.to_vec(),
+        seeds: seeds.to_vec(),
+        ambulance,
+        demand_scale: 1.0,
+        duration: None,
+        detector_period_s: None,
+        ambulance_free_flow_s: corridor.ambulance_free_flow_s(),
+    };
+    let jobs = study.plan();
+    let outcomes = crate::runs::run_all(
+        &jobs,
+        threads,
+        false,
+        |o| format!("{} seed {}", o.policy.name(), o.seed),
+        |o| corridor.run(o, |_| {}),
+    )?;
+    Ok(study.summarize(&jobs, outcomes))
 }
 
 fn write_report(path: &Path, html: &str) -> Result<()> {

@@ -26,6 +26,9 @@ pub struct Outcome {
     /// counted every minute.
     pub peak_queue_on_road: u32,
     pub peak_queue_time_s: f64,
+    /// Of the peak queue, the cars held at the block's edge (waiting to
+    /// enter the modelled network: their queue stands on roads beyond it).
+    pub peak_queue_held_outside: u32,
     /// Visitors who parked elsewhere than their hospital's lot.
     pub cars_diverted: usize,
     /// Extra walk to the hospital gate over all visitors who parked, m.
@@ -275,6 +278,7 @@ impl Run<'_> {
             max_wait_min: waits.iter().copied().fold(0.0, f64::max),
             peak_queue_on_road: self.peak_queue.0,
             peak_queue_time_s: self.peak_queue.1,
+            peak_queue_held_outside: self.peak_queue_held_outside,
             cars_diverted: diverted,
             mean_extra_walk_m: if parked > 0 { walk_sum / parked as f64 } else { 0.0 },
             mean_extra_walk_diverted_m: if diverted > 0 {

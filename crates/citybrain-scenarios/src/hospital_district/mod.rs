@@ -189,7 +189,26 @@ pub struct District {
 impl District {
     /// The embedded scenario.
     pub fn load() -> Result<District, ScenarioError> {
-        let spec: Spec = serde_json::from_str(SPEC).map_err(|e| ScenarioError::Data(format!("district.json: {e}")))?;
+        District::load_scaled(&[])
+    }
+
+    /// The district with some inputs of `district.json` multiplied: each
+    /// (JSON pointer, factor), `*` matching every array element or key
+    /// (`/hospitals/*/visitor_spaces`); whole numbers stay whole. For
+    /// sensitivity studies (`scenario run hospital-district --scale`).
+    pub fn load_scaled(scales: &[(String, f64)]) -> Result<District, ScenarioError> {
+        let mut json: serde_json::Value =
+            serde_json::from_str(SPEC).map_err(|e| ScenarioError::Data(format!("district.json: {e}")))?;
+        for (pointer, factor) in scales {
+            let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+            if scale_json(&mut json, &parts, *factor) == 0 {
+                return Err(ScenarioError::Data(format!(
+                    "district.json has no number at '{pointer}'"
+                )));
+            }
+        }
+        let spec: Spec =
+            serde_json::from_value(json).map_err(|e| ScenarioError::Data(format!("district.json: {e}")))?;
         validate(&spec)?;
         let mut xml = String::new();
         flate2::read::GzDecoder::new(NET_GZ)
@@ -494,6 +513,7 @@ impl District {
             next_series_sample: self.spec.demand.begin_s,
             queue_now: 0,
             peak_queue: (0, self.spec.demand.begin_s),
+            peak_queue_held_outside: 0,
             queue_series: Vec::new(),
             occupancy_series: vec![Vec::new(); self.lots.len()],
             through_tt: Vec::new(),
@@ -600,6 +620,8 @@ pub struct Run<'d> {
     next_series_sample: f64,
     queue_now: u32,
     peak_queue: (u32, f64),
+    /// How many of the peak queue were held at the block's edge.
+    peak_queue_held_outside: u32,
     queue_series: Vec<(f64, u32)>,
     occupancy_series: Vec<Vec<(f64, u32, u32)>>,
     through_tt: Vec<f64>,
@@ -694,6 +716,8 @@ impl Run<'_> {
             });
         }
         let mut queue = 0u32;
+        // Of those, the ones held at the block's edge: off the modelled network.
+        let mut held_outside = 0u32;
         for s in &seen {
             let hosp = &self.d.hospitals[s.hospital];
             let own_area = self.d.lots[hosp.lot].area;
@@ -776,6 +800,7 @@ impl Run<'_> {
             }
             if car.progress == Progress::Queued {
                 queue += 1;
+                held_outside += 1;
             }
         }
         self.choose_ways_in(t, &held_since, held_visitors);
@@ -786,6 +811,7 @@ impl Run<'_> {
             self.queue_now = queue;
             if self.queue_now > self.peak_queue.0 {
                 self.peak_queue = (self.queue_now, t);
+                self.peak_queue_held_outside = held_outside;
             }
             self.next_queue_sample += QUEUE_SAMPLE_S;
         }
@@ -878,5 +904,61 @@ mod tests {
         assert_eq!(integral(&[(0.0, 0.0), (10.0, 1.0), (20.0, 1.0)]), 15.0);
         assert_eq!(pick_weighted(&[1.0, 3.0], 4.0, 0.5), 1);
         assert_eq!(pick_weighted(&[1.0, 3.0], 4.0, 0.1), 0);
+    }
+}
+
+/// Multiplies every number at `path` (`*`: any key or index) by `factor`;
+/// returns how many it changed.
+fn scale_json(v: &mut serde_json::Value, path: &[&str], factor: f64) -> usize {
+    use serde_json::Value;
+    let Some((head, rest)) = path.split_first() else {
+        return match v {
+            Value::Number(n) => {
+                let x = n.as_f64().unwrap_or(0.0) * factor;
+                *v = if n.is_f64() {
+                    serde_json::json!(x)
+                } else {
+                    serde_json::json!(x.round() as i64)
+                };
+                1
+            }
+            Value::Array(items) => items.iter_mut().map(|i| scale_json(i, &[], factor)).sum(),
+            _ => 0,
+        };
+    };
+    match v {
+        Value::Object(map) if *head == "*" => map.values_mut().map(|x| scale_json(x, rest, factor)).sum(),
+        Value::Object(map) => map.get_mut(*head).map_or(0, |x| scale_json(x, rest, factor)),
+        Value::Array(items) if *head == "*" => items.iter_mut().map(|x| scale_json(x, rest, factor)).sum(),
+        Value::Array(items) => head
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| items.get_mut(i))
+            .map_or(0, |x| scale_json(x, rest, factor)),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use super::*;
+
+    #[test]
+    fn scaling_multiplies_the_numbers_a_pointer_names_and_keeps_integers_whole() {
+        let mut v = serde_json::json!({"h": [{"n": 170, "x": 1.5}, {"n": 150, "x": 2.0}], "p": [[0, 0.5], [10, 1.0]]});
+        assert_eq!(scale_json(&mut v, &["h", "*", "n"], 1.2), 2);
+        assert_eq!(v["h"][0]["n"], 204);
+        assert_eq!(v["h"][1]["n"], 180);
+        assert_eq!(scale_json(&mut v, &["p", "1", "1"], 0.8), 1);
+        assert_eq!(v["p"][1][1], 0.8);
+        assert_eq!(scale_json(&mut v, &["nothing"], 2.0), 0);
+    }
+
+    #[test]
+    fn a_scaled_district_loads_and_a_wrong_pointer_is_named() {
+        let d = District::load_scaled(&[("/hospitals/*/visitor_spaces".into(), 0.8)]).unwrap();
+        assert_eq!(d.spec.hospitals[0].visitor_spaces, 136);
+        let e = District::load_scaled(&[("/no/such".into(), 1.2)]).err().unwrap();
+        assert!(e.to_string().contains("/no/such"), "{e}");
     }
 }
