@@ -174,7 +174,14 @@ impl District {
                 let dwell = d.visitor_dwell_median_s * (sigma * normal(&mut s)).exp();
                 let park = StopSpec {
                     parking_area: area.idx(),
-                    duration: Some(dwell.clamp(MIN_DWELL_S, MAX_DWELL_S).round()),
+                    duration: Some(
+                        dwell
+                            .clamp(
+                                self.spec.behaviour.dwell_bounds_s.0,
+                                self.spec.behaviour.dwell_bounds_s.1,
+                            )
+                            .round(),
+                    ),
                     until: None,
                 };
                 // Its own draws, so that the rest of the day is the same

@@ -16,7 +16,7 @@ impl Run<'_> {
     /// on the side they come from, the one with the least time to their lot
     /// by the live travel times of each turn on the way, plus how long
     /// traffic has been held outside that road end. A driver keeps the way
-    /// drawn unless another saves over [`WAY_IN_MARGIN_S`]; one held outside
+    /// drawn unless another saves over `behaviour.way_in_margin_s`; one held outside
     /// the block (`held`) thinks again.
     pub(super) fn choose_ways_in(&mut self, t: f64, held_since: &HashMap<EdgeId, f64>, held: Vec<(usize, usize)>) {
         let horizon = t + self.sim.step_length();
@@ -54,7 +54,7 @@ impl Run<'_> {
                 }
             }
             let Some((cost, entry, route)) = best else { continue };
-            if entry == now_in || cost >= cost_now_in - WAY_IN_MARGIN_S {
+            if entry == now_in || cost >= cost_now_in - self.d.spec.behaviour.way_in_margin_s {
                 continue;
             }
             if self.sim.replan_before_departure(VehicleId(v as u32), route).is_ok() {
@@ -67,7 +67,7 @@ impl Run<'_> {
     /// A through driver whose way across the block is jammed goes round it
     /// instead, as its app would offer: when the live time across (turn
     /// times on its route, plus how long traffic has been held at its road
-    /// end) is over [`THROUGH_DETOUR_S`] longer than at free flow. The trip
+    /// end) is over `behaviour.through_detour_s` longer than at free flow. The trip
     /// then counts as its free-flow time plus that detour (plus any time it
     /// already stood outside), so that going round is never free.
     pub(super) fn maybe_go_round(&mut self, t: f64, v: usize, held_since: &HashMap<EdgeId, f64>) {
@@ -79,9 +79,12 @@ impl Run<'_> {
             free += ff;
             live += self.turn_times.estimate(w[0], w[1], ff);
         }
-        if live - free > THROUGH_DETOUR_S && self.sim.cancel_before_departure(VehicleId(v as u32)).is_ok() {
+        if live - free > self.d.spec.behaviour.through_detour_s
+            && self.sim.cancel_before_departure(VehicleId(v as u32)).is_ok()
+        {
             let stood = (t - self.departs[v]).max(0.0);
-            self.through_tt.push(stood + free + THROUGH_DETOUR_S);
+            self.through_tt
+                .push(stood + free + self.d.spec.behaviour.through_detour_s);
             self.through_round += 1;
         }
     }

@@ -51,33 +51,12 @@ const SPEC: &str = include_str!("../../../../scenarios/hospital-district/distric
 const NET_GZ: &[u8] = include_bytes!("../../../../scenarios/hospital-district/district.net.xml.gz");
 const ADD: &str = include_str!("../../../../scenarios/hospital-district/district.add.xml");
 
-/// A car moving slower than this is in a queue (SUMO's halting speed, 5 km/h).
-const HALTING_MPS: f64 = 1.39;
 /// How often the queue on the roads is counted, s.
 const QUEUE_SAMPLE_S: f64 = 60.0;
 /// How often the series for the report are sampled, s.
 const SERIES_SAMPLE_S: f64 = 300.0;
 /// A run stops here even if cars are still parked or queued (30 h).
 const HARD_END_S: f64 = 108_000.0;
-/// Drivers keep to the lane their route needs this many edges ahead.
-const LANE_LOOKAHEAD_EDGES: usize = 4;
-/// A driver held this long in a lane that does not turn where they need
-/// (beside a standing queue that does not let them in) drives on and is
-/// routed round, s.
-const MISSED_TURN_AFTER_S: f64 = 300.0;
-/// A driver takes another way into the block than the one it would take
-/// anyway only if that saves more than this (s).
-const WAY_IN_MARGIN_S: f64 = 120.0;
-/// A visitor held outside the block (its way in jammed) looks at the other
-/// ways in again this often (s).
-const HELD_THINK_AGAIN_S: f64 = 600.0;
-/// A through driver goes round the block when crossing it would take this
-/// much longer than at free flow (s): about what the roads round it add.
-const THROUGH_DETOUR_S: f64 = 600.0;
-/// Visitor stays are drawn within these bounds, s (a lognormal's far tails
-/// are not hospital visits).
-const MIN_DWELL_S: f64 = 600.0;
-const MAX_DWELL_S: f64 = 8.0 * 3600.0;
 /// Width of the wait histogram's buckets, min.
 const WAIT_BUCKET_MIN: f64 = 15.0;
 /// Tags of the draws that decide who is let out at the door and who books.
@@ -465,19 +444,19 @@ impl District {
             // Hospital queues last hours: nobody is teleported out of them;
             // a gridlock elsewhere is broken as SUMO does (a car stuck at
             // the front of a lane for 5 minutes jumps ahead; counted).
-            time_to_teleport: 300.0,
+            time_to_teleport: self.spec.behaviour.time_to_teleport_s,
             behaviour: Behaviour {
                 teleport_parking_bound: false,
                 // Hospital-bound cars queue in the lane that turns in, several
                 // blocks back, and leave the other lane to through traffic.
-                lane_lookahead_edges: LANE_LOOKAHEAD_EDGES,
+                lane_lookahead_edges: self.spec.behaviour.lane_lookahead_edges,
                 // Cars turning in from both directions take turns at the gate:
                 // the access road is the queuing lane (排队入院通道), and its
                 // order comes from who reaches its entry, alternately from
                 // each side — nothing a driver could not see.
                 zipper_merges: true,
                 // One who cannot get into the queue's lane goes round the block.
-                missed_turn_after: MISSED_TURN_AFTER_S,
+                missed_turn_after: self.spec.behaviour.missed_turn_after_s,
                 // A car arriving in the free lane joins the lot's queue at its
                 // tail, and a queue reaching beyond the block's edge goes on
                 // upstream in its own lane (others pass it).
@@ -743,11 +722,14 @@ impl Run<'_> {
             if door_next {
                 // Standing for a space in the drop-off bay: on the road now,
                 // not a queue for a lot.
-                if s.speed < HALTING_MPS && full(hosp.door_area) {
+                if s.speed < self.d.spec.behaviour.halting_mps && full(hosp.door_area) {
                     queue += 1;
                 }
             } else if !on_lot_road {
-                if car.progress == Progress::Driving && s.speed < HALTING_MPS && s.area.is_some_and(full) {
+                if car.progress == Progress::Driving
+                    && s.speed < self.d.spec.behaviour.halting_mps
+                    && s.area.is_some_and(full)
+                {
                     car.progress = Progress::Queued;
                 }
                 if car.progress == Progress::Queued {
@@ -785,7 +767,8 @@ impl Run<'_> {
         let mut held_through = Vec::new();
         for v in pending {
             let held = t - self.departs[v];
-            let thinks_again = held >= HELD_THINK_AGAIN_S && held % HELD_THINK_AGAIN_S < self.sim.step_length();
+            let again = self.d.spec.behaviour.held_think_again_s;
+            let thinks_again = held >= again && held % again < self.sim.step_length();
             if thinks_again && matches!(self.kinds[v], Kind::Through) {
                 held_through.push(v);
             }

@@ -12,6 +12,33 @@ pub struct Spec {
     pub door: DoorSpec,
     pub reservation: ReservationSpec,
     pub roads: Roads,
+    pub behaviour: BehaviourSpec,
+}
+
+/// The drivers' behaviour constants that shape the figures (`district.json`
+/// "behaviour"; sources.md gives each one's status).
+#[derive(Debug, Clone, Deserialize)]
+pub struct BehaviourSpec {
+    /// A car slower than this is in a queue, m/s (SUMO's halting speed).
+    pub halting_mps: f64,
+    /// Drivers keep to the lane their route needs this many edges ahead.
+    pub lane_lookahead_edges: usize,
+    /// A driver held this long beside a queue that does not let it in
+    /// drives on and is routed round, s.
+    pub missed_turn_after_s: f64,
+    /// Another way into the block only if it saves more than this, s.
+    pub way_in_margin_s: f64,
+    /// A visitor held outside the block looks at the other ways in again
+    /// this often, s.
+    pub held_think_again_s: f64,
+    /// A through driver goes round when crossing would take this much
+    /// longer than at free flow; the detour it then pays, s.
+    pub through_detour_s: f64,
+    /// Visitor stays are drawn within these bounds, s.
+    pub dwell_bounds_s: (f64, f64),
+    /// A car stuck this long at the front of a lane jumps ahead (SUMO's
+    /// time-to-teleport; never a car on its way to a lot), s.
+    pub time_to_teleport_s: f64,
 }
 
 /// The door as drop-off only: who is let out there and for how long.
@@ -101,6 +128,22 @@ pub struct GuidanceSpec {
 
 pub(super) fn validate(spec: &Spec) -> Result<(), ScenarioError> {
     let bad = |m: String| Err(ScenarioError::Data(format!("district.json: {m}")));
+    let b = &spec.behaviour;
+    for (name, x) in [
+        ("halting_mps", b.halting_mps),
+        ("missed_turn_after_s", b.missed_turn_after_s),
+        ("way_in_margin_s", b.way_in_margin_s),
+        ("held_think_again_s", b.held_think_again_s),
+        ("through_detour_s", b.through_detour_s),
+        ("time_to_teleport_s", b.time_to_teleport_s),
+    ] {
+        if !(x.is_finite() && x > 0.0) {
+            return bad(format!("behaviour.{name} must be a number above 0, got {x}"));
+        }
+    }
+    if b.lane_lookahead_edges == 0 || !(b.dwell_bounds_s.0 > 0.0 && b.dwell_bounds_s.0 < b.dwell_bounds_s.1) {
+        return bad("behaviour: lane_lookahead_edges >= 1 and 0 < dwell_bounds_s[0] < dwell_bounds_s[1]".into());
+    }
     let d = &spec.demand;
     for (name, p) in [
         ("visitor_profile", &d.visitor_profile),
