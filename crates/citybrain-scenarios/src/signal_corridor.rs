@@ -17,7 +17,7 @@ use citybrain_control::controllers_for;
 use citybrain_net::{EdgeId, Network, TlLogic, TlsId};
 use citybrain_sim::demand::{DepartLane, DepartSpeed};
 use citybrain_sim::router::Router;
-use citybrain_sim::signals::{Controllers, FixedTime, SignalController};
+use citybrain_sim::signals::{fixed_time_from, Controllers, SignalController};
 use citybrain_sim::{Behaviour, Demand, Sim, SimConfig, VType, VehicleSpec};
 use serde::Deserialize;
 
@@ -119,6 +119,7 @@ impl RunOptions {
 }
 
 /// The corridor: network and demand rates.
+#[derive(Clone)]
 pub struct Corridor {
     pub net: Arc<Network>,
     pub spec: Spec,
@@ -322,16 +323,7 @@ impl Corridor {
     /// The controllers for a policy, wrapped with emergency priority if asked.
     pub fn controllers(&self, o: &RunOptions) -> Result<Controllers, ScenarioError> {
         let base = if o.policy == Policy::Coordinated {
-            self.coordinated
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    (
-                        TlsId(i as u32),
-                        Box::new(FixedTime::new(l)) as Box<dyn SignalController>,
-                    )
-                })
-                .collect()
+            fixed_time_from(&self.coordinated)
         } else {
             controllers_for(&self.net, o.policy.engine_kind())?
         };

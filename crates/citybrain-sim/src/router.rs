@@ -13,6 +13,7 @@ use std::collections::BinaryHeap;
 
 use citybrain_net::{EdgeFunction, EdgeId, Network};
 
+#[derive(Clone)]
 pub struct Router {
     /// For each edge: (next normal edge, cost to traverse the next edge and the junction).
     adj: Vec<Vec<(EdgeId, f64)>>,

@@ -127,7 +127,13 @@ impl SignalController for FixedTime {
 
 /// Fixed-time controllers for every traffic light of a network, as read.
 pub fn fixed_time_for(net: &Network) -> Controllers {
-    net.tls
+    fixed_time_from(&net.tls)
+}
+
+/// Fixed-time controllers running `logics`, one per traffic light in the
+/// network's order (e.g. its plans re-timed: coordinated offsets).
+pub fn fixed_time_from(logics: &[TlLogic]) -> Controllers {
+    logics
         .iter()
         .enumerate()
         .map(|(i, t)| {

@@ -286,7 +286,7 @@ fn coordinate(a: CoordinateArgs) -> Result<()> {
     for &v in &speeds {
         let mut c = from;
         while c <= to + 1e-9 {
-            corridors.push(Corridor::load()?.with_coordination(c, v)?);
+            corridors.push(base.clone().with_coordination(c, v)?);
             c += a.step;
         }
     }

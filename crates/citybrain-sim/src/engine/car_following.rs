@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// What limits a vehicle ahead: (gap, leader speed, leader deceleration).
+type Ahead = (f64, f64, f64);
+
 impl Sim {
     /// Plans for the vehicles of each occupied lane, in `occupied` order and
     /// front to back within a lane: one flat list (no allocation per lane).
@@ -48,24 +51,11 @@ impl Sim {
             .iter()
             .filter(|(back, w)| *w != vi && *back - v.pos < 60.0 && can_stop_behind(*back))
             .map(|(back, _)| (back - v.pos - t.min_gap, 0.0, t.decel))
-            .fold((gap, leader_speed, leader_decel), |a, b| {
-                if krauss_safe(b.0, b.1, b.2, t, self.clock.step_length())
-                    < krauss_safe(a.0, a.1, a.2, t, self.clock.step_length())
-                {
-                    b
-                } else {
-                    a
-                }
-            });
+            .fold((gap, leader_speed, leader_decel), |a, b| self.tighter(a, b, t));
         // The next stop, if it lies ahead on this lane, is a leader standing still.
         let (gap, leader_speed, leader_decel) = match self.stop_ahead(v, lane_id) {
-            Some(d)
-                if krauss_safe(d, 0.0, t.decel, t, self.clock.step_length())
-                    < krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length()) =>
-            {
-                (d, 0.0, t.decel)
-            }
-            _ => (gap, leader_speed, leader_decel),
+            Some(d) => self.tighter((gap, leader_speed, leader_decel), (d, 0.0, t.decel), t),
+            None => (gap, leader_speed, leader_decel),
         };
         let strategic = self.lane_change(v, lane_id);
         // Joining a queue: its tail ahead in the lane wished for is a leader too.
@@ -74,18 +64,13 @@ impl Sim {
         let tail = strategic
             .filter(|_| self.cfg.behaviour.join_queues_at_tail)
             .and_then(|target| self.queue_tail_ahead(v, t, target))
-            .filter(|&(g, s, b)| krauss_safe(g, s, b, t, self.clock.step_length()) >= v.speed - t.decel * dt);
+            .filter(|&tail| self.safe(tail, t) >= v.speed - t.decel * dt);
         // The tighter of the two (the tail may move: compare safe speeds).
         let (gap, leader_speed, leader_decel) = match tail {
-            Some((g, s, b))
-                if krauss_safe(g, s, b, t, self.clock.step_length())
-                    < krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length()) =>
-            {
-                (g, s, b)
-            }
-            _ => (gap, leader_speed, leader_decel),
+            Some(tail) => self.tighter((gap, leader_speed, leader_decel), tail, t),
+            None => (gap, leader_speed, leader_decel),
         };
-        let safe = krauss_safe(gap, leader_speed, leader_decel, t, self.clock.step_length());
+        let safe = self.safe((gap, leader_speed, leader_decel), t);
         let safe = match self.red_crossing_cap(v, t, lane.length) {
             Some(cap) => safe.min(cap),
             None => safe,
@@ -115,7 +100,7 @@ impl Sim {
     /// alongside: `v` stops there and waits to be let in. (A queue going
     /// elsewhere — a lot's queue in a lane shared with through traffic — is
     /// no reason to stop.)
-    pub(super) fn queue_tail_ahead(&self, v: &Veh, t: &VType, target: LaneId) -> Option<(f64, f64, f64)> {
+    pub(super) fn queue_tail_ahead(&self, v: &Veh, t: &VType, target: LaneId) -> Option<Ahead> {
         let list = &self.lanes[target.idx()];
         fn way(x: &Veh) -> &[EdgeId] {
             let from = (x.route_idx as usize + 1).min(x.route.len());
@@ -138,11 +123,11 @@ impl Sim {
     }
 
     /// (gap, leader speed, leader deceleration) for the front vehicle of a lane.
-    pub(super) fn look_ahead(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64, f64) {
+    pub(super) fn look_ahead(&self, v: &Veh, t: &VType, lane_len: f64) -> Ahead {
         let ahead = self.look_ahead_on_link(v, t, lane_len);
         match self.overhang(v, t, lane_len) {
-            Some(o) if self.safe(o, t) < self.safe(ahead, t) => o,
-            _ => ahead,
+            Some(o) => self.tighter(ahead, o, t),
+            None => ahead,
         }
     }
 
@@ -162,7 +147,8 @@ impl Sim {
     /// the time it reaches the line — never less than braking at `decel`
     /// now (a rule, unlike a leader, never forces a harder stop).
     fn red_crossing_cap(&self, v: &Veh, t: &VType, lane_len: f64) -> Option<f64> {
-        if self.is_internal(v.lane) {
+        // Every vehicle asks, every step: the cheap refusals first.
+        if self.cfg.behaviour.emergency_red_speed.is_none() || t.vclass != "emergency" || self.is_internal(v.lane) {
             return None;
         }
         let link = self.link_of(v)?;
@@ -197,49 +183,66 @@ impl Sim {
     }
 
     /// Safe speed behind (gap, leader speed, leader deceleration).
-    fn safe(&self, (gap, speed, decel): (f64, f64, f64), t: &VType) -> f64 {
+    fn safe(&self, (gap, speed, decel): Ahead, t: &VType) -> f64 {
         krauss_safe(gap, speed, decel, t, self.clock.step_length())
+    }
+
+    /// The tighter of two limits ahead: the one that leaves the lower safe
+    /// speed (`a` on a tie).
+    fn tighter(&self, a: Ahead, b: Ahead, t: &VType) -> Ahead {
+        if self.safe(b, t) < self.safe(a, t) {
+            b
+        } else {
+            a
+        }
+    }
+
+    /// Along `link`, through its internal lanes to its target: the first
+    /// vehicle found (the last one on its lane) and the length of the lanes
+    /// before its own (a turn that waits inside the junction has two).
+    fn first_on_link(&self, link: &Link) -> Option<(&Veh, f64)> {
+        let (mut lane, mut dist) = (link.next, 0.0);
+        for _ in 0..4 {
+            if let Some(&last) = self.lanes[lane.idx()].last() {
+                return Some((self.veh(last), dist));
+            }
+            if lane == link.target {
+                return None;
+            }
+            dist += self.lane_len(lane);
+            lane = match self.links[lane.idx()].first() {
+                Some(k) if self.is_internal(lane) => k.next,
+                _ => link.target,
+            };
+        }
+        None
     }
 
     /// The tightest of the vehicles that have crossed the end of `v`'s lane
     /// on any of its links and whose back still sticks out into it (a long
     /// one turning, a U-turn's short internal lanes): they stand in `v`'s
     /// way whichever link `v` itself takes.
-    fn overhang(&self, v: &Veh, t: &VType, lane_len: f64) -> Option<(f64, f64, f64)> {
+    fn overhang(&self, v: &Veh, t: &VType, lane_len: f64) -> Option<Ahead> {
         let to_end = lane_len - v.pos;
-        let mut tightest: Option<(f64, f64, f64)> = None;
+        let edge = self.net.lanes[v.lane.idx()].edge;
+        let mut tightest: Option<Ahead> = None;
         for k in &self.links[v.lane.idx()] {
-            let (mut lane, mut dist) = (k.next, 0.0);
-            for _ in 0..4 {
-                if let Some(&last) = self.lanes[lane.idx()].last() {
-                    let o = self.veh(last);
-                    let ot = self.vtype(o);
-                    let back = dist + o.pos - ot.length;
-                    // Only one that came from this edge (internal lanes of
-                    // other approaches cross or join the same ones).
-                    let came_from_here = o.route.get(o.route_idx as usize) == Some(&self.net.lanes[v.lane.idx()].edge);
-                    if back < 0.0 && came_from_here {
-                        let c = (to_end + back - t.min_gap, o.speed, ot.decel);
-                        if tightest.is_none_or(|x| self.safe(c, t) < self.safe(x, t)) {
-                            tightest = Some(c);
-                        }
-                    }
-                    break;
-                }
-                if lane == k.target {
-                    break;
-                }
-                dist += self.lane_len(lane);
-                lane = match self.links[lane.idx()].first() {
-                    Some(n) if self.is_internal(lane) => n.next,
-                    _ => k.target,
-                };
+            let Some((o, dist)) = self.first_on_link(k) else {
+                continue;
+            };
+            let ot = self.vtype(o);
+            let back = dist + o.pos - ot.length;
+            // Only one that came from this edge (internal lanes of other
+            // approaches cross or join the same ones).
+            if back < 0.0 && o.route.get(o.route_idx as usize) == Some(&edge) {
+                let c = (to_end + back - t.min_gap, o.speed, ot.decel);
+                tightest = Some(tightest.map_or(c, |x| self.tighter(x, c, t)));
             }
         }
         tightest
     }
 
-    fn look_ahead_on_link(&self, v: &Veh, t: &VType, lane_len: f64) -> (f64, f64, f64) {
+    fn look_ahead_on_link(&self, v: &Veh, t: &VType, lane_len: f64) -> Ahead {
         let dt = self.clock.step_length();
         let to_end = lane_len - v.pos;
         let on_last_edge = v.route_idx as usize + 1 >= v.route.len() && self.is_normal(v.lane);
@@ -314,28 +317,14 @@ impl Sim {
                 return stop_line;
             }
         }
-        // Open: follow the last vehicle on the next lane, or the one after it.
-        let mut dist = to_end;
-        let mut lane = link.next;
-        let mut follow = (f64::INFINITY, 0.0, t.decel);
-        // Through every internal lane of the link (a turn that waits inside
-        // the junction has two), then the target lane.
-        for _ in 0..4 {
-            if let Some(&last) = self.lanes[lane.idx()].last() {
-                let l = self.veh(last);
+        // Open: follow the first vehicle along the link (its internal lanes,
+        // then the target lane).
+        let follow = self
+            .first_on_link(link)
+            .map_or((f64::INFINITY, 0.0, t.decel), |(l, dist)| {
                 let lt = self.vtype(l);
-                follow = (dist + l.pos - lt.length - t.min_gap, l.speed, lt.decel);
-                break;
-            }
-            if lane == link.target {
-                break;
-            }
-            dist += self.lane_len(lane);
-            lane = match self.links[lane.idx()].first() {
-                Some(k) if self.is_internal(lane) => k.next,
-                _ => link.target,
-            };
-        }
+                (to_end + dist + l.pos - lt.length - t.min_gap, l.speed, lt.decel)
+            });
         // A slower next lane (a turn, a lower limit): reach it at its speed,
         // braking no harder than `decel` — as a leader one reaction time
         // past the line driving at that speed would make us (Krauss gives
@@ -343,12 +332,6 @@ impl Sim {
         // the limit there would brake harder than followers count on.
         let next_speed = (self.net.lane(link.next).speed * t.speed_factor).min(t.max_speed);
         let limit = (to_end + next_speed * t.tau, next_speed, t.decel);
-        if krauss_safe(limit.0, limit.1, limit.2, t, self.clock.step_length())
-            < krauss_safe(follow.0, follow.1, follow.2, t, self.clock.step_length())
-        {
-            limit
-        } else {
-            follow
-        }
+        self.tighter(follow, limit, t)
     }
 }

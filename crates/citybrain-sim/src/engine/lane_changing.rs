@@ -189,11 +189,12 @@ impl Sim {
     /// (left out: it moves to `v`'s lane).
     pub(super) fn gap_ok(&self, v: &Veh, t: &VType, target: LaneId, instead_of: Option<u32>) -> bool {
         let dt = self.clock.step_length();
-        let list: Vec<u32> = self.lanes[target.idx()]
-            .iter()
-            .copied()
-            .filter(|o| Some(*o) != instead_of)
-            .collect();
+        let list = || {
+            self.lanes[target.idx()]
+                .iter()
+                .copied()
+                .filter(move |o| Some(*o) != instead_of)
+        };
         let back = v.pos - t.length;
         // Near the end of the lane a change is urgent: the follower need only
         // be able to brake behind us, not keep a full headway.
@@ -202,7 +203,7 @@ impl Sim {
         // No leader in the target lane: what lies beyond its end (the stop
         // line, the last car past the junction) must not make the changer
         // brake harder than its followers count on.
-        if list.iter().all(|&o| self.veh(o).pos < v.pos) {
+        if list().all(|o| self.veh(o).pos < v.pos) {
             let mut there = v.clone();
             there.lane = target;
             let (gap, leader_speed, leader_decel) = self.look_ahead(&there, t, self.lane_len(target));
@@ -210,7 +211,7 @@ impl Sim {
                 return false;
             }
         }
-        for &o in &list {
+        for o in list() {
             let ov = self.veh(o);
             let ot = self.vtype(ov);
             if ov.pos >= v.pos {

@@ -487,28 +487,24 @@ impl Sim {
         controllers: Vec<(TlsId, Box<dyn SignalController>)>,
     ) -> Sim {
         let links = build_links(&net);
-        let yields = net
-            .junctions
-            .iter()
-            .map(|j| {
-                let mut rows = vec![Vec::new(); j.requests.iter().map(|r| r.index as usize + 1).max().unwrap_or(0)];
-                for r in &j.requests {
-                    rows[r.index as usize] = (0..r.response.len() as u32).filter(|i| r.yields_to(*i)).collect();
-                }
-                rows
-            })
-            .collect::<Vec<Vec<Vec<u32>>>>();
-        let crossers = net
-            .junctions
-            .iter()
-            .map(|j| {
-                let mut rows = vec![Vec::new(); j.requests.iter().map(|r| r.index as usize + 1).max().unwrap_or(0)];
-                for r in &j.requests {
-                    rows[r.index as usize] = (0..r.foes.len() as u32).filter(|i| r.conflicts_with(*i)).collect();
-                }
-                rows
-            })
-            .collect::<Vec<Vec<Vec<u32>>>>();
+        // Per junction, per request: the links it yields to, and every link
+        // it crosses or merges with.
+        let rows = |bits: fn(&citybrain_net::Request, u32) -> bool| {
+            net.junctions
+                .iter()
+                .map(|j| {
+                    let mut rows = vec![Vec::new(); j.requests.iter().map(|r| r.index as usize + 1).max().unwrap_or(0)];
+                    for r in &j.requests {
+                        rows[r.index as usize] = (0..r.response.len().max(r.foes.len()) as u32)
+                            .filter(|&i| bits(r, i))
+                            .collect();
+                    }
+                    rows
+                })
+                .collect::<Vec<Vec<Vec<u32>>>>()
+        };
+        let yields = rows(citybrain_net::Request::yields_to);
+        let crossers = rows(citybrain_net::Request::conflicts_with);
         let busy = yields.iter().map(|r| vec![false; r.len()]).collect();
         let lead_ins = build_lead_ins(&net, &links);
         let mut via_links = vec![Vec::new(); net.lanes.len()];
