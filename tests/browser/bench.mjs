@@ -37,7 +37,7 @@ const base = `http://127.0.0.1:${port}`;
 // cockpit server carries.
 const LIVE = process.env.LIVE === '1';
 const server = spawn(binary, ['serve', '--listen', `127.0.0.1:${port}`, '--db', `sqlite:${join(work, 'b.db')}`,
-  '--dashboards', join(work, 'dash'), '--log', 'warn', '--live', LIVE ? 'signal-corridor,hospital-district' : 'none'],
+  '--dashboards', join(work, 'dash'), '--log', 'warn', '--no-auth', '--live', LIVE ? 'signal-corridor,hospital-district' : 'none'],
   { stdio: ['ignore', 'pipe', 'inherit'] });
 await new Promise((resolve) => server.stdout.on('data', (d) => { if (String(d).includes('listening')) resolve(); }));
 

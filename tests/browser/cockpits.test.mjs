@@ -11,7 +11,7 @@
 // back on the same port (live again, updates resume). Prints "N passed, N failed".
 
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +71,10 @@ function assert(cond, msg) { if (!cond) throw new Error(msg); }
 
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
+// The pages log in as an administrator, with a token made the way an
+// operator makes one (it outlives the demo's own, which each start renews).
+const token = execFileSync(binary, ['token', 'create', '--db', `sqlite:${join(work, 'demo.db')}`,
+  '--role', 'admin', '--label', 'browser tests'], { stdio: ['ignore', 'pipe', 'inherit'] }).toString().trim();
 let server = await startServer(port);
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium', headless: true,
@@ -79,6 +83,8 @@ const browser = await chromium.launch({
 
 async function openPage(path, viewport = { width: 1920, height: 1080 }) {
   const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, timezoneId: 'Asia/Shanghai', locale: 'zh-CN' });
+  // What /login leaves: the token in the cockpit cookie (EventSource sends it too).
+  await ctx.addCookies([{ name: 'citybrain_token', value: token, url: base }]);
   const problems = [];
   // Set while a test follows a link away from the page: the browser then
   // aborts the old page's fetches in flight (a snapshot after a resync), as it should.

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Accept, JsonBody, Ngsi, Params};
+use crate::guard;
 use crate::join::{join_params, render_joined};
 use crate::respond::{
     body, created, entity_query, entity_query_body, no_content, plain, render_options, require_filter, with_header,
@@ -35,14 +36,14 @@ pub fn page(p: &Params, hub: &Hub) -> ApiResult<Page> {
 /// Renders entities for the client, as a list or a GeoJSON FeatureCollection,
 /// with linked entities joined in when `join` asks for it.
 async fn entities_response(
-    hub: &Hub,
+    s: &AppState,
     list: &[Entity],
     ctx: &RequestContext,
     n: &Ngsi,
     o: &RenderOptions,
 ) -> ApiResult<Response> {
     if let (Some(j), false) = (join_params(&n.params)?, n.accept == Accept::GeoJson) {
-        let items = render_joined(hub, &n.tenant, list, ctx, o, j).await?;
+        let items = render_joined(s, n, list, ctx, o, j).await?;
         return Ok(body(StatusCode::OK, Value::Array(items), ctx, n.accept));
     }
     Ok(entities_plain(list, ctx, n, o))
@@ -103,13 +104,15 @@ fn paging_headers(
 
 pub async fn query(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
-    let q = entity_query(&n.params, &ctx, &s.hub)?;
+    let mut q = entity_query(&n.params, &ctx, &s.hub)?;
     require_filter(&q, &n.params)?;
+    guard::restrict(&n, &mut q);
     let page = page(&n.params, &s.hub)?;
     let o = render_options(&n.params, &ctx)?;
     join_params(&n.params)?;
-    let r = s.hub.query_entities(&n.tenant, &q, page).await?;
-    let resp = entities_response(&s.hub, &r.entities, &ctx, &n, &o).await?;
+    let mut r = s.hub.query_entities(&n.tenant, &q, page).await?;
+    guard::release(&s, &n, "GET /ngsi-ld/v1/entities", &mut r.entities).await?;
+    let resp = entities_response(&s, &r.entities, &ctx, &n, &o).await?;
     Ok(paging_headers(
         resp,
         page,
@@ -125,14 +128,16 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
     let obj = b
         .as_object()
         .ok_or_else(|| NgsiError::bad_data("a Query body must be a JSON object"))?;
-    let (q, extra) = entity_query_body(obj, &ctx, &s.hub, QueryFor::Entities)?;
+    let (mut q, extra) = entity_query_body(obj, &ctx, &s.hub, QueryFor::Entities)?;
+    guard::restrict(&n, &mut q);
     let params = n.params.overlay(&extra);
     let page = page(&params, &s.hub)?;
     let o = render_options(&params, &ctx)?;
     join_params(&params)?;
-    let r = s.hub.query_entities(&n.tenant, &q, page).await?;
+    let mut r = s.hub.query_entities(&n.tenant, &q, page).await?;
+    guard::release(&s, &n, "POST /ngsi-ld/v1/entityOperations/query", &mut r.entities).await?;
     let resp = entities_response(
-        &s.hub,
+        &s,
         &r.entities,
         &ctx,
         &Ngsi {
@@ -154,6 +159,11 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
 
 pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_create(
+        &n,
+        &guard::body_types(&b, &ctx.terms),
+        &guard::body_attrs(&b, &ctx.terms),
+    )?;
     let id = s.hub.create_entity(&n.tenant, &b, &ctx).await?;
     Ok(created("/ngsi-ld/v1/entities", &id))
 }
@@ -162,9 +172,11 @@ pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>
     let ctx = n.context(&s.hub, None).await?;
     let o = render_options(&n.params, &ctx)?;
     let join = join_params(&n.params)?;
-    let e = s.hub.retrieve_entity(&n.tenant, &id).await?;
+    let mut e = s.hub.retrieve_entity(&n.tenant, &id).await?;
+    guard::visible(&n, &e)?;
+    guard::release(&s, &n, "GET /ngsi-ld/v1/entities/{id}", std::slice::from_mut(&mut e)).await?;
     if let (Some(j), false) = (join, n.accept == Accept::GeoJson) {
-        let mut items = render_joined(&s.hub, &n.tenant, std::slice::from_ref(&e), &ctx, &o, j).await?;
+        let mut items = render_joined(&s, &n, std::slice::from_ref(&e), &ctx, &o, j).await?;
         // flat: the entity and its linked entities, as a list.
         let v = if j.flat { Value::Array(items) } else { items.remove(0) };
         return Ok(body(StatusCode::OK, v, &ctx, n.accept));
@@ -188,6 +200,12 @@ pub async fn replace(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &[], "write").await?;
+    guard::may_create(
+        &n,
+        &guard::body_types(&b, &ctx.terms),
+        &guard::body_attrs(&b, &ctx.terms),
+    )?;
     s.hub.replace_entity(&n.tenant, &id, &b, &ctx).await?;
     Ok(no_content())
 }
@@ -199,6 +217,7 @@ pub async fn merge(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &guard::body_attrs(&b, &ctx.terms), "write").await?;
     s.hub.merge_entity(&n.tenant, &id, &b, &ctx).await?;
     Ok(no_content())
 }
@@ -210,6 +229,7 @@ pub async fn missing_id() -> ApiResult<Response> {
 }
 
 pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
+    guard::may_change(&s, &n, &id, &[], "delete").await?;
     s.hub.delete_entity(&n.tenant, &id).await?;
     Ok(no_content())
 }
@@ -232,6 +252,7 @@ pub async fn append_attrs(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &guard::body_attrs(&b, &ctx.terms), "write").await?;
     let r = s
         .hub
         .append_attrs(&n.tenant, &id, &b, &ctx, n.params.has_option("noOverwrite"))
@@ -246,6 +267,7 @@ pub async fn update_attrs(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &guard::body_attrs(&b, &ctx.terms), "write").await?;
     let r = s.hub.update_attrs(&n.tenant, &id, &b, &ctx).await?;
     if r.updated.is_empty() && !r.not_updated.is_empty() {
         let names: Vec<String> = r.not_updated.iter().map(|x| ctx.terms.compact(&x.name)).collect();
@@ -263,6 +285,7 @@ pub async fn patch_attr(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &[ctx.terms.expand(&attr)], "write").await?;
     s.hub.patch_attr(&n.tenant, &id, &attr, &b, &ctx).await?;
     Ok(no_content())
 }
@@ -274,6 +297,7 @@ pub async fn replace_attr(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &[ctx.terms.expand(&attr)], "write").await?;
     s.hub.replace_attr(&n.tenant, &id, &attr, &b, &ctx).await?;
     Ok(no_content())
 }
@@ -285,6 +309,7 @@ pub async fn delete_attr(
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let all = n.params.bool("deleteAll")?;
+    guard::may_change(&s, &n, &id, &[ctx.terms.expand(&attr)], "write").await?;
     s.hub
         .delete_attr(&n.tenant, &id, &attr, &ctx, n.params.get("datasetId"), all)
         .await?;
@@ -348,6 +373,9 @@ pub async fn batch(
     }
     let items = batch_items(&b)?;
     if op == "delete" {
+        for id in items.iter().filter_map(Value::as_str) {
+            guard::may_change(&s, &n, id, &[], "delete").await?;
+        }
         let r = s.hub.batch_delete(&n.tenant, items).await?;
         return Ok(batch_response(r, StatusCode::NO_CONTENT, None));
     }
@@ -368,6 +396,7 @@ pub async fn batch(
             ))
         }
     };
+    batch_allowed(&s, &n, items, &ctx).await?;
     let r = s.hub.batch_write(&n.tenant, items, &ctx, kind).await?;
     Ok(match kind {
         BatchOp::Create => {
@@ -382,9 +411,72 @@ pub async fn batch(
     })
 }
 
+/// Every entity of a batch write must be the caller's to write: the types
+/// and attributes it names, and the stored entity it would change.
+async fn batch_allowed(s: &AppState, n: &Ngsi, items: &[Value], ctx: &RequestContext) -> ApiResult<()> {
+    if n.caller.principal.role == citybrain_trust::Role::Admin && !n.caller.policy.has_personal_types() {
+        return Ok(());
+    }
+    let ids: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let stored = s.hub.entities_by_id(&n.tenant, &ids).await?;
+    let by_id: std::collections::HashMap<&str, &Entity> = stored.iter().map(|e| (e.id.as_str(), e)).collect();
+    for item in items {
+        let types = guard::body_types(item, &ctx.terms);
+        let attrs = guard::body_attrs(item, &ctx.terms);
+        guard::may_create(n, &types, &attrs)?;
+        let id = item.get("id").and_then(Value::as_str).unwrap_or_default();
+        if let Some(e) = by_id.get(id) {
+            guard::visible(n, e)?;
+            n.caller
+                .policy
+                .may_write(&n.caller.principal, &e.types, attrs.iter().map(String::as_str))
+                .map_err(|r| ApiError::forbidden(r.0))?;
+        }
+    }
+    guard::record(s, n, "write", "batch", &stored).await?;
+    // New personal records are recorded by their body's types too.
+    let new_personal: Vec<String> = items
+        .iter()
+        .filter(|i| {
+            guard::body_types(i, &ctx.terms)
+                .iter()
+                .any(|t| n.caller.policy.is_personal_type(t))
+        })
+        .filter_map(|i| i.get("id").and_then(Value::as_str))
+        .filter(|id| !by_id.contains_key(id))
+        .map(str::to_string)
+        .collect();
+    if !new_personal.is_empty() {
+        let mut entry = crate::auth::audit_entry(
+            &n.caller.principal,
+            "write",
+            "batch (new records)",
+            &n.tenant,
+            "granted",
+        );
+        entry.entities = new_personal;
+        entry.purpose = n.caller.purpose.clone();
+        s.hub.audit(vec![entry]).await?;
+    }
+    Ok(())
+}
+
+/// Discovery lists the types the caller may see without an owner condition
+/// (a citizen learns nothing of how many records of others exist).
+fn discoverable(n: &Ngsi, infos: Vec<citybrain_store::TypeInfo>) -> Vec<citybrain_store::TypeInfo> {
+    let v = &n.caller.visibility;
+    if v.is_everything() {
+        return infos;
+    }
+    infos.into_iter().filter(|t| v.opens_type_openly(&t.type_iri)).collect()
+}
+
 pub async fn types(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
-    let infos = s.hub.types(&n.tenant).await?;
+    let infos = discoverable(&n, s.hub.types(&n.tenant).await?);
     let v = if n.params.bool("details")? {
         Value::Array(
             infos
@@ -405,7 +497,7 @@ pub async fn types(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
 pub async fn type_info(State(s): State<AppState>, n: Ngsi, Path(ty): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let iri = ctx.terms.expand(&ty);
-    let infos = s.hub.types(&n.tenant).await?;
+    let infos = discoverable(&n, s.hub.types(&n.tenant).await?);
     let t = infos
         .iter()
         .find(|t| t.type_iri == iri)
@@ -437,7 +529,7 @@ fn attribute_index(
 
 pub async fn attributes(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
-    let idx = attribute_index(&s.hub.types(&n.tenant).await?);
+    let idx = attribute_index(&discoverable(&n, s.hub.types(&n.tenant).await?));
     let v = if n.params.bool("details")? {
         Value::Array(
             idx.iter()
@@ -457,7 +549,7 @@ pub async fn attributes(State(s): State<AppState>, n: Ngsi) -> ApiResult<Respons
 pub async fn attribute_info(State(s): State<AppState>, n: Ngsi, Path(attr): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let iri = ctx.terms.expand(&attr);
-    let idx = attribute_index(&s.hub.types(&n.tenant).await?);
+    let idx = attribute_index(&discoverable(&n, s.hub.types(&n.tenant).await?));
     let (count, kinds, types) = idx
         .get(&iri)
         .ok_or_else(|| NgsiError::not_found(format!("no entity has attribute {attr}")))?;

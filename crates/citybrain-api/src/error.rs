@@ -28,6 +28,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::LdContextNotAvailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::NoMultiTenantSupport => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::StorageBusy => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
     }
 }
 
@@ -75,6 +77,38 @@ impl ApiError {
             status,
             type_uri,
             title,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// 401: no or bad credentials (NGSI-LD defines no type for it; ours is a URN).
+    pub fn unauthenticated(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            type_uri: "urn:citybrain:problem:unauthenticated",
+            title: "Authentication needed",
+            detail: detail.into(),
+        }
+    }
+
+    /// 403: the caller is known and may not do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            type_uri: "urn:citybrain:problem:forbidden",
+            title: "Not allowed",
+            detail: detail.into(),
+        }
+    }
+
+    /// 429: over the caller's rate limit.
+    pub fn too_many(detail: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            type_uri: "urn:citybrain:problem:too-many-requests",
+            title: "Too many requests",
             detail: detail.into(),
         }
     }

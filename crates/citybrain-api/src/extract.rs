@@ -29,6 +29,22 @@ pub struct Ngsi {
     pub accept: Accept,
     pub params: Params,
     pub content_type: Option<String>,
+    /// Who is asking (left by `auth::authorize`).
+    pub caller: std::sync::Arc<citybrain_trust::Caller>,
+}
+
+/// The caller `auth::authorize` left in the request. Missing means the
+/// route is not behind the middleware: refuse rather than guess.
+pub fn caller_of(parts: &Parts) -> Result<std::sync::Arc<citybrain_trust::Caller>, ApiError> {
+    parts
+        .extensions
+        .get::<std::sync::Arc<citybrain_trust::Caller>>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::from(NgsiError::internal(
+                "request reached a handler without passing authentication",
+            ))
+        })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Ngsi {
@@ -61,6 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ngsi {
             accept,
             params,
             content_type,
+            caller: caller_of(parts)?,
         })
     }
 }

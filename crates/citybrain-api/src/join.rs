@@ -6,7 +6,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use citybrain_hub::{Hub, RequestContext};
+use citybrain_hub::RequestContext;
+
+use crate::extract::Ngsi;
+use crate::AppState;
 use citybrain_ngsild::model::kind_of;
 use citybrain_ngsild::render::{self, RenderOptions};
 use citybrain_ngsild::{Entity, NgsiError};
@@ -87,7 +90,10 @@ fn targets(e: &Entity) -> Vec<String> {
 }
 
 /// Reads the entities linked from `roots`, `level` hops deep.
-async fn linked(hub: &Hub, tenant: &str, roots: &[Entity], level: usize) -> ApiResult<HashMap<String, Entity>> {
+/// Linked entities the caller may not see are left out, as if missing; the
+/// rest are redacted and their personal records audited like any read.
+async fn linked(s: &AppState, n: &Ngsi, roots: &[Entity], level: usize) -> ApiResult<HashMap<String, Entity>> {
+    let (hub, tenant) = (&s.hub, n.tenant.as_str());
     let mut known: HashMap<String, Entity> = HashMap::new();
     let mut seen: HashSet<String> = roots.iter().map(|e| e.id.clone()).collect();
     let mut frontier: Vec<Entity> = roots.to_vec();
@@ -102,6 +108,8 @@ async fn linked(hub: &Hub, tenant: &str, roots: &[Entity], level: usize) -> ApiR
             break;
         }
         frontier = hub.entities_by_id(tenant, &want).await?;
+        frontier.retain(|e| n.caller.visibility.sees(e));
+        crate::guard::release(s, n, "join", &mut frontier).await?;
         for e in &frontier {
             known.insert(e.id.clone(), e.clone());
         }
@@ -170,14 +178,14 @@ fn put_entity(
 
 /// Renders `list` with its linked entities joined in as asked.
 pub async fn render_joined(
-    hub: &Hub,
-    tenant: &str,
+    s: &AppState,
+    n: &Ngsi,
     list: &[Entity],
     ctx: &RequestContext,
     o: &RenderOptions,
     j: Join,
 ) -> ApiResult<Vec<Value>> {
-    let known = linked(hub, tenant, list, j.level).await?;
+    let known = linked(s, n, list, j.level).await?;
     if j.flat {
         let mut out: Vec<Value> = list.iter().map(|e| render::entity(e, &ctx.terms, o)).collect();
         let roots: HashSet<&str> = list.iter().map(|e| e.id.as_str()).collect();

@@ -11,9 +11,12 @@
 
 #![forbid(unsafe_code)]
 
+mod account;
+pub mod auth;
 mod entities;
 pub mod error;
 mod extract;
+mod guard;
 mod join;
 mod respond;
 mod subscriptions;
@@ -54,6 +57,8 @@ pub struct AppState {
     pub hub: Hub,
     pub limits: ApiLimits,
     pub metrics: Option<PrometheusHandle>,
+    /// Who may do what; with `AuthConfig::disabled` every caller is an administrator.
+    pub auth: std::sync::Arc<auth::Auth>,
 }
 
 /// The NGSI-LD routes, `/health`, `/metrics`, as a service that also accepts
@@ -62,13 +67,19 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
     NormalizePathLayer::trim_trailing_slash().layer(router(state))
 }
 
-/// Like `app`, with more routes beside the NGSI-LD ones (the cockpits).
+/// Like `app`, with more routes beside the NGSI-LD ones (the cockpits);
+/// they pass the same authentication (`auth::RULES` lists them too).
 pub fn app_with(state: AppState, extra: Router) -> NormalizePath<Router> {
-    NormalizePathLayer::trim_trailing_slash().layer(router(state).merge(extra))
+    NormalizePathLayer::trim_trailing_slash().layer(router_with(state, extra))
 }
 
 /// The router alone (no trailing-slash normalisation), for embedding.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with more routes, every one behind the authentication.
+pub fn router_with(state: AppState, extra: Router) -> Router {
     use entities as e;
     use subscriptions as s;
     use temporal as t;
@@ -119,9 +130,13 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics_text))
+        .route("/api/me/accesses", get(account::my_accesses))
+        .route("/api/audit", get(account::audit_log))
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state, auth::authorize))
         .layer(middleware::from_fn(observe))
-        .with_state(state)
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -21,6 +21,7 @@ use crate::AppState;
 
 pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    crate::guard::may_subscribe(&n, &b, &ctx.terms, true)?;
     let id = s.hub.create_subscription(&n.tenant, &b, &ctx).await?;
     Ok(created("/ngsi-ld/v1/subscriptions", &id))
 }
@@ -60,6 +61,7 @@ pub async fn update(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    crate::guard::may_subscribe(&n, &b, &ctx.terms, false)?;
     s.hub.update_subscription(&n.tenant, &id, &b, &ctx).await?;
     Ok(no_content())
 }

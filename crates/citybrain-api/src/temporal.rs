@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::entities::page;
 use crate::error::ApiResult;
 use crate::extract::{JsonBody, Ngsi, Params};
+use crate::guard;
 use crate::respond::{
     body, created, entity_query, entity_query_body, no_content, render_options, require_filter, with_header, QueryFor,
 };
@@ -93,10 +94,33 @@ fn content_range(status_list: &[&TemporalEntity], newest_first: bool) -> Option<
     Some(format!("date-time {}-{}/{}", time::format(&a), time::format(&b), total))
 }
 
+/// The history of entities the caller may see, cut to the attributes they
+/// may read (judged on each entity as it is now), its reading audited.
+async fn release(s: &AppState, n: &Ngsi, list: &mut [TemporalEntity]) -> ApiResult<()> {
+    let ids: Vec<String> = list.iter().map(|t| t.id.clone()).collect();
+    let current = s.hub.entities_by_id(&n.tenant, &ids).await?;
+    let v = &n.caller.visibility;
+    for t in list.iter_mut() {
+        match current.iter().find(|e| e.id == t.id) {
+            Some(e) => {
+                guard::visible(n, e)?;
+                if let Some(allowed) = v.readable_attrs(e) {
+                    t.attrs.retain(|a, _| allowed.contains(a));
+                }
+            }
+            // History of a deleted entity: the administrator's only.
+            None if v.is_everything() => {}
+            None => return Err(NgsiError::not_found(format!("entity {} not found", t.id)).into()),
+        }
+    }
+    guard::record(s, n, "read", "temporal", &current).await
+}
+
 pub async fn retrieve(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
     let (req, fmt) = request(&n.params, &ctx)?;
-    let t = s.hub.temporal_retrieve(&n.tenant, &id, &req).await?;
+    let mut t = s.hub.temporal_retrieve(&n.tenant, &id, &req).await?;
+    release(&s, &n, std::slice::from_mut(&mut t)).await?;
     let v = render_one(&t, &ctx, &n.params, &fmt, &req)?;
     Ok(match content_range(&[&t], req.tq.last_n.is_some()) {
         Some(cr) => with_header(
@@ -117,7 +141,10 @@ async fn run_query(
 ) -> ApiResult<Response> {
     let (req, fmt) = request(params, ctx)?;
     let page = page(params, &s.hub)?;
-    let (list, total) = s.hub.temporal_query(&n.tenant, &q, &req, page).await?;
+    let mut q = q;
+    guard::restrict(n, &mut q);
+    let (mut list, total) = s.hub.temporal_query(&n.tenant, &q, &req, page).await?;
+    release(s, n, &mut list).await?;
     let items: Vec<Value> = list
         .iter()
         .map(|t| render_one(t, ctx, params, &fmt, &req))
@@ -157,6 +184,14 @@ pub async fn query_post(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBod
 
 pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_create(
+        &n,
+        &guard::body_types(&b, &ctx.terms),
+        &guard::body_attrs(&b, &ctx.terms),
+    )?;
+    if let Some(id) = b.get("id").and_then(Value::as_str) {
+        guard::may_change(&s, &n, id, &guard::body_attrs(&b, &ctx.terms), "write").await?;
+    }
     let is_new = s.hub.temporal_create(&n.tenant, &b, &ctx).await?;
     if is_new {
         let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -167,6 +202,7 @@ pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -
 }
 
 pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
+    guard::may_change(&s, &n, &id, &[], "delete").await?;
     s.hub.delete_entity(&n.tenant, &id).await?;
     Ok(no_content())
 }
@@ -178,6 +214,7 @@ pub async fn add_attrs(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &guard::body_attrs(&b, &ctx.terms), "write").await?;
     s.hub.temporal_add_attrs(&n.tenant, &id, &b, &ctx).await?;
     Ok(no_content())
 }
@@ -188,6 +225,7 @@ pub async fn delete_attr(
     Path((id, attr)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
+    guard::may_change(&s, &n, &id, &[ctx.terms.expand(&attr)], "write").await?;
     s.hub
         .temporal_delete_attr(
             &n.tenant,
@@ -208,6 +246,7 @@ pub async fn patch_instance(
     JsonBody(b): JsonBody,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, Some(&b)).await?;
+    guard::may_change(&s, &n, &id, &[ctx.terms.expand(&attr)], "write").await?;
     s.hub
         .temporal_patch_instance(&n.tenant, &id, &attr, &instance, &b, &ctx)
         .await?;
@@ -220,6 +259,7 @@ pub async fn delete_instance(
     Path((id, attr, instance)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
+    guard::may_change(&s, &n, &id, &[ctx.terms.expand(&attr)], "write").await?;
     s.hub
         .temporal_delete_instance(&n.tenant, &id, &attr, &instance, &ctx)
         .await?;

@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod soak;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,6 +121,7 @@ pub async fn hub(b: HubBench) -> Result<()> {
     let store = Arc::new(SqliteStore::open_url(&db)?);
     let mut cfg = HubConfig::default();
     cfg.limits.max_batch = cfg.limits.max_batch.max(b.batch);
+    let auth = citybrain_api::auth::Auth::disabled(store.clone());
     let hub = Hub::start(store, cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -128,6 +131,7 @@ pub async fn hub(b: HubBench) -> Result<()> {
             max_body_bytes: 64 << 20,
         },
         metrics: None,
+        auth,
     });
     tokio::spawn(async move {
         let _ = axum::serve(

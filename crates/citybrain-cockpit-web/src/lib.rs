@@ -35,6 +35,7 @@ use citybrain_cockpit::definition::{Definition, PanelKind};
 use citybrain_cockpit::panel::{evaluate, types_read, PanelData};
 use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_ngsild::model::main_value;
+use citybrain_trust::{Caller, Role};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -609,6 +610,8 @@ async fn read_type(hub: &Hub, t: &str) -> Result<Vec<Value>, CockpitError> {
 pub fn router(c: Arc<Cockpits>) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
         .route("/cockpit/{uid}", get(page))
         .route("/api/cockpits", get(list))
         .route("/api/cockpits/{uid}", get(definition))
@@ -642,10 +645,11 @@ fn variables(def: &Definition, q: &HashMap<String, String>) -> Result<Vec<(Strin
     citybrain_cockpit::definition::resolve_variables(def, &given)
 }
 
-async fn index(State(c): State<Arc<Cockpits>>) -> Html<String> {
+async fn index(State(c): State<Arc<Cockpits>>, v: Viewer) -> Html<String> {
     let esc = html_escape::encode_text;
+    let caller = v.as_ref().map(|e| e.0.as_ref());
     let mut items = String::new();
-    for d in c.definitions() {
+    for d in c.definitions().iter().filter(|d| may_view(d, caller)) {
         items += &format!(
             "<li data-testid=\"cockpit-{uid}\"><a href=\"/cockpit/{uid}\">{en} · {zh}</a> <span class=\"tier\">{tier:?}</span> \
              <a class=\"alt\" href=\"/cockpit/{uid}?mode=phone\">phone</a> <a class=\"alt\" href=\"/cockpit/{uid}?lang=en\">English</a></li>",
@@ -668,13 +672,102 @@ async fn index(State(c): State<Arc<Cockpits>>) -> Html<String> {
         "<!doctype html><html lang=\"zh\"><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>citybrain cockpits · 数字驾驶舱</title><link rel=\"stylesheet\" href=\"/assets/cockpit.css\">\
          <body class=\"index\"><h1>citybrain · 数字驾驶舱 cockpits</h1><ul class=\"cockpits\">{items}</ul>\
-         {}<p class=\"hint\">Definitions: dashboards/*.json · <code>citybrain cockpit check FILE</code> · NGSI-LD API at <a href=\"/ngsi-ld/v1/types\">/ngsi-ld/v1</a></p></body></html>",
+         {}<p class=\"hint\"><a href=\"/login\">log in 登录</a> · Definitions: dashboards/*.json · <code>citybrain cockpit check FILE</code> · NGSI-LD API at <a href=\"/ngsi-ld/v1/types\">/ngsi-ld/v1</a></p></body></html>",
         if problems.is_empty() {
             String::new()
         } else {
             format!("<h2>Definitions refused</h2><ul>{problems}</ul>")
         }
     ))
+}
+
+/// The caller the API's authentication left in the request (none: the public).
+type Viewer = Option<axum::Extension<Arc<Caller>>>;
+
+/// May this caller view this cockpit? Administrators see all; `public`
+/// cockpits are anyone's; `staff` ones every officer's; department keys
+/// the officers of those departments.
+pub fn may_view(def: &Definition, caller: Option<&Caller>) -> bool {
+    let public = def.audience.iter().any(|a| a == "public");
+    let Some(c) = caller else { return public };
+    let p = &c.principal;
+    match p.role {
+        Role::Admin => true,
+        Role::Officer => {
+            public
+                || def
+                    .audience
+                    .iter()
+                    .any(|a| a == "staff" || p.departments.iter().any(|d| d == a))
+        }
+        _ => public,
+    }
+}
+
+/// 401 for the public (log in), 403 for a caller who is known.
+fn refuse_view(uid: &str, caller: Option<&Caller>) -> Response {
+    use citybrain_api::error::ApiError;
+    if caller.is_some_and(|c| c.principal.is_authenticated()) {
+        ApiError::forbidden(format!("cockpit {uid} is not open to this caller")).into_response()
+    } else {
+        ApiError::unauthenticated(format!(
+            "cockpit {uid} needs a login (/login, or Authorization: Bearer …)"
+        ))
+        .into_response()
+    }
+}
+
+/// The cockpit, when this caller may view it.
+fn viewable(c: &Cockpits, uid: &str, v: &Viewer) -> Result<Definition, Box<Response>> {
+    let caller = v.as_ref().map(|e| e.0.as_ref());
+    match c.definition(uid) {
+        None => Err(Box::new(not_found(uid))),
+        Some(d) if may_view(&d, caller) => Ok(d),
+        Some(_) => Err(Box::new(refuse_view(uid, caller))),
+    }
+}
+
+/// GET /login: a form that keeps a token in a cookie, for the cockpit pages
+/// (their EventSource cannot send an Authorization header).
+async fn login_page() -> Html<&'static str> {
+    Html(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>citybrain · log in 登录</title>\
+         <link rel=\"stylesheet\" href=\"/assets/cockpit.css\"><body class=\"index\"><h1>citybrain · 登录 log in</h1>\
+         <form method=\"post\" action=\"/login\"><label>API token <input name=\"token\" type=\"password\" autocomplete=\"off\" size=\"90\"></label> \
+         <button type=\"submit\">Log in</button></form><form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>\
+         <p class=\"hint\">The token stays in an HttpOnly cookie of this site; <code>citybrain token create</code> makes one.</p></body></html>",
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// POST /login: keeps the token in an HttpOnly, SameSite=Strict cookie. The
+/// token is checked on every request that uses it, like a header token.
+async fn login(axum::Form(f): axum::Form<LoginForm>) -> Response {
+    let t = f.token.trim();
+    if t.is_empty() || t.len() > 16 * 1024 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the token is empty or not printable ASCII".into(),
+        );
+    }
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    if let Ok(v) = format!("citybrain_token={t}; Path=/; HttpOnly; SameSite=Strict").parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout() -> Response {
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        header::HeaderValue::from_static("citybrain_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
 }
 
 async fn page(State(c): State<Arc<Cockpits>>, Path(uid): Path<String>) -> Response {
@@ -684,18 +777,20 @@ async fn page(State(c): State<Arc<Cockpits>>, Path(uid): Path<String>) -> Respon
     Html(assets::PAGE.replace("{{uid}}", &uid)).into_response()
 }
 
-async fn list(State(c): State<Arc<Cockpits>>) -> Json<Value> {
+async fn list(State(c): State<Arc<Cockpits>>, v: Viewer) -> Json<Value> {
+    let caller = v.as_ref().map(|e| e.0.as_ref());
     Json(json!(c
         .definitions()
         .iter()
+        .filter(|d| may_view(d, caller))
         .map(|d| json!({"uid": d.uid, "title": d.title, "tier": d.tier, "panels": d.panels.len()}))
         .collect::<Vec<_>>()))
 }
 
-async fn definition(State(c): State<Arc<Cockpits>>, Path(uid): Path<String>) -> Response {
-    match c.definition(&uid) {
-        Some(d) => Json(d).into_response(),
-        None => not_found(&uid),
+async fn definition(State(c): State<Arc<Cockpits>>, Path(uid): Path<String>, v: Viewer) -> Response {
+    match viewable(&c, &uid, &v) {
+        Ok(d) => Json(d).into_response(),
+        Err(r) => *r,
     }
 }
 
@@ -703,9 +798,11 @@ async fn snapshot(
     State(c): State<Arc<Cockpits>>,
     Path(uid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    v: Viewer,
 ) -> Response {
-    let Some(def) = c.definition(&uid) else {
-        return not_found(&uid);
+    let def = match viewable(&c, &uid, &v) {
+        Ok(d) => d,
+        Err(r) => return *r,
     };
     match variables(&def, &q) {
         Ok(vars) => Json(c.snapshot(&def, vars)).into_response(),
@@ -725,9 +822,11 @@ async fn events(
     Path(uid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
+    v: Viewer,
 ) -> Response {
-    let Some(def) = c.definition(&uid) else {
-        return not_found(&uid);
+    let def = match viewable(&c, &uid, &v) {
+        Ok(d) => d,
+        Err(r) => return *r,
     };
     let vars = match variables(&def, &q) {
         Ok(v) => v,

@@ -44,6 +44,15 @@ pub struct Definition {
     #[serde(default)]
     pub variables: Vec<Variable>,
     pub panels: Vec<Panel>,
+    /// Who may view it: `public` (anyone, the public board), `staff` (every
+    /// department officer) and/or department keys of the data-sharing
+    /// policy. Administrators see every cockpit. Default: staff.
+    #[serde(default = "staff")]
+    pub audience: Vec<String>,
+}
+
+fn staff() -> Vec<String> {
+    vec!["staff".into()]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,6 +331,20 @@ pub fn check(d: &Definition) -> Result<(), CheckError> {
     }
     if !valid_name(&d.uid, &['-']) {
         return Err(err("uid", "use 1-64 lower-case letters, digits and '-'"));
+    }
+    if d.audience.is_empty() {
+        return Err(err(
+            "audience",
+            "name at least one of public, staff or a department key",
+        ));
+    }
+    for (i, a) in d.audience.iter().enumerate() {
+        if !valid_name(a, &['-', '_']) {
+            return Err(err(
+                format!("audience[{i}]"),
+                "public, staff or a department key (1-64 of a-z 0-9 - _)",
+            ));
+        }
     }
     for (field, t) in [("title", &d.title)] {
         if t.en.trim().is_empty() || t.zh.trim().is_empty() {

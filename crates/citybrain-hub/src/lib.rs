@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 pub mod clock;
 pub mod contexts;
 mod delivery;
@@ -132,6 +133,8 @@ struct Inner {
     entity_changes: std::sync::atomic::AtomicU64,
     /// Set when the server shuts down: open notification streams end.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The audit log's group-commit writer.
+    audit_tx: mpsc::Sender<audit::Job>,
 }
 
 /// The hub. Cheap to clone; all clones share state.
@@ -157,6 +160,7 @@ impl Hub {
                     http.clone(),
                 ),
                 subs: subscriptions::Registry::default(),
+                audit_tx: audit::spawn(store.clone()),
                 store,
                 config,
                 deliver_tx: tx,

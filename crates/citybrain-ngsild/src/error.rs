@@ -21,6 +21,10 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// A concurrent writer changed the entity first; retried by the hub.
     Conflict,
+    /// The database is locked by another process (503; retry later).
+    StorageBusy,
+    /// The disk is full or the database reached its size limit (507).
+    StorageFull,
 }
 
 impl ErrorKind {
@@ -39,6 +43,8 @@ impl ErrorKind {
             ErrorKind::NoMultiTenantSupport => "https://uri.etsi.org/ngsi-ld/errors/NoMultiTenantSupport",
             ErrorKind::PayloadTooLarge => "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
             ErrorKind::Conflict => "https://uri.etsi.org/ngsi-ld/errors/InternalError",
+            ErrorKind::StorageBusy => "urn:citybrain:problem:storage-busy",
+            ErrorKind::StorageFull => "urn:citybrain:problem:storage-full",
         }
     }
 
@@ -57,6 +63,8 @@ impl ErrorKind {
             ErrorKind::NoMultiTenantSupport => "No multi-tenant support",
             ErrorKind::PayloadTooLarge => "Payload too large",
             ErrorKind::Conflict => "Concurrent modification",
+            ErrorKind::StorageBusy => "Storage busy",
+            ErrorKind::StorageFull => "Storage full",
         }
     }
 }

@@ -24,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod context;
 pub mod error;
 pub mod geo;

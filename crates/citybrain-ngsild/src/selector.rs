@@ -156,10 +156,30 @@ pub struct EntityQuery {
     pub geo: Option<GeoQuery>,
     /// `orderBy`: the order of the results (not a filter; the hub sorts).
     pub order: Option<crate::order::OrderBy>,
+    /// What the caller may read (None: no restriction). Applied like every
+    /// other part of the filter, so counts and pages never see the rest.
+    pub visible: Option<std::sync::Arc<crate::access::Visibility>>,
 }
 
 impl EntityQuery {
+    /// Whether `e` is in the result. With a visibility, the filter is judged
+    /// on the entity as the caller may see it (hidden attributes removed), so
+    /// a `q` on an attribute one may not read finds nothing by it.
     pub fn matches(&self, e: &Entity) -> bool {
+        if let Some(v) = &self.visible {
+            if !v.sees(e) {
+                return false;
+            }
+            if let Some(allowed) = v.readable_attrs(e) {
+                let mut seen = e.clone();
+                seen.attrs.retain(|name, _| allowed.contains(name));
+                return self.matches_as_is(&seen);
+            }
+        }
+        self.matches_as_is(e)
+    }
+
+    fn matches_as_is(&self, e: &Entity) -> bool {
         (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(e)))
             && (self.attrs.is_empty() || self.attrs.iter().any(|a| e.attrs.contains_key(a)))
             && self.scope_q.as_ref().is_none_or(|s| s.matches(&e.scope))

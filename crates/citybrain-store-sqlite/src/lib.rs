@@ -28,13 +28,17 @@ use cache::TenantCache;
 use citybrain_ngsild::selector::EntityQuery;
 use citybrain_ngsild::temporal::{Instance, TimeProperty};
 use citybrain_ngsild::{time, Entity};
+use citybrain_store::audit::{self, AuditEntry, AuditRecord};
 use citybrain_store::{
-    ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store, StoreError, Stored,
-    SubscriptionRecord, TypeInfo, WriteSet,
+    ApiTokenRecord, ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store,
+    StoreError, Stored, SubscriptionRecord, TypeInfo, WriteSet,
 };
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_trust.sql"),
+];
 /// History series (entity attributes) pruned per write: the writer is held
 /// for one batch at a time, so commits go on between batches.
 const PRUNE_SERIES_PER_BATCH: usize = 200;
@@ -88,8 +92,31 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        doc: r.get(1)?,
+        prev_hash: r.get(2)?,
+        hash: r.get(3)?,
+    })
+}
+
+/// A storage error; a lock held by another process and a full disk are told
+/// apart (the client can act on them: retry later, free space), the rest
+/// are server failures.
 fn be(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+    let msg = e.to_string();
+    if msg.contains("database is locked") || msg.contains("database table is locked") {
+        StoreError::Busy(
+            "the database is locked by another process (waited 5 s); nothing was written, retry later".into(),
+        )
+    } else if msg.contains("database or disk is full") {
+        StoreError::Full(
+            "the disk is full, or the database reached its size limit (max_size_mb); nothing was written".into(),
+        )
+    } else {
+        StoreError::Backend(msg)
+    }
 }
 
 fn ms(t: &time::Timestamp) -> i64 {
@@ -194,16 +221,42 @@ impl SqliteStore {
                 "'{url}': in-memory SQLite is not supported (the hub keeps several connections); use a file, e.g. sqlite:/tmp/citybrain.db"
             )));
         }
-        let durability = match query {
-            "" | "synchronous=normal" => Durability::Normal,
-            "synchronous=full" => Durability::Full,
-            other => {
-                return Err(be(format!(
-                    "unknown sqlite URL option '{other}' (synchronous=normal|full)"
-                )))
+        let mut durability = Durability::Normal;
+        let mut max_size_mb = None;
+        for opt in query.split('&').filter(|o| !o.is_empty()) {
+            match opt.split_once('=') {
+                Some(("synchronous", "normal")) => durability = Durability::Normal,
+                Some(("synchronous", "full")) => durability = Durability::Full,
+                Some(("max_size_mb", n)) => match n.parse::<u64>() {
+                    Ok(n) if n > 0 => max_size_mb = Some(n),
+                    _ => {
+                        return Err(be(format!(
+                            "sqlite URL option max_size_mb={n}: a whole number of MiB above 0"
+                        )))
+                    }
+                },
+                _ => {
+                    return Err(be(format!(
+                        "unknown sqlite URL option '{opt}' (synchronous=normal|full, max_size_mb=N)"
+                    )))
+                }
             }
-        };
-        Self::open(path, durability)
+        }
+        let store = Self::open(path, durability)?;
+        if let Some(mb) = max_size_mb {
+            store.limit_size(mb)?;
+        }
+        Ok(store)
+    }
+
+    /// Caps the database file at `mb` MiB: past it, writes fail as on a full
+    /// disk (a quota for a shared disk; and how the full-disk path is tested).
+    pub fn limit_size(&self, mb: u64) -> Result<()> {
+        let w = self.inner.writer.lock().map_err(be)?;
+        let page: u64 = w.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(be)?;
+        w.execute_batch(&format!("PRAGMA max_page_count={};", (mb << 20) / page.max(512)))
+            .map_err(be)?;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -780,6 +833,114 @@ impl Store for SqliteStore {
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn put_api_token(&self, t: &ApiTokenRecord) -> Result<()> {
+        let (id, doc) = (t.id.clone(), serde_json::to_string(t).map_err(be)?);
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO api_tokens(id, doc) VALUES (?1, ?2)",
+                params![id, doc],
+            )
+            .map_err(be)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let doc: Option<String> = c
+                .query_row("SELECT doc FROM api_tokens WHERE id=?1", params![id], |r| r.get(0))
+                .optional()
+                .map_err(be)?;
+            doc.map(|d| serde_json::from_str(&d).map_err(be)).transpose()
+        })
+        .await
+    }
+
+    async fn api_tokens(&self) -> Result<Vec<ApiTokenRecord>> {
+        self.read(move |c| {
+            let mut st = c.prepare("SELECT doc FROM api_tokens ORDER BY id").map_err(be)?;
+            let docs = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(be)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(be)?;
+            docs.iter().map(|d| serde_json::from_str(d).map_err(be)).collect()
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<Vec<AuditRecord>> {
+        self.write(move |c| {
+            let tx = c.transaction().map_err(be)?;
+            let mut out = Vec::with_capacity(entries.len());
+            {
+                // The chain's tail is read inside the writing transaction, so
+                // two writers can never link to the same record.
+                let mut prev: Option<(u64, String)> = tx
+                    .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |r| {
+                        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+                    })
+                    .optional()
+                    .map_err(be)?;
+                let mut ins = tx
+                    .prepare_cached("INSERT INTO audit_log(seq, doc, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)")
+                    .map_err(be)?;
+                let mut sub = tx
+                    .prepare_cached("INSERT OR IGNORE INTO audit_subjects(subject, seq) VALUES (?1, ?2)")
+                    .map_err(be)?;
+                for e in &entries {
+                    let r = audit::link(prev.as_ref().map(|(s, h)| (*s, h.as_str())), e);
+                    ins.execute(params![r.seq as i64, r.doc, r.prev_hash, r.hash])
+                        .map_err(be)?;
+                    for s in &e.subjects {
+                        sub.execute(params![s, r.seq as i64]).map_err(be)?;
+                    }
+                    prev = Some((r.seq, r.hash.clone()));
+                    out.push(r);
+                }
+            }
+            tx.commit().map_err(be)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare("SELECT seq, doc, prev_hash, hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .map_err(be)?;
+            let rows = st
+                .query_map(params![after as i64, limit as i64], audit_row)
+                .map_err(be)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(be)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn audit_for_subject(&self, subject: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        let subject = subject.to_string();
+        self.read(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT a.seq, a.doc, a.prev_hash, a.hash FROM audit_subjects s JOIN audit_log a ON a.seq = s.seq \
+                     WHERE s.subject = ?1 ORDER BY s.seq DESC LIMIT ?2",
+                )
+                .map_err(be)?;
+            let rows = st
+                .query_map(params![subject, limit as i64], audit_row)
+                .map_err(be)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(be)?;
+            Ok(rows)
         })
         .await
     }

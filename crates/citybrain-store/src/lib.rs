@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod story;
 
 use async_trait::async_trait;
@@ -34,6 +35,12 @@ pub enum StoreError {
     Conflict(String),
     #[error("storage failure: {0}")]
     Backend(String),
+    /// Another process holds the database's lock; nothing was written.
+    #[error("{0}")]
+    Busy(String),
+    /// No room left (disk full, or the database's size limit); nothing was written.
+    #[error("{0}")]
+    Full(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -160,6 +167,30 @@ pub struct ContextRecord {
     pub created_at: Timestamp,
 }
 
+/// An API token as stored: never the secret itself, only its memory-hard hash.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApiTokenRecord {
+    pub id: String,
+    /// PHC string of the secret's Argon2id hash.
+    pub secret_hash: String,
+    pub role: String,
+    #[serde(default)]
+    pub departments: Vec<String>,
+    /// The person or enterprise a citizen/enterprise token acts for.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Tenants it may use (empty: the default tenant only; "*": all).
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub label: String,
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    #[serde(default)]
+    pub revoked_at: Option<Timestamp>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Short name of the backend, for logs and `/health`.
@@ -197,6 +228,18 @@ pub trait Store: Send + Sync + 'static {
     /// (the hub's retention); the entities themselves stay. Returns how many
     /// instances went.
     async fn prune_history(&self, before: Timestamp) -> Result<u64>;
+
+    async fn put_api_token(&self, t: &ApiTokenRecord) -> Result<()>;
+    async fn api_token(&self, id: &str) -> Result<Option<ApiTokenRecord>>;
+    async fn api_tokens(&self) -> Result<Vec<ApiTokenRecord>>;
+
+    /// Appends entries to the audit log, each linked to the one before
+    /// ([`audit::link`]) inside one transaction; returns the records.
+    async fn append_audit(&self, entries: Vec<audit::AuditEntry>) -> Result<Vec<audit::AuditRecord>>;
+    /// Records with seq > `after`, in order, at most `limit`.
+    async fn audit_records(&self, after: u64, limit: usize) -> Result<Vec<audit::AuditRecord>>;
+    /// The latest records that name `subject` among their subjects, newest first.
+    async fn audit_for_subject(&self, subject: &str, limit: usize) -> Result<Vec<audit::AuditRecord>>;
 }
 
 impl From<StoreError> for citybrain_ngsild::NgsiError {
@@ -207,6 +250,8 @@ impl From<StoreError> for citybrain_ngsild::NgsiError {
                 format!("entity {id} was changed by another request; retry"),
             ),
             StoreError::Backend(msg) => citybrain_ngsild::NgsiError::internal(msg),
+            StoreError::Busy(msg) => citybrain_ngsild::NgsiError::new(citybrain_ngsild::ErrorKind::StorageBusy, msg),
+            StoreError::Full(msg) => citybrain_ngsild::NgsiError::new(citybrain_ngsild::ErrorKind::StorageFull, msg),
         }
     }
 }

@@ -20,6 +20,32 @@ pub enum BenchCommand {
     ///
     /// Example: citybrain bench scenarios --seeds 3
     Scenarios(ScenariosBench),
+    /// Faults under load: this binary as a server on loopback, steady mixed
+    /// load, killed with SIGKILL part-way and restarted on the same database;
+    /// then every acknowledged write must be in the history and every one
+    /// notified at least once. Prints the figures; exits non-zero on a loss.
+    ///
+    /// Example: citybrain bench soak --seconds 600
+    Soak(SoakBench),
+}
+
+#[derive(Args, Clone)]
+pub struct SoakBench {
+    /// How long the load runs.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    seconds: u64,
+    /// PATCHes per second.
+    #[arg(long, default_value_t = 200)]
+    write_rate: u64,
+    /// Reads per second (queries, retrievals, temporal reads).
+    #[arg(long, default_value_t = 100)]
+    read_rate: u64,
+    /// When to kill the server, as a fraction of the run (0 < f < 1); `none`: never.
+    #[arg(long, default_value = "0.5")]
+    kill_at: String,
+    /// Fail when the server's resident memory passes this many MiB.
+    #[arg(long, default_value_t = 1024)]
+    max_rss_mib: u64,
 }
 
 #[derive(Args, Clone)]
@@ -57,6 +83,25 @@ pub struct HubBench {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Scenarios(b) => tokio::task::spawn_blocking(move || scenarios(b)).await?,
+        BenchCommand::Soak(b) => {
+            let kill_at = match b.kill_at.trim() {
+                "none" => None,
+                f => match f.parse::<f64>() {
+                    Ok(x) if x > 0.0 && x < 1.0 => Some(x),
+                    _ => bail!("--kill-at {f}: a fraction between 0 and 1 (e.g. 0.5), or none"),
+                },
+            };
+            citybrain_bench::soak::soak(citybrain_bench::soak::SoakConfig {
+                exe: std::env::current_exe().context("cannot find this binary to run as the server")?,
+                seconds: b.seconds,
+                write_rate: b.write_rate.max(1),
+                read_rate: b.read_rate.max(1),
+                kill_at,
+                max_rss_mib: b.max_rss_mib,
+            })
+            .await
+            .map(|_| ())
+        }
         BenchCommand::Hub(b) => {
             citybrain_bench::hub(citybrain_bench::HubBench {
                 entities: b.entities,

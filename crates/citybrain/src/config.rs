@@ -101,6 +101,8 @@ pub struct ServeArgs {
     /// 40 MB a minute at 60x).
     #[arg(long, env = "CITYBRAIN_HISTORY_RETENTION", value_parser = parse_retention)]
     pub history_retention: Option<Retention>,
+    #[command(flatten)]
+    pub trust: crate::trust::TrustArgs,
 }
 
 /// How long attribute history is kept (None: for ever).

@@ -10,6 +10,7 @@ mod config;
 mod runs;
 mod scenario;
 mod sim;
+mod trust;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,17 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
+    },
+    /// API tokens (stored as Argon2id hashes):
+    /// citybrain token create --role officer --department transport
+    Token {
+        #[command(subcommand)]
+        what: trust::TokenCommand,
+    },
+    /// The hash-chained audit log: citybrain audit verify
+    Audit {
+        #[command(subcommand)]
+        what: trust::AuditCommand,
     },
     /// Cockpits (dashboards defined as files in dashboards/):
     /// citybrain cockpit check dashboards/*.json
@@ -137,6 +149,8 @@ fn main() -> Result<()> {
             Command::Serve(args) => serve(args, false).await,
             Command::Demo(args) => serve(args, true).await,
             Command::Bench { what } => bench::run(what).await,
+            Command::Token { what } => trust::token_command(what).await,
+            Command::Audit { what } => trust::audit_command(what).await,
             Command::Sim(_) | Command::Scenario { .. } | Command::Cockpit { .. } => {
                 unreachable!("handled before the runtime starts")
             }
@@ -167,7 +181,14 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
+    let auth_config = args.trust.auth_config()?;
+    if !auth_config.enabled {
+        trust::warn_no_auth();
+    }
     let store = open_store(&db)?;
+    let auth = citybrain_api::auth::Auth::new(auth_config, store.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
     let mut hub_config = args.hub_config()?;
     if demo && args.history_retention.is_none() {
         hub_config.history_retention = Some(config::DEMO_HISTORY_RETENTION);
@@ -182,6 +203,9 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     if demo {
         let n = load_demo(&hub).await?;
         print_demo_help(addr, n);
+        if auth.enabled() {
+            demo_tokens(&hub, auth.policy()).await?;
+        }
     }
     let live = args.live.clone().unwrap_or_else(|| {
         if demo {
@@ -283,13 +307,14 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
         },
         metrics,
+        auth,
     };
     let cockpits_closing = cockpits.clone();
     let hub_closing = state.hub.clone();
     let app = citybrain_api::app_with(state, citybrain_cockpit_web::router(cockpits));
     axum::serve(
         listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+        axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app),
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;
@@ -324,9 +349,72 @@ async fn shutdown_signal() {
 }
 
 const DEMO_DATA: &str = include_str!("../../../data/demo/hospital-district-hub.json");
+const DEMO_PEOPLE: &str = include_str!("../../../data/demo/people.json");
+
+/// The demo's roles: (label, role, departments, subject).
+type DemoRole = (
+    &'static str,
+    citybrain_trust::Role,
+    &'static [&'static str],
+    Option<&'static str>,
+);
+const DEMO_ROLES: &[DemoRole] = &[
+    ("demo admin", citybrain_trust::Role::Admin, &[], None),
+    (
+        "demo transport officer",
+        citybrain_trust::Role::Officer,
+        &["transport"],
+        None,
+    ),
+    ("demo health officer", citybrain_trust::Role::Officer, &["health"], None),
+    (
+        "demo citizen",
+        citybrain_trust::Role::Citizen,
+        &[],
+        Some("urn:ngsi-ld:Person:demo-citizen-1"),
+    ),
+    (
+        "demo enterprise",
+        citybrain_trust::Role::Enterprise,
+        &[],
+        Some("urn:ngsi-ld:Organization:demo-enterprise-1"),
+    ),
+];
+
+/// Makes a fresh token for each demo role (revoking the previous run's) and prints them.
+async fn demo_tokens(hub: &Hub, policy: &citybrain_trust::policy::Policy) -> Result<()> {
+    let store = hub.store();
+    for mut old in store.api_tokens().await? {
+        if old.label.starts_with("demo ") && old.revoked_at.is_none() {
+            old.revoked_at = Some(chrono::Utc::now());
+            store.put_api_token(&old).await?;
+        }
+    }
+    println!("tokens for the demo roles (send as Authorization: Bearer TOKEN; /login keeps one for the cockpits):");
+    for (label, role, deps, subject) in DEMO_ROLES {
+        let (rec, plain) = trust::new_token(
+            policy,
+            *role,
+            deps.iter().map(|d| d.to_string()).collect(),
+            subject.map(str::to_string),
+            vec![],
+            label.to_string(),
+            None,
+        )?;
+        store.put_api_token(&rec).await?;
+        let who = subject.map_or_else(|| deps.join(","), str::to_string);
+        println!("  {:<11} {:<44} {plain}", role.to_string(), who);
+    }
+    println!("  public      (no token: open data and the public board only)\n");
+    Ok(())
+}
 
 async fn load_demo(hub: &Hub) -> Result<usize> {
-    let items: Vec<serde_json::Value> = serde_json::from_str(DEMO_DATA).context("embedded demo data is not JSON")?;
+    let mut items: Vec<serde_json::Value> =
+        serde_json::from_str(DEMO_DATA).context("embedded demo data is not JSON")?;
+    let people: Vec<serde_json::Value> =
+        serde_json::from_str(DEMO_PEOPLE).context("embedded demo people are not JSON")?;
+    items.extend(people);
     let r = hub
         .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: true })
         .await
@@ -340,8 +428,10 @@ async fn load_demo(hub: &Hub) -> Result<usize> {
 fn print_demo_help(addr: SocketAddr, n: usize) {
     let base = format!("http://{addr}/ngsi-ld/v1");
     println!(
-        "\ncitybrain demo — {n} hospital-district entities loaded (OffStreetParking, OnStreetParking, Road, TrafficFlowObserved)\n\n\
-         Try:\n  curl '{base}/entities?type=OffStreetParking&options=keyValues'\n  \
+        "\ncitybrain demo — {n} hospital-district entities loaded (OffStreetParking, OnStreetParking, Road, TrafficFlowObserved, and invented personal records: Person, ParkingPermit, Organization, BusinessLicense)\n\n\
+         Try:\n  curl '{base}/entities?type=OffStreetParking&options=keyValues'   (open data: no token needed)\n  \
+         curl -H 'Authorization: Bearer CITIZEN_TOKEN' '{base}/entities?type=Person,ParkingPermit&options=keyValues'   (a citizen's own records)\n  \
+         curl -H 'Authorization: Bearer CITIZEN_TOKEN' 'http://{addr}/api/me/accesses'   (who looked at them, and why)\n  \
          curl '{base}/entities?type=OffStreetParking,OnStreetParking&q=availableSpotNumber%3E0&attrs=availableSpotNumber,totalSpotNumber'\n  \
          curl '{base}/entities?type=OffStreetParking&georel=near;maxDistance==500&geometry=Point&coordinates=%5B120.1786,30.2614%5D'\n  \
          curl '{base}/types?details=true'\n  \

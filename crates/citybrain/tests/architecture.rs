@@ -66,9 +66,20 @@ const RULES: &[Rule] = &[
         may_use: &["citybrain-ngsild", "citybrain-store"],
         banned: &[HTTP_SERVER, SQL],
     },
+    // Who may do what: pure, no I/O (the API asks it, the store keeps tokens).
+    Rule {
+        krate: "citybrain-trust",
+        may_use: &["citybrain-ngsild"],
+        banned: &[IO],
+    },
     Rule {
         krate: "citybrain-api",
-        may_use: &["citybrain-ngsild", "citybrain-store", "citybrain-hub"],
+        may_use: &[
+            "citybrain-ngsild",
+            "citybrain-store",
+            "citybrain-hub",
+            "citybrain-trust",
+        ],
         banned: &[SQL],
     },
     // The twin's floors know nothing of the hub, HTTP, SQL or a runtime.
@@ -108,6 +119,7 @@ const RULES: &[Rule] = &[
             "citybrain-ngsild",
             "citybrain-net",
             "citybrain-scenarios",
+            "citybrain-trust",
         ],
         banned: &[SQL],
     },
@@ -130,6 +142,18 @@ const RULES: &[Rule] = &[
         may_use: &["citybrain-api", "citybrain-hub", "citybrain-store-sqlite"],
         banned: &[],
     },
+    // The fuzz targets' bodies: the input languages, nothing that does I/O.
+    Rule {
+        krate: "citybrain-fuzz",
+        may_use: &[
+            "citybrain-cockpit",
+            "citybrain-net",
+            "citybrain-ngsild",
+            "citybrain-sim",
+            "citybrain-trust",
+        ],
+        banned: &[IO],
+    },
     // What the tests share; a dev-dependency only (checked below).
     Rule {
         krate: "citybrain-testkit",
@@ -151,6 +175,7 @@ const RULES: &[Rule] = &[
             "citybrain-ngsild",
             "citybrain-scenarios",
             "citybrain-sim",
+            "citybrain-trust",
             "citybrain-store",
             "citybrain-store-sqlite",
         ],

@@ -27,13 +27,16 @@ pub async fn start_with(mut cfg: HubConfig, limits: ApiLimits) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("t.db"), Durability::Normal).unwrap();
     cfg.notify_max_backoff = Duration::from_millis(400);
-    let hub = Hub::start(Arc::new(store), cfg).await.unwrap();
+    let store = Arc::new(store);
+    let auth = citybrain_api::auth::Auth::disabled(store.clone());
+    let hub = Hub::start(store, cfg).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = citybrain_api::app(AppState {
         hub: hub.clone(),
         limits,
         metrics: None,
+        auth,
     });
     tokio::spawn(async move {
         axum::serve(
