@@ -19,7 +19,31 @@ use crate::extract::{JsonBody, Ngsi};
 use crate::respond::{body, created, no_content, plain, with_header};
 use crate::AppState;
 
-pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -> ApiResult<Response> {
+/// The member naming who made a subscription; set by the server, never by a client.
+const OWNER: &str = "citybrainOwner";
+
+fn is_admin(n: &Ngsi) -> bool {
+    n.caller.principal.role == citybrain_trust::Role::Admin
+}
+
+/// Only its creator (and an administrator) may see, change, stream or
+/// delete a subscription: others are told it does not exist.
+async fn owned(s: &AppState, n: &Ngsi, id: &str) -> ApiResult<()> {
+    if is_admin(n) {
+        return Ok(());
+    }
+    let doc = s.hub.get_subscription(&n.tenant, id).await?;
+    if doc.get(OWNER).and_then(Value::as_str) == Some(n.caller.principal.actor.as_str()) {
+        Ok(())
+    } else {
+        Err(NgsiError::not_found(format!("subscription {id} not found")).into())
+    }
+}
+
+pub async fn create(State(s): State<AppState>, n: Ngsi, JsonBody(mut b): JsonBody) -> ApiResult<Response> {
+    if let Some(m) = b.as_object_mut() {
+        m.insert(OWNER.into(), Value::String(n.caller.principal.actor.clone()));
+    }
     let ctx = n.context(&s.hub, Some(&b)).await?;
     crate::guard::may_subscribe(&n, &b, &ctx.terms, true)?;
     let id = s.hub.create_subscription(&n.tenant, &b, &ctx).await?;
@@ -36,7 +60,27 @@ pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
         )
         .into());
     }
-    let (items, total) = s.hub.list_subscriptions(&n.tenant, p).await?;
+    let (items, total) = if is_admin(&n) {
+        s.hub.list_subscriptions(&n.tenant, p).await?
+    } else {
+        // Each caller lists their own (a tenant has a bounded number of subscriptions).
+        let all = citybrain_store::Page {
+            offset: 0,
+            limit: usize::MAX,
+            count: false,
+        };
+        let me = n.caller.principal.actor.as_str();
+        let mine: Vec<Value> = s
+            .hub
+            .list_subscriptions(&n.tenant, all)
+            .await?
+            .0
+            .into_iter()
+            .filter(|d| d.get(OWNER).and_then(Value::as_str) == Some(me))
+            .collect();
+        let total = mine.len();
+        (mine.into_iter().skip(p.offset).take(p.limit).collect(), total)
+    };
     let mut r = body(StatusCode::OK, Value::Array(items), &ctx, n.accept);
     if p.count {
         r = with_header(r, "ngsild-results-count", total.to_string());
@@ -46,6 +90,7 @@ pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
 
 pub async fn get(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
     let ctx = n.context(&s.hub, None).await?;
+    owned(&s, &n, &id).await?;
     Ok(body(
         StatusCode::OK,
         s.hub.get_subscription(&n.tenant, &id).await?,
@@ -58,8 +103,12 @@ pub async fn update(
     State(s): State<AppState>,
     n: Ngsi,
     Path(id): Path<String>,
-    JsonBody(b): JsonBody,
+    JsonBody(mut b): JsonBody,
 ) -> ApiResult<Response> {
+    owned(&s, &n, &id).await?;
+    if let Some(m) = b.as_object_mut() {
+        m.remove(OWNER);
+    }
     let ctx = n.context(&s.hub, Some(&b)).await?;
     crate::guard::may_subscribe(&n, &b, &ctx.terms, false)?;
     s.hub.update_subscription(&n.tenant, &id, &b, &ctx).await?;
@@ -67,6 +116,7 @@ pub async fn update(
 }
 
 pub async fn delete(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>) -> ApiResult<Response> {
+    owned(&s, &n, &id).await?;
     s.hub.delete_subscription(&n.tenant, &id).await?;
     Ok(no_content())
 }
@@ -86,6 +136,7 @@ pub async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    owned(&s, &n, &id).await?;
     let sub = s.hub.stream(&n.tenant, &id, last).await?;
     Ok(sse(sub, s.hub.streams_closed()).into_response())
 }

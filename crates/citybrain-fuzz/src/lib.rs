@@ -95,12 +95,13 @@ const GRID: &str = include_str!("../../citybrain-net/tests/data/grid3.net.xml");
 /// A SUMO network; and the same bytes as routes and additionals on a known network.
 pub fn sumo_xml(data: &[u8]) {
     let Some(s) = text(data) else { return };
+    static NET: std::sync::OnceLock<Option<citybrain_net::Network>> = std::sync::OnceLock::new();
     let _ = citybrain_net::sumo::read_net_str("fuzz.net.xml", s);
-    if let Ok(net) = citybrain_net::sumo::read_net_str("grid3.net.xml", GRID) {
-        if let Ok(add) = citybrain_sim::additional::Additional::read_str(&net, "fuzz.add.xml", s) {
-            let _ = citybrain_sim::demand::Demand::read_str_with(&net, &add, "fuzz.rou.xml", s);
+    if let Some(net) = NET.get_or_init(|| citybrain_net::sumo::read_net_str("grid3.net.xml", GRID).ok()) {
+        if let Ok(add) = citybrain_sim::additional::Additional::read_str(net, "fuzz.add.xml", s) {
+            let _ = citybrain_sim::demand::Demand::read_str_with(net, &add, "fuzz.rou.xml", s);
         }
-        let _ = citybrain_sim::demand::Demand::read_str(&net, "fuzz.rou.xml", s);
+        let _ = citybrain_sim::demand::Demand::read_str(net, "fuzz.rou.xml", s);
     }
 }
 

@@ -366,6 +366,23 @@ async fn the_policy_narrows_reads_and_writes_and_accesses_are_audited() {
     .await
     .unwrap();
     assert_eq!(r.status(), 201);
+    // It is its creator's: another department neither sees nor deletes it.
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    let sub_url = format!("{}{loc}", d.base);
+    let by = |t: &str| http.get(&sub_url).bearer_auth(t.to_string()).send();
+    assert_eq!(by(d.token("transport")).await.unwrap().status(), 200);
+    assert_eq!(by(d.token("health")).await.unwrap().status(), 404);
+    let r = http
+        .delete(&sub_url)
+        .bearer_auth(d.token("health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let listed = get(&http, &format!("{api}/subscriptions"), Some(d.token("health"))).await;
+    assert_eq!(listed, json!([]), "health lists transport's subscription");
+    let listed = get(&http, &format!("{api}/subscriptions"), Some(d.token("transport"))).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
     let r = sub(
         d.token("health"),
         json!({"type": "Subscription", "watchedAttributes": ["name"], "notification": endpoint}),
