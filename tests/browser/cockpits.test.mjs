@@ -75,6 +75,7 @@ const base = `http://127.0.0.1:${port}`;
 // operator makes one (it outlives the demo's own, which each start renews).
 const token = execFileSync(binary, ['token', 'create', '--db', `sqlite:${join(work, 'demo.db')}`,
   '--role', 'admin', '--label', 'browser tests'], { stdio: ['ignore', 'pipe', 'inherit'] }).toString().trim();
+const asAdmin = { headers: { Authorization: `Bearer ${token}` } };
 let server = await startServer(port);
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium', headless: true,
@@ -110,7 +111,12 @@ async function openPage(path, viewport = { width: 1920, height: 1080 }) {
   return { ctx, page, problems, nav };
 }
 
-const cockpits = await (await fetch(`${base}/api/cockpits`)).json();
+const cockpits = await (await fetch(`${base}/api/cockpits`, asAdmin)).json();
+// Without a login, the public board only.
+const publicList = (await (await fetch(`${base}/api/cockpits`)).json()).map((c) => c.uid);
+if (JSON.stringify(publicList) !== '["city-overview"]' || cockpits.length < 5) {
+  throw new Error(`cockpits listed: public ${publicList}, admin ${cockpits.map((c) => c.uid)}`);
+}
 
 await check(`the index lists every cockpit (${cockpits.length})`, async () => {
   const { ctx, page, problems } = await openPage('/');
@@ -123,7 +129,7 @@ await check(`the index lists every cockpit (${cockpits.length})`, async () => {
 for (const c of cockpits) {
   await check(`${c.uid}: renders live, every panel with data, no gap or duplicate`, async () => {
     const { ctx, page, problems } = await openPage(`/cockpit/${c.uid}`);
-    const def = await (await fetch(`${base}/api/cockpits/${c.uid}`)).json();
+    const def = await (await fetch(`${base}/api/cockpits/${c.uid}`, asAdmin)).json();
     await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.updates >= 10, null, { timeout: 60000 });
     // Let the scenarios publish for a few seconds (600x: a few simulated minutes).
     await page.waitForFunction((ids) => ids.every((id) => (window.cockpit.panels[id]?.updatedAt || 0) > 0), def.panels.map((p) => p.id), { timeout: 60000 });
@@ -199,10 +205,10 @@ await check('command: an officer acknowledges and closes an alert', async () => 
   await page.locator(`[data-testid="acknowledge-${id}"]`).click();
   await page.waitForFunction((id) => document.querySelector(`[data-testid="close-${id}"]`)?.closest('li')?.dataset.status === 'acknowledged', id, { timeout: 15000 });
   await page.locator(`[data-testid="close-${id}"]`).click();
-  const r = await (await fetch(`${base}/ngsi-ld/v1/entities/${encodeURIComponent(id)}?options=keyValues`)).json();
+  const r = await (await fetch(`${base}/ngsi-ld/v1/entities/${encodeURIComponent(id)}?options=keyValues`, asAdmin)).json();
   for (let i = 0; i < 30 && r.status !== 'closed'; i++) {
     await sleep(200);
-    Object.assign(r, await (await fetch(`${base}/ngsi-ld/v1/entities/${encodeURIComponent(id)}?options=keyValues`)).json());
+    Object.assign(r, await (await fetch(`${base}/ngsi-ld/v1/entities/${encodeURIComponent(id)}?options=keyValues`, asAdmin)).json());
   }
   assert(r.status === 'closed', `alert status in the hub: ${r.status}`);
   await page.screenshot({ path: join(results, 'command-handled.png') });
@@ -287,7 +293,7 @@ await check('command: a definition edited on disk reaches the open page without 
 await check('hospital-district: a server restart is survived; silence shows stale badges', async () => {
   const { ctx, page, problems } = await openPage('/cockpit/hospital-district?staleAfter=4');
   await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.updates >= 10, null, { timeout: 30000 });
-  clockAt = (await (await fetch(`${base}/api/cockpits/hospital-district/snapshot`)).json()).now + 1000;
+  clockAt = (await (await fetch(`${base}/api/cockpits/hospital-district/snapshot`, asAdmin)).json()).now + 1000;
   server.kill('SIGTERM');
   await new Promise((r) => server.on('exit', r));
   await page.waitForFunction(() => window.cockpit.state === 'reconnecting', null, { timeout: 15000 });
