@@ -657,6 +657,13 @@ impl Hub {
                 break;
             }
         }
+        // Sort on what the caller may see: an attribute hidden from them
+        // must not order their results either.
+        if let Some(v) = &q.visible {
+            for e in &mut all {
+                v.redact(e);
+            }
+        }
         order.sort(&mut all);
         let total = page.count.then_some(all.len());
         let entities = all.into_iter().skip(page.offset).take(page.limit).collect();

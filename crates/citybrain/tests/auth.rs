@@ -293,6 +293,27 @@ async fn the_policy_narrows_reads_and_writes_and_accesses_are_audited() {
     )
     .await;
     assert_eq!(probe, json!([]), "a q on a hidden attribute matched");
+    // ...nor order by it: health sees birth dates, transport does not.
+    async fn ordered(http: &reqwest::Client, api: &str, token: &str, dir: &str) -> Vec<String> {
+        let url = format!("{api}/entities?type=Person&orderBy=birthDate;{dir}&attrs=name");
+        let v = get(http, &url, Some(token)).await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+    let (h, t) = (d.token("health"), d.token("transport"));
+    assert_ne!(
+        ordered(&http, &api, h, "asc").await,
+        ordered(&http, &api, h, "desc").await,
+        "birthDate orders the health officer's results"
+    );
+    assert_eq!(
+        ordered(&http, &api, t, "asc").await,
+        ordered(&http, &api, t, "desc").await,
+        "a hidden birthDate ordered the transport officer's results"
+    );
 
     // Writes: a department writes its own types and attributes only.
     let patch = |token: &str, id: &str, body: Value| {
