@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::Extension;
 use citybrain_store::audit::AuditRecord;
 use citybrain_trust::Caller;
 use serde::Deserialize;
@@ -23,13 +24,6 @@ const MAX_PAGE: usize = 1000;
 pub struct PageParams {
     after: Option<u64>,
     limit: Option<usize>,
-}
-
-fn caller(req: &Request) -> ApiResult<Arc<Caller>> {
-    req.extensions()
-        .get::<Arc<Caller>>()
-        .cloned()
-        .ok_or_else(|| ApiError::from(citybrain_ngsild::NgsiError::internal("no caller on the request")))
 }
 
 fn limit(l: Option<usize>) -> ApiResult<usize> {
@@ -57,8 +51,11 @@ fn record_json(r: &AuditRecord, with_chain: bool) -> Value {
 }
 
 /// GET /api/me/accesses — the latest accesses to the caller's own records.
-pub async fn my_accesses(State(s): State<AppState>, Query(p): Query<PageParams>, req: Request) -> ApiResult<Response> {
-    let c = caller(&req)?;
+pub async fn my_accesses(
+    State(s): State<AppState>,
+    Query(p): Query<PageParams>,
+    Extension(c): Extension<Arc<Caller>>,
+) -> ApiResult<Response> {
     let Some(subject) = c.principal.subject.clone() else {
         return Err(ApiError::http(
             StatusCode::NOT_FOUND,

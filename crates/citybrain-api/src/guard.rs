@@ -125,6 +125,10 @@ pub fn may_create(n: &Ngsi, types: &[String], attrs: &[String]) -> ApiResult<()>
 /// Personal records are recorded in the audit log before the change.
 pub async fn may_change(s: &AppState, n: &Ngsi, id: &str, attrs: &[String], action: &str) -> ApiResult<()> {
     let admin = n.caller.principal.role == Role::Admin;
+    // Nothing to check and nothing personal to record: no read on the write path.
+    if admin && !n.caller.policy.has_personal_types() {
+        return Ok(());
+    }
     let e = match s.hub.entities_by_id(&n.tenant, &[id.to_string()]).await?.pop() {
         Some(e) => e,
         // The hub answers a missing entity with its own 404.

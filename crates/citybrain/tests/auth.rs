@@ -8,6 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use citybrain_trust::Action;
 use serde_json::{json, Value};
 
@@ -539,13 +541,7 @@ async fn tokens_are_created_listed_and_revoked() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let l = lines.next().unwrap().unwrap();
-        if let Some(u) = l.strip_prefix("citybrain listening on ") {
-            break u.to_string();
-        }
-    };
+    let base = common::listening(&mut child);
     let r = reqwest::Client::new()
         .get(format!("{base}/ngsi-ld/v1/entities?type=Road"))
         .bearer_auth(&plain)
@@ -637,12 +633,7 @@ fn no_auth_warns_loudly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(Ok(l)) = lines.next() {
-        if l.starts_with("citybrain listening on ") {
-            break;
-        }
-    }
+    common::listening(&mut child);
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

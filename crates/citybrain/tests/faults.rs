@@ -3,7 +3,8 @@
 //! locked by another process give clear errors, lose nothing already
 //! stored, and leave the file intact.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -36,13 +37,7 @@ fn serve(db: &str) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let l = lines.next().expect("server prints its address").unwrap();
-        if let Some(u) = l.strip_prefix("citybrain listening on ") {
-            break format!("{u}/ngsi-ld/v1");
-        }
-    };
+    let base = format!("{}/ngsi-ld/v1", common::listening(&mut child));
     Server(child, base)
 }
 
