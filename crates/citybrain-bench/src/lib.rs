@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod rules;
 pub mod soak;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

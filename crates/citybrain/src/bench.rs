@@ -27,6 +27,41 @@ pub enum BenchCommand {
     ///
     /// Example: citybrain bench soak --seconds 600
     Soak(SoakBench),
+    /// Rules as code: batch matching against OpenFisca on the same rules
+    /// (openfisca-country-template's basic_income and parenting_allowance,
+    /// translated in policies/) and the same synthetic people, side by side;
+    /// every result must be equal. Then 100 generated policies over a million
+    /// enterprises, and single decisions with their explanation.
+    ///
+    /// Example: citybrain bench rules --openfisca-python /tmp/of/bin/python --json
+    Rules(RulesArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct RulesArgs {
+    /// The policies folder (needs basic-income, parenting-allowance).
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    /// Persons per OpenFisca comparison, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    sizes: Vec<usize>,
+    /// A Python with openfisca-core 46 and openfisca-country-template 8
+    /// (python3 -m venv V && V/bin/pip install openfisca-core==46.0.1
+    /// openfisca-country-template==8.2.0). Without it only citybrain runs.
+    #[arg(long)]
+    openfisca_python: Option<PathBuf>,
+    /// Enterprises for the many-policies run (0: skip it).
+    #[arg(long, default_value_t = 1_000_000)]
+    enterprises: usize,
+    /// Generated enterprise policies (the shipped SME refund runs besides).
+    #[arg(long, default_value_t = 99)]
+    enterprise_policies: usize,
+    /// Repeats per size (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+    repeats: u64,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -83,6 +118,20 @@ pub struct HubBench {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Scenarios(b) => tokio::task::spawn_blocking(move || scenarios(b)).await?,
+        BenchCommand::Rules(b) => {
+            tokio::task::spawn_blocking(move || {
+                citybrain_bench::rules::run(citybrain_bench::rules::RulesBench {
+                    policies: b.policies,
+                    sizes: b.sizes,
+                    python: b.openfisca_python,
+                    enterprises: b.enterprises,
+                    enterprise_policies: b.enterprise_policies,
+                    repeats: b.repeats as usize,
+                    json: b.json,
+                })
+            })
+            .await?
+        }
         BenchCommand::Soak(b) => {
             let kill_at = match b.kill_at.trim() {
                 "none" => None,

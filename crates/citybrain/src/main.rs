@@ -7,6 +7,7 @@
 
 mod bench;
 mod config;
+mod rules;
 mod runs;
 mod scenario;
 mod sim;
@@ -76,6 +77,12 @@ enum Command {
         #[command(subcommand)]
         what: trust::AuditCommand,
     },
+    /// Rules as code (policies/*.yaml): check them, run their test cases,
+    /// decide one situation with its explanation: citybrain rules test
+    Rules {
+        #[command(subcommand)]
+        what: rules::RulesCommand,
+    },
     /// Cockpits (dashboards defined as files in dashboards/):
     /// citybrain cockpit check dashboards/*.json
     Cockpit {
@@ -138,6 +145,7 @@ fn main() -> Result<()> {
         Command::Sim(args) => return sim::run(args),
         Command::Scenario { what } => return scenario::run(what),
         Command::Cockpit { what } => return cockpit(what),
+        Command::Rules { what } => return rules::run(what),
         other => Cli { command: other },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -151,7 +159,7 @@ fn main() -> Result<()> {
             Command::Bench { what } => bench::run(what).await,
             Command::Token { what } => trust::token_command(what).await,
             Command::Audit { what } => trust::audit_command(what).await,
-            Command::Sim(_) | Command::Scenario { .. } | Command::Cockpit { .. } => {
+            Command::Sim(_) | Command::Scenario { .. } | Command::Cockpit { .. } | Command::Rules { .. } => {
                 unreachable!("handled before the runtime starts")
             }
         }

@@ -72,6 +72,18 @@ const RULES: &[Rule] = &[
         may_use: &["citybrain-ngsild"],
         banned: &[IO],
     },
+    // Rules as code: pure, no I/O (services decide with it, the binary loads files).
+    Rule {
+        krate: "citybrain-rules",
+        may_use: &[],
+        banned: &[IO],
+    },
+    // The synthetic city the services' demo and benchmarks draw on: pure.
+    Rule {
+        krate: "citybrain-synthcity",
+        may_use: &[],
+        banned: &[IO],
+    },
     Rule {
         krate: "citybrain-api",
         may_use: &[
@@ -139,7 +151,13 @@ const RULES: &[Rule] = &[
     // The benchmark measures the embedded default against raw SQLite.
     Rule {
         krate: "citybrain-bench",
-        may_use: &["citybrain-api", "citybrain-hub", "citybrain-store-sqlite"],
+        may_use: &[
+            "citybrain-api",
+            "citybrain-hub",
+            "citybrain-rules",
+            "citybrain-store-sqlite",
+            "citybrain-synthcity",
+        ],
         banned: &[],
     },
     // The fuzz targets' bodies: the input languages, nothing that does I/O.
@@ -173,8 +191,10 @@ const RULES: &[Rule] = &[
             "citybrain-live",
             "citybrain-net",
             "citybrain-ngsild",
+            "citybrain-rules",
             "citybrain-scenarios",
             "citybrain-sim",
+            "citybrain-synthcity",
             "citybrain-trust",
             "citybrain-store",
             "citybrain-store-sqlite",

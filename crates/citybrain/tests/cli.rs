@@ -918,3 +918,82 @@ fn a_retention_that_is_not_a_duration_is_refused_with_an_example() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'soon' is not a duration like 90m, 6h or 30days"), "{err}");
 }
+
+#[test]
+fn rules_test_runs_the_shipped_cases_and_a_failing_case_fails_the_command() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies");
+    let out = Command::new(BIN).args(["rules", "test", root]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{root}/basic-income.yaml"),
+        dir.path().join("basic-income.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("basic-income.test.yaml"),
+        "- name: a wrong expectation\n  on: 2016-01-01\n  input: {birth: 1980-01-01}\n  expect: {outcome: not_eligible}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["rules", "test"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("basic-income.test.yaml:1 basic-income a wrong expectation"),
+        "{text}"
+    );
+    assert!(text.contains("outcome: expected NotEligible, got Eligible"), "{text}");
+}
+
+#[test]
+fn rules_check_names_file_line_and_clause_and_decide_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies");
+    let text = std::fs::read_to_string(format!("{root}/basic-income.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("basic-income.yaml"),
+        text.replace("cel: age >= age_of_majority", "cel: age >= 'eighteen'"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("basic-income.yaml:") && err.contains("clause 'adult': cannot compare int with string by '>='"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args([
+            "rules",
+            "decide",
+            "basic-income",
+            "--on",
+            "2016-01-01",
+            "--dir",
+            root,
+            "--input",
+            r#"{"birth": "1980-01-01", "salary": 0}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["outcome"], "eligible");
+    assert_eq!(d["amount"], 600.0);
+    assert_eq!(d["clauses"][0]["id"], "age");
+    assert_eq!(d["clauses"][0]["value"], 36);
+    assert_eq!(d["parameters"][0]["name"], "age_of_majority");
+    assert_eq!(d["parameters"][0]["in_force_since"], "1971-01-01");
+}
