@@ -15,8 +15,10 @@ use crate::check::{Arith, Cmp, DateFn, Expr, Kind, Quantifier, Slot};
 use crate::policy::{Input, InputSource, Policy};
 use crate::types::{Ty, Value};
 
-/// Rows per chunk: a chunk's columns stay in cache between operations.
+/// Rows per chunk, at most: a chunk's columns stay in cache between operations.
 const CHUNK: usize = 1 << 15;
+/// Rows per chunk, at least: below this a chunk's fixed cost shows.
+const MIN_CHUNK: usize = 1 << 12;
 
 /// A shared, immutable run of values: a column or a chunk's view of one
 /// (slicing a table into chunks copies nothing).
@@ -215,6 +217,14 @@ impl Table {
     }
 }
 
+/// A chunk's rows of a [`BatchResult`], written in place.
+struct ChunkOut<'a> {
+    eligible: &'a mut [bool],
+    amount: &'a mut [f64],
+    error: &'a mut [bool],
+    incomplete: &'a mut [bool],
+}
+
 /// Per row of a batch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchResult {
@@ -236,13 +246,6 @@ impl BatchResult {
 
     pub fn total_amount(&self) -> f64 {
         self.amount.iter().sum()
-    }
-
-    fn extend(&mut self, other: BatchResult) {
-        self.eligible.extend(other.eligible);
-        self.amount.extend(other.amount);
-        self.error.extend(other.error);
-        self.incomplete.extend(other.incomplete);
     }
 }
 
@@ -276,38 +279,55 @@ impl Policy {
                 in_force: false,
             });
         }
+        // A few chunks per thread, so that the threads finish together.
+        let chunk = (table.rows / (4 * rayon::current_num_threads()).max(1)).clamp(MIN_CHUNK, CHUNK);
         let chunks: Vec<(usize, usize)> = (0..table.rows)
-            .step_by(CHUNK)
-            .map(|a| (a, (a + CHUNK).min(table.rows)))
+            .step_by(chunk)
+            .map(|a| (a, (a + chunk).min(table.rows)))
             .collect();
-        let parts: Vec<BatchResult> = chunks
-            .par_iter()
-            .map(|&(a, b)| {
-                let part = if a == 0 && b == table.rows {
-                    table.clone()
-                } else {
-                    table.slice(a, b)
-                };
-                self.decide_chunk(&part, on)
+        // Every chunk writes its rows of the result in place.
+        let mut out = BatchResult {
+            eligible: vec![false; table.rows],
+            amount: vec![0.0; table.rows],
+            error: vec![false; table.rows],
+            incomplete: vec![false; table.rows],
+            in_force: true,
+        };
+        let parts: Vec<(&(usize, usize), ChunkOut)> = chunks
+            .iter()
+            .zip(out.eligible.chunks_mut(chunk))
+            .zip(out.amount.chunks_mut(chunk))
+            .zip(out.error.chunks_mut(chunk))
+            .zip(out.incomplete.chunks_mut(chunk))
+            .map(|((((c, eligible), amount), error), incomplete)| {
+                (
+                    c,
+                    ChunkOut {
+                        eligible,
+                        amount,
+                        error,
+                        incomplete,
+                    },
+                )
             })
             .collect();
-        let mut out = BatchResult {
-            in_force: true,
-            ..BatchResult::default()
-        };
-        for p in parts {
-            out.extend(p);
-        }
+        parts.into_par_iter().for_each(|(&(a, b), part_out)| {
+            let part = if a == 0 && b == table.rows {
+                table.clone()
+            } else {
+                table.slice(a, b)
+            };
+            self.decide_chunk(&part, on, part_out);
+        });
         Ok(out)
     }
 
-    fn decide_chunk(&self, table: &Table, on: NaiveDate) -> BatchResult {
+    fn decide_chunk(&self, table: &Table, on: NaiveDate, result: ChunkOut) {
         let n = table.rows;
-        let mut incomplete = vec![false; n];
         let inputs: Vec<Out> = self
             .inputs
             .iter()
-            .map(|i| input_column(i, table, &mut incomplete))
+            .map(|i| input_column(i, table, result.incomplete))
             .collect();
         let params: Vec<Value> = self
             .parameters
@@ -335,13 +355,6 @@ impl Policy {
             .amount
             .as_ref()
             .map(|a| frame.eval(&a.in_force(on).expect("in force").expr));
-        let mut result = BatchResult {
-            eligible: vec![false; n],
-            amount: vec![0.0; n],
-            error: vec![false; n],
-            incomplete,
-            in_force: true,
-        };
         // The common case: nothing failed, a bool per row and a number per row (or one for all).
         if let (None, Some(Src::Many(e))) = (&eligible.err, eligible.v.bools()) {
             let amounts = match &amount {
@@ -361,7 +374,7 @@ impl Policy {
                         };
                     }
                 }
-                return result;
+                return;
             }
         }
         for i in 0..n {
@@ -384,7 +397,6 @@ impl Policy {
                 None => result.eligible[i] = true,
             }
         }
-        result
     }
 }
 
