@@ -105,6 +105,11 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("DELETE", "/ngsi-ld/v1/jsonldContexts/{id}", Action::Operate),
     ("GET", "/api/me/accesses", Action::Own),
     ("GET", "/api/audit", Action::Operate),
+    // The policies are public law; a decision reads the subject's records,
+    // which the data-sharing policy then narrows like any read.
+    ("GET", "/api/v1/policies", Action::Open),
+    ("GET", "/api/v1/policies/{id}", Action::Open),
+    ("POST", "/api/v1/decisions", Action::Read),
     // The cockpits (citybrain-cockpit-web): pages and assets are open; what
     // a cockpit shows is checked against its audience by the handlers.
     ("GET", "/", Action::Open),

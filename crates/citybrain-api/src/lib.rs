@@ -13,6 +13,7 @@
 
 mod account;
 pub mod auth;
+mod decisions;
 mod entities;
 pub mod error;
 mod extract;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Who may do what; with `AuthConfig::disabled` every caller is an administrator.
     pub auth: std::sync::Arc<auth::Auth>,
+    /// The policies decisions are made by (`--policies DIR`); may be empty.
+    pub policies: std::sync::Arc<citybrain_rules::PolicySet>,
 }
 
 /// The NGSI-LD routes, `/health`, `/metrics`, as a service that also accepts
@@ -132,6 +135,9 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/me/accesses", get(account::my_accesses))
         .route("/api/audit", get(account::audit_log))
+        .route("/api/v1/policies", get(decisions::list))
+        .route("/api/v1/policies/{id}", get(decisions::get))
+        .route("/api/v1/decisions", post(decisions::decide))
         .with_state(state.clone())
         .merge(extra)
         .fallback(not_found)

@@ -133,6 +133,7 @@ pub async fn hub(b: HubBench) -> Result<()> {
         },
         metrics: None,
         auth,
+        policies: Arc::new(citybrain_rules::PolicySet::default()),
     });
     tokio::spawn(async move {
         let _ = axum::serve(

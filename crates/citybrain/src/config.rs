@@ -17,6 +17,10 @@ pub struct ServeArgs {
     /// (demo: sqlite:./citybrain-demo.db). Add ?synchronous=full to survive power loss, not just crashes.
     #[arg(long, env = "CITYBRAIN_DB")]
     pub db: Option<String>,
+    /// The rules-as-code policies (policies/*.yaml) that /api/v1/decisions
+    /// decides by; a folder that does not exist means none.
+    #[arg(long, env = "CITYBRAIN_POLICIES", default_value = "policies")]
+    pub policies: std::path::PathBuf,
     /// Log format.
     #[arg(long, env = "CITYBRAIN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -166,6 +166,17 @@ fn main() -> Result<()> {
     })
 }
 
+/// The rules decisions are made by; a folder that does not exist is no rules.
+fn load_policies(dir: &std::path::Path) -> Result<citybrain_rules::PolicySet> {
+    if !dir.is_dir() {
+        tracing::info!(dir = %dir.display(), "no policies folder: decisions are off until one is given (--policies)");
+        return Ok(citybrain_rules::PolicySet::default());
+    }
+    let set = citybrain_rules::PolicySet::load(dir)?;
+    tracing::info!(dir = %dir.display(), policies = set.policies.len(), "policies loaded");
+    Ok(set)
+}
+
 /// Opens the backend the URL scheme names.
 pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
@@ -309,6 +320,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
                 .map_or("built in".to_string(), |d| d.display().to_string())
         );
     }
+    let policies = Arc::new(load_policies(&args.policies)?);
     let state = AppState {
         hub,
         limits: ApiLimits {
@@ -316,6 +328,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         },
         metrics,
         auth,
+        policies,
     };
     let cockpits_closing = cockpits.clone();
     let hub_closing = state.hub.clone();

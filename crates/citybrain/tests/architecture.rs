@@ -90,6 +90,7 @@ const RULES: &[Rule] = &[
             "citybrain-ngsild",
             "citybrain-store",
             "citybrain-hub",
+            "citybrain-rules",
             "citybrain-trust",
         ],
         banned: &[SQL],

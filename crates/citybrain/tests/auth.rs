@@ -639,3 +639,52 @@ fn no_auth_warns_loudly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("AUTHENTICATION IS OFF"), "{err}");
 }
+
+#[tokio::test]
+async fn a_decision_reads_only_what_the_caller_may_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("d.db").display());
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies");
+    let d = demo(&db, &["--policies", policies]);
+    let http = reqwest::Client::new();
+    let decide = |subject: &str| json!({"policy": "basic-income", "subject": subject, "on": "2016-01-01"});
+    let post = |body: Value, token: Option<&str>| {
+        let mut r = http.post(format!("{}/api/v1/decisions", d.base)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    // A citizen about themselves: decided from their own record.
+    let r = post(decide("urn:ngsi-ld:Person:demo-citizen-1"), Some(d.token("citizen")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["inputs"][0]["name"], "birth");
+    assert_eq!(v["inputs"][0]["value"], "1958-04-12");
+    // ...not about someone else, nor can the public: their records are not visible.
+    let r = post(decide("urn:ngsi-ld:Person:demo-citizen-2"), Some(d.token("citizen")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = post(decide("urn:ngsi-ld:Person:demo-citizen-1"), None).await.unwrap();
+    assert_eq!(r.status(), 404);
+    // The read behind the decision is in the citizen's access log.
+    let mine = get(&http, &format!("{}/api/me/accesses", d.base), Some(d.token("citizen"))).await;
+    assert!(
+        mine["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["what"] == "POST /api/v1/decisions"),
+        "{mine}"
+    );
+    // The policies themselves are public.
+    let list = get(&http, &format!("{}/api/v1/policies", d.base), None).await;
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == "parenting-allowance"));
+}

@@ -37,6 +37,10 @@ pub async fn start_with(mut cfg: HubConfig, limits: ApiLimits) -> Server {
         limits,
         metrics: None,
         auth,
+        policies: std::sync::Arc::new(
+            citybrain_rules::PolicySet::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"))
+                .expect("the shipped policies load"),
+        ),
     });
     tokio::spawn(async move {
         axum::serve(
