@@ -115,25 +115,29 @@ where
     )
 }
 
-/// Runs every phase and prints the figures.
-pub async fn hub(b: HubBench) -> Result<()> {
+/// A hub with the API on a loopback port over a temporary SQLite file, in
+/// this process, without authentication (the benchmarks measure the hub).
+pub(crate) async fn serve(
+    max_batch: usize,
+    policies: Arc<citybrain_rules::PolicySet>,
+) -> Result<(std::net::SocketAddr, Hub, tempfile::TempDir)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let db = format!("sqlite:{}", dir.path().join("bench.db").display());
     let store = Arc::new(SqliteStore::open_url(&db)?);
     let mut cfg = HubConfig::default();
-    cfg.limits.max_batch = cfg.limits.max_batch.max(b.batch);
+    cfg.limits.max_batch = cfg.limits.max_batch.max(max_batch);
     let auth = citybrain_api::auth::Auth::disabled(store.clone());
     let hub = Hub::start(store, cfg).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = citybrain_api::app(AppState {
-        hub,
+        hub: hub.clone(),
         limits: ApiLimits {
             max_body_bytes: 64 << 20,
         },
         metrics: None,
         auth,
-        policies: Arc::new(citybrain_rules::PolicySet::default()),
+        policies,
     });
     tokio::spawn(async move {
         let _ = axum::serve(
@@ -142,6 +146,12 @@ pub async fn hub(b: HubBench) -> Result<()> {
         )
         .await;
     });
+    Ok((addr, hub, dir))
+}
+
+/// Runs every phase and prints the figures.
+pub async fn hub(b: HubBench) -> Result<()> {
+    let (addr, _hub, dir) = serve(b.batch, Arc::new(citybrain_rules::PolicySet::default())).await?;
     let base = format!("http://{addr}/ngsi-ld/v1");
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     println!("citybrain bench hub — {} entities, batches of {}, {} clients, {} s per phase, server and clients in one process", b.entities, b.batch, b.clients, b.seconds);

@@ -249,6 +249,68 @@ pub fn run(cfg: RulesBench) -> Result<()> {
     }
     enterprises(&cfg, &set)?;
     single_decisions(&cfg, basic)?;
+    let policies = Arc::new(PolicySet::load(&cfg.policies)?);
+    tokio::runtime::Handle::current().block_on(http_decisions(&cfg, policies))?;
+    Ok(())
+}
+
+/// Decisions over HTTP, one client after another, on a hub in this
+/// process: the subject and its data are read from the hub each time.
+async fn http_decisions(cfg: &RulesBench, policies: Arc<PolicySet>) -> Result<()> {
+    let on = NaiveDate::from_ymd_opt(2016, 1, 1).expect("a date");
+    let (addr, _hub, _dir) = crate::serve(1000, policies).await?;
+    let root = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let city = City::generate(CityConfig {
+        people: 2_000,
+        enterprises: 0,
+        seed: 11,
+        as_of: on,
+    });
+    let mut entities: Vec<Value> = (0..city.people.birth.len()).map(|i| city.person_entity(i)).collect();
+    entities.extend((0..city.households_len()).map(|h| city.household_entity(h)));
+    for batch in entities.chunks(1000) {
+        let r = http
+            .post(format!("{root}/ngsi-ld/v1/entityOperations/upsert"))
+            .json(&batch)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("loading the people failed: {}", r.text().await?);
+        }
+    }
+    for (policy, subjects) in [
+        ("basic-income", city.people.birth.len()),
+        ("parenting-allowance", city.households_len()),
+    ] {
+        let mut l = Vec::with_capacity(1000);
+        for k in 0..1000 {
+            let subject = if policy == "basic-income" {
+                City::person_id(k % subjects)
+            } else {
+                City::household_id(k % subjects)
+            };
+            let t = Instant::now();
+            let r = http
+                .post(format!("{root}/api/v1/decisions"))
+                .json(&json!({"policy": policy, "subject": subject, "on": "2016-01-01"}))
+                .send()
+                .await?;
+            let ok = r.status().is_success();
+            let body = r.bytes().await?;
+            if !ok {
+                bail!("a decision failed: {}", String::from_utf8_lossy(&body));
+            }
+            l.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (p50, p99) = (percentile(&mut l, 0.5), percentile(&mut l, 0.99));
+        let line = json!({"bench": "rules-decision-http", "policy": policy, "decisions": l.len(), "p50_ms": p50, "p99_ms": p99});
+        if cfg.json {
+            println!("{line}");
+        } else {
+            println!("decisions over HTTP ({policy}, read from the hub, one client, {} decisions): p50 {p50:.2} ms, p99 {p99:.2} ms", l.len());
+        }
+    }
     Ok(())
 }
 
