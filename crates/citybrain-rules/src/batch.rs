@@ -12,7 +12,7 @@ use chrono::{Datelike, NaiveDate};
 use rayon::prelude::*;
 
 use crate::check::{Arith, Cmp, DateFn, Expr, Kind, Quantifier, Slot};
-use crate::policy::{Input, InputSource, Policy};
+use crate::policy::{Input, Policy};
 use crate::types::{Ty, Value};
 
 /// Rows per chunk, at most: a chunk's columns stay in cache between operations.
@@ -408,12 +408,9 @@ fn input_column(input: &Input, table: &Table, incomplete: &mut [bool]) -> Out {
         let d = input.default.clone().expect("checked: a missing column has a default");
         return Out::ok(V::Const(d));
     };
+    // (Fields of related entities have defaults of their own, which the
+    // gatherer fills: a list column is complete here.)
     let mut col = col.clone();
-    if let InputSource::Related { fields, .. } = &input.source {
-        // Fields of related entities may have defaults of their own; the
-        // gatherer fills them, so a table column is complete here.
-        let _ = fields;
-    }
     if let Some(absent) = table.absent.get(&input.name) {
         match &input.default {
             Some(d) => col = fill(&col, absent, d),
