@@ -141,6 +141,38 @@ impl Column {
         }
     }
 
+    /// Lists' offsets start at 0, never decrease and end at their values'
+    /// length; records' fields have one length; dictionary codes exist.
+    fn check(&self) -> Result<(), String> {
+        match self {
+            Column::List(off, values) => {
+                if off.first() != Some(&0) || off.windows(2).any(|w| w[1] < w[0]) {
+                    return Err("list offsets must start at 0 and never decrease".into());
+                }
+                if *off.last().unwrap_or(&0) as usize != values.len() {
+                    return Err(format!(
+                        "list offsets end at {}, the values are {}",
+                        off.last().unwrap_or(&0),
+                        values.len()
+                    ));
+                }
+                values.check()
+            }
+            Column::Record(fields) => {
+                let n = fields.first().map_or(0, Column::len);
+                if fields.iter().any(|f| f.len() != n) {
+                    return Err("record fields of different lengths".into());
+                }
+                fields.iter().try_for_each(Column::check)
+            }
+            Column::Str(dict, codes) => match codes.iter().find(|c| **c as usize >= dict.len()) {
+                Some(c) => Err(format!("string code {c} is not in the dictionary of {}", dict.len())),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     fn conforms(&self, ty: &Ty) -> bool {
         match (self, ty) {
             (Column::Bool(_), Ty::Bool)
@@ -188,6 +220,9 @@ impl Table {
                 self.rows
             )));
         }
+        column
+            .check()
+            .map_err(|e| crate::RulesError::Table(format!("column '{name}': {e}")))?;
         self.columns.insert(name.to_string(), column);
         Ok(self)
     }
@@ -195,9 +230,16 @@ impl Table {
     /// Marks the rows of `name` where the value is unknown (the column holds
     /// a placeholder there): the input's default applies, or the row is
     /// incomplete.
-    pub fn with_absent(mut self, name: &str, absent: Vec<bool>) -> Table {
+    pub fn with_absent(mut self, name: &str, absent: Vec<bool>) -> Result<Table, crate::RulesError> {
+        if absent.len() != self.rows {
+            return Err(crate::RulesError::Table(format!(
+                "the absent rows of '{name}' are {} flags, the table has {} rows",
+                absent.len(),
+                self.rows
+            )));
+        }
         self.absent.insert(name.to_string(), Arc::new(absent));
-        self
+        Ok(self)
     }
 
     fn slice(&self, from: usize, to: usize) -> Table {

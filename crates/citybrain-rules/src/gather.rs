@@ -155,7 +155,7 @@ pub fn table(policies: &[&Policy], subjects: &[Json], related: &[Json]) -> Table
             let (column, absent) = column_of(&input.ty, &values);
             table = table.with(&input.name, column).expect("one value per subject");
             if absent.iter().any(|a| *a) {
-                table = table.with_absent(&input.name, absent);
+                table = table.with_absent(&input.name, absent).expect("one flag per row");
             }
         }
     }
@@ -234,7 +234,7 @@ pub fn table_of_facts(policy: &Policy, facts: &Facts) -> Table {
         let (column, absent) = column_of(&input.ty, &[facts.values.get(&input.name).cloned()]);
         table = table.with(&input.name, column).expect("one row");
         if absent[0] {
-            table = table.with_absent(&input.name, absent);
+            table = table.with_absent(&input.name, absent).expect("one flag per row");
         }
     }
     table

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use citybrain_rules::gather::{column_of, table_of_facts};
-use citybrain_rules::{Facts, Outcome, Policy, PolicySet, Table, Ty, Value};
+use citybrain_rules::{Column, Facts, Outcome, Policy, PolicySet, Table, Ty, Value};
 use proptest::prelude::*;
 
 const EVERYTHING: &str = "\
@@ -139,7 +139,7 @@ fn table_of(policy: &Policy, subjects: &[Facts]) -> Table {
         let (column, absent) = column_of(&input.ty, &values);
         table = table.with(&input.name, column).unwrap();
         if absent.iter().any(|a| *a) {
-            table = table.with_absent(&input.name, absent);
+            table = table.with_absent(&input.name, absent).unwrap();
         }
     }
     table
@@ -211,6 +211,19 @@ proptest! {
         }).collect();
         check_agreement(parenting, &households, on)?;
     }
+}
+
+#[test]
+fn malformed_columns_are_refused_when_added() {
+    use citybrain_rules::batch::buf;
+    let list = |off: Vec<u32>, n: usize| Column::List(buf(off), Box::new(Column::Int(buf(vec![0; n]))));
+    let e = Table::new(2).with("l", list(vec![0, 3, 2], 2)).unwrap_err();
+    assert!(e.to_string().contains("never decrease"), "{e}");
+    let e = Table::new(2).with("l", list(vec![0, 1, 2], 5)).unwrap_err();
+    assert!(e.to_string().contains("offsets end at 2, the values are 5"), "{e}");
+    let e = Table::new(2).with_absent("l", vec![true]).unwrap_err();
+    assert!(e.to_string().contains("1 flags, the table has 2 rows"), "{e}");
+    assert!(Table::new(2).with("l", list(vec![0, 1, 2], 2)).is_ok());
 }
 
 #[test]
