@@ -6,15 +6,13 @@
 //! A decision here creates no application and changes nothing; the read of
 //! the subject's records is audited like any other read of personal data.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use citybrain_ngsild::q::Query;
 use citybrain_ngsild::render::{self, RenderOptions};
 use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
-use citybrain_rules::{gather, InputSource, Policy, PolicySet, Source, Value as RuleValue};
+use citybrain_rules::{gather, InputSource, Policy, Source, Value as RuleValue};
 use citybrain_store::Page;
 use serde_json::{json, Value};
 
@@ -41,18 +39,14 @@ fn summary(p: &Policy) -> Value {
     })
 }
 
-fn policies(s: &AppState) -> &Arc<PolicySet> {
-    &s.policies
-}
-
 /// GET /api/v1/policies — every loaded policy, in brief.
 pub async fn list(State(s): State<AppState>) -> ApiResult<Response> {
-    let all: Vec<Value> = policies(&s).policies.iter().map(summary).collect();
+    let all: Vec<Value> = s.policies.policies.iter().map(summary).collect();
     Ok(plain(StatusCode::OK, Value::Array(all)))
 }
 
 fn find<'a>(s: &'a AppState, id: &str) -> ApiResult<&'a Policy> {
-    policies(s).get(id).ok_or_else(|| {
+    s.policies.get(id).ok_or_else(|| {
         ApiError::http(
             StatusCode::NOT_FOUND,
             format!("no policy '{id}'; GET /api/v1/policies lists them"),

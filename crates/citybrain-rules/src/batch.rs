@@ -289,6 +289,22 @@ impl BatchResult {
     pub fn total_amount(&self) -> f64 {
         self.amount.iter().sum()
     }
+
+    /// Row `i`'s outcome, as a decision would name it.
+    pub fn outcome(&self, i: usize) -> crate::Outcome {
+        use crate::Outcome;
+        if !self.in_force {
+            Outcome::NotInForce
+        } else if self.incomplete[i] {
+            Outcome::Incomplete
+        } else if self.error[i] {
+            Outcome::Error
+        } else if self.eligible[i] {
+            Outcome::Eligible
+        } else {
+            Outcome::NotEligible
+        }
+    }
 }
 
 impl Policy {
@@ -385,7 +401,6 @@ impl Policy {
             today: Value::Date(on),
             locals: Vec::new(),
             parent: None,
-            parent_rows: std::cell::OnceCell::new(),
             rows: &rows,
         };
         for clause in &self.clauses {
@@ -847,8 +862,6 @@ struct Frame<'a> {
     locals: Vec<Out>,
     /// For a comprehension body: the frame around it and, per element, its row there.
     parent: Option<(&'a Frame<'a>, &'a [u32])>,
-    /// Per element, its row in the frame around: computed when first needed.
-    parent_rows: std::cell::OnceCell<Arc<Vec<u32>>>,
     /// Per list offsets seen in this chunk (by address), each element's row:
     /// lists derived from one another share their offsets.
     rows: &'a RowsCache,
@@ -888,7 +901,7 @@ impl Frame<'_> {
                     if matches!(o.v, V::Const(_)) && o.err.is_none() {
                         return o;
                     }
-                    gather(&o, self.parent_rows.get_or_init(|| self.rows.of(off)))
+                    gather(&o, &self.rows.of(off))
                 }
                 None => match slot {
                     Slot::Input(i) => self.inputs[i].clone(),
@@ -1058,7 +1071,6 @@ impl Frame<'_> {
                     };
                 }
                 let vals: Vec<bool> = match ty {
-                    Ty::Int if r.v.is_int() => (0..n).map(|i| ord(l.v.int(i).cmp(&r.v.int(i)))).collect(),
                     Ty::Int | Ty::Double => (0..n)
                         .map(|i| {
                             let (a, b) = (l.v.num(i), r.v.num(i));
@@ -1072,7 +1084,6 @@ impl Frame<'_> {
                             }
                         })
                         .collect(),
-                    Ty::Date => (0..n).map(|i| ord(l.v.date(i).cmp(&r.v.date(i)))).collect(),
                     Ty::Bool => (0..n).map(|i| ord(l.v.bool(i).cmp(&r.v.bool(i)))).collect(),
                     Ty::String => match (&l.v, &r.v) {
                         // Equality against a literal: compare codes only.
@@ -1407,7 +1418,6 @@ impl Frame<'_> {
             today: self.today.clone(),
             locals: vec![Out::ok(V::Col(elements))],
             parent: Some((self, off)),
-            parent_rows: std::cell::OnceCell::new(),
             rows: self.rows,
         };
         frame.eval(body)

@@ -137,25 +137,22 @@ static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib
 
 /// A CEL context with the policy functions of [`crate::check::FUNCTIONS`].
 pub(crate) fn context() -> cel::Context<'static, 'static> {
+    const CLASH: &str = "policy functions do not clash with CEL's";
     type Ts = DateTime<FixedOffset>;
     let mut ctx = cel::Context::with_env(ENV.clone());
-    let add = |ctx: &mut cel::Context, r: Result<(), cel::DeclarationError>| {
-        r.expect("policy functions do not clash with CEL's");
-        let _ = ctx;
-    };
-    let r = ctx.add_function("years_between", |a: Ts, b: Ts| {
+    ctx.add_function("years_between", |a: Ts, b: Ts| {
         types::years_between(a.date_naive(), b.date_naive())
-    });
-    add(&mut ctx, r);
-    let r = ctx.add_function("months_between", |a: Ts, b: Ts| {
+    })
+    .expect(CLASH);
+    ctx.add_function("months_between", |a: Ts, b: Ts| {
         types::months_between(a.date_naive(), b.date_naive())
-    });
-    add(&mut ctx, r);
-    let r = ctx.add_function("days_between", |a: Ts, b: Ts| {
+    })
+    .expect(CLASH);
+    ctx.add_function("days_between", |a: Ts, b: Ts| {
         types::days_between(a.date_naive(), b.date_naive())
-    });
-    add(&mut ctx, r);
-    let r = ctx.add_function("sum", |l: Arc<Vec<cel::Value>>| -> cel::ResolveResult {
+    })
+    .expect(CLASH);
+    ctx.add_function("sum", |l: Arc<Vec<cel::Value>>| -> cel::ResolveResult {
         let mut total = 0.0;
         for v in l.iter() {
             total += match v {
@@ -170,14 +167,14 @@ pub(crate) fn context() -> cel::Context<'static, 'static> {
             };
         }
         Ok(cel::Value::Float(total))
-    });
-    add(&mut ctx, r);
-    let r = ctx.add_function("date", |s: Arc<String>| -> cel::ResolveResult {
+    })
+    .expect(CLASH);
+    ctx.add_function("date", |s: Arc<String>| -> cel::ResolveResult {
         types::parse_date(&s)
             .map(|d| cel::Value::Timestamp(types::date_to_timestamp(d)))
             .map_err(|e| cel::ExecutionError::function_error("date", e))
-    });
-    add(&mut ctx, r);
+    })
+    .expect(CLASH);
     ctx
 }
 

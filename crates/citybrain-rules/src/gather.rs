@@ -2,7 +2,6 @@
 //! subject and the entities related to it), each with the entity and
 //! attribute it came from — "once only": never ask for what the hub holds.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -110,60 +109,6 @@ pub fn facts(policy: &Policy, subject: &Json, related: &[Json]) -> Result<Facts,
         }
     }
     Ok(facts)
-}
-
-/// A batch table of the inputs of `policies` for every subject. Values the
-/// hub lacks or holds in the wrong shape are marked absent (the default
-/// applies, or the row is incomplete).
-pub fn table(policies: &[&Policy], subjects: &[Json], related: &[Json]) -> Table {
-    let mut by_target: HashMap<String, Vec<&Json>> = HashMap::new();
-    let vias: Vec<&str> = policies
-        .iter()
-        .flat_map(|p| p.inputs.iter())
-        .filter_map(|i| match &i.source {
-            InputSource::Related { via, .. } => Some(via.as_str()),
-            _ => None,
-        })
-        .collect();
-    for e in related {
-        for via in &vias {
-            if let Some(Json::String(target)) = attribute(e, via) {
-                by_target.entry(target).or_default().push(e);
-            }
-        }
-    }
-    let mut table = Table::new(subjects.len());
-    let mut done: Vec<&str> = Vec::new();
-    for policy in policies {
-        for input in &policy.inputs {
-            if done.contains(&input.name.as_str()) || input.source == InputSource::Stated {
-                continue;
-            }
-            done.push(&input.name);
-            let values: Vec<Option<Value>> = subjects
-                .iter()
-                .map(|s| {
-                    let sid = id_of(s);
-                    let rel: Vec<Json> = by_target
-                        .get(&sid)
-                        .map(|v| v.iter().map(|e| (*e).clone()).collect())
-                        .unwrap_or_default();
-                    // One input at a time: reuse the single-subject reader.
-                    facts_for_input(policy, &input.name, s, &rel)
-                })
-                .collect();
-            let (column, absent) = column_of(&input.ty, &values);
-            table = table.with(&input.name, column).expect("one value per subject");
-            if absent.iter().any(|a| *a) {
-                table = table.with_absent(&input.name, absent).expect("one flag per row");
-            }
-        }
-    }
-    table
-}
-
-fn facts_for_input(policy: &Policy, name: &str, subject: &Json, related: &[Json]) -> Option<Value> {
-    facts(policy, subject, related).ok()?.values.remove(name)
 }
 
 /// A column of values of type `ty`; `None` rows are placeholders, marked absent.

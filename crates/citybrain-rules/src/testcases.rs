@@ -163,17 +163,7 @@ pub fn run_file(set: &PolicySet, path: &Path) -> Result<Vec<CaseResult>, RulesEr
         // The batch evaluator must agree with the decision on the same facts.
         match policy.decide_batch(&table_of_facts(policy, &facts), on) {
             Ok(batch) => {
-                let batch_outcome = if !batch.in_force {
-                    Outcome::NotInForce
-                } else if batch.incomplete[0] {
-                    Outcome::Incomplete
-                } else if batch.error[0] {
-                    Outcome::Error
-                } else if batch.eligible[0] {
-                    Outcome::Eligible
-                } else {
-                    Outcome::NotEligible
-                };
+                let batch_outcome = batch.outcome(0);
                 if batch_outcome != decision.outcome {
                     failures.push(format!(
                         "batch: gives {batch_outcome:?} where the decision gives {:?}",

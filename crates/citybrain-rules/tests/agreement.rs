@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use citybrain_rules::gather::{column_of, table_of_facts};
-use citybrain_rules::{Column, Facts, Outcome, Policy, PolicySet, Table, Ty, Value};
+use citybrain_rules::{Column, Facts, Policy, PolicySet, Table, Ty, Value};
 use proptest::prelude::*;
 
 const EVERYTHING: &str = "\
@@ -117,20 +117,6 @@ fn subject() -> impl Strategy<Value = Facts> {
         })
 }
 
-fn outcome_of(batch: &citybrain_rules::BatchResult, i: usize) -> Outcome {
-    if !batch.in_force {
-        Outcome::NotInForce
-    } else if batch.incomplete[i] {
-        Outcome::Incomplete
-    } else if batch.error[i] {
-        Outcome::Error
-    } else if batch.eligible[i] {
-        Outcome::Eligible
-    } else {
-        Outcome::NotEligible
-    }
-}
-
 /// All subjects in one table, so chunks, offsets and gathers are exercised.
 fn table_of(policy: &Policy, subjects: &[Facts]) -> Table {
     let mut table = Table::new(subjects.len());
@@ -150,7 +136,7 @@ fn check_agreement(policy: &Policy, subjects: &[Facts], on: NaiveDate) -> Result
     for (i, facts) in subjects.iter().enumerate() {
         let d = policy.decide(facts, on, chrono::Utc::now());
         prop_assert_eq!(
-            outcome_of(&batch, i),
+            batch.outcome(i),
             d.outcome,
             "subject {}: {:?}\n{:#?}",
             i,
@@ -167,7 +153,7 @@ fn check_agreement(policy: &Policy, subjects: &[Facts], on: NaiveDate) -> Result
         );
         // A one-row table gives the same as the row in the big one.
         let one = policy.decide_batch(&table_of_facts(policy, facts), on).unwrap();
-        prop_assert_eq!(outcome_of(&one, 0), d.outcome);
+        prop_assert_eq!(one.outcome(0), d.outcome);
     }
     Ok(())
 }
