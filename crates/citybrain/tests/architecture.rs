@@ -78,6 +78,24 @@ const RULES: &[Rule] = &[
         may_use: &[],
         banned: &[IO],
     },
+    // Digital government's domain: pure (the services-hub keeps its state).
+    Rule {
+        krate: "citybrain-services",
+        may_use: &["citybrain-rules"],
+        banned: &[IO],
+    },
+    // The services over the hub: state, timers and outbox as hub entities.
+    Rule {
+        krate: "citybrain-services-hub",
+        may_use: &[
+            "citybrain-hub",
+            "citybrain-ngsild",
+            "citybrain-rules",
+            "citybrain-services",
+            "citybrain-store",
+        ],
+        banned: &[HTTP_SERVER, SQL],
+    },
     // The synthetic city the services' demo and benchmarks draw on: pure.
     Rule {
         krate: "citybrain-synthcity",
