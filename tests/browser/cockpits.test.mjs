@@ -44,7 +44,7 @@ let clockAt = CLOCK_START;
 
 function startServer(port) {
   const p = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`, '--db', `sqlite:${join(work, 'demo.db')}`,
-    '--live-speedup', '600', '--log', 'warn', '--clock', new Date(clockAt).toISOString(), '--dashboards', dashboards], { stdio: ['ignore', 'pipe', 'inherit'] });
+    '--live-speedup', '600', '--log', 'warn', '--demo-city', '0', '--clock', new Date(clockAt).toISOString(), '--dashboards', dashboards], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 30000);

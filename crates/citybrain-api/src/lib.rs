@@ -20,6 +20,7 @@ mod extract;
 mod guard;
 mod join;
 mod respond;
+pub mod services;
 mod subscriptions;
 mod temporal;
 
@@ -62,6 +63,8 @@ pub struct AppState {
     pub auth: std::sync::Arc<auth::Auth>,
     /// The policies decisions are made by (`--policies DIR`); may be empty.
     pub policies: std::sync::Arc<citybrain_rules::PolicySet>,
+    /// The government services (`--services DIR`); None when off.
+    pub services: Option<citybrain_services_hub::Services>,
 }
 
 /// The NGSI-LD routes, `/health`, `/metrics`, as a service that also accepts
@@ -138,6 +141,33 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/api/v1/policies", get(decisions::list))
         .route("/api/v1/policies/{id}", get(decisions::get))
         .route("/api/v1/decisions", post(decisions::decide))
+        .route("/api/v1/services", get(services::catalog))
+        .route("/api/v1/services/{id}", get(services::service))
+        .route("/api/v1/services/{id}/prefill", get(services::prefill))
+        .route(
+            "/api/v1/applications",
+            get(services::applications).post(services::apply),
+        )
+        .route("/api/v1/applications/{id}", get(services::application))
+        .route("/api/v1/applications/{id}/review", post(services::review_application))
+        .route("/api/v1/bundles", get(services::bundles))
+        .route("/api/v1/bundles/{id}", get(services::bundle))
+        .route(
+            "/api/v1/bundle-instances",
+            get(services::instances).post(services::start_bundle),
+        )
+        .route("/api/v1/bundle-instances/{id}", get(services::instance))
+        .route("/api/v1/bundle-instances/{id}/confirm", post(services::confirm))
+        .route("/api/v1/bundle-instances/{id}/cancel", post(services::cancel))
+        .route(
+            "/api/v1/bundle-instances/{id}/steps/{step}/review",
+            post(services::review_step),
+        )
+        .route("/api/v1/grants", get(services::grants))
+        .route("/api/v1/review-queue", get(services::review_queue))
+        .route("/api/v1/service-metrics", get(services::metrics))
+        .route("/api/v1/openapi.json", get(services::openapi))
+        .route("/api/v1/me", get(services::me))
         .with_state(state.clone())
         .merge(extra)
         .fallback(not_found)

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod rules;
+pub mod services;
 pub mod soak;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -138,6 +139,7 @@ pub(crate) async fn serve(
         metrics: None,
         auth,
         policies,
+        services: None,
     });
     tokio::spawn(async move {
         let _ = axum::serve(

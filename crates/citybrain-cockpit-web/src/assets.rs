@@ -7,8 +7,21 @@ use axum::response::{IntoResponse, Response};
 /// The cockpit page; `{{uid}}` is replaced by the cockpit's id.
 pub const PAGE: &str = include_str!("../assets/cockpit.html");
 
+/// The services portal's page (`/portal`).
+pub const PORTAL: &str = include_str!("../assets/portal.html");
+
 /// (path under /assets/, content type, bytes)
 pub const FILES: &[(&str, &str, &[u8])] = &[
+    (
+        "portal.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/portal.js"),
+    ),
+    (
+        "portal.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/portal.css"),
+    ),
     (
         "cockpit.js",
         "text/javascript; charset=utf-8",

@@ -611,6 +611,7 @@ pub fn router(c: Arc<Cockpits>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
+        .route("/portal", get(|| async { Html(assets::PORTAL) }))
         .route("/logout", axum::routing::post(logout))
         .route("/cockpit/{uid}", get(page))
         .route("/api/cockpits", get(list))
@@ -742,6 +743,9 @@ async fn login_page() -> Html<&'static str> {
 #[derive(serde::Deserialize)]
 struct LoginForm {
     token: String,
+    /// Where to go after logging in: a path of this site (the portal's form sends /portal).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// POST /login: keeps the token in an HttpOnly, SameSite=Strict cookie. The
@@ -754,7 +758,15 @@ async fn login(axum::Form(f): axum::Form<LoginForm>) -> Response {
             "the token is empty or not printable ASCII".into(),
         );
     }
-    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
+    let next = f
+        .next
+        .as_deref()
+        .filter(|n| {
+            n.starts_with('/') && !n.starts_with("//") && n.len() < 200 && n.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .unwrap_or("/")
+        .to_string();
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
     if let Ok(v) = format!("citybrain_token={t}; Path=/; HttpOnly; SameSite=Strict").parse() {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -15,6 +15,7 @@ use crate::{facts, Error, Result, Services};
 /// What the hub holds for one service about one subject: shown to the
 /// applicant before consenting, and what the application is decided on.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Preview {
     pub service: String,
     pub subject: String,

@@ -414,6 +414,9 @@ fn instance_entity(i: &Instance, b: &Bundle) -> Value {
     if let Some(w) = &i.confirm_by {
         e["confirmBy"] = rel(w);
     }
+    // Whose bundle it is: who confirms a triggered one, else its subject
+    // (the data-sharing policy's owner of the record).
+    e["applicant"] = rel(i.confirm_by.as_deref().unwrap_or(&i.subject));
     if let Some(f) = i.finished {
         e["finished"] = time(f);
         e["secondsToFinish"] = prop(((f - i.created).num_milliseconds() as f64) / 1000.0);

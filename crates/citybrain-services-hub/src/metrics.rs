@@ -20,7 +20,10 @@ pub struct ServiceFigures {
     pub decided: u64,
     pub decided_automatically: u64,
     pub in_review: u64,
+    /// Applications: submission to decision.
     pub median_seconds_to_decision: Option<f64>,
+    /// Bundles: start to the last step (a triggered one waits for its confirmation).
+    pub median_seconds_to_finish: Option<f64>,
     pub visits_avoided: u64,
     pub benefits_granted: u64,
     pub amount_granted: f64,
@@ -29,6 +32,13 @@ pub struct ServiceFigures {
     pub bundles_overdue: u64,
     #[serde(skip)]
     seconds: Vec<f64>,
+    #[serde(skip)]
+    finish_seconds: Vec<f64>,
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then(|| v[v.len() / 2])
 }
 
 impl ServiceFigures {
@@ -41,8 +51,8 @@ impl ServiceFigures {
     }
 
     fn finish(&mut self) {
-        self.seconds.sort_by(f64::total_cmp);
-        self.median_seconds_to_decision = (!self.seconds.is_empty()).then(|| self.seconds[self.seconds.len() / 2]);
+        self.median_seconds_to_decision = median(&mut self.seconds);
+        self.median_seconds_to_finish = median(&mut self.finish_seconds);
     }
 
     fn add(&mut self, o: &ServiceFigures) {
@@ -57,6 +67,7 @@ impl ServiceFigures {
         self.bundles_completed += o.bundles_completed;
         self.bundles_overdue += o.bundles_overdue;
         self.seconds.extend(&o.seconds);
+        self.finish_seconds.extend(&o.finish_seconds);
     }
 }
 
@@ -114,7 +125,7 @@ impl Services {
                 f.bundles_completed += 1;
                 f.visits_avoided += visits as u64;
                 if let Some(x) = attribute(&n, "secondsToFinish").and_then(|v| v.as_f64()) {
-                    f.seconds.push(x);
+                    f.finish_seconds.push(x);
                 }
             }
         }
@@ -154,6 +165,9 @@ impl Services {
                 });
                 if let Some(m) = f.median_seconds_to_decision {
                     e["medianSecondsToDecision"] = prop(m);
+                }
+                if let Some(m) = f.median_seconds_to_finish {
+                    e["medianSecondsToFinish"] = prop(m);
                 }
                 e
             })

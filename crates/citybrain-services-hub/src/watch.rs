@@ -102,7 +102,10 @@ impl Services {
             .collect();
         for t in types {
             for r in self.all_of(&t).await? {
-                self.trigger(&r).await?;
+                // One record that cannot start its bundle does not stop the others.
+                if let Err(e) = self.trigger(&r).await {
+                    tracing::warn!("{}: {e}", r.id);
+                }
             }
         }
         for r in self.match_all().await? {

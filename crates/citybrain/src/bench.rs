@@ -35,6 +35,30 @@ pub enum BenchCommand {
     ///
     /// Example: citybrain bench rules --openfisca-python /tmp/of/bin/python --json
     Rules(RulesArgs),
+    /// Government services: newborn bundles (five departments, decided at
+    /// once) and restaurant bundles (two officer reviews) started and
+    /// finished against a real hub on SQLite; instances per second against
+    /// Zeebe's 150/s. Exits non-zero below 150/s.
+    ///
+    /// Example: citybrain bench services --bundles 2000
+    Services(ServicesArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct ServicesArgs {
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    #[arg(long, default_value = "services")]
+    services: PathBuf,
+    /// Instances per bundle.
+    #[arg(long, default_value_t = 2000)]
+    bundles: usize,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -118,6 +142,16 @@ pub struct HubBench {
 pub async fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Scenarios(b) => tokio::task::spawn_blocking(move || scenarios(b)).await?,
+        BenchCommand::Services(b) => {
+            citybrain_bench::services::run(citybrain_bench::services::ServicesBench {
+                policies: b.policies,
+                services: b.services,
+                bundles: b.bundles,
+                concurrency: b.concurrency,
+                json: b.json,
+            })
+            .await
+        }
         BenchCommand::Rules(b) => {
             tokio::task::spawn_blocking(move || {
                 citybrain_bench::rules::run(citybrain_bench::rules::RulesBench {

@@ -21,6 +21,15 @@ pub struct ServeArgs {
     /// decides by; a folder that does not exist means none.
     #[arg(long, env = "CITYBRAIN_POLICIES", default_value = "policies")]
     pub policies: std::path::PathBuf,
+    /// The government services: services/*.yaml and services/bundles/*.yaml,
+    /// served under /api/v1 with the portal at /portal; a folder that does
+    /// not exist turns them off.
+    #[arg(long, env = "CITYBRAIN_SERVICES", default_value = "services")]
+    pub services: std::path::PathBuf,
+    /// demo: people in the synthetic city loaded in the background (one
+    /// enterprise per 5 people), once per database; 0 for none.
+    #[arg(long, env = "CITYBRAIN_DEMO_CITY", default_value_t = 100_000)]
+    pub demo_city: usize,
     /// Log format.
     #[arg(long, env = "CITYBRAIN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

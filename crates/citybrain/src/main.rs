@@ -177,6 +177,85 @@ fn load_policies(dir: &std::path::Path) -> Result<citybrain_rules::PolicySet> {
     Ok(set)
 }
 
+/// The services of a folder, over the hub, with their background work
+/// started; None when the folder does not exist.
+async fn open_services(
+    hub: &Hub,
+    dir: &std::path::Path,
+    policies: &Arc<citybrain_rules::PolicySet>,
+) -> Result<Option<citybrain_services_hub::Services>> {
+    if !dir.is_dir() {
+        tracing::info!(dir = %dir.display(), "no services folder: the services are off (--services)");
+        return Ok(None);
+    }
+    let catalog = citybrain_services::Catalog::load(dir, policies)?;
+    tracing::info!(
+        dir = %dir.display(),
+        services = catalog.services.len(),
+        bundles = catalog.bundles.len(),
+        "services loaded"
+    );
+    let svc = citybrain_services_hub::Services::open(hub.clone(), catalog, policies.clone(), Default::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("services: {e}"))?;
+    svc.spawn();
+    Ok(Some(svc))
+}
+
+/// The demo's synthetic city (`citybrain-synthcity`), once per database:
+/// people in households and enterprises; the services' watcher grants the
+/// proactive benefits as they arrive.
+async fn load_city(hub: &Hub, svc: &citybrain_services_hub::Services, people: usize) -> Result<()> {
+    use citybrain_synthcity::{City, CityConfig};
+    let marker = City::person_id(0);
+    if hub.retrieve_entity("", &marker).await.is_ok() {
+        tracing::info!("the synthetic city is already in the database");
+        return Ok(());
+    }
+    let t0 = std::time::Instant::now();
+    let city = City::generate(CityConfig {
+        people,
+        enterprises: people / 5,
+        ..CityConfig::default()
+    });
+    let core = RequestContext::core();
+    let ctx = &core;
+    let mut batch = Vec::with_capacity(1000);
+    let flush = |batch: Vec<serde_json::Value>| async move {
+        let r = hub
+            .batch_write("", &batch, ctx, BatchOp::Upsert { replace: true })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(e) = r.errors.first() {
+            bail!("synthetic entity {} was refused: {}", e.entity_id, e.error);
+        }
+        Ok(())
+    };
+    let (n_people, n_households) = (city.people.birth.len(), city.households.start.len().saturating_sub(1));
+    let entities = (0..n_households)
+        .map(|h| city.household_entity(h))
+        .chain((0..city.enterprises.len()).map(|e| city.enterprise_entity(e)))
+        // The first person last: it marks the city as loaded.
+        .chain((1..n_people).map(|i| city.person_entity(i)))
+        .chain(std::iter::once(city.person_entity(0)));
+    for e in entities {
+        batch.push(e);
+        if batch.len() == 1000 {
+            flush(std::mem::take(&mut batch)).await?;
+        }
+    }
+    flush(batch).await?;
+    tracing::info!(
+        people = n_people,
+        households = n_households,
+        enterprises = city.enterprises.len(),
+        seconds = t0.elapsed().as_secs_f64(),
+        "synthetic city loaded"
+    );
+    svc.full_pass().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// Opens the backend the URL scheme names.
 pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
@@ -321,6 +400,20 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         );
     }
     let policies = Arc::new(load_policies(&args.policies)?);
+    let services = open_services(&hub, &args.services, &policies).await?;
+    if let (true, Some(svc)) = (demo, &services) {
+        println!(
+            "services: the portal at http://{addr}/portal (log in with a token below); the API at http://{addr}/api/v1/ (http://{addr}/api/v1/openapi.json)\n"
+        );
+        if args.demo_city > 0 {
+            let (hub, svc, people) = (hub.clone(), svc.clone(), args.demo_city);
+            tokio::spawn(async move {
+                if let Err(e) = load_city(&hub, &svc, people).await {
+                    tracing::error!("loading the synthetic city: {e}");
+                }
+            });
+        }
+    }
     let state = AppState {
         hub,
         limits: ApiLimits {
@@ -329,6 +422,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         metrics,
         auth,
         policies,
+        services,
     };
     let cockpits_closing = cockpits.clone();
     let hub_closing = state.hub.clone();
@@ -371,6 +465,7 @@ async fn shutdown_signal() {
 
 const DEMO_DATA: &str = include_str!("../../../data/demo/hospital-district-hub.json");
 const DEMO_PEOPLE: &str = include_str!("../../../data/demo/people.json");
+const DEMO_SERVICES: &str = include_str!("../../../data/demo/services.json");
 
 /// The demo's roles: (label, role, departments, subject).
 type DemoRole = (
@@ -399,6 +494,32 @@ const DEMO_ROLES: &[DemoRole] = &[
         citybrain_trust::Role::Enterprise,
         &[],
         Some("urn:ngsi-ld:Organization:demo-enterprise-1"),
+    ),
+    // The services' demo: an officer deciding reviews, a graduate applying,
+    // a parent confirming the newborn bundle, a restaurant opening.
+    (
+        "demo services officer",
+        citybrain_trust::Role::Officer,
+        &["civil-affairs", "market-regulation", "fire-rescue"],
+        None,
+    ),
+    (
+        "demo graduate",
+        citybrain_trust::Role::Citizen,
+        &[],
+        Some("urn:ngsi-ld:Person:demo-graduate"),
+    ),
+    (
+        "demo parent",
+        citybrain_trust::Role::Citizen,
+        &[],
+        Some("urn:ngsi-ld:Person:demo-parent"),
+    ),
+    (
+        "demo restaurant",
+        citybrain_trust::Role::Enterprise,
+        &[],
+        Some("urn:ngsi-ld:Organization:demo-restaurant"),
     ),
 ];
 
@@ -436,6 +557,9 @@ async fn load_demo(hub: &Hub) -> Result<usize> {
     let people: Vec<serde_json::Value> =
         serde_json::from_str(DEMO_PEOPLE).context("embedded demo people are not JSON")?;
     items.extend(people);
+    let services: Vec<serde_json::Value> =
+        serde_json::from_str(DEMO_SERVICES).context("embedded demo services data is not JSON")?;
+    items.extend(services);
     let r = hub
         .batch_write("", &items, &RequestContext::core(), BatchOp::Upsert { replace: true })
         .await

@@ -215,7 +215,10 @@ async fn sigterm_stops_gracefully_and_env_configures() {
 async fn demo_serves_the_hospital_district() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_url(&dir);
-    let p = spawn(&["demo", "--listen", "127.0.0.1:0", "--db", &db], &[]);
+    let p = spawn(
+        &["demo", "--listen", "127.0.0.1:0", "--db", &db, "--demo-city", "0"],
+        &[],
+    );
     let url = format!(
         "{}/ngsi-ld/v1/entities?type=OffStreetParking&q=totalSpotNumber%3E=250&options=keyValues&attrs=totalSpotNumber",
         p.base

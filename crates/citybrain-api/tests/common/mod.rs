@@ -32,15 +32,22 @@ pub async fn start_with(mut cfg: HubConfig, limits: ApiLimits) -> Server {
     let hub = Hub::start(store, cfg).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let policies = std::sync::Arc::new(
+        citybrain_rules::PolicySet::load(&root.join("policies")).expect("the shipped policies load"),
+    );
+    let catalog =
+        citybrain_services::Catalog::load(&root.join("services"), &policies).expect("the shipped services load");
+    let services = citybrain_services_hub::Services::open(hub.clone(), catalog, policies.clone(), Default::default())
+        .await
+        .expect("the services open");
     let app = citybrain_api::app(AppState {
         hub: hub.clone(),
         limits,
         metrics: None,
         auth,
-        policies: std::sync::Arc::new(
-            citybrain_rules::PolicySet::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies"))
-                .expect("the shipped policies load"),
-        ),
+        policies,
+        services: Some(services),
     });
     tokio::spawn(async move {
         axum::serve(

@@ -1,0 +1,160 @@
+// Real-browser tests of the services portal (/portal): Debian's chromium
+// driven by playwright-core against the real binary (`citybrain demo`).
+//
+//   node tests/browser/portal.test.mjs BINARY RESULTS_DIR
+//
+// On a phone-sized page: a graduate logs in with the form, applies and reads
+// the approval's explanation; a parent confirms the newborn bundle a birth
+// record started and sees the benefit granted without applying; a
+// restaurant starts its bundle; an officer approves its two review steps
+// from the queue and it completes. No console error, no request off the
+// machine, no page wider than the phone. Prints "N passed, N failed".
+
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+
+const [binary, results] = process.argv.slice(2);
+if (!binary || !results) {
+  console.error('usage: node portal.test.mjs BINARY RESULTS_DIR');
+  process.exit(2);
+}
+mkdirSync(results, { recursive: true });
+const work = mkdtempSync(join(tmpdir(), 'citybrain-portal-'));
+let passed = 0, failed = 0;
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+const port = await freePort();
+const base = `http://127.0.0.1:${port}`;
+const tokens = {};
+const server = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`, '--db', `sqlite:${join(work, 'demo.db')}`,
+  '--live', 'none', '--demo-city', '2000', '--log', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+await new Promise((resolve, reject) => {
+  let out = '';
+  const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), 60000);
+  server.stdout.on('data', (d) => {
+    out += d;
+    for (const line of out.split('\n')) {
+      const w = line.trim().split(/\s+/);
+      if (w.length >= 3 && w[w.length - 1].startsWith('cbt_')) tokens[w[1]] = w[w.length - 1];
+    }
+    if (out.includes('citybrain listening on')) { clearTimeout(timer); resolve(); }
+  });
+  server.on('exit', (c) => reject(new Error(`server exited ${c}:\n${out}`)));
+});
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium', headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+});
+
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+
+async function check(name, fn) {
+  try {
+    await fn();
+    passed += 1;
+    console.log(`ok   ${name}`);
+  } catch (e) {
+    failed += 1;
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+
+// A phone-sized page; `who` logs in with its cookie unless the test uses the form.
+async function open(who, { cookie = true } = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
+  if (cookie) await ctx.addCookies([{ name: 'citybrain_token', value: tokens[who], url: base }]);
+  const problems = [];
+  await ctx.route('**/*', (route) => {
+    const host = new URL(route.request().url()).hostname;
+    if (host !== '127.0.0.1') { problems.push(`request to ${route.request().url()}`); return route.abort(); }
+    return route.continue();
+  });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e}`));
+  await page.goto(`${base}/portal`);
+  const done = async (shot) => {
+    await page.screenshot({ path: join(results, `portal-${shot}.png`), fullPage: true });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(wide <= 0, `the page is ${wide}px wider than the phone`);
+    assert(problems.length === 0, problems.join('\n'));
+    await ctx.close();
+  };
+  return { page, done };
+}
+
+await check('a graduate logs in, applies and reads the approval in seconds with its explanation', async () => {
+  const { page, done } = await open('urn:ngsi-ld:Person:demo-graduate', { cookie: false });
+  await page.fill('input[name=token]', tokens['urn:ngsi-ld:Person:demo-graduate']);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}/portal`);
+  const svc = page.locator('[data-service="talent-residence-intake"]');
+  await svc.locator('button').click();
+  await svc.locator('.prefill').waitFor();
+  assert((await svc.locator('.prefill tr').count()) >= 4, 'the hub\'s data is shown pre-filled');
+  await svc.locator('input[type=checkbox]').check();
+  const t0 = Date.now();
+  await svc.locator('button.submit').click();
+  await svc.locator('.result [data-status="approved"]').waitFor({ timeout: 5000 });
+  assert(Date.now() - t0 < 5000, 'approved in seconds');
+  await svc.locator('.result details summary').click();
+  const clauses = await svc.locator('.result [data-clause]').count();
+  assert(clauses >= 5, `the explanation lists the clauses (${clauses})`);
+  await page.locator('.application [data-status="approved"]').first().waitFor();
+  await done('graduate');
+});
+
+await check('a parent confirms the newborn bundle and sees a benefit granted without applying', async () => {
+  const { page, done } = await open('urn:ngsi-ld:Person:demo-parent');
+  const inst = page.locator('.instance[data-id="urn:ngsi-ld:BundleInstance:newborn-demo-1"]');
+  await inst.locator('[data-status="awaiting_confirmation"]').first().waitFor({ timeout: 20000 });
+  await inst.locator('button.confirm').click();
+  await inst.locator('.row [data-status="completed"]').waitFor();
+  assert((await inst.locator('.steps [data-status="done"]').count()) === 5, 'five departments done');
+  // The family's rent subsidy, granted by the matching at start.
+  for (let i = 0; i < 40 && (await page.locator('.grant').count()) === 0; i++) {
+    await page.waitForTimeout(500);
+    await page.reload();
+  }
+  const grant = page.locator('.grant').first();
+  await grant.waitFor();
+  await grant.locator('details summary').click();
+  assert((await grant.locator('[data-clause]').count()) > 0, 'the grant explains itself');
+  await done('parent');
+});
+
+await check('a restaurant starts its bundle, an officer approves from the queue, it completes', async () => {
+  const r = await open('urn:ngsi-ld:Organization:demo-restaurant');
+  await r.page.locator('[data-bundle="opening-a-restaurant"] button').click();
+  const inst = r.page.locator('.instance').first();
+  await inst.locator('[data-step="food-permit"] [data-status="waiting"]').waitFor();
+  const id = await inst.getAttribute('data-id');
+  await r.done('restaurant');
+  const o = await open('civil-affairs,market-regulation,fire-rescue');
+  for (const step of ['food-permit', 'fire-safety']) {
+    const item = o.page.locator(`.review-step[data-instance="${id}"][data-step="${step}"]`);
+    await item.waitFor();
+    await item.locator('button.approve').click();
+    await item.waitFor({ state: 'detached' });
+  }
+  await o.done('officer');
+  const again = await open('urn:ngsi-ld:Organization:demo-restaurant');
+  await again.page.locator(`.instance[data-id="${id}"] .row [data-status="completed"]`).waitFor();
+  await again.done('restaurant-done');
+});
+
+await browser.close();
+server.kill();
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
