@@ -135,7 +135,7 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/review-queue", Action::Own),
     ("GET", "/api/v1/service-metrics", Action::Open),
     ("GET", "/api/v1/openapi.json", Action::Open),
-    ("GET", "/api/v1/me", Action::Own),
+    ("GET", "/api/v1/me", Action::Open),
     // The cockpits (citybrain-cockpit-web): pages and assets are open; what
     // a cockpit shows is checked against its audience by the handlers.
     ("GET", "/", Action::Open),

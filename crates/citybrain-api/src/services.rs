@@ -438,7 +438,11 @@ pub async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
 }
 
 /// GET /api/v1/me — who the services take the caller for.
+/// The public gets `{"kind": "public"}` (the portal then offers to log in).
 pub async fn me(n: Ngsi) -> ApiResult<Response> {
+    if n.caller.principal.role == Role::Public {
+        return ok(json!({"id": "public", "kind": "public"}));
+    }
     ok(actor(&n))
 }
 

@@ -6,6 +6,16 @@
 
 const main = document.getElementById('main');
 
+// Replaces e's children by these (nested lists flattened, null and false skipped).
+function fill(e, ...children) {
+  e.replaceChildren();
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -13,11 +23,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
     else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
+  return fill(e, ...children);
 }
 
 const LABELS = {
@@ -74,12 +80,12 @@ function problem(where, e) {
 
 function applyFlow(svc, out) {
   return async () => {
-    out.replaceChildren(el('p', { class: 'muted' }, '…'));
+    fill(out, el('p', { class: 'muted' }, '…'));
     try {
       const pre = await api('GET', `/services/${encodeURIComponent(svc.id)}/prefill`);
       const consent = el('input', { type: 'checkbox', id: `consent-${svc.id}` });
       const fields = {};
-      out.replaceChildren(el('div', { class: 'notice prefill' },
+      fill(out, el('div', { class: 'notice prefill' },
         el('p', {}, '政府已掌握以下数据，无需您再提供 The government already holds this; you are not asked for it again:'),
         el('table', {}, pre.prefilled.map((p) => el('tr', {}, el('td', {}, p.name), el('td', {}, JSON.stringify(p.value)), el('td', { class: 'muted' }, p.attribute)))),
         pre.toState.length ? el('div', {}, el('p', {}, '请补充 Please state:'), pre.toState.map((n) => {
@@ -93,7 +99,7 @@ function applyFlow(svc, out) {
             for (const [k, f] of Object.entries(fields)) if (f.value) input[k] = f.value;
             try {
               const a = await api('POST', '/applications', { service: svc.id, consent: consent.checked, input });
-              out.replaceChildren(el('div', { class: 'result' }, el('p', {}, svc.title, ': ', badge(a.status),
+              fill(out, el('div', { class: 'result' }, el('p', {}, svc.title, ': ', badge(a.status),
                 a.automatic ? ' · 秒批 decided at once' : '', a.routed ? ` · ${a.routed}` : ''), explanation(a.decision)));
               await refreshMine();
             } catch (e) { problem(out, e); }
@@ -130,21 +136,21 @@ async function citizen(me) {
   const grants = section('免申即享 Benefits granted without applying');
   refreshMine = async () => {
     const [a, i, g] = await Promise.all([api('GET', '/applications'), api('GET', '/bundle-instances'), api('GET', '/grants')]);
-    apps.replaceChildren(el('h2', {}, '我的申请 My applications'), a.length ? null : el('p', { class: 'muted' }, '—'),
+    fill(apps, el('h2', {}, '我的申请 My applications'), a.length ? null : el('p', { class: 'muted' }, '—'),
       a.map((x) => el('div', { class: 'item application', 'data-id': x.id }, el('div', { class: 'row' }, el('span', { class: 'grow' }, x.service, ' · ', when(x.submitted)), badge(x.status)),
         x.note ? el('p', { class: 'muted' }, x.note) : null, explanation(x.decision))));
-    insts.replaceChildren(el('h2', {}, '我的一件事 My life events'), i.length ? null : el('p', { class: 'muted' }, '—'),
+    fill(insts, el('h2', {}, '我的一件事 My life events'), i.length ? null : el('p', { class: 'muted' }, '—'),
       i.map((x) => el('div', { class: 'item instance', 'data-id': x.id },
         el('div', { class: 'row' }, el('span', { class: 'grow' }, x.bundle, ' · ', when(x.created)), badge(x.status)),
         el('ul', { class: 'steps' }, Object.entries(x.steps).map(([id, s]) => el('li', { 'data-step': id }, badge(s.status), ' ', id, s.note ? ` — ${s.note}` : ''))),
         x.status === 'awaiting_confirmation' && x.confirmBy === me.subject ? el('button', {
           class: 'confirm', onclick: async () => { await api('POST', `/bundle-instances/${encodeURIComponent(x.id)}/confirm`); await refreshMine(); },
         }, '确认办理 Confirm') : null)));
-    grants.replaceChildren(el('h2', {}, '免申即享 Benefits granted without applying'), g.length ? null : el('p', { class: 'muted' }, '—'),
+    fill(grants, el('h2', {}, '免申即享 Benefits granted without applying'), g.length ? null : el('p', { class: 'muted' }, '—'),
       g.map((x) => el('div', { class: 'item grant', 'data-id': x.id }, el('div', { class: 'row' }, el('span', { class: 'grow' }, x.title, ' · ', when(x.granted)), badge('granted'), el('b', {}, x.amount ? `¥${Number(x.amount).toFixed(2)}` : '')),
         explanation(x.explanation))));
   };
-  main.replaceChildren(catalog, insts, apps, grants);
+  fill(main, catalog, insts, apps, grants);
   await refreshMine();
 }
 
@@ -180,13 +186,13 @@ async function officer(me) {
     running.map((i) => el('div', { class: 'item instance', 'data-id': i.id },
       el('div', { class: 'row' }, el('span', { class: 'grow' }, i.bundle, ' · ', i.subject, el('br'), el('span', { class: 'muted' }, '期限 due ', when(i.due))),
         i.breached ? badge('escalated') : badge(i.status)))));
-  main.replaceChildren(apps, steps, sla);
+  fill(main, apps, steps, sla);
 }
 
 // ---- login ----
 
 function login(reason) {
-  main.replaceChildren(section('登录 Log in',
+  fill(main, section('登录 Log in',
     reason ? el('p', { class: 'error' }, reason) : null,
     el('form', { method: 'post', action: '/login' },
       el('input', { type: 'hidden', name: 'next', value: '/portal' }),
@@ -200,10 +206,14 @@ async function render() {
   try {
     me = await api('GET', '/me');
   } catch (e) {
-    document.getElementById('who').replaceChildren();
-    return login(e.status === 401 ? null : e.message);
+    fill(document.getElementById('who'));
+    return login(e.message);
   }
-  document.getElementById('who').replaceChildren(me.subject || (me.departments || []).join(', ') || me.id,
+  if (me.kind === 'public') {
+    fill(document.getElementById('who'));
+    return login(null);
+  }
+  fill(document.getElementById('who'), me.subject || (me.departments || []).join(', ') || me.id,
     el('form', { method: 'post', action: '/logout', style: 'display:inline' }, el('button', { class: 'secondary', type: 'submit' }, '退出 Log out')));
   document.body.dataset.kind = me.kind;
   try {

@@ -177,8 +177,12 @@ impl Services {
 
     pub(crate) async fn metrics_loop(&self) {
         let mut last = u64::MAX;
+        let mut first = true;
         loop {
-            tokio::time::sleep(self.inner.settings.metrics_every).await;
+            // At once on start, so the cockpit has its figures from the first page.
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(self.inner.settings.metrics_every).await;
+            }
             if self.inner.hub.is_closing() {
                 return;
             }

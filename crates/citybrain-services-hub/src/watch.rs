@@ -204,6 +204,9 @@ impl Services {
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!("services watcher missed {n} notifications; a full pass");
+                    // A fresh receiver first: what the pass reads covers everything
+                    // before it, the receiver everything after.
+                    rx = self.inner.hub.stream(self.tenant(), SUBSCRIPTION, None).await?.rx;
                     if let Err(e) = self.full_pass().await {
                         tracing::warn!("services full pass: {e}");
                     }
