@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use citybrain_hub::Hub;
 use citybrain_ngsild::q::Query;
+use citybrain_ngsild::render::{self, RenderOptions};
 use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_ngsild::{Entity, TermMap};
 use citybrain_rules::{gather, Facts, InputSource, Policy};
@@ -84,9 +85,12 @@ pub async fn all(
     policy: &Policy,
     max: usize,
 ) -> Result<Vec<(String, Result<Facts, String>)>, Error> {
-    let subjects = hub
-        .entities_of_type(tenant, &terms.expand(&policy.applies_to), max)
-        .await?;
+    // A whole city passes through here: entities are read a page at a time
+    // and rendered with only the attributes the policy reads.
+    let only = |names: Vec<&String>| RenderOptions {
+        attrs: Some(names.into_iter().map(|n| terms.expand(n)).collect()),
+        ..RenderOptions::default()
+    };
     let mut groups: HashMap<String, Vec<Value>> = HashMap::new();
     let mut read = std::collections::HashSet::new();
     for input in &policy.inputs {
@@ -96,22 +100,83 @@ pub async fn all(
         if !read.insert((entity_type, via)) {
             continue;
         }
-        for e in hub
-            .entities_of_type(tenant, &terms.expand(entity_type), max.saturating_mul(8))
-            .await?
-        {
-            let json = normalized(&e, terms);
-            if let Some(Value::String(target)) = gather::attribute(&json, via) {
-                groups.entry(target).or_default().push(json);
+        let mut names: Vec<&String> = vec![via];
+        for other in &policy.inputs {
+            if let InputSource::Related {
+                entity_type: t,
+                via: v,
+                fields,
+            } = &other.source
+            {
+                if t == entity_type && v == via {
+                    names.extend(fields.iter().map(|(_, a, _)| a));
+                }
             }
         }
-    }
-    Ok(subjects
-        .iter()
-        .map(|s| {
-            let json = normalized(s, terms);
-            let rel = groups.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
-            (s.id.clone(), gather::facts(policy, &json, rel))
+        let o = only(names);
+        each_page(hub, tenant, &terms.expand(entity_type), max.saturating_mul(8), |page| {
+            for e in page {
+                let json = render::entity(e, terms, &o);
+                if let Some(Value::String(target)) = gather::attribute(&json, via) {
+                    groups.entry(target).or_default().push(json);
+                }
+            }
         })
-        .collect())
+        .await?;
+    }
+    let o = only(
+        policy
+            .inputs
+            .iter()
+            .filter_map(|i| match &i.source {
+                InputSource::Attribute(a) => Some(a),
+                _ => None,
+            })
+            .collect(),
+    );
+    let mut out = Vec::new();
+    each_page(hub, tenant, &terms.expand(&policy.applies_to), max, |page| {
+        for s in page {
+            let mut json = render::entity(s, terms, &o);
+            json["id"] = Value::String(s.id.clone());
+            let rel = groups.get(&s.id).map(Vec::as_slice).unwrap_or(&[]);
+            out.push((s.id.clone(), gather::facts(policy, &json, rel)));
+        }
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Every entity of a type (expanded IRI), a page at a time, at most `max`.
+async fn each_page(
+    hub: &Hub,
+    tenant: &str,
+    type_iri: &str,
+    max: usize,
+    mut f: impl FnMut(&[Entity]),
+) -> Result<(), Error> {
+    let q = EntityQuery {
+        selectors: vec![EntitySelector {
+            types: Some(TypeExpr::Type(type_iri.to_string())),
+            ..EntitySelector::default()
+        }],
+        ..EntityQuery::default()
+    };
+    let limit = hub.limits().max_page.clamp(1, 1000);
+    let mut seen = 0;
+    loop {
+        let page = Page {
+            offset: seen,
+            limit,
+            count: false,
+        };
+        let r = hub.query_entities(tenant, &q, page).await?;
+        let n = r.entities.len();
+        let take = n.min(max.saturating_sub(seen));
+        f(&r.entities[..take]);
+        seen += take;
+        if n < limit || seen >= max {
+            return Ok(());
+        }
+    }
 }

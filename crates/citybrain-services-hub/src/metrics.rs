@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use citybrain_ngsild::render::{self, RenderOptions};
 use citybrain_rules::gather::attribute;
 use serde_json::{json, Value};
 
-use crate::entity::{self, prop, time, APPLICATION, GRANT, INSTANCE, METRICS};
+use crate::entity::{prop, time, APPLICATION, GRANT, INSTANCE, METRICS};
 use crate::{Result, Services};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -75,6 +76,14 @@ impl Services {
     /// The figures per service or bundle id, and `all` for the city.
     pub async fn figures(&self) -> Result<BTreeMap<String, ServiceFigures>> {
         let terms = self.terms().clone();
+        // Only the attributes counted are rendered (not the records' explanations).
+        let only = |names: &[&str]| RenderOptions {
+            attrs: Some(names.iter().map(|n| terms.expand(n)).collect()),
+            ..RenderOptions::default()
+        };
+        let apps = only(&["service", "status", "automatic", "secondsToDecision"]);
+        let grants = only(&["service", "amount"]);
+        let insts = only(&["bundle", "status", "breached", "secondsToFinish"]);
         let cat = &self.inner.catalog;
         let mut by: BTreeMap<String, ServiceFigures> = BTreeMap::new();
         let s = |v: &Value, k: &str| {
@@ -83,7 +92,7 @@ impl Services {
                 .unwrap_or_default()
         };
         for e in self.all_of(APPLICATION).await? {
-            let n = entity::normalized(&e, &terms);
+            let n = render::entity(&e, &terms, &apps);
             let service = s(&n, "service");
             let visits = cat.services.get(&service).map(|x| x.counter_visits).unwrap_or(0);
             let f = by.entry(service).or_default();
@@ -104,7 +113,7 @@ impl Services {
             }
         }
         for e in self.all_of(GRANT).await? {
-            let n = entity::normalized(&e, &terms);
+            let n = render::entity(&e, &terms, &grants);
             let service = s(&n, "service");
             let visits = cat.services.get(&service).map(|x| x.counter_visits).unwrap_or(0);
             let f = by.entry(service).or_default();
@@ -113,7 +122,7 @@ impl Services {
             f.amount_granted += attribute(&n, "amount").and_then(|v| v.as_f64()).unwrap_or(0.0);
         }
         for e in self.all_of(INSTANCE).await? {
-            let n = entity::normalized(&e, &terms);
+            let n = render::entity(&e, &terms, &insts);
             let bundle = s(&n, "bundle");
             let visits = cat.bundles.get(&bundle).map(|x| x.counter_visits).unwrap_or(0);
             let f = by.entry(bundle).or_default();

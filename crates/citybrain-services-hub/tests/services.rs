@@ -87,7 +87,7 @@ fn firm(id: &str, employees: i64, arrears: bool) -> Value {
     json!({"id": id, "type": "Organization", "name": p(json!("Noodle house")), "district": p(json!("Futian")),
         "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [114.05, 22.54]}},
         "taxArrears": p(json!(arrears)), "employees": p(json!(employees)), "annualRevenue": p(json!(3.0e6)),
-        "sizeClass": p(json!("small")), "industry": p(json!("catering")), "founded": p(json!("2015-05-01")),
+        "sizeClass": p(json!("small")), "industry": p(json!("catering")), "foundingDate": p(json!("2015-05-01")),
         "insuredEmployees": p(json!(employees)), "highTech": p(json!(false)), "rentedArea": p(json!(120.0))})
 }
 
