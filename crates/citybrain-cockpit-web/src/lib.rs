@@ -73,7 +73,6 @@ const SHIPPED: &[(&str, &str)] = &[
         "hospital-district.json",
         include_str!("../../../dashboards/hospital-district.json"),
     ),
-    ("services.json", include_str!("../../../dashboards/services.json")),
     ("street.json", include_str!("../../../dashboards/street.json")),
     (
         "traffic-signals.json",
