@@ -1,11 +1,8 @@
 //! Applications in the hub: the preview of what the hub holds (what the
 //! applicant consents to), submission decided at once, the officers' queue.
 
-use citybrain_ngsild::q::Query;
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_rules::{gather, Facts, Source, Value as RuleValue};
 use citybrain_services::{Actor, Application, ApplicationStatus, Prefilled, Service, ServiceError, Submission};
-use citybrain_store::Page;
 use serde_json::{json, Map, Value};
 
 use crate::bundles::notification;
@@ -255,31 +252,14 @@ impl Services {
         status: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Application>> {
-        let mut clauses = Vec::new();
-        for (attr, v) in [("subject", subject), ("department", department), ("status", status)] {
-            if let Some(v) = v {
-                clauses.push(format!("{attr}==\"{}\"", v.replace('"', "")));
-            }
-        }
+        let found = self
+            .where_equal(
+                APPLICATION,
+                &[("subject", subject), ("department", department), ("status", status)],
+                limit,
+            )
+            .await?;
         let terms = self.terms();
-        let q = EntityQuery {
-            selectors: vec![EntitySelector {
-                types: Some(TypeExpr::Type(terms.expand(APPLICATION))),
-                ..EntitySelector::default()
-            }],
-            q: if clauses.is_empty() {
-                None
-            } else {
-                Some(Query::parse(&clauses.join(";"), terms)?)
-            },
-            ..EntityQuery::default()
-        };
-        let page = Page {
-            offset: 0,
-            limit: limit.clamp(1, 1000),
-            count: false,
-        };
-        let found = self.inner.hub.query_entities(self.tenant(), &q, page).await?.entities;
         let mut out: Vec<Application> = found
             .iter()
             .map(|e| entity::read_record(e, terms).map_err(Error::Data))

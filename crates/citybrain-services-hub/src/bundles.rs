@@ -6,11 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use citybrain_ngsild::q::Query;
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_rules::{gather, Decision, Facts};
 use citybrain_services::{Actor, Bundle, Departments, Effect, Instance, InstanceStatus, ServiceError, StepKind};
-use citybrain_store::Page;
 use serde_json::{json, Map, Value};
 
 use crate::entity::{self, prop, rel, time, DEFINITION, INSTANCE, NOTIFICATION};
@@ -285,35 +282,18 @@ impl Services {
     /// Instances, newest first, filtered by status, subject, or the
     /// department a review step waits on.
     pub async fn instances(&self, f: &InstanceFilter) -> Result<Vec<Instance>> {
-        let mut clauses = Vec::new();
-        if let Some(s) = &f.status {
-            clauses.push(format!("status==\"{}\"", s.replace('"', "")));
-        }
-        if let Some(s) = &f.subject {
-            clauses.push(format!("subject==\"{}\"", s.replace('"', "")));
-        }
-        if let Some(d) = &f.waiting_on {
-            clauses.push(format!("waitingOn==\"{}\"", d.replace('"', "")));
-        }
+        let found = self
+            .where_equal(
+                INSTANCE,
+                &[
+                    ("status", f.status.as_deref()),
+                    ("subject", f.subject.as_deref()),
+                    ("waitingOn", f.waiting_on.as_deref()),
+                ],
+                f.limit,
+            )
+            .await?;
         let terms = self.terms();
-        let q = EntityQuery {
-            selectors: vec![EntitySelector {
-                types: Some(TypeExpr::Type(terms.expand(INSTANCE))),
-                ..EntitySelector::default()
-            }],
-            q: if clauses.is_empty() {
-                None
-            } else {
-                Some(Query::parse(&clauses.join(";"), terms)?)
-            },
-            ..EntityQuery::default()
-        };
-        let page = Page {
-            offset: 0,
-            limit: f.limit.clamp(1, 1000),
-            count: false,
-        };
-        let found = self.inner.hub.query_entities(self.tenant(), &q, page).await?.entities;
         let mut out: Vec<Instance> = found
             .iter()
             .map(|e| entity::read_record(e, terms).map_err(Error::Data))

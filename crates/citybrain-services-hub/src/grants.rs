@@ -6,11 +6,8 @@
 
 use std::time::Instant;
 
-use citybrain_ngsild::q::Query;
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_rules::{Decision, Outcome};
 use citybrain_services::Service;
-use citybrain_store::Page;
 use serde_json::{json, Value};
 
 use crate::bundles::notification;
@@ -146,22 +143,7 @@ impl Services {
     /// Grants, by subject, each with its explanation.
     pub async fn grants(&self, subject: Option<&str>, limit: usize) -> Result<Vec<Value>> {
         let terms = self.terms();
-        let q = EntityQuery {
-            selectors: vec![EntitySelector {
-                types: Some(TypeExpr::Type(terms.expand(GRANT))),
-                ..EntitySelector::default()
-            }],
-            q: subject
-                .map(|s| Query::parse(&format!("subject==\"{}\"", s.replace('"', "")), terms))
-                .transpose()?,
-            ..EntityQuery::default()
-        };
-        let page = Page {
-            offset: 0,
-            limit: limit.clamp(1, 1000),
-            count: false,
-        };
-        let found = self.inner.hub.query_entities(self.tenant(), &q, page).await?.entities;
+        let found = self.where_equal(GRANT, &[("subject", subject)], limit).await?;
         found
             .iter()
             .map(|e| {

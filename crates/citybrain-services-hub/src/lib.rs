@@ -218,6 +218,40 @@ impl Services {
         }
     }
 
+    /// Entities of `ty` whose attributes equal the given values (a `q` of
+    /// `attr=="value"` clauses), at most `limit` (1 to 1000).
+    pub(crate) async fn where_equal(
+        &self,
+        ty: &str,
+        equal: &[(&str, Option<&str>)],
+        limit: usize,
+    ) -> Result<Vec<citybrain_ngsild::Entity>> {
+        use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
+        let clauses: Vec<String> = equal
+            .iter()
+            .filter_map(|(attr, v)| v.map(|v| format!("{attr}==\"{}\"", v.replace('"', ""))))
+            .collect();
+        let terms = self.terms();
+        let q = EntityQuery {
+            selectors: vec![EntitySelector {
+                types: Some(TypeExpr::Type(terms.expand(ty))),
+                ..EntitySelector::default()
+            }],
+            q: if clauses.is_empty() {
+                None
+            } else {
+                Some(citybrain_ngsild::q::Query::parse(&clauses.join(";"), terms)?)
+            },
+            ..EntityQuery::default()
+        };
+        let page = citybrain_store::Page {
+            offset: 0,
+            limit: limit.clamp(1, 1000),
+            count: false,
+        };
+        Ok(self.inner.hub.query_entities(self.tenant(), &q, page).await?.entities)
+    }
+
     pub(crate) async fn all_of(&self, ty: &str) -> Result<Vec<citybrain_ngsild::Entity>> {
         Ok(self
             .inner
