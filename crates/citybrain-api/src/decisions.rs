@@ -9,9 +9,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use citybrain_ngsild::q::Query;
 use citybrain_ngsild::render::{self, RenderOptions};
-use citybrain_ngsild::selector::{EntityQuery, EntitySelector, TypeExpr};
 use citybrain_rules::{gather, InputSource, Policy, Source, Value as RuleValue};
 use citybrain_store::Page;
 use serde_json::{json, Value};
@@ -145,14 +143,7 @@ pub async fn decide(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) -
         let InputSource::Related { entity_type, via, .. } = &input.source else {
             continue;
         };
-        let mut q = EntityQuery {
-            selectors: vec![EntitySelector {
-                types: Some(TypeExpr::parse(entity_type, &ctx.terms)?),
-                ..EntitySelector::default()
-            }],
-            q: Some(Query::parse(&format!("{via}==\"{subject_id}\""), &ctx.terms)?),
-            ..EntityQuery::default()
-        };
+        let mut q = citybrain_services_hub::facts::related_query(entity_type, via, subject_id, &ctx.terms)?;
         guard::restrict(&n, &mut q);
         let page = Page {
             offset: 0,

@@ -95,6 +95,15 @@ fn text<'a>(o: &'a Map<String, Value>, k: &str, what: &str) -> ApiResult<&'a str
         .ok_or_else(|| bad(format!("{k}: {what}")))
 }
 
+/// The body's `subject`, or the entity the caller acts for.
+fn subject_of(o: &Map<String, Value>, a: &Actor, what: &str) -> ApiResult<String> {
+    match o.get("subject") {
+        Some(Value::String(x)) => Ok(x.clone()),
+        None => a.subject.clone().ok_or_else(|| bad(format!("subject: {what}"))),
+        Some(_) => Err(bad("subject: an entity id")),
+    }
+}
+
 fn note(o: &Map<String, Value>) -> ApiResult<Option<String>> {
     match o.get("note") {
         None | Some(Value::Null) => Ok(None),
@@ -171,14 +180,7 @@ pub async fn apply(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonBody) ->
     let service = text(o, "service", "the id of a service (GET /api/v1/services)")?;
     let svc = services(&s)?;
     let a = actor(&n);
-    let subject = match o.get("subject") {
-        Some(Value::String(x)) => x.clone(),
-        None => a
-            .subject
-            .clone()
-            .ok_or_else(|| bad("subject: the entity applied for"))?,
-        Some(_) => return Err(bad("subject: an entity id")),
-    };
+    let subject = subject_of(o, &a, "the entity applied for")?;
     let stated = match o.get("input") {
         None => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -280,14 +282,7 @@ pub async fn start_bundle(State(s): State<AppState>, n: Ngsi, JsonBody(b): JsonB
     let o = members(&b, &["bundle", "subject"], "{\"bundle\": ID, \"subject\": ENTITY-ID}")?;
     let bundle = text(o, "bundle", "the id of a bundle (GET /api/v1/bundles)")?;
     let a = actor(&n);
-    let subject = match o.get("subject") {
-        Some(Value::String(x)) => x.clone(),
-        None => a
-            .subject
-            .clone()
-            .ok_or_else(|| bad("subject: the entity the bundle is for"))?,
-        Some(_) => return Err(bad("subject: an entity id")),
-    };
+    let subject = subject_of(o, &a, "the entity the bundle is for")?;
     let i = services(&s)?.start_bundle(&a, bundle, &subject).await?;
     created(i)
 }

@@ -191,8 +191,13 @@ impl Services {
         let terms = self.terms();
         let subject = self.get(&i.subject).await?;
         let mut facts = HashMap::new();
-        if i.status == InstanceStatus::Running || i.status == InstanceStatus::AwaitingConfirmation {
-            for step in &b.steps {
+        if !i.status.is_final() {
+            // Only rule steps still to run can ask; a decided one keeps its decision.
+            for step in b
+                .steps
+                .iter()
+                .filter(|st| i.steps[&st.id].status == citybrain_services::StepStatus::Pending)
+            {
                 let StepKind::Rule(p) = &step.kind else { continue };
                 let Some(policy) = self.inner.policies.get(p) else {
                     continue;

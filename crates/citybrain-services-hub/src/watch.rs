@@ -20,7 +20,8 @@ fn triggered_id(b: &Bundle, record: &str) -> String {
 }
 
 impl Services {
-    /// The entity types whose changes matter: (type, why).
+    /// The entity types whose changes matter: triggers, proactive subjects
+    /// and the related types their policies read.
     fn watched(&self) -> Vec<String> {
         let mut types: Vec<String> = Vec::new();
         for b in self.inner.catalog.bundles.values() {
