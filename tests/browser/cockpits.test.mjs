@@ -217,7 +217,7 @@ await check('command: an officer acknowledges and closes an alert', async () => 
 });
 
 await check('street: district → street → lot narrow each other, stay in the URL and change the panels', async () => {
-  const { ctx, page, problems } = await openPage('/cockpit/street');
+  const { ctx, page, problems, nav } = await openPage('/cockpit/street');
   await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.panels.offered?.updatedAt > 0, null, { timeout: 30000 });
   const lotsOn = async () => page.evaluate(() => [...document.querySelectorAll('[data-testid="var-lot"] option')].map((o) => o.value));
   assert(JSON.stringify(await lotsOn()) === '["zju1"]', `lots on Qingchun Road: ${await lotsOn()}`);
@@ -240,8 +240,10 @@ await check('street: district → street → lot narrow each other, stay in the 
     const s = window.cockpit.charts['free-trend']?.getOption().series[0].data || [];
     return s.length > 0 && s[0][0] < t - 5000;
   }, chosenAt, { timeout: 30000 }).catch(() => { throw new Error('the lot\'s time series shows no history from the hub'); });
-  // A reload keeps the choice.
+  // A reload keeps the choice. It aborts the old page's fetches in flight, as it should.
+  nav.leaving = true;
   await page.reload();
+  nav.leaving = false;
   await page.waitForFunction(() => window.cockpit?.state === 'live' && window.cockpit.panels['street-lot-table']?.updatedAt > 0
     && window.cockpit.panels['free-trend']?.updatedAt > 0, null, { timeout: 30000 });
   await sleep(1500);
