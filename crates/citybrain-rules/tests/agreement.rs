@@ -223,3 +223,19 @@ fn a_table_column_of_the_wrong_type_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("column 'a' is not a int"), "{err}");
 }
+
+/// Thousands of rows: the table is cut into chunks evaluated in parallel,
+/// and every row still agrees with the interpreter.
+#[test]
+fn batch_and_interpreter_agree_across_chunks() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(Config::default().rng_algorithm),
+    );
+    let strategy = proptest::collection::vec(subject(), 5000);
+    let subjects = strategy.new_tree(&mut runner).unwrap().current();
+    let policy = Policy::parse(Path::new("everything.yaml"), EVERYTHING).unwrap();
+    check_agreement(&policy, &subjects, NaiveDate::from_ymd_opt(2016, 3, 1).unwrap()).unwrap();
+}

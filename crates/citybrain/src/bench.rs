@@ -80,7 +80,8 @@ pub struct RulesArgs {
     /// Generated enterprise policies (the shipped SME refund runs besides).
     #[arg(long, default_value_t = 99)]
     enterprise_policies: usize,
-    /// Repeats per size (the median is reported).
+    /// Timed repeats per size, after as many untimed ones to warm up, on
+    /// both sides (the median is reported).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
     repeats: u64,
     /// One JSON object per line instead of the table.
