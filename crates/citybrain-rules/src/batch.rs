@@ -682,7 +682,7 @@ impl Anniversaries {
 
     fn years(&self, z: i32) -> i64 {
         let d = self.to - z;
-        if d < 0 || d >= Self::YEARS * 365 {
+        if !(0..Self::YEARS * 365).contains(&d) {
             return between(DateFn::Years, z, self.to);
         }
         // Days over 365.25 is within one year of the truth, either way
