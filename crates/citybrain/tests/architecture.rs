@@ -96,6 +96,24 @@ const RULES: &[Rule] = &[
         ],
         banned: &[HTTP_SERVER, SQL],
     },
+    // Appeals (诉求响应): pure; it speaks of actors as the services do.
+    Rule {
+        krate: "citybrain-appeals",
+        may_use: &["citybrain-services"],
+        banned: &[IO],
+    },
+    // The appeals over the hub: appeals, updates, timers and metrics as hub entities.
+    Rule {
+        krate: "citybrain-appeals-hub",
+        may_use: &[
+            "citybrain-appeals",
+            "citybrain-hub",
+            "citybrain-ngsild",
+            "citybrain-services",
+            "citybrain-store",
+        ],
+        banned: &[HTTP_SERVER, SQL],
+    },
     // The synthetic city the services' demo and benchmarks draw on: pure.
     Rule {
         krate: "citybrain-synthcity",
@@ -105,6 +123,8 @@ const RULES: &[Rule] = &[
     Rule {
         krate: "citybrain-api",
         may_use: &[
+            "citybrain-appeals",
+            "citybrain-appeals-hub",
             "citybrain-ngsild",
             "citybrain-store",
             "citybrain-hub",
@@ -174,6 +194,8 @@ const RULES: &[Rule] = &[
         krate: "citybrain-bench",
         may_use: &[
             "citybrain-api",
+            "citybrain-appeals",
+            "citybrain-appeals-hub",
             "citybrain-hub",
             "citybrain-rules",
             "citybrain-services",
@@ -206,6 +228,8 @@ const RULES: &[Rule] = &[
         krate: "citybrain",
         may_use: &[
             "citybrain-api",
+            "citybrain-appeals",
+            "citybrain-appeals-hub",
             "citybrain-bench",
             "citybrain-cockpit",
             "citybrain-cockpit-web",

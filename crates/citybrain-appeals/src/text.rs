@@ -1,0 +1,357 @@
+//! The appeals' text index (tantivy, jieba tokenisation, in memory).
+//!
+//! One index holds a document per category (its name, description and
+//! keywords) and one per appeal. It answers two questions:
+//!
+//! - **classification**: an appeal filed without a category is scored
+//!   (BM25) against every document; the ten best vote for their category
+//!   with their scores, and the winner's share of the votes is the
+//!   confidence. Routed appeals teach it the words people really use.
+//! - **similar appeals** (duplicates): open appeals of the same category
+//!   inside a box around the location, ranked by BM25, then kept where the
+//!   distance and the token overlap are within the configured limits.
+//!
+//! The index is rebuilt from the hub when a server starts.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
+};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, TextAnalyzer, TokenStream};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::config::AppealsConfig;
+use crate::AppealsError;
+
+const TOKENIZER: &str = "jieba_lower";
+/// Metres per degree of latitude.
+const M_PER_DEG: f64 = 111_320.0;
+
+fn index_err(e: impl std::fmt::Display) -> AppealsError {
+    AppealsError::Index(e.to_string())
+}
+
+/// The classifier's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Classification {
+    pub category: String,
+    /// The winner's share of the ten best matches' scores (0–1).
+    pub confidence: f64,
+}
+
+/// An appeal as the index sees it.
+#[derive(Debug, Clone)]
+pub struct Indexed<'a> {
+    pub id: &'a str,
+    pub category: &'a str,
+    pub text: &'a str,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub open: bool,
+    /// Unix seconds.
+    pub filed: i64,
+}
+
+/// A similar appeal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Similar {
+    pub id: String,
+    pub distance_m: f64,
+    /// Token overlap (Jaccard) of the two texts, 0–1.
+    pub similarity: f64,
+}
+
+/// What to look for similar appeals around.
+#[derive(Debug, Clone)]
+pub struct Around<'a> {
+    pub text: &'a str,
+    pub category: &'a str,
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_m: f64,
+    /// Unix seconds: only appeals filed since.
+    pub since: i64,
+    pub min_similarity: f64,
+    /// Leave this appeal out (the one being filed).
+    pub except: Option<&'a str>,
+}
+
+struct Fields {
+    kind: Field,
+    id: Field,
+    category: Field,
+    text: Field,
+    lat: Field,
+    lon: Field,
+    open: Field,
+    filed: Field,
+}
+
+pub struct TextIndex {
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    f: Fields,
+}
+
+/// Great-circle distance in metres (haversine, mean Earth radius).
+pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = p2 - p1;
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6_371_008.8 * a.sqrt().asin()
+}
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(tantivy_jieba::JiebaTokenizer::new())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .build()
+}
+
+impl TextIndex {
+    /// An index holding the categories of `config`.
+    pub fn new(config: &AppealsConfig) -> Result<TextIndex, AppealsError> {
+        let mut sb = Schema::builder();
+        let text_opts = TextOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TOKENIZER)
+                    .set_index_option(IndexRecordOption::WithFreqs),
+            )
+            .set_stored();
+        let f = Fields {
+            kind: sb.add_text_field("kind", STRING),
+            id: sb.add_text_field("id", STRING | STORED),
+            category: sb.add_text_field("category", STRING | STORED),
+            text: sb.add_text_field("text", text_opts),
+            lat: sb.add_f64_field("lat", INDEXED | FAST | STORED),
+            lon: sb.add_f64_field("lon", INDEXED | FAST | STORED),
+            open: sb.add_u64_field("open", INDEXED | FAST),
+            filed: sb.add_i64_field("filed", INDEXED | FAST),
+        };
+        let index = Index::create_in_ram(sb.build());
+        index.tokenizers().register(TOKENIZER, analyzer());
+        let writer = index.writer_with_num_threads(1, 32 << 20).map_err(index_err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(index_err)?;
+        let t = TextIndex {
+            reader,
+            writer: Mutex::new(writer),
+            f,
+        };
+        {
+            let w = t.writer.lock().expect("the writer lock");
+            for c in &config.categories {
+                let mut doc = TantivyDocument::default();
+                doc.add_text(t.f.kind, "category");
+                doc.add_text(t.f.id, format!("category:{}", c.code));
+                doc.add_text(t.f.category, &c.code);
+                doc.add_text(
+                    t.f.text,
+                    format!("{} {} {} {}", c.name, c.group, c.description, c.keywords.join(" ")),
+                );
+                w.add_document(doc).map_err(index_err)?;
+            }
+        }
+        t.commit()?;
+        Ok(t)
+    }
+
+    /// The words of a text as the index counts them (no punctuation or spaces).
+    pub fn tokens(&self, text: &str) -> Vec<String> {
+        let mut a = analyzer();
+        let mut s = a.token_stream(text);
+        let mut out = Vec::new();
+        while let Some(t) = s.next() {
+            if t.text.chars().any(char::is_alphanumeric) {
+                out.push(t.text.clone());
+            }
+        }
+        out
+    }
+
+    fn words_query(&self, text: &str) -> Option<Box<dyn Query>> {
+        let words: BTreeSet<String> = self.tokens(text).into_iter().collect();
+        if words.is_empty() {
+            return None;
+        }
+        Some(Box::new(BooleanQuery::new(
+            words
+                .into_iter()
+                .map(|w| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(self.f.text, &w),
+                        IndexRecordOption::WithFreqs,
+                    ));
+                    (Occur::Should, q)
+                })
+                .collect(),
+        )))
+    }
+
+    /// Adds or replaces an appeal (seen after the next [`TextIndex::commit`]).
+    pub fn put(&self, a: &Indexed) -> Result<(), AppealsError> {
+        let w = self.writer.lock().expect("the writer lock");
+        w.delete_term(Term::from_field_text(self.f.id, a.id));
+        let mut doc = TantivyDocument::default();
+        doc.add_text(self.f.kind, "appeal");
+        doc.add_text(self.f.id, a.id);
+        doc.add_text(self.f.category, a.category);
+        doc.add_text(self.f.text, a.text);
+        if let (Some(lat), Some(lon)) = (a.lat, a.lon) {
+            doc.add_f64(self.f.lat, lat);
+            doc.add_f64(self.f.lon, lon);
+        }
+        doc.add_u64(self.f.open, u64::from(a.open));
+        doc.add_i64(self.f.filed, a.filed);
+        w.add_document(doc).map_err(index_err)?;
+        Ok(())
+    }
+
+    /// Makes what was put searchable.
+    pub fn commit(&self) -> Result<(), AppealsError> {
+        self.writer
+            .lock()
+            .expect("the writer lock")
+            .commit()
+            .map_err(index_err)?;
+        self.reader.reload().map_err(index_err)
+    }
+
+    /// The category the text most likely belongs to.
+    pub fn classify(&self, text: &str) -> Result<Option<Classification>, AppealsError> {
+        let Some(q) = self.words_query(text) else {
+            return Ok(None);
+        };
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&q, &TopDocs::with_limit(10).order_by_score())
+            .map_err(index_err)?;
+        let mut votes: HashMap<String, f64> = HashMap::new();
+        let mut total = 0.0;
+        for (score, at) in top {
+            let doc: TantivyDocument = searcher.doc(at).map_err(index_err)?;
+            if let Some(c) = doc.get_first(self.f.category).and_then(|v| v.as_str()) {
+                *votes.entry(c.to_string()).or_default() += f64::from(score);
+                total += f64::from(score);
+            }
+        }
+        let best = votes
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
+        Ok(best.map(|(category, s)| Classification {
+            category,
+            confidence: if total > 0.0 { s / total } else { 0.0 },
+        }))
+    }
+
+    /// Open appeals like this one nearby, most similar first.
+    pub fn similar(&self, around: &Around) -> Result<Vec<Similar>, AppealsError> {
+        let Some(words) = self.words_query(around.text) else {
+            return Ok(Vec::new());
+        };
+        let dlat = around.radius_m / M_PER_DEG;
+        let dlon = around.radius_m / (M_PER_DEG * around.lat.to_radians().cos().max(0.01));
+        let range = |field: Field, lo: f64, hi: f64| -> Box<dyn Query> {
+            Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_f64(field, lo)),
+                Bound::Included(Term::from_field_f64(field, hi)),
+            ))
+        };
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, words),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.f.kind, "appeal"),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.f.category, around.category),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(self.f.open, 1),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+            (Occur::Must, range(self.f.lat, around.lat - dlat, around.lat + dlat)),
+            (Occur::Must, range(self.f.lon, around.lon - dlon, around.lon + dlon)),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_i64(self.f.filed, around.since)),
+                    Bound::Unbounded,
+                )),
+            ),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&q, &TopDocs::with_limit(20).order_by_score())
+            .map_err(index_err)?;
+        let mine: BTreeSet<String> = self.tokens(around.text).into_iter().collect();
+        let mut out = Vec::new();
+        for (_, at) in top {
+            let doc: TantivyDocument = searcher.doc(at).map_err(index_err)?;
+            let get_f = |f: Field| doc.get_first(f).and_then(|v| v.as_f64());
+            let (Some(id), Some(lat), Some(lon), Some(text)) = (
+                doc.get_first(self.f.id).and_then(|v| v.as_str()),
+                get_f(self.f.lat),
+                get_f(self.f.lon),
+                doc.get_first(self.f.text).and_then(|v| v.as_str()),
+            ) else {
+                continue;
+            };
+            if Some(id) == around.except {
+                continue;
+            }
+            let distance = distance_m(around.lat, around.lon, lat, lon);
+            let theirs: BTreeSet<String> = self.tokens(text).into_iter().collect();
+            let union = mine.union(&theirs).count();
+            let similarity = if union == 0 {
+                0.0
+            } else {
+                mine.intersection(&theirs).count() as f64 / union as f64
+            };
+            if distance <= around.radius_m && similarity >= around.min_similarity {
+                out.push(Similar {
+                    id: id.to_string(),
+                    distance_m: (distance * 10.0).round() / 10.0,
+                    similarity: (similarity * 1000.0).round() / 1000.0,
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then(a.distance_m.total_cmp(&b.distance_m))
+        });
+        Ok(out)
+    }
+
+    /// Appeals in the index (categories not counted).
+    pub fn appeals(&self) -> u64 {
+        let q = TermQuery::new(Term::from_field_text(self.f.kind, "appeal"), IndexRecordOption::Basic);
+        self.reader
+            .searcher()
+            .search(&q, &tantivy::collector::Count)
+            .map(|n| n as u64)
+            .unwrap_or(0)
+    }
+}
