@@ -136,6 +136,23 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/service-metrics", Action::Open),
     ("GET", "/api/v1/openapi.json", Action::Open),
     ("GET", "/api/v1/me", Action::Open),
+    // Appeals: anyone may file and read the public board; acting on an
+    // appeal is checked by the domain (requester, department, moderator).
+    ("GET", "/api/v1/appeal-categories", Action::Open),
+    ("GET", "/api/v1/appeal-departments", Action::Open),
+    ("GET", "/api/v1/appeals", Action::Open),
+    ("POST", "/api/v1/appeals", Action::Open),
+    ("GET", "/api/v1/appeals/{id}", Action::Open),
+    ("POST", "/api/v1/appeals/{id}/actions", Action::Open),
+    ("GET", "/api/v1/appeals/{id}/similar", Action::Own),
+    ("GET", "/api/v1/appeal-queue", Action::Own),
+    ("GET", "/api/v1/appeal-metrics", Action::Open),
+    // Open311: GETs are public; a POST carries its api_key in the form.
+    ("GET", "/open311/v2/{file}", Action::Open),
+    ("POST", "/open311/v2/{file}", Action::Open),
+    ("GET", "/open311/v2/services/{file}", Action::Open),
+    ("GET", "/open311/v2/requests/{file}", Action::Open),
+    ("GET", "/open311/v2/tokens/{file}", Action::Open),
     // The cockpits (citybrain-cockpit-web): pages and assets are open; what
     // a cockpit shows is checked against its audience by the handlers.
     ("GET", "/", Action::Open),

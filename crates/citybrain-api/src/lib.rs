@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+pub mod appeals;
 pub mod auth;
 mod decisions;
 mod entities;
@@ -19,6 +20,7 @@ pub mod error;
 mod extract;
 mod guard;
 mod join;
+pub mod open311;
 mod respond;
 pub mod services;
 mod subscriptions;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub policies: std::sync::Arc<citybrain_rules::PolicySet>,
     /// The government services (`--services DIR`); None when off.
     pub services: Option<citybrain_services_hub::Services>,
+    /// The appeals (`--appeals DIR`); None when off.
+    pub appeals: Option<citybrain_appeals_hub::Appeals>,
 }
 
 /// The NGSI-LD routes, `/health`, `/metrics`, as a service that also accepts
@@ -167,6 +171,18 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/api/v1/review-queue", get(services::review_queue))
         .route("/api/v1/service-metrics", get(services::metrics))
         .route("/api/v1/openapi.json", get(services::openapi))
+        .route("/api/v1/appeal-categories", get(appeals::categories))
+        .route("/api/v1/appeal-departments", get(appeals::departments))
+        .route("/api/v1/appeals", get(appeals::board).post(appeals::file))
+        .route("/api/v1/appeals/{id}", get(appeals::get))
+        .route("/api/v1/appeals/{id}/actions", post(appeals::act))
+        .route("/api/v1/appeals/{id}/similar", get(appeals::similar))
+        .route("/api/v1/appeal-queue", get(appeals::queue))
+        .route("/api/v1/appeal-metrics", get(appeals::metrics))
+        .route("/open311/v2/{file}", get(open311::top).post(open311::create))
+        .route("/open311/v2/services/{file}", get(open311::definition))
+        .route("/open311/v2/requests/{file}", get(open311::request))
+        .route("/open311/v2/tokens/{file}", get(open311::token))
         .route("/api/v1/me", get(services::me))
         .with_state(state.clone())
         .merge(extra)

@@ -140,6 +140,10 @@ pub struct Filter {
 }
 
 const LOCKS: usize = 64;
+/// The text index writes a segment after this many appeals…
+const COMMIT_EVERY: usize = 10_000;
+/// …or this long after the last one (the scheduler's tick commits too).
+const COMMIT_AFTER: Duration = Duration::from_secs(1);
 
 type Timers = (BTreeSet<(DateTime<Utc>, String)>, HashMap<String, DateTime<Utc>>);
 
@@ -339,8 +343,9 @@ impl Appeals {
         if let Some(e) = r.errors.into_iter().next() {
             return Err(Error::Hub(e.error));
         }
+        // Searchable at once; written to the index's segments in batches.
         self.inner.index.put(&indexed(a))?;
-        self.inner.index.commit()?;
+        self.inner.index.commit_soon(COMMIT_EVERY, COMMIT_AFTER)?;
         self.set_timer(&a.id, a.next_timer(&self.inner.config));
         Ok(())
     }
@@ -668,6 +673,9 @@ impl Appeals {
             }
             if let Err(e) = self.tick().await {
                 tracing::warn!("appeals timers: {e}");
+            }
+            if let Err(e) = self.inner.index.commit_soon(COMMIT_EVERY, COMMIT_AFTER) {
+                tracing::warn!("appeals index: {e}");
             }
         }
     }

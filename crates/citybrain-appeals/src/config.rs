@@ -120,6 +120,9 @@ pub struct RoutingRule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoutingFile {
+    /// The Open311 jurisdiction_id this city answers to.
+    #[serde(default)]
+    jurisdiction: Option<String>,
     triage: String,
     departments: Vec<Department>,
     #[serde(default)]
@@ -202,6 +205,8 @@ pub struct AppealsConfig {
     pub triage: String,
     pub calendar: WorkCalendar,
     pub moderation: Moderation,
+    /// The Open311 jurisdiction_id (None: requests need not name one).
+    pub jurisdiction: Option<String>,
     by_code: HashMap<String, usize>,
     outlines: Vec<Polygon<f64>>,
 }
@@ -246,7 +251,8 @@ impl AppealsConfig {
             workdays: calendar.workdays.into_iter().collect(),
             years: calendar.years.into_iter().collect(),
         };
-        Self::new(
+        let jurisdiction = routing.jurisdiction.clone();
+        let mut c = Self::new(
             categories.categories,
             routing.departments,
             routing.areas,
@@ -258,7 +264,9 @@ impl AppealsConfig {
         .map_err(|message| AppealsError::Config {
             file: dir.display().to_string(),
             message,
-        })
+        })?;
+        c.jurisdiction = jurisdiction;
+        Ok(c)
     }
 
     /// Checks a configuration: unique codes, known departments and areas,
@@ -379,6 +387,7 @@ impl AppealsConfig {
             triage,
             calendar,
             moderation,
+            jurisdiction: None,
             by_code,
             outlines,
         })

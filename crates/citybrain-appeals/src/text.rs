@@ -14,14 +14,13 @@
 //! The index is rebuilt from the hub when a server starts.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Bound;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, TextAnalyzer, TokenStream};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -91,11 +90,77 @@ struct Fields {
     lon: Field,
     open: Field,
     filed: Field,
+    /// The grid cell of the location (`x:y`), for searches by place.
+    cell: Field,
+}
+
+/// An appeal put since the last commit: searched by a scan until then.
+struct Pending {
+    category: String,
+    text: String,
+    at: Option<(f64, f64)>,
+    open: bool,
+    filed: i64,
+}
+
+/// Degrees per side of the buffer's grid cells (about 220 m of latitude).
+const CELL: f64 = 0.002;
+
+fn cell(lat: f64, lon: f64) -> (i32, i32) {
+    ((lat / CELL).floor() as i32, (lon / CELL).floor() as i32)
+}
+
+/// The uncommitted appeals, by id and by grid cell (a search looks at the
+/// cells around its point only).
+#[derive(Default)]
+struct Buffer {
+    by_id: HashMap<String, Pending>,
+    cells: HashMap<(i32, i32), Vec<String>>,
+}
+
+impl Buffer {
+    fn insert(&mut self, id: String, p: Pending) {
+        if let Some((lat, lon)) = p.at {
+            self.cells.entry(cell(lat, lon)).or_default().push(id.clone());
+        }
+        self.by_id.insert(id, p);
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn clear(&mut self) {
+        self.by_id.clear();
+        self.cells.clear();
+    }
+
+    fn contains_key(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The ids in the cells a box touches (each once).
+    fn near(&self, lat0: f64, lat1: f64, lon0: f64, lon1: f64) -> BTreeSet<&str> {
+        let (a, b) = (cell(lat0, lon0), cell(lat1, lon1));
+        let mut out = BTreeSet::new();
+        for x in a.0..=b.0 {
+            for y in a.1..=b.1 {
+                if let Some(ids) = self.cells.get(&(x, y)) {
+                    out.extend(ids.iter().map(String::as_str));
+                }
+            }
+        }
+        out
+    }
 }
 
 pub struct TextIndex {
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// Put but not committed yet, by id: what a search must see besides
+    /// the committed segments (and in place of their older versions).
+    pending: Mutex<Buffer>,
+    last_commit: Mutex<std::time::Instant>,
     f: Fields,
 }
 
@@ -131,10 +196,11 @@ impl TextIndex {
             id: sb.add_text_field("id", STRING | STORED),
             category: sb.add_text_field("category", STRING | STORED),
             text: sb.add_text_field("text", text_opts),
-            lat: sb.add_f64_field("lat", INDEXED | FAST | STORED),
-            lon: sb.add_f64_field("lon", INDEXED | FAST | STORED),
-            open: sb.add_u64_field("open", INDEXED | FAST),
-            filed: sb.add_i64_field("filed", INDEXED | FAST),
+            lat: sb.add_f64_field("lat", STORED),
+            lon: sb.add_f64_field("lon", STORED),
+            open: sb.add_u64_field("open", INDEXED),
+            filed: sb.add_i64_field("filed", STORED),
+            cell: sb.add_text_field("cell", STRING),
         };
         let index = Index::create_in_ram(sb.build());
         index.tokenizers().register(TOKENIZER, analyzer());
@@ -147,6 +213,8 @@ impl TextIndex {
         let t = TextIndex {
             reader,
             writer: Mutex::new(writer),
+            pending: Mutex::new(Buffer::default()),
+            last_commit: Mutex::new(std::time::Instant::now()),
             f,
         };
         {
@@ -199,8 +267,22 @@ impl TextIndex {
         )))
     }
 
-    /// Adds or replaces an appeal (seen after the next [`TextIndex::commit`]).
+    /// Adds or replaces an appeal. Searches see it at once (from a buffer
+    /// scanned until the next commit, as a near-real-time engine would).
     pub fn put(&self, a: &Indexed) -> Result<(), AppealsError> {
+        // The buffer's lock is held across the write, so a commit never
+        // clears an entry whose document it did not write.
+        let mut pending = self.pending.lock().expect("the pending lock");
+        pending.insert(
+            a.id.to_string(),
+            Pending {
+                category: a.category.to_string(),
+                text: a.text.to_string(),
+                at: a.lat.zip(a.lon),
+                open: a.open,
+                filed: a.filed,
+            },
+        );
         let w = self.writer.lock().expect("the writer lock");
         w.delete_term(Term::from_field_text(self.f.id, a.id));
         let mut doc = TantivyDocument::default();
@@ -211,6 +293,8 @@ impl TextIndex {
         if let (Some(lat), Some(lon)) = (a.lat, a.lon) {
             doc.add_f64(self.f.lat, lat);
             doc.add_f64(self.f.lon, lon);
+            let (x, y) = cell(lat, lon);
+            doc.add_text(self.f.cell, format!("{x}:{y}"));
         }
         doc.add_u64(self.f.open, u64::from(a.open));
         doc.add_i64(self.f.filed, a.filed);
@@ -218,14 +302,29 @@ impl TextIndex {
         Ok(())
     }
 
-    /// Makes what was put searchable.
+    /// Commits when enough was put or enough time went by since the last
+    /// commit (a commit writes a segment: too costly for every appeal).
+    pub fn commit_soon(&self, every: usize, after: std::time::Duration) -> Result<bool, AppealsError> {
+        let n = self.pending.lock().expect("the pending lock").len();
+        let due = n > 0 && (n >= every || self.last_commit.lock().expect("the lock").elapsed() >= after);
+        if due {
+            self.commit()?;
+        }
+        Ok(due)
+    }
+
+    /// Writes what was put into the index's segments.
     pub fn commit(&self) -> Result<(), AppealsError> {
+        let mut pending = self.pending.lock().expect("the pending lock");
+        *self.last_commit.lock().expect("the lock") = std::time::Instant::now();
         self.writer
             .lock()
             .expect("the writer lock")
             .commit()
             .map_err(index_err)?;
-        self.reader.reload().map_err(index_err)
+        self.reader.reload().map_err(index_err)?;
+        pending.clear();
+        Ok(())
     }
 
     /// The category the text most likely belongs to.
@@ -262,28 +361,31 @@ impl TextIndex {
         };
         let dlat = around.radius_m / M_PER_DEG;
         let dlon = around.radius_m / (M_PER_DEG * around.lat.to_radians().cos().max(0.01));
-        let range = |field: Field, lo: f64, hi: f64| -> Box<dyn Query> {
-            Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_f64(field, lo)),
-                Bound::Included(Term::from_field_f64(field, hi)),
-            ))
+        // The grid cells the search box touches, as terms: posting lists,
+        // not a scan of every document's coordinates.
+        let (c0, c1) = (
+            cell(around.lat - dlat, around.lon - dlon),
+            cell(around.lat + dlat, around.lon + dlon),
+        );
+        let mut cells: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for x in c0.0..=c1.0 {
+            for y in c0.1..=c1.1 {
+                cells.push((
+                    Occur::Should,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(self.f.cell, &format!("{x}:{y}")),
+                        IndexRecordOption::Basic,
+                    )),
+                ));
+            }
+        }
+        let term = |f: Field, v: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(Term::from_field_text(f, v), IndexRecordOption::Basic))
         };
         let q = BooleanQuery::new(vec![
             (Occur::Must, words),
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(self.f.kind, "appeal"),
-                    IndexRecordOption::Basic,
-                )),
-            ),
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(self.f.category, around.category),
-                    IndexRecordOption::Basic,
-                )),
-            ),
+            (Occur::Must, term(self.f.kind, "appeal")),
+            (Occur::Must, term(self.f.category, around.category)),
             (
                 Occur::Must,
                 Box::new(TermQuery::new(
@@ -291,16 +393,11 @@ impl TextIndex {
                     IndexRecordOption::Basic,
                 )),
             ),
-            (Occur::Must, range(self.f.lat, around.lat - dlat, around.lat + dlat)),
-            (Occur::Must, range(self.f.lon, around.lon - dlon, around.lon + dlon)),
-            (
-                Occur::Must,
-                Box::new(RangeQuery::new(
-                    Bound::Included(Term::from_field_i64(self.f.filed, around.since)),
-                    Bound::Unbounded,
-                )),
-            ),
+            (Occur::Must, Box::new(BooleanQuery::new(cells))),
         ]);
+        // The searcher and the buffer must be of one moment: hold the
+        // buffer while searching (a commit clears it after reloading).
+        let pending = self.pending.lock().expect("the pending lock");
         let searcher = self.reader.searcher();
         let top = searcher
             .search(&q, &TopDocs::with_limit(20).order_by_score())
@@ -318,24 +415,24 @@ impl TextIndex {
             ) else {
                 continue;
             };
-            if Some(id) == around.except {
+            let filed = doc.get_first(self.f.filed).and_then(|v| v.as_i64()).unwrap_or(i64::MIN);
+            if Some(id) == around.except || pending.contains_key(id) || filed < around.since {
                 continue;
             }
-            let distance = distance_m(around.lat, around.lon, lat, lon);
-            let theirs: BTreeSet<String> = self.tokens(text).into_iter().collect();
-            let union = mine.union(&theirs).count();
-            let similarity = if union == 0 {
-                0.0
-            } else {
-                mine.intersection(&theirs).count() as f64 / union as f64
-            };
-            if distance <= around.radius_m && similarity >= around.min_similarity {
-                out.push(Similar {
-                    id: id.to_string(),
-                    distance_m: (distance * 10.0).round() / 10.0,
-                    similarity: (similarity * 1000.0).round() / 1000.0,
-                });
+            self.keep_if_similar(&mut out, around, &mine, id, lat, lon, text);
+        }
+        for id in pending.near(
+            around.lat - dlat,
+            around.lat + dlat,
+            around.lon - dlon,
+            around.lon + dlon,
+        ) {
+            let Some(p) = pending.by_id.get(id) else { continue };
+            let Some((lat, lon)) = p.at else { continue };
+            if Some(id) == around.except || !p.open || p.category != around.category || p.filed < around.since {
+                continue;
             }
+            self.keep_if_similar(&mut out, around, &mine, id, lat, lon, &p.text);
         }
         out.sort_by(|a, b| {
             b.similarity
@@ -343,6 +440,37 @@ impl TextIndex {
                 .then(a.distance_m.total_cmp(&b.distance_m))
         });
         Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn keep_if_similar(
+        &self,
+        out: &mut Vec<Similar>,
+        around: &Around,
+        mine: &BTreeSet<String>,
+        id: &str,
+        lat: f64,
+        lon: f64,
+        text: &str,
+    ) {
+        let distance = distance_m(around.lat, around.lon, lat, lon);
+        if distance > around.radius_m {
+            return;
+        }
+        let theirs: BTreeSet<String> = self.tokens(text).into_iter().collect();
+        let union = mine.union(&theirs).count();
+        let similarity = if union == 0 {
+            0.0
+        } else {
+            mine.intersection(&theirs).count() as f64 / union as f64
+        };
+        if similarity >= around.min_similarity {
+            out.push(Similar {
+                id: id.to_string(),
+                distance_m: (distance * 10.0).round() / 10.0,
+                similarity: (similarity * 1000.0).round() / 1000.0,
+            });
+        }
     }
 
     /// Appeals in the index (categories not counted).

@@ -427,7 +427,25 @@ fn similar_open_appeals_nearby_are_found_and_others_are_not() {
         "{found:?}"
     );
     assert!(found[0].distance_m > 15.0 && found[0].distance_m < 30.0);
-    // Replacing an appeal (closed now) takes it out of the search.
+    let search = || {
+        index
+            .similar(&Around {
+                text: "公交站旁的路灯不亮",
+                category: "streetlight",
+                lat,
+                lon,
+                radius_m: 100.0,
+                since: t0 - 86_400,
+                min_similarity: 0.25,
+                except: None,
+            })
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect::<Vec<_>>()
+    };
+    // Replacing an appeal (closed now) takes it out of the search at once,
+    // before any commit; a new one is found at once too.
     put(
         "near",
         "streetlight",
@@ -436,8 +454,11 @@ fn similar_open_appeals_nearby_are_found_and_others_are_not() {
         lon,
         false,
     );
+    put("new", "streetlight", "公交站旁边路灯不亮", lat - 0.0001, lon, true);
+    assert_eq!(search(), ["new"]);
     index.commit().unwrap();
-    assert_eq!(index.appeals(), 5);
+    assert_eq!(search(), ["new"]);
+    assert_eq!(index.appeals(), 6);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appeals;
 pub mod rules;
 pub mod services;
 pub mod soak;
@@ -140,6 +141,7 @@ pub(crate) async fn serve(
         auth,
         policies,
         services: None,
+        appeals: None,
     });
     tokio::spawn(async move {
         let _ = axum::serve(

@@ -42,6 +42,29 @@ pub enum BenchCommand {
     ///
     /// Example: citybrain bench services --bundles 2000
     Services(ServicesArgs),
+    /// Appeals at a 12345 hotline's scale: a million synthetic appeals
+    /// checked, classified (a third come without a category), routed and
+    /// searched for duplicates nearby in the text index; appeals/s and the
+    /// duplicate search's p99. Then some through the hub on SQLite.
+    ///
+    /// Example: citybrain bench appeals --appeals 1000000 --json
+    Appeals(AppealsArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct AppealsArgs {
+    /// The appeals configuration folder.
+    #[arg(long = "config", default_value = "appeals")]
+    dir: PathBuf,
+    /// Appeals filed and routed in memory.
+    #[arg(long, default_value_t = 1_000_000)]
+    appeals: usize,
+    /// Appeals filed through the hub on SQLite (0: skip).
+    #[arg(long, default_value_t = 5_000)]
+    through_hub: usize,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -149,6 +172,15 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
                 services: b.services,
                 bundles: b.bundles,
                 concurrency: b.concurrency,
+                json: b.json,
+            })
+            .await
+        }
+        BenchCommand::Appeals(b) => {
+            citybrain_bench::appeals::run(citybrain_bench::appeals::AppealsBench {
+                appeals_dir: b.dir,
+                appeals: b.appeals,
+                through_hub: b.through_hub,
                 json: b.json,
             })
             .await

@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// not exist turns them off.
     #[arg(long, env = "CITYBRAIN_SERVICES", default_value = "services")]
     pub services: std::path::PathBuf,
+    /// The appeals (12345): categories.yaml, routing.yaml, calendar.yaml and
+    /// moderation.yaml, served under /api/v1/appeals and as Open311 at
+    /// /open311/v2; a folder that does not exist turns them off.
+    #[arg(long, env = "CITYBRAIN_APPEALS", default_value = "appeals")]
+    pub appeals: std::path::PathBuf,
     /// demo: people in the synthetic city loaded in the background (one
     /// enterprise per 5 people), once per database; 0 for none.
     #[arg(long, env = "CITYBRAIN_DEMO_CITY", default_value_t = 100_000)]

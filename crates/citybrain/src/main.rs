@@ -202,6 +202,27 @@ async fn open_services(
     Ok(Some(svc))
 }
 
+/// The appeals of a folder, over the hub, with their timers and metrics
+/// started; None when the folder does not exist.
+async fn open_appeals(hub: &Hub, dir: &std::path::Path) -> Result<Option<citybrain_appeals_hub::Appeals>> {
+    if !dir.is_dir() {
+        tracing::info!(dir = %dir.display(), "no appeals folder: the appeals are off (--appeals)");
+        return Ok(None);
+    }
+    let config = citybrain_appeals::AppealsConfig::load(dir)?;
+    tracing::info!(
+        dir = %dir.display(),
+        categories = config.categories.len(),
+        departments = config.departments.len(),
+        "appeals loaded"
+    );
+    let appeals = citybrain_appeals_hub::Appeals::open(hub.clone(), config, Default::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("appeals: {e}"))?;
+    appeals.spawn();
+    Ok(Some(appeals))
+}
+
 /// The demo's synthetic city (`citybrain-synthcity`), once per database:
 /// people in households and enterprises; the services' watcher grants the
 /// proactive benefits as they arrive.
@@ -414,6 +435,12 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
             });
         }
     }
+    let appeals = open_appeals(&hub, &args.appeals).await?;
+    if let (true, Some(_)) = (demo, &appeals) {
+        println!(
+            "appeals (12345): file one in the portal or at http://{addr}/api/v1/appeals; the public board at http://{addr}/api/v1/appeals; Open311 GeoReport v2 at http://{addr}/open311/v2/services.json\n"
+        );
+    }
     let state = AppState {
         hub,
         limits: ApiLimits {
@@ -423,6 +450,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
         auth,
         policies,
         services,
+        appeals,
     };
     let cockpits_closing = cockpits.clone();
     let hub_closing = state.hub.clone();
@@ -520,6 +548,20 @@ const DEMO_ROLES: &[DemoRole] = &[
         citybrain_trust::Role::Enterprise,
         &[],
         Some("urn:ngsi-ld:Organization:demo-restaurant"),
+    ),
+    // The appeals' demo: the district bureau that answers street appeals
+    // near the hospital, and the city office late ones escalate to.
+    (
+        "demo district officer",
+        citybrain_trust::Role::Officer,
+        &["shangcheng-urban-management", "hotline-triage"],
+        None,
+    ),
+    (
+        "demo supervision officer",
+        citybrain_trust::Role::Officer,
+        &["city-supervision"],
+        None,
     ),
 ];
 

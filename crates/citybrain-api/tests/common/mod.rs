@@ -45,6 +45,7 @@ pub async fn start_with(mut cfg: HubConfig, limits: ApiLimits) -> Server {
         // The services write their definitions into the hub; these tests
         // check the NGSI-LD API on an empty one (crates/citybrain/tests/services.rs has the services).
         services: None,
+        appeals: None,
     });
     tokio::spawn(async move {
         axum::serve(
