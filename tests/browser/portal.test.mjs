@@ -8,7 +8,9 @@
 // record started and sees the benefit granted without applying; a
 // restaurant starts its bundle; an officer approves its two review steps
 // from the queue and it completes. No console error, no request off the
-// machine, no page wider than the phone. Prints "N passed, N failed".
+// machine, no page wider than the phone. On /appeals, an appeal filed
+// without an account is answered by the district and rated with the
+// secret the browser kept. Prints "N passed, N failed".
 
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
@@ -71,7 +73,7 @@ async function check(name, fn) {
 }
 
 // A phone-sized page; `who` logs in with its cookie unless the test uses the form.
-async function open(who, { cookie = true } = {}) {
+async function open(who, { cookie = true, path = '/portal' } = {}) {
   const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, locale: 'zh-CN', timezoneId: 'Asia/Shanghai' });
   if (cookie) await ctx.addCookies([{ name: 'citybrain_token', value: tokens[who], url: base }]);
   const problems = [];
@@ -83,7 +85,7 @@ async function open(who, { cookie = true } = {}) {
   const page = await ctx.newPage();
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`pageerror: ${e}`));
-  await page.goto(`${base}/portal`);
+  await page.goto(`${base}${path}`);
   const done = async (shot) => {
     await page.screenshot({ path: join(results, `portal-${shot}.png`), fullPage: true });
     const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
@@ -152,6 +154,37 @@ await check('a restaurant starts its bundle, an officer approves from the queue,
   const again = await open('urn:ngsi-ld:Organization:demo-restaurant');
   await again.page.locator(`.instance[data-id="${id}"] .row [data-status="completed"]`).waitFor();
   await again.done('restaurant-done');
+});
+
+await check('an appeal filed on /appeals without an account is answered by the district, rated with the kept secret, and on the board', async () => {
+  const pub = await open(null, { cookie: false, path: '/appeals' });
+  await pub.page.fill('[data-testid=appeal-description]', '公交站旁边的路灯不亮了，晚上很黑');
+  await pub.page.fill('input[name=lat]', '30.2612');
+  await pub.page.fill('input[name=lon]', '120.1791');
+  await pub.page.click('[data-testid=appeal-submit]');
+  const filed = pub.page.locator('[data-testid=appeal-filed]');
+  await filed.waitFor();
+  const id = await filed.getAttribute('data-id');
+  assert((await pub.page.locator('[data-testid=appeal-secret]').innerText()).length >= 16, 'a secret to follow it with');
+  assert((await filed.innerText()).includes('shangcheng-urban-management'), 'routed to the district by the area');
+  await pub.page.locator(`.board[data-id="${id}"]`).waitFor();
+  const o = await open('shangcheng-urban-management,hotline-triage', { path: '/appeals' });
+  const item = o.page.locator(`.queue[data-id="${id}"]`);
+  await item.waitFor();
+  await item.locator('[data-testid=answer-text]').fill('The lamp was replaced.');
+  await item.locator('[data-testid=answer]').click();
+  await item.waitFor({ state: 'detached' });
+  await o.done('appeals-officer');
+  // The requester's browser kept the secret: it rates the answer.
+  await pub.page.reload();
+  const mine = pub.page.locator(`.mine[data-id="${id}"]`);
+  await mine.locator('[data-status="answered"]').waitFor();
+  await mine.locator('[data-testid=rate-stars]').selectOption('5');
+  await mine.locator('[data-testid=rate]').click();
+  await pub.page.locator(`.mine[data-id="${id}"] [data-status="closed"]`).waitFor();
+  await pub.page.locator(`.board[data-id="${id}"] [data-status="closed"]`).waitFor();
+  await pub.page.locator('[data-testid=department-stats] tr[data-department="shangcheng-urban-management"]').waitFor();
+  await pub.done('appeals-public');
 });
 
 await browser.close();

@@ -158,6 +158,7 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/", Action::Open),
     ("GET", "/login", Action::Open),
     ("GET", "/portal", Action::Open),
+    ("GET", "/appeals", Action::Open),
     ("POST", "/login", Action::Open),
     ("POST", "/logout", Action::Open),
     ("GET", "/cockpit/{uid}", Action::Open),

@@ -10,12 +10,20 @@ pub const PAGE: &str = include_str!("../assets/cockpit.html");
 /// The services portal's page (`/portal`).
 pub const PORTAL: &str = include_str!("../assets/portal.html");
 
+/// The appeals page and public board (`/appeals`).
+pub const APPEALS: &str = include_str!("../assets/appeals.html");
+
 /// (path under /assets/, content type, bytes)
 pub const FILES: &[(&str, &str, &[u8])] = &[
     (
         "portal.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/portal.js"),
+    ),
+    (
+        "appeals.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/appeals.js"),
     ),
     (
         "portal.css",

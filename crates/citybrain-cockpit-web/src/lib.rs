@@ -612,6 +612,7 @@ pub fn router(c: Arc<Cockpits>) -> Router {
         .route("/", get(index))
         .route("/login", get(login_page).post(login))
         .route("/portal", get(|| async { Html(assets::PORTAL) }))
+        .route("/appeals", get(|| async { Html(assets::APPEALS) }))
         .route("/logout", axum::routing::post(logout))
         .route("/cockpit/{uid}", get(page))
         .route("/api/cockpits", get(list))
