@@ -295,3 +295,75 @@ pub async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     let svc = appeals(&s)?;
     Ok(plain(StatusCode::OK, to_value(svc.figures().await?)?))
 }
+
+/// GET /api/v1/enterprise-overview — the enterprise one-stop page (深i企):
+/// an enterprise's appeals, the policies it matches today (each with its
+/// explanation), its applications and its grants, in one answer. An
+/// enterprise sees its own (`?subject=` for an officer or administrator).
+pub async fn enterprise_overview(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
+    let by = actor(&n);
+    let subject = match (by.kind, n.params.get("subject")) {
+        (ActorKind::Enterprise, None) => by.subject.clone(),
+        (ActorKind::Enterprise, Some(x)) if by.subject.as_deref() == Some(x) => by.subject.clone(),
+        (ActorKind::Officer | ActorKind::Administrator, Some(x)) => Some(x.to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::forbidden("the one-stop page is an enterprise's own (officers name ?subject=)"))?;
+    let entity = s.hub.retrieve_entity(&n.tenant, &subject).await?;
+    crate::guard::visible(&n, &entity)?;
+    let appeals_view = match &s.appeals {
+        Some(a) => {
+            let (mine, total) = a
+                .list(
+                    &Filter {
+                        requester: Some(subject.clone()),
+                        ..Filter::default()
+                    },
+                    0,
+                    100,
+                )
+                .await?;
+            json!({"total": total, "appeals": mine.iter().map(|x| view(x, &by, None, a)).collect::<ApiResult<Vec<_>>>()?})
+        }
+        None => json!({"total": 0, "appeals": []}),
+    };
+    let (applications, grants) = match &s.services {
+        Some(svc) => (
+            to_value(svc.applications(Some(&subject), None, None, 100).await?)?,
+            to_value(svc.grants(Some(&subject), 100).await?)?,
+        ),
+        None => (json!([]), json!([])),
+    };
+    // The policies about enterprises decided for it today, from what the hub holds.
+    let terms = n.context(&s.hub, None).await?.terms;
+    let subject_type = terms.compact(entity.types.first().map(String::as_str).unwrap_or_default());
+    let today = chrono::Utc::now().date_naive();
+    let mut matches = Vec::new();
+    for p in s.policies.active_for(&subject_type, today) {
+        let facts = citybrain_services_hub::facts::about(&s.hub, &n.tenant, &terms, p, &entity).await;
+        // A policy whose inputs the hub's data does not fit is not a match.
+        let Ok(facts) = facts else { continue };
+        let d = p.decide(&facts, today, chrono::Utc::now());
+        if d.outcome == citybrain_rules::Outcome::Eligible {
+            matches.push(to_value(&d)?);
+        }
+    }
+    crate::guard::record(
+        &s,
+        &n,
+        "read",
+        "GET /api/v1/enterprise-overview",
+        std::slice::from_ref(&entity),
+    )
+    .await?;
+    Ok(plain(
+        StatusCode::OK,
+        json!({
+            "subject": subject,
+            "appeals": appeals_view,
+            "matchingPolicies": matches,
+            "applications": applications,
+            "grants": grants,
+        }),
+    ))
+}

@@ -147,6 +147,7 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/appeals/{id}/similar", Action::Own),
     ("GET", "/api/v1/appeal-queue", Action::Own),
     ("GET", "/api/v1/appeal-metrics", Action::Open),
+    ("GET", "/api/v1/enterprise-overview", Action::Own),
     // Open311: GETs are public; a POST carries its api_key in the form.
     ("GET", "/open311/v2/{file}", Action::Open),
     ("POST", "/open311/v2/{file}", Action::Open),

@@ -179,6 +179,7 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/api/v1/appeals/{id}/similar", get(appeals::similar))
         .route("/api/v1/appeal-queue", get(appeals::queue))
         .route("/api/v1/appeal-metrics", get(appeals::metrics))
+        .route("/api/v1/enterprise-overview", get(appeals::enterprise_overview))
         .route("/open311/v2/{file}", get(open311::top).post(open311::create))
         .route("/open311/v2/services/{file}", get(open311::definition))
         .route("/open311/v2/requests/{file}", get(open311::request))

@@ -325,6 +325,42 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
     assert_eq!(code, 400);
     assert!(bad["detail"].as_str().unwrap().contains("description"), "{bad}");
 
+    // The enterprise one-stop page: its appeal, the policies it matches, its applications and grants.
+    let restaurant = s.token("urn:ngsi-ld:Organization:demo-restaurant");
+    let (code, _) = call(
+        &http,
+        "POST",
+        &format!("{api}/appeals"),
+        Some(restaurant),
+        Some(json!({"category": "enterprise-appeal", "description": "食品经营许可证审批超时"})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, page) = call(
+        &http,
+        "GET",
+        &format!("{api}/enterprise-overview"),
+        Some(restaurant),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["appeals"]["total"], 1, "{page}");
+    assert_eq!(page["appeals"]["appeals"][0]["department"], "enterprise-service");
+    assert!(page["matchingPolicies"].is_array() && page["applications"].is_array() && page["grants"].is_array());
+    for d in page["matchingPolicies"].as_array().unwrap() {
+        assert_eq!(d["outcome"], "eligible", "{d}");
+    }
+    let (code, _) = call(
+        &http,
+        "GET",
+        &format!("{api}/enterprise-overview"),
+        Some(graduate),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "a citizen has no one-stop enterprise page");
+
     // The figures, computed on request and kept in the hub for the cockpit.
     let (_, figures) = call(&http, "GET", &format!("{api}/appeal-metrics"), None, None).await;
     let city = figures
@@ -335,7 +371,7 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
         .unwrap();
     assert_eq!(
         (city["appeals"].as_u64(), city["satisfactionMean"].as_f64()),
-        (Some(2), Some(5.0)),
+        (Some(3), Some(5.0)),
         "{city}"
     );
     until(30, "the AppealMetrics entity", || {
@@ -345,7 +381,7 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
             let (_, v) = call(&http, "GET", &url, None, None).await;
             v.as_array()?
                 .iter()
-                .find(|e| e["department"] == "city" && e["appeals"] == 2)
+                .find(|e| e["department"] == "city" && e["appeals"] == 3)
                 .cloned()
         }
     })
