@@ -213,6 +213,11 @@ pub fn in_memory(cfg: &AppealsConfig, n: usize) -> Result<serde_json::Value> {
         if i % 1000 == 0 {
             bar.set_position(i as u64);
         }
+        // Without a terminal (CI, --json into a file) the bar is hidden: a line per 100,000.
+        if bar.is_hidden() && (i + 1) % 100_000 == 0 {
+            let s = t0.elapsed().as_secs_f64();
+            eprintln!("{} appeals in {s:.0} s ({:.0}/s so far)", i + 1, (i + 1) as f64 / s);
+        }
     }
     index.commit()?;
     bar.finish_and_clear();

@@ -438,7 +438,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     let appeals = open_appeals(&hub, &args.appeals).await?;
     if let (true, Some(_)) = (demo, &appeals) {
         println!(
-            "appeals (12345): file one in the portal or at http://{addr}/api/v1/appeals; the public board at http://{addr}/api/v1/appeals; Open311 GeoReport v2 at http://{addr}/open311/v2/services.json\n"
+            "appeals (12345): file one and read the public board at http://{addr}/appeals (the API at http://{addr}/api/v1/appeals); Open311 GeoReport v2 at http://{addr}/open311/v2/services.json\n"
         );
     }
     let state = AppState {

@@ -351,7 +351,16 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
     for d in page["matchingPolicies"].as_array().unwrap() {
         assert_eq!(d["outcome"], "eligible", "{d}");
     }
-    let (code, _) = call(
+    let (code, other) = call(
+        &http,
+        "GET",
+        &format!("{api}/enterprise-overview?subject=urn:ngsi-ld:Organization:demo-restaurant"),
+        Some(graduate),
+        None,
+    )
+    .await;
+    assert_eq!(code, 403, "another's page: {other}");
+    let (code, own) = call(
         &http,
         "GET",
         &format!("{api}/enterprise-overview"),
@@ -359,7 +368,11 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
         None,
     )
     .await;
-    assert_eq!(code, 403, "a citizen has no one-stop enterprise page");
+    assert_eq!(
+        (code, own["appeals"]["total"].as_u64()),
+        (200, Some(1)),
+        "a citizen's own page: {own}"
+    );
 
     // The figures, computed on request and kept in the hub for the cockpit.
     let (_, figures) = call(&http, "GET", &format!("{api}/appeal-metrics"), None, None).await;
