@@ -479,7 +479,7 @@ impl Appeals {
                     .ok_or_else(|| AppealsError::Forbidden("sign in to follow an appeal".into()))?;
                 a.follow(&who, now).into_iter().collect()
             }
-            Action::Report => a.report(cfg, now).into_iter().collect(),
+            Action::Report => a.report(by, cfg, now)?.into_iter().collect(),
             Action::Moderate {
                 hide,
                 reason,

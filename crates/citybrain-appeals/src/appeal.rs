@@ -133,6 +133,7 @@ pub struct Update {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Location {
     pub lat: f64,
     pub lon: f64,
@@ -152,6 +153,7 @@ pub enum Channel {
 
 /// What a requester files.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Filing {
     /// None: the classifier chooses.
     #[serde(default)]
@@ -232,6 +234,9 @@ pub struct Appeal {
     pub hidden: bool,
     pub hidden_reason: Option<String>,
     pub reports: u32,
+    /// Who reported it (each counts once).
+    #[serde(default)]
+    pub reporters: BTreeSet<String>,
     /// Whether any answer came after the due time (for the on-time rate).
     pub late: bool,
     pub seq: u32,
@@ -423,6 +428,7 @@ impl Appeal {
             hidden: blocked.is_some(),
             hidden_reason: blocked.map(|w| format!("blocked word '{w}'")),
             reports: 0,
+            reporters: BTreeSet::new(),
             late: false,
             seq: 0,
             secret_sha256: secret.map(sha256_hex),
@@ -832,8 +838,26 @@ impl Appeal {
     }
 
     /// A report by the public; hidden once there are enough.
-    pub fn report(&mut self, config: &AppealsConfig, now: DateTime<Utc>) -> Option<Update> {
-        self.reports += 1;
+    /// A report by a signed-in member of the public; each counts once, and
+    /// enough distinct reporters hide it.
+    pub fn report(
+        &mut self,
+        by: &Actor,
+        config: &AppealsConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Update>, AppealsError> {
+        let who = by.subject.clone().unwrap_or_else(|| by.id.clone());
+        if by.subject.is_none() && !matches!(by.kind, ActorKind::Officer | ActorKind::Administrator) {
+            return Err(AppealsError::Forbidden("sign in to report an appeal".into()));
+        }
+        if !self.reporters.insert(who) {
+            return Ok(None);
+        }
+        self.reports = self.reporters.len() as u32;
+        Ok(self.hide_if_reported(config, now))
+    }
+
+    fn hide_if_reported(&mut self, config: &AppealsConfig, now: DateTime<Utc>) -> Option<Update> {
         if !self.hidden && self.reports >= config.moderation.hide_after_reports {
             self.hidden = true;
             self.hidden_reason = Some(format!("{} reports", self.reports));
@@ -873,6 +897,7 @@ impl Appeal {
         self.hidden_reason = hide.then(|| reason.clone());
         if !hide {
             self.reports = 0;
+            self.reporters.clear();
         }
         Ok(self.push(
             if hide { UpdateKind::Hidden } else { UpdateKind::Restored },

@@ -332,8 +332,20 @@ fn the_public_sees_no_personal_data_and_blocked_words_are_held() {
         &citizen("p"),
         t0,
     );
-    assert!(b.report(&cfg, t0).is_none() && b.report(&cfg, t0).is_none());
-    assert_eq!(b.report(&cfg, t0).unwrap().kind, UpdateKind::Hidden);
+    // Each reporter counts once; the public without an account cannot report.
+    let anonymous = Actor {
+        subject: None,
+        ..citizen("x")
+    };
+    assert!(b.report(&anonymous, &cfg, t0).is_err());
+    assert!(b.report(&citizen("r1"), &cfg, t0).unwrap().is_none());
+    assert!(b.report(&citizen("r1"), &cfg, t0).unwrap().is_none());
+    assert!(b.report(&citizen("r2"), &cfg, t0).unwrap().is_none());
+    assert!(!b.hidden, "two distinct reporters");
+    assert_eq!(
+        b.report(&citizen("r3"), &cfg, t0).unwrap().unwrap().kind,
+        UpdateKind::Hidden
+    );
     assert!(b.hidden);
 }
 

@@ -324,6 +324,29 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
     .await;
     assert_eq!(code, 400);
     assert!(bad["detail"].as_str().unwrap().contains("description"), "{bad}");
+    let (code, bad) = call(
+        &http,
+        "POST",
+        &format!("{api}/appeals"),
+        None,
+        Some(json!({"description": "x", "colour": "red"})),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        bad["detail"].as_str().unwrap().contains("colour"),
+        "an unknown member is named: {bad}"
+    );
+    // Reporting needs an account; each reporter counts once.
+    let (code, _) = call(
+        &http,
+        "POST",
+        &format!("{api}/appeals/{id}/actions"),
+        None,
+        Some(json!({"action": "report"})),
+    )
+    .await;
+    assert_eq!(code, 403);
 
     // The enterprise one-stop page: its appeal, the policies it matches, its applications and grants.
     let restaurant = s.token("urn:ngsi-ld:Organization:demo-restaurant");
