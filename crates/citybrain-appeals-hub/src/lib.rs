@@ -249,6 +249,7 @@ fn indexed(a: &Appeal) -> Indexed<'_> {
         lon: a.location.as_ref().map(|l| l.lon),
         open: a.status.is_handling() || a.status == Status::Answered,
         filed: a.filed_at.timestamp(),
+        teach: a.classified.is_none() && citybrain_appeals::text::teaches(&a.id),
     }
 }
 

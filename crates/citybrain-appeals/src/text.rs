@@ -6,10 +6,12 @@
 //! - **classification**: an appeal filed without a category is scored
 //!   (BM25) against every document; the ten best vote for their category
 //!   with their scores, and the winner's share of the votes is the
-//!   confidence. Routed appeals teach it the words people really use.
-//! - **similar appeals** (duplicates): open appeals of the same category
-//!   inside a box around the location, ranked by BM25, then kept where the
-//!   distance and the token overlap are within the configured limits.
+//!   confidence. A sample of the appeals whose category a person chose
+//!   teaches it the words people really use.
+//! - **similar appeals** (duplicates): open appeals of the same category in
+//!   the grid cells around the location (term postings, no word scoring),
+//!   kept where the distance and the token overlap are within the
+//!   configured limits.
 //!
 //! The index is rebuilt from the hub when a server starts.
 
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, INDEXED, STORED, STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, TextAnalyzer, TokenStream};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -29,6 +31,14 @@ use crate::config::AppealsConfig;
 use crate::AppealsError;
 
 const TOKENIZER: &str = "jieba_lower";
+/// The most appeals one duplicate search looks at (a street's worth).
+const MAX_CANDIDATES: usize = 20_000;
+
+type Columns = (
+    tantivy::columnar::Column<f64>,
+    tantivy::columnar::Column<f64>,
+    tantivy::columnar::Column<i64>,
+);
 /// Metres per degree of latitude.
 const M_PER_DEG: f64 = 111_320.0;
 
@@ -55,6 +65,23 @@ pub struct Indexed<'a> {
     pub open: bool,
     /// Unix seconds.
     pub filed: i64,
+    /// Whether the classifier learns from it (a category a person chose;
+    /// see [`teaches`]).
+    pub teach: bool,
+}
+
+/// One appeal in this many, of those whose category a person chose,
+/// teaches the classifier: enough to learn the words people use, while the
+/// neighbours it ranks stay a bounded share of the index.
+pub const TEACH_ONE_IN: u64 = 20;
+
+/// Whether an appeal with this id is in the classifier's sample (stable: the
+/// same after a restart).
+pub fn teaches(id: &str) -> bool {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    h % TEACH_ONE_IN == 0
 }
 
 /// A similar appeal.
@@ -92,12 +119,17 @@ struct Fields {
     filed: Field,
     /// The grid cell of the location (`x:y`), for searches by place.
     cell: Field,
+    /// The text's words, space-separated (stored: the overlap is computed
+    /// without tokenising again).
+    tokens: Field,
+    /// "1": the classifier ranks it (categories and a sample of appeals).
+    teach: Field,
 }
 
 /// An appeal put since the last commit: searched by a scan until then.
 struct Pending {
     category: String,
-    text: String,
+    tokens: BTreeSet<String>,
     at: Option<(f64, f64)>,
     open: bool,
     filed: i64,
@@ -196,11 +228,13 @@ impl TextIndex {
             id: sb.add_text_field("id", STRING | STORED),
             category: sb.add_text_field("category", STRING | STORED),
             text: sb.add_text_field("text", text_opts),
-            lat: sb.add_f64_field("lat", STORED),
-            lon: sb.add_f64_field("lon", STORED),
+            lat: sb.add_f64_field("lat", FAST | STORED),
+            lon: sb.add_f64_field("lon", FAST | STORED),
             open: sb.add_u64_field("open", INDEXED),
-            filed: sb.add_i64_field("filed", STORED),
+            filed: sb.add_i64_field("filed", FAST | STORED),
             cell: sb.add_text_field("cell", STRING),
+            tokens: sb.add_text_field("tokens", STORED),
+            teach: sb.add_text_field("teach", STRING),
         };
         let index = Index::create_in_ram(sb.build());
         index.tokenizers().register(TOKENIZER, analyzer());
@@ -224,6 +258,7 @@ impl TextIndex {
                 doc.add_text(t.f.kind, "category");
                 doc.add_text(t.f.id, format!("category:{}", c.code));
                 doc.add_text(t.f.category, &c.code);
+                doc.add_text(t.f.teach, "1");
                 doc.add_text(
                     t.f.text,
                     format!("{} {} {} {}", c.name, c.group, c.description, c.keywords.join(" ")),
@@ -270,6 +305,7 @@ impl TextIndex {
     /// Adds or replaces an appeal. Searches see it at once (from a buffer
     /// scanned until the next commit, as a near-real-time engine would).
     pub fn put(&self, a: &Indexed) -> Result<(), AppealsError> {
+        let tokens = self.tokens(a.text);
         // The buffer's lock is held across the write, so a commit never
         // clears an entry whose document it did not write.
         let mut pending = self.pending.lock().expect("the pending lock");
@@ -277,7 +313,7 @@ impl TextIndex {
             a.id.to_string(),
             Pending {
                 category: a.category.to_string(),
-                text: a.text.to_string(),
+                tokens: tokens.iter().cloned().collect(),
                 at: a.lat.zip(a.lon),
                 open: a.open,
                 filed: a.filed,
@@ -290,6 +326,10 @@ impl TextIndex {
         doc.add_text(self.f.id, a.id);
         doc.add_text(self.f.category, a.category);
         doc.add_text(self.f.text, a.text);
+        doc.add_text(self.f.tokens, tokens.join(" "));
+        if a.teach {
+            doc.add_text(self.f.teach, "1");
+        }
         if let (Some(lat), Some(lon)) = (a.lat, a.lon) {
             doc.add_f64(self.f.lat, lat);
             doc.add_f64(self.f.lon, lon);
@@ -329,9 +369,19 @@ impl TextIndex {
 
     /// The category the text most likely belongs to.
     pub fn classify(&self, text: &str) -> Result<Option<Classification>, AppealsError> {
-        let Some(q) = self.words_query(text) else {
+        let Some(words) = self.words_query(text) else {
             return Ok(None);
         };
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, words),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.f.teach, "1"),
+                    IndexRecordOption::Basic,
+                )),
+            ),
+        ]);
         let searcher = self.reader.searcher();
         let top = searcher
             .search(&q, &TopDocs::with_limit(10).order_by_score())
@@ -356,9 +406,10 @@ impl TextIndex {
 
     /// Open appeals like this one nearby, most similar first.
     pub fn similar(&self, around: &Around) -> Result<Vec<Similar>, AppealsError> {
-        let Some(words) = self.words_query(around.text) else {
+        let mine: BTreeSet<String> = self.tokens(around.text).into_iter().collect();
+        if mine.is_empty() {
             return Ok(Vec::new());
-        };
+        }
         let dlat = around.radius_m / M_PER_DEG;
         let dlon = around.radius_m / (M_PER_DEG * around.lat.to_radians().cos().max(0.01));
         // The grid cells the search box touches, as terms: posting lists,
@@ -383,7 +434,6 @@ impl TextIndex {
             Box::new(TermQuery::new(Term::from_field_text(f, v), IndexRecordOption::Basic))
         };
         let q = BooleanQuery::new(vec![
-            (Occur::Must, words),
             (Occur::Must, term(self.f.kind, "appeal")),
             (Occur::Must, term(self.f.category, around.category)),
             (
@@ -399,27 +449,44 @@ impl TextIndex {
         // buffer while searching (a commit clears it after reloading).
         let pending = self.pending.lock().expect("the pending lock");
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&q, &TopDocs::with_limit(20).order_by_score())
-            .map_err(index_err)?;
-        let mine: BTreeSet<String> = self.tokens(around.text).into_iter().collect();
+        // Every open appeal of the category in the cells: term postings only
+        // (no scoring of common words); coordinates and dates from the
+        // columns, the stored words only for those close enough.
+        let mut found: Vec<tantivy::DocAddress> = searcher
+            .search(&q, &tantivy::collector::DocSetCollector)
+            .map_err(index_err)?
+            .into_iter()
+            .collect();
+        found.sort_unstable();
+        found.truncate(MAX_CANDIDATES);
         let mut out = Vec::new();
-        for (_, at) in top {
+        let mut columns: HashMap<u32, Option<Columns>> = HashMap::new();
+        for at in found {
+            let cols = columns.entry(at.segment_ord).or_insert_with(|| {
+                let ff = searcher.segment_reader(at.segment_ord).fast_fields();
+                Some((ff.f64("lat").ok()?, ff.f64("lon").ok()?, ff.i64("filed").ok()?))
+            });
+            let Some((lat_c, lon_c, filed_c)) = cols else { continue };
+            let (Some(lat), Some(lon), Some(filed)) =
+                (lat_c.first(at.doc_id), lon_c.first(at.doc_id), filed_c.first(at.doc_id))
+            else {
+                continue;
+            };
+            if filed < around.since || distance_m(around.lat, around.lon, lat, lon) > around.radius_m {
+                continue;
+            }
             let doc: TantivyDocument = searcher.doc(at).map_err(index_err)?;
-            let get_f = |f: Field| doc.get_first(f).and_then(|v| v.as_f64());
-            let (Some(id), Some(lat), Some(lon), Some(text)) = (
+            let (Some(id), Some(words)) = (
                 doc.get_first(self.f.id).and_then(|v| v.as_str()),
-                get_f(self.f.lat),
-                get_f(self.f.lon),
-                doc.get_first(self.f.text).and_then(|v| v.as_str()),
+                doc.get_first(self.f.tokens).and_then(|v| v.as_str()),
             ) else {
                 continue;
             };
-            let filed = doc.get_first(self.f.filed).and_then(|v| v.as_i64()).unwrap_or(i64::MIN);
-            if Some(id) == around.except || pending.contains_key(id) || filed < around.since {
+            if Some(id) == around.except || pending.contains_key(id) {
                 continue;
             }
-            self.keep_if_similar(&mut out, around, &mine, id, lat, lon, text);
+            let theirs: BTreeSet<String> = words.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect();
+            self.keep_if_similar(&mut out, around, &mine, id, lat, lon, &theirs);
         }
         for id in pending.near(
             around.lat - dlat,
@@ -432,7 +499,7 @@ impl TextIndex {
             if Some(id) == around.except || !p.open || p.category != around.category || p.filed < around.since {
                 continue;
             }
-            self.keep_if_similar(&mut out, around, &mine, id, lat, lon, &p.text);
+            self.keep_if_similar(&mut out, around, &mine, id, lat, lon, &p.tokens);
         }
         out.sort_by(|a, b| {
             b.similarity
@@ -451,18 +518,17 @@ impl TextIndex {
         id: &str,
         lat: f64,
         lon: f64,
-        text: &str,
+        theirs: &BTreeSet<String>,
     ) {
         let distance = distance_m(around.lat, around.lon, lat, lon);
         if distance > around.radius_m {
             return;
         }
-        let theirs: BTreeSet<String> = self.tokens(text).into_iter().collect();
         let union = mine.union(&theirs).count();
         let similarity = if union == 0 {
             0.0
         } else {
-            mine.intersection(&theirs).count() as f64 / union as f64
+            mine.intersection(theirs).count() as f64 / union as f64
         };
         if similarity >= around.min_similarity {
             out.push(Similar {

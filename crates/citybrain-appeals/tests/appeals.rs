@@ -410,6 +410,7 @@ fn similar_open_appeals_nearby_are_found_and_others_are_not() {
                 lon: Some(lon),
                 open,
                 filed: t0,
+                teach: false,
             })
             .unwrap()
     };

@@ -205,6 +205,7 @@ pub fn in_memory(cfg: &AppealsConfig, n: usize) -> Result<serde_json::Value> {
             lon: Some(l.lon),
             open: true,
             filed: now.timestamp(),
+            teach: a.classified.is_none() && citybrain_appeals::text::teaches(&a.id),
         })?;
         // As the hub does: a segment per 10,000 appeals, the rest searched from the buffer.
         if (i + 1) % 10_000 == 0 {
