@@ -524,7 +524,7 @@ impl TextIndex {
         if distance > around.radius_m {
             return;
         }
-        let union = mine.union(&theirs).count();
+        let union = mine.union(theirs).count();
         let similarity = if union == 0 {
             0.0
         } else {
