@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use citybrain_appeals::appeal::{Channel, PublicAppeal};
-use citybrain_appeals::text::{Around, Indexed, Similar};
+use citybrain_appeals::intake;
+use citybrain_appeals::text::{Indexed, Similar};
 use citybrain_appeals::{Actor, Appeal, AppealsConfig, AppealsError, Filing, Status, TextIndex, Update};
 use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_ngsild::{Entity, ErrorKind, NgsiError, TermMap};
@@ -357,34 +358,7 @@ impl Appeals {
         filing.check(&self.inner.config)?;
         let cfg = &self.inner.config;
         let now = self.now();
-        let (category, classified) = match &filing.category {
-            Some(c) => (c.clone(), None),
-            None => match self.inner.index.classify(&filing.description)? {
-                Some(c) if c.confidence >= cfg.moderation.classify_min_confidence => (c.category.clone(), Some(c)),
-                // Not sure: the dispatch centre decides.
-                Some(c) => ("other".to_string(), Some(c)),
-                None => ("other".to_string(), None),
-            },
-        };
-        if cfg.category(&category).is_none() {
-            return Err(
-                AppealsError::Invalid(format!("category '{category}' is not one of the appeal categories")).into(),
-            );
-        }
-        let area = filing.area.clone().or_else(|| {
-            filing
-                .location
-                .as_ref()
-                .and_then(|l| cfg.area_at(l.lat, l.lon))
-                .map(|a| a.id.clone())
-        });
-        let mut route = cfg.route(&category, area.as_deref());
-        if let Some(c) = &classified {
-            route.reason = format!(
-                "{}; category {} chosen by the classifier (confidence {:.2})",
-                route.reason, c.category, c.confidence
-            );
-        }
+        let (category, classified, route) = intake::triage(&filing, cfg, &self.inner.index)?;
         let signed_in = by.subject.is_some();
         let secret = (!signed_in || filing.anonymous).then(|| uuid::Uuid::new_v4().simple().to_string());
         let id = format!(
@@ -393,17 +367,7 @@ impl Appeals {
             &uuid::Uuid::new_v4().simple().to_string()[..10]
         );
         let similar = match &filing.location {
-            Some(l) => self.inner.index.similar(&Around {
-                text: &filing.description,
-                category: &category,
-                lat: l.lat,
-                lon: l.lon,
-                radius_m: cfg.moderation.duplicate_radius_m,
-                since: (now - chrono::Duration::from_std(cfg.moderation.duplicate_window).unwrap_or_default())
-                    .timestamp(),
-                min_similarity: cfg.moderation.duplicate_min_similarity,
-                except: None,
-            })?,
+            Some(l) => intake::duplicates(&self.inner.index, cfg, &filing.description, &category, l, now, None)?,
             None => Vec::new(),
         };
         let (appeal, first) = Appeal::file(
@@ -506,18 +470,15 @@ impl Appeals {
     pub async fn similar_to(&self, id: &str) -> Result<Vec<Similar>> {
         let a = self.must(id).await?;
         let Some(l) = &a.location else { return Ok(Vec::new()) };
-        let cfg = &self.inner.config;
-        Ok(self.inner.index.similar(&Around {
-            text: &a.description,
-            category: &a.category,
-            lat: l.lat,
-            lon: l.lon,
-            radius_m: cfg.moderation.duplicate_radius_m,
-            since: (a.filed_at - chrono::Duration::from_std(cfg.moderation.duplicate_window).unwrap_or_default())
-                .timestamp(),
-            min_similarity: cfg.moderation.duplicate_min_similarity,
-            except: Some(&a.id),
-        })?)
+        Ok(intake::duplicates(
+            &self.inner.index,
+            &self.inner.config,
+            &a.description,
+            &a.category,
+            l,
+            a.filed_at,
+            Some(&a.id),
+        )?)
     }
 
     fn query(&self, ty: &str, clauses: &[String]) -> Result<citybrain_ngsild::selector::EntityQuery> {
@@ -599,35 +560,33 @@ impl Appeals {
     /// decides what to show).
     pub async fn updates(&self, id: &str) -> Result<Vec<Update>> {
         let q = self.query(UPDATE, &[format!("appeal==\"{}\"", appeal_entity_id(id))])?;
-        let page = citybrain_store::Page {
-            offset: 0,
-            limit: 1000,
-            count: false,
-        };
-        let r = self.inner.hub.query_entities(self.tenant(), &q, page).await?;
-        let mut out: Vec<Update> = r
-            .entities
-            .iter()
-            .map(|e| read_json(e, self.terms(), "record"))
-            .collect::<Result<_>>()?;
+        let mut out = self.read_updates(&q, 0, 1000).await?;
         out.sort_by_key(|u| u.seq);
         Ok(out)
     }
 
-    /// Updates made between two instants (unix seconds), in time order, a page.
-    pub async fn updates_between(&self, since: i64, until: i64, offset: usize, limit: usize) -> Result<Vec<Update>> {
-        let q = self.query(UPDATE, &[format!("atSecs>={since}"), format!("atSecs<={until}")])?;
+    async fn read_updates(
+        &self,
+        q: &citybrain_ngsild::selector::EntityQuery,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Update>> {
         let page = citybrain_store::Page {
             offset,
             limit: limit.clamp(1, 1000),
             count: false,
         };
-        let r = self.inner.hub.query_entities(self.tenant(), &q, page).await?;
-        let mut out: Vec<Update> = r
-            .entities
+        let r = self.inner.hub.query_entities(self.tenant(), q, page).await?;
+        r.entities
             .iter()
             .map(|e| read_json(e, self.terms(), "record"))
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    /// Updates made between two instants (unix seconds), in time order, a page.
+    pub async fn updates_between(&self, since: i64, until: i64, offset: usize, limit: usize) -> Result<Vec<Update>> {
+        let q = self.query(UPDATE, &[format!("atSecs>={since}"), format!("atSecs<={until}")])?;
+        let mut out = self.read_updates(&q, offset, limit).await?;
         out.sort_by(|a, b| a.at.cmp(&b.at).then(a.seq.cmp(&b.seq)));
         Ok(out)
     }

@@ -10,6 +10,7 @@
 //! - [`appeal`]: the lifecycle. Every change is an [`appeal::Update`] with
 //!   a public note; timers warn before a breach and escalate at it.
 //! - [`redact`]: personal data removed from everything public; moderation.
+//! - [`intake`]: a filing's category, route and possible duplicates.
 //! - [`text`]: a tantivy index with jieba tokenisation: the classifier that
 //!   routes an appeal filed without a category, and the search for similar
 //!   appeals nearby (duplicates).
@@ -22,6 +23,7 @@ pub mod appeal;
 pub mod calendar;
 pub mod config;
 mod error;
+pub mod intake;
 pub mod redact;
 pub mod text;
 

@@ -7,25 +7,6 @@
 
 const main = document.getElementById('main');
 
-function fill(e, ...children) {
-  e.replaceChildren();
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
-}
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
-  }
-  return fill(e, ...children);
-}
-
 const STATUS = {
   routed: '已派单 routed', in_progress: '办理中 in progress', awaiting_citizen: '待您补充 waiting for you',
   answered: '已答复 answered', reopened: '重新办理 reopened', closed: '已办结 closed', duplicate: '重复件 duplicate',

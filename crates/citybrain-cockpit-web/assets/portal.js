@@ -6,26 +6,6 @@
 
 const main = document.getElementById('main');
 
-// Replaces e's children by these (nested lists flattened, null and false skipped).
-function fill(e, ...children) {
-  e.replaceChildren();
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
-}
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? '' : v);
-  }
-  return fill(e, ...children);
-}
-
 const LABELS = {
   approved: '已批准 approved', rejected: '未批准 not approved', in_review: '审核中 in review',
   incomplete: '待补充 incomplete', completed: '已办结 completed', running: '办理中 in progress',

@@ -21,6 +21,11 @@ pub const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/portal.js"),
     ),
     (
+        "dom.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/dom.js"),
+    ),
+    (
         "appeals.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/appeals.js"),
