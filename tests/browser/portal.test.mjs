@@ -10,7 +10,10 @@
 // from the queue and it completes. No console error, no request off the
 // machine, no page wider than the phone. On /appeals, an appeal filed
 // without an account is answered by the district and rated with the
-// secret the browser kept. Prints "N passed, N failed".
+// secret the browser kept, and shows on the board's map; a citizen
+// comments on the draft under consultation and the department answers it;
+// the one-stop page shows an enterprise its matches, applications, grants
+// and appeals. Prints "N passed, N failed".
 
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
@@ -185,6 +188,46 @@ await check('an appeal filed on /appeals without an account is answered by the d
   await pub.page.locator(`.board[data-id="${id}"] [data-status="closed"]`).waitFor();
   await pub.page.locator('[data-testid=department-stats] tr[data-department="shangcheng-urban-management"]').waitFor();
   await pub.done('appeals-public');
+});
+
+await check('the public board maps the appeals; a citizen comments on the draft and the department answers with its adoption', async () => {
+  const c = await open('urn:ngsi-ld:Person:demo-graduate', { path: '/appeals' });
+  const map = c.page.locator('[data-testid=appeal-map]');
+  await map.locator('svg path').first().waitFor();
+  assert(Number(await map.getAttribute('data-points')) >= 1, 'the appeal filed before is on the map');
+  const item = c.page.locator('.consultation[data-id="elderly-allowance-2027"]');
+  await item.locator('[data-stage="open"]').waitFor();
+  await item.locator('[data-testid=consultation-open]').click();
+  const detail = c.page.locator('[data-testid=consultation-detail]');
+  await detail.locator('.draft-section[data-section="art-2"]').waitFor();
+  await detail.locator('[data-testid=comment-section]').selectOption('art-2');
+  await detail.locator('[data-testid=comment-text]').fill('300 yuan from 90 is good; please also index it to prices. 电话 13812345678');
+  await detail.locator('[data-testid=comment-submit]').click();
+  const mine = detail.locator('.comment').last();
+  await mine.waitFor();
+  const text = await mine.innerText();
+  assert(text.includes('[phone]') && !text.includes('13812345678'), `the public text is redacted: ${text}`);
+  const seq = await mine.getAttribute('data-seq');
+  await c.done('consultation-citizen');
+  const o = await open('civil-affairs,market-regulation,fire-rescue', { path: '/appeals' });
+  await o.page.locator('.consultation[data-id="elderly-allowance-2027"] [data-testid=consultation-open]').click();
+  const comment = o.page.locator(`[data-testid=consultation-detail] .comment[data-seq="${seq}"]`);
+  await comment.locator('[data-testid=comment-answer-text]').fill('Indexation is adopted in article 2.');
+  await comment.locator('[data-testid=comment-adoption]').selectOption('adopted');
+  await comment.locator('[data-testid=comment-answer]').click();
+  await o.page.locator(`[data-testid=consultation-detail] .comment[data-seq="${seq}"] [data-adoption="adopted"]`).waitFor();
+  await o.done('consultation-officer');
+});
+
+await check('the one-stop page shows an enterprise its policies, applications, grants and appeals in one place', async () => {
+  const e = await open('urn:ngsi-ld:Organization:demo-restaurant', { path: '/enterprise' });
+  await e.page.locator('[data-testid=subject]').waitFor();
+  assert((await e.page.locator('[data-testid=subject]').innerText()).includes('demo-restaurant'), 'its own page');
+  for (const t of ['matching-policies', 'enterprise-appeals', 'enterprise-applications', 'enterprise-grants']) {
+    await e.page.locator(`[data-testid=${t}]`).waitFor();
+  }
+  assert(await e.page.locator('[data-testid=enterprise-applications] .application').count() >= 1, 'the bundle started above applied for it');
+  await e.done('enterprise');
 });
 
 await browser.close();

@@ -117,7 +117,12 @@ pub async fn categories(State(s): State<AppState>) -> ApiResult<Response> {
 /// GET /api/v1/appeal-departments — the departments and areas appeals are routed to.
 pub async fn departments(State(s): State<AppState>) -> ApiResult<Response> {
     let c = appeals(&s)?.config();
-    let areas: Vec<Value> = c.areas.iter().map(|a| json!({"id": a.id, "name": a.name})).collect();
+    // The outlines too, for the public board's map ([longitude, latitude]).
+    let areas: Vec<Value> = c
+        .areas
+        .iter()
+        .map(|a| json!({"id": a.id, "name": a.name, "polygon": a.polygon}))
+        .collect();
     Ok(plain(
         StatusCode::OK,
         json!({"departments": to_value(&c.departments)?, "areas": areas, "triage": c.triage}),

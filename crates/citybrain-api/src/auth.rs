@@ -148,6 +148,16 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/api/v1/appeal-queue", Action::Own),
     ("GET", "/api/v1/appeal-metrics", Action::Open),
     ("GET", "/api/v1/enterprise-overview", Action::Own),
+    // Consultations: drafts and comments are public; commenting, supporting
+    // and reporting need an account; publishing and concluding are a
+    // department's (answers and moderation are checked by the domain).
+    ("GET", "/api/v1/consultations", Action::Open),
+    ("POST", "/api/v1/consultations", Action::Write),
+    ("GET", "/api/v1/consultations/{id}", Action::Open),
+    ("GET", "/api/v1/consultations/{id}/comments", Action::Open),
+    ("POST", "/api/v1/consultations/{id}/comments", Action::Own),
+    ("POST", "/api/v1/consultations/{id}/comments/{seq}/actions", Action::Own),
+    ("POST", "/api/v1/consultations/{id}/conclude", Action::Write),
     // Open311: GETs are public; a POST carries its api_key in the form.
     ("GET", "/open311/v2/{file}", Action::Open),
     ("POST", "/open311/v2/{file}", Action::Open),
@@ -160,6 +170,7 @@ pub const RULES: &[(&str, &str, Action)] = &[
     ("GET", "/login", Action::Open),
     ("GET", "/portal", Action::Open),
     ("GET", "/appeals", Action::Open),
+    ("GET", "/enterprise", Action::Open),
     ("POST", "/login", Action::Open),
     ("POST", "/logout", Action::Open),
     ("GET", "/cockpit/{uid}", Action::Open),

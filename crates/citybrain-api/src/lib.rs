@@ -14,6 +14,7 @@
 mod account;
 pub mod appeals;
 pub mod auth;
+pub mod consultations;
 mod decisions;
 mod entities;
 pub mod error;
@@ -180,6 +181,20 @@ pub fn router_with(state: AppState, extra: Router) -> Router {
         .route("/api/v1/appeal-queue", get(appeals::queue))
         .route("/api/v1/appeal-metrics", get(appeals::metrics))
         .route("/api/v1/enterprise-overview", get(appeals::enterprise_overview))
+        .route(
+            "/api/v1/consultations",
+            get(consultations::list).post(consultations::publish),
+        )
+        .route("/api/v1/consultations/{id}", get(consultations::get))
+        .route(
+            "/api/v1/consultations/{id}/comments",
+            get(consultations::comments).post(consultations::comment),
+        )
+        .route(
+            "/api/v1/consultations/{id}/comments/{seq}/actions",
+            post(consultations::comment_action),
+        )
+        .route("/api/v1/consultations/{id}/conclude", post(consultations::conclude))
         .route("/open311/v2/{file}", get(open311::top).post(open311::create))
         .route("/open311/v2/services/{file}", get(open311::definition))
         .route("/open311/v2/requests/{file}", get(open311::request))

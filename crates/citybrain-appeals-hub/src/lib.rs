@@ -8,6 +8,9 @@
 //! subscriptions filter on. `AppealMetrics` entities hold each
 //! department's figures for the appeals cockpit and the public board.
 //!
+//! Public consultations on draft policies live beside them
+//! ([`consultations`]): `Consultation` and `ConsultationComment` entities.
+//!
 //! At start the text index is rebuilt from the hub's appeals and the
 //! timers from their states; a scheduler then warns, escalates and closes
 //! on time. One server writes the appeals at a time (issue 21 brings
@@ -15,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod consultations;
 mod metrics;
 
 use std::collections::{BTreeSet, HashMap};
@@ -30,6 +34,7 @@ use citybrain_hub::{BatchOp, Hub, RequestContext};
 use citybrain_ngsild::{Entity, ErrorKind, NgsiError, TermMap};
 use serde_json::{json, Value};
 
+pub use consultations::CommentAction;
 pub use metrics::DepartmentFigures;
 
 pub const APPEAL: &str = "Appeal";
@@ -314,6 +319,11 @@ impl Appeals {
         id.bytes()
             .fold(7usize, |h, b| h.wrapping_mul(131).wrapping_add(b as usize))
             % LOCKS
+    }
+
+    /// The lock of one appeal's (or consultation's) stripe.
+    async fn lock(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.locks[self.stripe(id)].lock().await
     }
 
     fn set_timer(&self, id: &str, at: Option<DateTime<Utc>>) {

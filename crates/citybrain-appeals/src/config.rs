@@ -7,7 +7,9 @@
 //!   triage desk for what matches nothing;
 //! - `calendar.yaml`: the city's offset, holidays and make-up working days;
 //! - `moderation.yaml`: blocked words, reports before hiding, the duplicate
-//!   radius and window, when an answered appeal closes by itself.
+//!   radius and window, when an answered appeal closes by itself, the
+//!   shortest consultation;
+//! - `consultations/*.yaml` (optional): drafts put up for public comment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -18,6 +20,7 @@ use geo::{Contains, Coord, LineString, Point, Polygon};
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{Sla, WorkCalendar};
+use crate::consultation::DraftFile;
 use crate::AppealsError;
 
 /// The most bytes a configuration file may hold.
@@ -158,21 +161,30 @@ pub struct Moderation {
     /// Reports by the public after which an appeal is hidden (Decidim: 3).
     pub hide_after_reports: u32,
     /// An answered appeal the requester neither confirms nor reopens closes after this.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_text")]
     pub close_after: Duration,
     /// Duplicates: open appeals of the same category within this distance…
     pub duplicate_radius_m: f64,
     /// …filed within this long before.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "duration_text")]
     pub duplicate_window: Duration,
     /// …whose text is at least this similar (0–1, token overlap).
     pub duplicate_min_similarity: f64,
     /// Below this confidence the classifier's category is not used: the
     /// appeal goes to the triage desk.
     pub classify_min_confidence: f64,
+    /// The shortest public consultation on a draft (the State Council's
+    /// rule for major administrative decisions: generally 30 days).
+    #[serde(with = "duration_text", default = "thirty_days")]
+    pub consultation_min_period: Duration,
 }
 
-mod humantime_serde_compat {
+fn thirty_days() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+/// Durations written as text (`30days`, `7days 12h`), for serde.
+pub mod duration_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -207,6 +219,8 @@ pub struct AppealsConfig {
     pub moderation: Moderation,
     /// The Open311 jurisdiction_id (None: requests need not name one).
     pub jurisdiction: Option<String>,
+    /// Drafts shipped in `consultations/`, published on the first start.
+    pub drafts: Vec<DraftFile>,
     by_code: HashMap<String, usize>,
     outlines: Vec<Polygon<f64>>,
 }
@@ -234,8 +248,42 @@ fn parse<T: serde::de::DeserializeOwned>(dir: &Path, name: &str, text: &str) -> 
     })
 }
 
+/// The drafts of `dir/consultations/*.yaml` (none when the folder is
+/// missing), each checked as it would be when published.
+fn load_drafts(dir: &Path, config: &AppealsConfig) -> Result<Vec<DraftFile>, AppealsError> {
+    let folder = dir.join("consultations");
+    let Ok(entries) = std::fs::read_dir(&folder) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    let mut out: Vec<DraftFile> = Vec::new();
+    for n in names {
+        let name = format!("consultations/{n}");
+        let d: DraftFile = parse(dir, &name, &read(dir, &name)?)?;
+        let err = |message: String| AppealsError::Config {
+            file: dir.join(&name).display().to_string(),
+            message,
+        };
+        if out.iter().any(|o| o.id == d.id) {
+            return Err(err(format!("consultation '{}' twice", d.id)));
+        }
+        if !crate::consultation::valid_id(&d.id) {
+            return Err(err(format!("id '{}': letters, digits, '-', '_' or '.'", d.id)));
+        }
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        d.draft(epoch).check(config).map_err(|e| err(e.to_string()))?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
 impl AppealsConfig {
-    /// Reads and checks the four files of `dir`.
+    /// Reads and checks the four files of `dir`, and its drafts.
     pub fn load(dir: &Path) -> Result<AppealsConfig, AppealsError> {
         let categories: CategoriesFile = parse(dir, "categories.yaml", &read(dir, "categories.yaml")?)?;
         let routing: RoutingFile = parse(dir, "routing.yaml", &read(dir, "routing.yaml")?)?;
@@ -266,6 +314,7 @@ impl AppealsConfig {
             message,
         })?;
         c.jurisdiction = jurisdiction;
+        c.drafts = load_drafts(dir, &c)?;
         Ok(c)
     }
 
@@ -388,6 +437,7 @@ impl AppealsConfig {
             calendar,
             moderation,
             jurisdiction: None,
+            drafts: Vec::new(),
             by_code,
             outlines,
         })

@@ -9,6 +9,8 @@
 //! - [`calendar`]: due times in calendar hours or working days.
 //! - [`appeal`]: the lifecycle. Every change is an [`appeal::Update`] with
 //!   a public note; timers warn before a breach and escalate at it.
+//! - [`consultation`]: public consultations on draft policies: comments,
+//!   answers with their adoption, the conclusion.
 //! - [`redact`]: personal data removed from everything public; moderation.
 //! - [`intake`]: a filing's category, route and possible duplicates.
 //! - [`text`]: a tantivy index with jieba tokenisation: the classifier that
@@ -22,6 +24,7 @@
 pub mod appeal;
 pub mod calendar;
 pub mod config;
+pub mod consultation;
 mod error;
 pub mod intake;
 pub mod redact;

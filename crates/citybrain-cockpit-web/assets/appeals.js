@@ -1,7 +1,8 @@
 // The appeals page: anyone files an appeal (signed in or not), follows it
 // with the secret the answer gives, confirms, reopens or rates it; the
 // public board lists what the public may see with each department's
-// figures; officers signed in (the login cookie) work their queue here.
+// figures and a map; officers signed in (the login cookie) work their
+// queue here. Public consultations on drafts follow (consultations.js).
 // It talks to /api/v1 and builds every node from text, never from HTML.
 'use strict';
 
@@ -113,13 +114,40 @@ async function mine(box, refreshAll) {
   fill(box, el('h2', {}, '我的诉求 My appeals'), items.length ? items : el('p', { class: 'muted' }, '—'));
 }
 
-async function board(box, stats) {
-  const [list, figures] = await Promise.all([api('GET', '/appeals?limit=50'), api('GET', '/appeal-metrics')]);
+// Status colours on the map, as the badges.
+const COLOR = { routed: '#b45309', in_progress: '#b45309', awaiting_citizen: '#b45309', reopened: '#b91c1c', answered: '#15803d', closed: '#15803d', duplicate: '#94a3b8' };
+
+// The public board's map: the routing areas' outlines and every appeal
+// with a location, drawn by ECharts (vendored) on its own geo projection:
+// no map tiles, nothing fetched from elsewhere.
+function boardMap(box, areas, appeals) {
+  const points = appeals.filter((a) => a.location);
+  const div = el('div', { class: 'map', 'data-testid': 'appeal-map', 'data-points': points.length, style: 'height:360px' });
+  fill(box, el('h2', {}, '诉求地图 Map of appeals'), div,
+    el('p', { class: 'muted' }, '区域轮廓为演示用近似范围 The outlines are rough demo areas (appeals/routing.yaml).'));
+  if (!window.echarts) return;
+  const geo = { type: 'FeatureCollection', features: areas.filter((a) => a.polygon && a.polygon.length >= 3).map((a) => ({
+    type: 'Feature', properties: { name: a.name }, geometry: { type: 'Polygon', coordinates: [[...a.polygon, a.polygon[0]]] } })) };
+  echarts.registerMap('appeal-areas', geo);
+  const chart = echarts.init(div, null, { renderer: 'svg' });
+  chart.setOption({
+    animation: false,
+    tooltip: { trigger: 'item', formatter: (p) => (p.seriesType === 'scatter' ? `${p.data.id}<br>${p.data.status}` : p.name) },
+    geo: { map: 'appeal-areas', roam: true, itemStyle: { areaColor: '#eef2ff', borderColor: '#94a3b8' }, label: { show: true, fontSize: 11, color: '#66728a' } },
+    series: [{ type: 'scatter', coordinateSystem: 'geo', symbolSize: 9,
+      data: points.map((a) => ({ id: a.id, status: a.status, value: [a.location.lon, a.location.lat], itemStyle: { color: COLOR[a.status] || '#1d4ed8' } })) }],
+  });
+  window.addEventListener('resize', () => chart.resize());
+}
+
+async function board(box, stats, mapBox, areas) {
+  const [list, figures] = await Promise.all([api('GET', '/appeals?limit=500'), api('GET', '/appeal-metrics')]);
   fill(box, el('h2', {}, `公开诉求 Public board (${list.total})`),
-    list.appeals.map((a) => el('div', { class: 'item board', 'data-id': a.id },
+    list.appeals.slice(0, 50).map((a) => el('div', { class: 'item board', 'data-id': a.id },
       el('div', { class: 'row' }, el('span', { class: 'grow' }, a.description, el('br'),
         el('span', { class: 'muted' }, a.category, ' · ', a.department, ' · ', when(a.filedAt), a.rating ? ` · ${a.rating} ★` : '')), badge(a.status)),
       a.answer ? el('p', { class: 'muted' }, '答复 Answer: ', a.answer) : null)));
+  boardMap(mapBox, areas, list.appeals);
   const pct = (x) => (x === undefined || x === null ? '—' : `${Math.round(x * 100)}%`);
   fill(stats, el('h2', {}, '部门统计 Departments'),
     el('table', { 'data-testid': 'department-stats' },
@@ -149,18 +177,21 @@ async function queue(me, box) {
 async function render() {
   let me = null;
   try { me = await api('GET', '/me'); } catch { me = null; }
-  const categories = await api('GET', '/appeal-categories');
+  const [categories, places] = await Promise.all([api('GET', '/appeal-categories'), api('GET', '/appeal-departments')]);
   const boardBox = el('section', {});
+  const mapBox = el('section', {});
   const statsBox = el('section', {});
   const mineBox = el('section', {});
-  const refresh = async () => { await Promise.all([board(boardBox, statsBox), mine(mineBox, refresh)]); };
+  const consultBox = el('section', { 'data-testid': 'consultations' });
+  const refresh = async () => { await Promise.all([board(boardBox, statsBox, mapBox, places.areas), mine(mineBox, refresh)]); };
   const staff = me && (me.kind === 'officer' || me.kind === 'administrator');
   const queueBox = staff ? el('section', {}) : null;
   const who = me && me.kind !== 'public' ? (me.subject || (me.departments || []).join(', ')) : null;
-  fill(main, staff ? queueBox : fileForm(categories, who, refresh), staff ? null : mineBox, boardBox, statsBox);
+  fill(main, staff ? queueBox : fileForm(categories, who, refresh), staff ? null : mineBox, boardBox, mapBox, statsBox, consultBox);
   try {
     await refresh();
     if (staff) await queue(me, queueBox);
+    await consultations(consultBox, me);
   } catch (e) { problem(main, e); }
 }
 

@@ -34,18 +34,6 @@ async function api(method, path, body) {
 
 const when = (t) => (t ? new Date(t).toLocaleString('zh-CN', { hour12: false }) : '');
 
-// A decision's explanation: every clause's value, every input with its source.
-function explanation(d) {
-  if (!d) return null;
-  return el('details', { class: 'explanation' }, el('summary', {}, '为什么 Why — ', d.title, ' (', d.policy, ' v', d.policy_version, ')'),
-    el('p', { class: 'muted' }, '依据 Legal basis: ', d.reference, ' · ', d.on),
-    el('table', {}, el('tr', {}, el('th', {}, '条件 Clause'), el('th', {}, '值 Value')),
-      d.clauses.map((c) => el('tr', { 'data-clause': c.id }, el('td', {}, c.label || c.id), el('td', {}, JSON.stringify(c.value))))),
-    el('table', {}, el('tr', {}, el('th', {}, '数据 Input'), el('th', {}, '值 Value'), el('th', {}, '来源 Source')),
-      d.inputs.map((i) => el('tr', {}, el('td', {}, i.label || i.name), el('td', {}, JSON.stringify(i.value)),
-        el('td', {}, (i.sources || []).map((s) => `${s.entity} · ${s.attribute}`).join('; ') || (i.defaulted ? 'default' : ''))))));
-}
-
 function section(title, ...children) {
   return el('section', {}, el('h2', {}, title), ...children);
 }

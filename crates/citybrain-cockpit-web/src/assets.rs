@@ -13,6 +13,9 @@ pub const PORTAL: &str = include_str!("../assets/portal.html");
 /// The appeals page and public board (`/appeals`).
 pub const APPEALS: &str = include_str!("../assets/appeals.html");
 
+/// The enterprise one-stop page (`/enterprise`, 深i企).
+pub const ENTERPRISE: &str = include_str!("../assets/enterprise.html");
+
 /// (path under /assets/, content type, bytes)
 pub const FILES: &[(&str, &str, &[u8])] = &[
     (
@@ -24,6 +27,16 @@ pub const FILES: &[(&str, &str, &[u8])] = &[
         "dom.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/dom.js"),
+    ),
+    (
+        "consultations.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/consultations.js"),
+    ),
+    (
+        "enterprise.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/enterprise.js"),
     ),
     (
         "appeals.js",

@@ -613,6 +613,7 @@ pub fn router(c: Arc<Cockpits>) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/portal", get(|| async { Html(assets::PORTAL) }))
         .route("/appeals", get(|| async { Html(assets::APPEALS) }))
+        .route("/enterprise", get(|| async { Html(assets::ENTERPRISE) }))
         .route("/logout", axum::routing::post(logout))
         .route("/cockpit/{uid}", get(page))
         .route("/api/cockpits", get(list))

@@ -214,11 +214,19 @@ async fn open_appeals(hub: &Hub, dir: &std::path::Path) -> Result<Option<citybra
         dir = %dir.display(),
         categories = config.categories.len(),
         departments = config.departments.len(),
+        drafts = config.drafts.len(),
         "appeals loaded"
     );
     let appeals = citybrain_appeals_hub::Appeals::open(hub.clone(), config, Default::default())
         .await
         .map_err(|e| anyhow::anyhow!("appeals: {e}"))?;
+    let published = appeals
+        .publish_shipped()
+        .await
+        .map_err(|e| anyhow::anyhow!("appeals: the drafts of {}/consultations: {e}", dir.display()))?;
+    if published > 0 {
+        tracing::info!(published, "drafts put up for public consultation");
+    }
     appeals.spawn();
     Ok(Some(appeals))
 }

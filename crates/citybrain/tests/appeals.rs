@@ -2,8 +2,9 @@
 //! in JSON and XML (services, definitions, requests with api_key and
 //! filters, tokens, updates, errors), an anonymous appeal through the API
 //! routed, answered by the district and rated with the secret, a signed-in
-//! requester's own queue, the public board without personal data, and the
-//! metrics entity the cockpit reads.
+//! requester's own queue, the public board without personal data, the
+//! metrics entity the cockpit reads; a public consultation on the shipped
+//! draft and the one-stop page.
 
 mod demo_server;
 
@@ -422,4 +423,143 @@ async fn an_appeal_is_filed_routed_answered_rated_and_shown_on_the_board() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_draft_is_consulted_on_over_http_and_the_one_stop_page_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("c.db").display());
+    let s = start(&["demo", "--db", &db, "--live", "none", "--demo-city", "0"], true);
+    let http = reqwest::Client::new();
+    let api = format!("{}/api/v1", s.base);
+    let id = "elderly-allowance-2027";
+    let citizen = s.token("urn:ngsi-ld:Person:demo-citizen-1");
+    let enterprise = s.token("urn:ngsi-ld:Organization:demo-enterprise-1");
+    let civil = s.token("civil-affairs,market-regulation,fire-rescue");
+
+    // The shipped draft is open to the public, with its articles.
+    let (code, list) = call(&http, "GET", &format!("{api}/consultations?stage=open"), None, None).await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list["consultations"][0]["id"], id, "{list}");
+    let (_, c) = call(&http, "GET", &format!("{api}/consultations/{id}"), None, None).await;
+    assert_eq!(c["stage"], "open");
+    assert_eq!(c["sections"].as_array().unwrap().len(), 4, "{c}");
+
+    // The public reads but does not comment; a citizen and an enterprise do.
+    let comment = |text: &str, section: Option<&str>| json!({"text": text, "section": section});
+    let url = format!("{api}/consultations/{id}/comments");
+    let (code, _) = call(&http, "POST", &url, None, Some(comment("x", None))).await;
+    assert_eq!(code, 401);
+    let (code, made) = call(
+        &http,
+        "POST",
+        &url,
+        Some(citizen),
+        Some(comment("Please index it to prices; mail me at a@b.cn", Some("art-2"))),
+    )
+    .await;
+    assert_eq!(code, 201, "{made}");
+    assert!(made["text"].as_str().unwrap().contains("[e-mail]"), "{made}");
+    let (code, bad) = call(&http, "POST", &url, Some(citizen), Some(comment("x", Some("art-9")))).await;
+    assert_eq!(code, 400, "{bad}");
+    assert!(bad["detail"].as_str().unwrap().contains("art-9"), "{bad}");
+    let (code, _) = call(
+        &http,
+        "POST",
+        &url,
+        Some(enterprise),
+        Some(comment("Fine as it is.", None)),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let seq = made["seq"].as_u64().unwrap();
+    let (code, _) = call(
+        &http,
+        "POST",
+        &format!("{url}/{seq}/actions"),
+        Some(enterprise),
+        Some(json!({"action": "support"})),
+    )
+    .await;
+    assert_eq!(code, 200);
+
+    // The public list never names an author.
+    let (_, public) = call(&http, "GET", &url, None, None).await;
+    assert_eq!(public["total"], 2, "{public}");
+    let text = public.to_string();
+    assert!(!text.contains("demo-citizen-1") && !text.contains("a@b.cn"), "{text}");
+    assert_eq!(public["comments"][0]["supports"], 1);
+    assert_eq!(public["comments"][1]["authorKind"], "enterprise");
+    let (code, _) = call(&http, "GET", &format!("{url}?hidden=true"), Some(citizen), None).await;
+    assert_eq!(code, 403, "hidden comments are the department's to see");
+
+    // Only the department answers; a citizen may not publish.
+    let answer = json!({"action": "answer", "text": "Adopted in article 2.", "adoption": "adopted"});
+    let (code, _) = call(
+        &http,
+        "POST",
+        &format!("{url}/{seq}/actions"),
+        Some(citizen),
+        Some(answer.clone()),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let (code, answered) = call(
+        &http,
+        "POST",
+        &format!("{url}/{seq}/actions"),
+        Some(civil),
+        Some(answer),
+    )
+    .await;
+    assert_eq!(code, 200, "{answered}");
+    assert_eq!(answered["answer"]["adoption"], "adopted");
+    let draft = json!({"id": "mine", "title": "T", "summary": "S", "department": "civil-affairs",
+        "sections": [{"id": "a", "title": "A", "text": "x"}],
+        "opens": "2027-01-01T00:00:00Z", "closes": "2027-03-01T00:00:00Z"});
+    let (code, _) = call(
+        &http,
+        "POST",
+        &format!("{api}/consultations"),
+        Some(citizen),
+        Some(draft.clone()),
+    )
+    .await;
+    assert_eq!(code, 403);
+    let mut short = draft.clone();
+    short["closes"] = json!("2027-01-10T00:00:00Z");
+    let (code, short) = call(&http, "POST", &format!("{api}/consultations"), Some(civil), Some(short)).await;
+    assert_eq!(code, 400, "{short}");
+    let (code, made) = call(&http, "POST", &format!("{api}/consultations"), Some(civil), Some(draft)).await;
+    assert_eq!(code, 201, "{made}");
+    let (_, upcoming) = call(&http, "GET", &format!("{api}/consultations?stage=upcoming"), None, None).await;
+    assert_eq!(upcoming["consultations"][0]["id"], "mine", "{upcoming}");
+    // Concluding waits for the close.
+    let (code, early) = call(
+        &http,
+        "POST",
+        &format!("{api}/consultations/{id}/conclude"),
+        Some(civil),
+        Some(json!({"outcome": "done"})),
+    )
+    .await;
+    assert_eq!(code, 409, "{early}");
+
+    // The one-stop page, and its data for the enterprise signed in.
+    let (code, _, page) = get_text(&http, &format!("{}/enterprise", s.base)).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("/assets/enterprise.js"), "{page}");
+    let (code, o) = call(
+        &http,
+        "GET",
+        &format!("{api}/enterprise-overview"),
+        Some(enterprise),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{o}");
+    assert_eq!(o["subject"], "urn:ngsi-ld:Organization:demo-enterprise-1");
+    // The board's map reads the areas' outlines.
+    let (_, d) = call(&http, "GET", &format!("{api}/appeal-departments"), None, None).await;
+    assert!(d["areas"][0]["polygon"].as_array().unwrap().len() >= 3, "{d}");
 }
