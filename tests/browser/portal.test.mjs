@@ -219,14 +219,14 @@ await check('the public board maps the appeals; a citizen comments on the draft 
   await o.done('consultation-officer');
 });
 
-await check('the one-stop page shows an enterprise its policies, applications, grants and appeals in one place', async () => {
+await check('the one-stop page shows an enterprise its policies, applications, bundles, grants and appeals in one place', async () => {
   const e = await open('urn:ngsi-ld:Organization:demo-restaurant', { path: '/enterprise' });
   await e.page.locator('[data-testid=subject]').waitFor();
   assert((await e.page.locator('[data-testid=subject]').innerText()).includes('demo-restaurant'), 'its own page');
-  for (const t of ['matching-policies', 'enterprise-appeals', 'enterprise-applications', 'enterprise-grants']) {
+  for (const t of ['matching-policies', 'enterprise-appeals', 'enterprise-applications', 'enterprise-bundles', 'enterprise-grants']) {
     await e.page.locator(`[data-testid=${t}]`).waitFor();
   }
-  assert(await e.page.locator('[data-testid=enterprise-applications] .application').count() >= 1, 'the bundle started above applied for it');
+  await e.page.locator('[data-testid=enterprise-bundles] .instance [data-status="completed"]').waitFor();
   await e.done('enterprise');
 });
 

@@ -296,7 +296,8 @@ pub async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
 
 /// GET /api/v1/enterprise-overview — the enterprise one-stop page (深i企):
 /// an enterprise's appeals, the policies it matches today (each with its
-/// explanation), its applications and its grants, in one answer. An
+/// explanation), its applications, its life-event bundles (一件事) and its
+/// grants, in one answer. An
 /// enterprise (or a citizen) sees its own; officers name `?subject=`.
 pub async fn enterprise_overview(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
     let by = actor(&n);
@@ -330,12 +331,20 @@ pub async fn enterprise_overview(State(s): State<AppState>, n: Ngsi) -> ApiResul
         }
         None => json!({"total": 0, "appeals": []}),
     };
-    let (applications, grants) = match &s.services {
+    let (applications, bundles, grants) = match &s.services {
         Some(svc) => (
             to_value(svc.applications(Some(&subject), None, None, 100).await?)?,
+            to_value(
+                svc.instances(&citybrain_services_hub::InstanceFilter {
+                    subject: Some(subject.clone()),
+                    limit: 100,
+                    ..Default::default()
+                })
+                .await?,
+            )?,
             to_value(svc.grants(Some(&subject), 100).await?)?,
         ),
-        None => (json!([]), json!([])),
+        None => (json!([]), json!([]), json!([])),
     };
     // The policies about enterprises decided for it today, from what the hub holds.
     let terms = n.context(&s.hub, None).await?.terms;
@@ -366,6 +375,7 @@ pub async fn enterprise_overview(State(s): State<AppState>, n: Ngsi) -> ApiResul
             "appeals": appeals_view,
             "matchingPolicies": matches,
             "applications": applications,
+            "bundles": bundles,
             "grants": grants,
         }),
     ))

@@ -129,16 +129,19 @@ function boardMap(box, areas, appeals) {
   const geo = { type: 'FeatureCollection', features: areas.filter((a) => a.polygon && a.polygon.length >= 3).map((a) => ({
     type: 'Feature', properties: { name: a.name }, geometry: { type: 'Polygon', coordinates: [[...a.polygon, a.polygon[0]]] } })) };
   echarts.registerMap('appeal-areas', geo);
-  const chart = echarts.init(div, null, { renderer: 'svg' });
-  chart.setOption({
+  // One chart at a time: the board redraws after every action.
+  if (mapChart) mapChart.dispose();
+  mapChart = echarts.init(div, null, { renderer: 'svg' });
+  mapChart.setOption({
     animation: false,
     tooltip: { trigger: 'item', formatter: (p) => (p.seriesType === 'scatter' ? `${p.data.id}<br>${p.data.status}` : p.name) },
     geo: { map: 'appeal-areas', roam: true, itemStyle: { areaColor: '#eef2ff', borderColor: '#94a3b8' }, label: { show: true, fontSize: 11, color: '#66728a' } },
     series: [{ type: 'scatter', coordinateSystem: 'geo', symbolSize: 9,
       data: points.map((a) => ({ id: a.id, status: a.status, value: [a.location.lon, a.location.lat], itemStyle: { color: COLOR[a.status] || '#1d4ed8' } })) }],
   });
-  window.addEventListener('resize', () => chart.resize());
 }
+let mapChart = null;
+window.addEventListener('resize', () => { if (mapChart) mapChart.resize(); });
 
 async function board(box, stats, mapBox, areas) {
   const [list, figures] = await Promise.all([api('GET', '/appeals?limit=500'), api('GET', '/appeal-metrics')]);

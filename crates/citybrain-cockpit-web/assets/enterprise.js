@@ -1,6 +1,6 @@
 // The enterprise one-stop page (深i企): an enterprise signed in sees, in one
 // place, its appeals, the policies it matches today (each with why), its
-// applications and the benefits granted to it; a citizen sees the same of
+// applications and life-event bundles, and the benefits granted to it; a citizen sees the same of
 // its own; officers name the enterprise. One call: /api/v1/enterprise-overview.
 'use strict';
 
@@ -52,6 +52,11 @@ function overview(o) {
       o.applications.map((x) => el('div', { class: 'item application', 'data-id': x.id },
         el('div', { class: 'row' }, el('span', { class: 'grow' }, x.service, ' · ', when(x.submitted)), badge(x.status)),
         explanation(x.decision)))),
+    section(`一件事 Life-event bundles (${o.bundles.length})`, 'enterprise-bundles',
+      o.bundles.length ? null : el('p', { class: 'muted' }, '—'),
+      o.bundles.map((x) => el('div', { class: 'item instance', 'data-id': x.id },
+        el('div', { class: 'row' }, el('span', { class: 'grow' }, x.bundle, ' · ', when(x.created)), badge(x.status)),
+        el('ul', { class: 'steps' }, Object.entries(x.steps || {}).map(([id, st]) => el('li', { 'data-step': id }, badge(st.status), ' ', id)))))),
     section(`免申即享 Granted (${o.grants.length})`, 'enterprise-grants',
       o.grants.length ? null : el('p', { class: 'muted' }, '—'),
       o.grants.map((x) => el('div', { class: 'item grant', 'data-id': x.id },

@@ -10,25 +10,23 @@
 //! `?synchronous=full` URL option) makes every commit survive power loss too.
 //!
 //! Reads and queries are answered from a parsed in-memory copy of each
-//! tenant's entities (`cache.rs`), which narrows candidates by id, type or an
+//! tenant's entities (`citybrain_store::cache`), which narrows candidates by id, type or an
 //! attribute-value index and asks `EntityQuery::matches` for the rest.
 //!
 //! What it does **not** do: NGSI-LD semantics.
 
 #![forbid(unsafe_code)]
 
-mod cache;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use cache::TenantCache;
 use citybrain_ngsild::selector::EntityQuery;
 use citybrain_ngsild::temporal::{Instance, TimeProperty};
 use citybrain_ngsild::{time, Entity};
 use citybrain_store::audit::{self, AuditEntry, AuditRecord};
+use citybrain_store::cache::TenantCache;
 use citybrain_store::{
     ApiTokenRecord, ContextRecord, HistoryDelete, HistoryQuery, OutboxItem, Page, QueryResult, Result, Store,
     StoreError, Stored, SubscriptionRecord, TypeInfo, WriteSet,

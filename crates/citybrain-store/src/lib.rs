@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cache;
 pub mod story;
 
 use async_trait::async_trait;

@@ -61,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         what: scenario::ScenarioCommand,
     },
+    /// Bring a database to this version's schema (serve and demo do it on
+    /// start too): citybrain migrate --db postgres://citybrain@127.0.0.1/citybrain
+    Migrate {
+        /// The database: sqlite:PATH or postgres://USER@HOST:PORT/DB
+        #[arg(long, env = "CITYBRAIN_DB", default_value = "sqlite:./citybrain.db")]
+        db: String,
+    },
     /// Benchmarks that print ratios against a peer measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -159,6 +166,7 @@ fn main() -> Result<()> {
             Command::Bench { what } => bench::run(what).await,
             Command::Token { what } => trust::token_command(what).await,
             Command::Audit { what } => trust::audit_command(what).await,
+            Command::Migrate { db } => migrate(&db).await,
             Command::Sim(_) | Command::Scenario { .. } | Command::Cockpit { .. } | Command::Rules { .. } => {
                 unreachable!("handled before the runtime starts")
             }
@@ -285,15 +293,52 @@ async fn load_city(hub: &Hub, svc: &citybrain_services_hub::Services, people: us
     Ok(())
 }
 
-/// Opens the backend the URL scheme names.
-pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+/// Opens the backend the URL scheme names (migrating it to this version's schema).
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         return Ok(Arc::new(SqliteStore::open_url(url)?));
     }
     if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        bail!("--db {url}: the PostgreSQL backend is not built yet; use sqlite:PATH (e.g. sqlite:./citybrain.db)");
+        let store = citybrain_store_postgres::PostgresStore::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("--db {}: {e}", redact_url(url)))?;
+        return Ok(Arc::new(store));
     }
-    bail!("--db {url}: unknown database URL scheme (expected sqlite:PATH, e.g. sqlite:./citybrain.db)")
+    bail!("--db {url}: unknown database URL scheme (expected sqlite:PATH, e.g. sqlite:./citybrain.db, or postgres://USER@HOST:PORT/DB)")
+}
+
+/// A database URL without its password, for messages and logs.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) => {
+                let user = user.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// `citybrain migrate`: brings the database to this version's schema and says what it did.
+async fn migrate(db: &str) -> Result<()> {
+    if db.starts_with("postgres:") || db.starts_with("postgresql:") {
+        let store = citybrain_store_postgres::PostgresStore::connect(db)
+            .await
+            .map_err(|e| anyhow::anyhow!("--db {}: {e}", redact_url(db)))?;
+        // connect migrates; a second look reports the schema is current.
+        let more = store.migrate().await?;
+        println!(
+            "{}: the schema is current{}",
+            redact_url(db),
+            if more.is_empty() { "" } else { " (migrated)" }
+        );
+        return Ok(());
+    }
+    open_store(db).await?;
+    println!("{db}: the schema is current");
+    Ok(())
 }
 
 async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
@@ -312,7 +357,7 @@ async fn serve(mut args: ServeArgs, demo: bool) -> Result<()> {
     if !auth_config.enabled {
         trust::warn_no_auth();
     }
-    let store = open_store(&db)?;
+    let store = open_store(&db).await?;
     let auth = citybrain_api::auth::Auth::new(auth_config, store.clone())
         .await
         .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;

@@ -244,13 +244,13 @@ pub async fn token_command(cmd: TokenCommand) -> Result<()> {
         } => {
             let policy = load_policy(policy.as_ref())?;
             let (rec, plain) = new_token(&policy, role, departments, subject, tenants, label, expires_in)?;
-            let store = crate::open_store(&db)?;
+            let store = crate::open_store(&db).await?;
             store.put_api_token(&rec).await?;
             eprintln!("token {} ({}) created; it is shown once:", rec.id, rec.role);
             println!("{plain}");
         }
         TokenCommand::List { db } => {
-            let store = crate::open_store(&db)?;
+            let store = crate::open_store(&db).await?;
             println!(
                 "{:<16}  {:<10}  {:<24}  {:<10}  label",
                 "id", "role", "departments/subject", "state"
@@ -268,7 +268,7 @@ pub async fn token_command(cmd: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { db, id } => {
-            let store = crate::open_store(&db)?;
+            let store = crate::open_store(&db).await?;
             let Some(mut t) = store.api_token(&id).await? else {
                 bail!("no token {id} (see `citybrain token list`)");
             };
@@ -318,7 +318,7 @@ pub async fn audit_command(cmd: AuditCommand) -> Result<()> {
                     ))
                 }
             };
-            let store = crate::open_store(&db)?;
+            let store = crate::open_store(&db).await?;
             match verify_chain(&store, anchor).await {
                 Ok((n, head)) => {
                     let head = head.map_or("(empty)".to_string(), |(s, h)| format!("{s}:{h}"));
@@ -331,7 +331,7 @@ pub async fn audit_command(cmd: AuditCommand) -> Result<()> {
             }
         }
         AuditCommand::Head { db } => {
-            let store = crate::open_store(&db)?;
+            let store = crate::open_store(&db).await?;
             let (_, head) = verify_chain(&store, None).await?;
             match head {
                 Some((s, h)) => println!("{s}:{h}"),

@@ -33,9 +33,19 @@ fn workspace() -> BTreeMap<String, Vec<String>> {
 }
 
 /// HTTP, SQL and an async runtime: what a pure domain crate must not use.
-const IO: &[&str] = &["axum", "tokio", "rusqlite", "reqwest", "sqlx", "tower", "hyper"];
+const IO: &[&str] = &[
+    "axum",
+    "tokio",
+    "rusqlite",
+    "tokio-postgres",
+    "deadpool-postgres",
+    "reqwest",
+    "sqlx",
+    "tower",
+    "hyper",
+];
 const HTTP_SERVER: &[&str] = &["axum", "tower", "hyper"];
-const SQL: &[&str] = &["rusqlite", "sqlx"];
+const SQL: &[&str] = &["rusqlite", "sqlx", "tokio-postgres", "deadpool-postgres"];
 
 /// Per crate: the citybrain crates it may use, and the outside ones it must not.
 struct Rule {
@@ -60,6 +70,11 @@ const RULES: &[Rule] = &[
         krate: "citybrain-store-sqlite",
         may_use: &["citybrain-ngsild", "citybrain-store"],
         banned: &[HTTP_SERVER, &["reqwest"]],
+    },
+    Rule {
+        krate: "citybrain-store-postgres",
+        may_use: &["citybrain-ngsild", "citybrain-store"],
+        banned: &[HTTP_SERVER, &["reqwest", "rusqlite"]],
     },
     Rule {
         krate: "citybrain-hub",
@@ -200,6 +215,7 @@ const RULES: &[Rule] = &[
             "citybrain-rules",
             "citybrain-services",
             "citybrain-services-hub",
+            "citybrain-store-postgres",
             "citybrain-store-sqlite",
             "citybrain-synthcity",
         ],
@@ -246,6 +262,7 @@ const RULES: &[Rule] = &[
             "citybrain-synthcity",
             "citybrain-trust",
             "citybrain-store",
+            "citybrain-store-postgres",
             "citybrain-store-sqlite",
         ],
         banned: &[],

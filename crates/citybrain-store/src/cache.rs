@@ -1,12 +1,12 @@
 //! The read cache of one tenant: every entity, parsed, at its stored version,
 //! with a type index and an equality index over attribute values.
 //!
-//! Why: parsing JSON documents dominated reads and queries. SQLite stays the
-//! source of truth; the cache is loaded from it under the writer lock and
-//! changed only after a successful commit, under the same lock, so it never
-//! runs ahead of or behind what is durable. It holds the whole tenant in
-//! memory (a few KB per entity); city-scale data belongs on the PostgreSQL
-//! backend.
+//! Why: parsing JSON documents dominated reads and queries. The database
+//! stays the source of truth; each backend loads the cache from it and
+//! changes it only after a successful commit (SQLite: under its one writer;
+//! PostgreSQL: also from the change numbers other servers committed), so it
+//! never runs ahead of what is durable. It holds the whole tenant in memory
+//! (a few KB per entity).
 //!
 //! **Invariant:** the value index holds, for every attribute, every scalar a
 //! `q` equality on that attribute's plain path could match; a query planned
@@ -91,16 +91,16 @@ fn literal_keys(l: &Lit) -> Option<Vec<Key>> {
 }
 
 #[derive(Default)]
-pub(crate) struct TenantCache {
-    pub(crate) entities: BTreeMap<String, (u64, Arc<Entity>)>,
+pub struct TenantCache {
+    pub entities: BTreeMap<String, (u64, Arc<Entity>)>,
     /// The same entities by type, in id order (saves a lookup per scanned entity).
-    pub(crate) by_type: HashMap<String, BTreeMap<String, Arc<Entity>>>,
+    pub by_type: HashMap<String, BTreeMap<String, Arc<Entity>>>,
     /// attribute IRI → scalar → ids holding it.
     by_value: HashMap<String, HashMap<Key, BTreeSet<String>>>,
 }
 
 impl TenantCache {
-    pub(crate) fn put(&mut self, e: Arc<Entity>, version: u64) {
+    pub fn put(&mut self, e: Arc<Entity>, version: u64) {
         self.remove(&e.id);
         for t in &e.types {
             self.by_type
@@ -117,7 +117,7 @@ impl TenantCache {
         self.entities.insert(e.id.clone(), (version, e));
     }
 
-    pub(crate) fn remove(&mut self, id: &str) {
+    pub fn remove(&mut self, id: &str) {
         let Some((_, old)) = self.entities.remove(id) else {
             return;
         };
@@ -187,7 +187,7 @@ impl TenantCache {
 
     /// Visits, in id order, every entity that may match `q` (a superset);
     /// `visit` returns false to stop.
-    pub(crate) fn scan(&self, q: &EntityQuery, mut visit: impl FnMut(&Arc<Entity>) -> bool) {
+    pub fn scan(&self, q: &EntityQuery, mut visit: impl FnMut(&Arc<Entity>) -> bool) {
         if let Some(ids) = q.exact_ids() {
             for id in &ids {
                 if let Some((_, e)) = self.entities.get(id) {
