@@ -22,6 +22,8 @@
 //!
 //! Migrations are applied on open, under an advisory lock (servers
 //! starting together migrate once); `citybrain migrate` applies them alone.
+//! `?schema=NAME` in the URL keeps everything in that schema (created if
+//! missing), so several citybrains can share one database.
 //!
 //! What it does **not** do yet: evaluate queries in SQL (the copy holds a
 //! tenant in memory on every server, a few KB per entity), PostGIS (geo
@@ -80,6 +82,41 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Backend(format!("PostgreSQL: {e}"))
 }
 
+/// Takes citybrain's own `schema=NAME` option out of the URL (libpq has no
+/// such option): several citybrains, or tests, may share one database, each
+/// in its schema.
+fn split_schema(url: &str) -> Result<(String, Option<String>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut schema = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("schema", name)) => {
+                let ok = name.len() <= 63
+                    && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !ok {
+                    return Err(be(format!(
+                        "schema={name}: lower-case letters, digits and '_', starting with a letter, at most 63"
+                    )));
+                }
+                schema = Some(name.to_string());
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, schema))
+}
+
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Busy(format!("no connection to PostgreSQL: {e}"))
 }
@@ -101,6 +138,8 @@ struct Tenant {
 
 struct Inner {
     pool: Pool,
+    /// The schema of `?schema=` (created if missing), else the server's search path.
+    schema: Option<String>,
     tenants: Mutex<HashMap<String, Arc<Tenant>>>,
 }
 
@@ -233,9 +272,14 @@ impl PostgresStore {
                 "'{url}' is not a postgres:// URL (like postgres://citybrain@127.0.0.1:5432/citybrain)"
             )));
         }
-        let config: tokio_postgres::Config = url
+        let (url, schema) = split_schema(url)?;
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| be(format!("the PostgreSQL URL '{url}': {e}")))?;
+        if let Some(s) = &schema {
+            let options = config.get_options().map(str::to_string).unwrap_or_default();
+            config.options(format!("{options} -csearch_path={s}").trim());
+        }
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -253,6 +297,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
+                schema,
                 tenants: Mutex::new(HashMap::new()),
             }),
         })
@@ -266,6 +311,12 @@ impl PostgresStore {
     /// returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<i32>> {
         let mut c = self.client().await?;
+        if let Some(s) = &self.inner.schema {
+            // A valid identifier (split_schema), so it can be written in.
+            c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+                .await
+                .map_err(pg)?;
+        }
         c.batch_execute(
             "CREATE TABLE IF NOT EXISTS citybrain_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
@@ -977,5 +1028,19 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("PostgreSQL URL"), "{e}");
+        let e = PostgresStore::connect_unmigrated("postgres://h/db?schema=Bad-Name")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("schema=Bad-Name"), "{e}");
+    }
+
+    #[test]
+    fn the_schema_option_is_taken_out_of_the_url() {
+        let (u, s) = split_schema("postgres://u@h:5432/db?schema=city_2&connect_timeout=5").unwrap();
+        assert_eq!(u, "postgres://u@h:5432/db?connect_timeout=5");
+        assert_eq!(s.as_deref(), Some("city_2"));
+        let (u, s) = split_schema("postgres://u@h/db").unwrap();
+        assert_eq!((u.as_str(), s), ("postgres://u@h/db", None));
     }
 }

@@ -32,15 +32,16 @@ impl Schema {
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {base}: {e}"));
         tokio::spawn(conn);
-        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"))
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
             .await
             .unwrap();
         Some(Schema { base, name })
     }
 
+    /// The store's own `schema=` option (it creates the schema).
     fn url(&self) -> String {
         let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
+        format!("{}{sep}schema={}", self.base, self.name)
     }
 
     async fn drop(self) {
