@@ -256,7 +256,9 @@ fn help_explains_every_setting() {
 #[test]
 fn bad_database_urls_are_clear_errors() {
     for (url, want) in [
-        ("postgres://x/y", "PostgreSQL backend is not built yet"),
+        // Nothing listens on port 1: refused at once, said so.
+        ("postgres://citybrain@127.0.0.1:1/y", "no connection to PostgreSQL"),
+        ("postgres://127.0.0.1/y?schema=Not-A-Name", "schema=Not-A-Name"),
         ("mysql://x", "unknown database URL scheme"),
         ("sqlite::memory:", "in-memory SQLite is not supported"),
     ] {
