@@ -35,6 +35,8 @@ pub struct HubBench {
     pub seconds: f64,
     /// Notification phase: changes per second to drive.
     pub notify_rate: u64,
+    /// Run on this PostgreSQL (in a schema of its own) instead of SQLite.
+    pub postgres: Option<String>,
 }
 
 /// SplitMix64: spreads values so that every query threshold sees a realistic mix.
@@ -125,7 +127,17 @@ pub(crate) async fn serve(
 ) -> Result<(std::net::SocketAddr, Hub, tempfile::TempDir)> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let db = format!("sqlite:{}", dir.path().join("bench.db").display());
-    let store = Arc::new(SqliteStore::open_url(&db)?);
+    let store: Arc<dyn citybrain_store::Store> = Arc::new(SqliteStore::open_url(&db)?);
+    let (addr, hub) = serve_store(max_batch, policies, store).await?;
+    Ok((addr, hub, dir))
+}
+
+/// The same over a given store.
+pub(crate) async fn serve_store(
+    max_batch: usize,
+    policies: Arc<citybrain_rules::PolicySet>,
+    store: Arc<dyn citybrain_store::Store>,
+) -> Result<(std::net::SocketAddr, Hub)> {
     let mut cfg = HubConfig::default();
     cfg.limits.max_batch = cfg.limits.max_batch.max(max_batch);
     let auth = citybrain_api::auth::Auth::disabled(store.clone());
@@ -150,15 +162,32 @@ pub(crate) async fn serve(
         )
         .await;
     });
-    Ok((addr, hub, dir))
+    Ok((addr, hub))
 }
 
 /// Runs every phase and prints the figures.
 pub async fn hub(b: HubBench) -> Result<()> {
-    let (addr, _hub, dir) = serve(b.batch, Arc::new(citybrain_rules::PolicySet::default())).await?;
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let schema = format!("citybrain_bench_{}", std::process::id());
+    let store: Arc<dyn citybrain_store::Store> = match &b.postgres {
+        None => Arc::new(SqliteStore::open_url(&format!(
+            "sqlite:{}",
+            dir.path().join("bench.db").display()
+        ))?),
+        Some(url) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            Arc::new(
+                citybrain_store_postgres::PostgresStore::connect(&format!("{url}{sep}schema={schema}"))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("--postgres: {e}"))?,
+            )
+        }
+    };
+    let backend = store.backend();
+    let (addr, _hub) = serve_store(b.batch, Arc::new(citybrain_rules::PolicySet::default()), store).await?;
     let base = format!("http://{addr}/ngsi-ld/v1");
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
-    println!("citybrain bench hub — {} entities, batches of {}, {} clients, {} s per phase, server and clients in one process", b.entities, b.batch, b.clients, b.seconds);
+    println!("citybrain bench hub — on {backend}, {} entities, batches of {}, {} clients, {} s per phase, server and clients in one process", b.entities, b.batch, b.clients, b.seconds);
 
     // 1. Batch upsert.
     let bodies: Vec<String> = (0..b.entities.div_ceil(b.batch))
@@ -208,8 +237,11 @@ pub async fn hub(b: HubBench) -> Result<()> {
     let upsert_rate = b.entities as f64 / t0.elapsed().as_secs_f64();
     let (_, up50, up99) = lat.pct();
 
-    // Peer: raw SQLite inserting the same rows (same JSON) in transactions of the same size.
-    let raw_rate = raw_sqlite(dir.path(), &bodies)?;
+    // Peer: the raw database inserting the same rows (same JSON) in transactions of the same size.
+    let raw_rate = match &b.postgres {
+        None => raw_sqlite(dir.path(), &bodies)?,
+        Some(url) => raw_postgres(url, &schema, &bodies).await?,
+    };
 
     // 2. PATCH one attribute.
     let n = b.entities;
@@ -275,7 +307,11 @@ pub async fn hub(b: HubBench) -> Result<()> {
     );
     println!(
         "{:<28} {:>12.0} {:<12} ratio citybrain/raw = {:.2}",
-        "raw SQLite, same rows",
+        if b.postgres.is_some() {
+            "raw PostgreSQL, same rows"
+        } else {
+            "raw SQLite, same rows"
+        },
         raw_rate,
         "rows/s",
         upsert_rate / raw_rate
@@ -303,7 +339,44 @@ pub async fn hub(b: HubBench) -> Result<()> {
         "\nmachine: {} logical CPUs; all figures from this one run.",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
+    if let Some(url) = &b.postgres {
+        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {schema}_raw CASCADE"
+        ))
+        .await?;
+    }
     Ok(())
+}
+
+/// Raw PostgreSQL (tokio-postgres, one connection) inserting the same rows
+/// in transactions of the same size, in a schema of its own.
+async fn raw_postgres(url: &str, schema: &str, bodies: &[String]) -> Result<f64> {
+    let (mut c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    c.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema}_raw; CREATE TABLE {schema}_raw.t(id TEXT PRIMARY KEY, doc TEXT NOT NULL)"
+    ))
+    .await?;
+    let t0 = Instant::now();
+    let mut rows = 0usize;
+    for b in bodies {
+        let items: Vec<Value> = serde_json::from_str(b)?;
+        let tx = c.transaction().await?;
+        let st = tx
+            .prepare(&format!(
+                "INSERT INTO {schema}_raw.t(id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc=EXCLUDED.doc"
+            ))
+            .await?;
+        for e in &items {
+            tx.execute(&st, &[&e["id"].as_str().unwrap_or_default(), &e.to_string()])
+                .await?;
+            rows += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(rows as f64 / t0.elapsed().as_secs_f64())
 }
 
 async fn read_ok(r: reqwest::Result<reqwest::Response>) -> bool {

@@ -134,6 +134,8 @@ struct Tenant {
     /// lock orders them across servers).
     writer: tokio::sync::Mutex<()>,
     loaded: tokio::sync::OnceCell<()>,
+    /// The tenants row is known to exist (written by a commit of ours).
+    registered: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -363,6 +365,7 @@ impl PostgresStore {
                     copy: RwLock::new(Replica::default()),
                     writer: tokio::sync::Mutex::new(()),
                     loaded: tokio::sync::OnceCell::new(),
+                    registered: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .clone()
@@ -518,67 +521,101 @@ impl Store for PostgresStore {
             .map(|(_, i)| serde_json::to_string(&i.value).map_err(be))
             .collect::<Result<_>>()?;
         let tx = c.transaction().await.map_err(pg)?;
-        tx.execute(
-            "INSERT INTO tenants(name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&tenant, &time::format(&chrono::Utc::now())],
-        )
-        .await
-        .map_err(pg)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&format!("citybrain entities {tenant}")],
-        )
-        .await
-        .map_err(pg)?;
+        if !t.registered.load(std::sync::atomic::Ordering::Relaxed) {
+            tx.execute(
+                "INSERT INTO tenants(name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&tenant, &time::format(&chrono::Utc::now())],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .await
+            .map_err(pg)?;
+        tx.execute(&lock, &[&format!("citybrain entities {tenant}")])
+            .await
+            .map_err(pg)?;
         // Under the lock: what other servers committed comes first.
         let seen = t.copy.read().map_err(be)?.seen;
-        let rows = tx.query(CHANGES, &[&tenant, &seen]).await.map_err(pg)?;
+        let changes = tx.prepare_cached(CHANGES).await.map_err(pg)?;
+        let rows = tx.query(&changes, &[&tenant, &seen]).await.map_err(pg)?;
         let theirs = changes_of(rows)?;
         apply(&mut *t.copy.write().map_err(be)?, theirs);
 
-        let ins = tx
-            .prepare(
-                "INSERT INTO entities(tenant, id, version, seq, deleted, doc) VALUES ($1, $2, 1, nextval('entity_seq'), false, $3) \
-                 ON CONFLICT (tenant, id) DO UPDATE SET version=1, seq=EXCLUDED.seq, deleted=false, doc=EXCLUDED.doc \
-                 WHERE entities.deleted RETURNING seq",
-            )
-            .await
-            .map_err(pg)?;
-        let upd = tx
-            .prepare(
-                "UPDATE entities SET version=version+1, seq=nextval('entity_seq'), doc=$3 \
-                 WHERE tenant=$1 AND id=$2 AND version=$4 AND NOT deleted RETURNING seq",
-            )
-            .await
-            .map_err(pg)?;
-        let mut mine = Vec::with_capacity(w.puts.len() + w.deletes.len());
+        // Each kind of change in one statement over arrays: the lock is held
+        // for a few round trips, not one per row.
+        let mut mine: Vec<i64> = Vec::with_capacity(w.puts.len() + w.deletes.len());
+        let (mut new_ids, mut new_docs) = (Vec::new(), Vec::new());
+        let (mut upd_ids, mut upd_docs, mut upd_versions) = (Vec::new(), Vec::new(), Vec::new());
         for (put, doc) in w.puts.iter().zip(&docs) {
-            let e = &put.entity;
-            let row = match put.expected_version {
-                None => tx.query_opt(&ins, &[&tenant, &e.id, doc]).await.map_err(pg)?,
-                Some(v) => tx
-                    .query_opt(&upd, &[&tenant, &e.id, doc, &(v as i64)])
-                    .await
-                    .map_err(pg)?,
-            };
-            let Some(row) = row else {
-                return Err(StoreError::Conflict(e.id.clone()));
-            };
-            mine.push(row.get::<_, i64>(0));
+            match put.expected_version {
+                None => {
+                    new_ids.push(put.entity.id.as_str());
+                    new_docs.push(doc.as_str());
+                }
+                Some(v) => {
+                    upd_ids.push(put.entity.id.as_str());
+                    upd_docs.push(doc.as_str());
+                    upd_versions.push(v as i64);
+                }
+            }
         }
-        for (id, v) in &w.deletes {
-            let row = tx
-                .query_opt(
-                    "UPDATE entities SET version=version+1, seq=nextval('entity_seq'), deleted=true, doc=NULL \
-                     WHERE tenant=$1 AND id=$2 AND version=$3 AND NOT deleted RETURNING seq",
-                    &[&tenant, id, &(*v as i64)],
+        // Which of `wanted` the statement did not touch: the first is the conflict.
+        fn missing(wanted: &[&str], rows: &[Row]) -> Option<String> {
+            let got: BTreeSet<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+            wanted.iter().find(|id| !got.contains(**id)).map(|id| id.to_string())
+        }
+        if !new_ids.is_empty() {
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO entities(tenant, id, version, seq, deleted, doc) \
+                     SELECT $1, u.id, 1, nextval('entity_seq'), false, u.doc FROM unnest($2::text[], $3::text[]) AS u(id, doc) \
+                     ON CONFLICT (tenant, id) DO UPDATE SET version=1, seq=EXCLUDED.seq, deleted=false, doc=EXCLUDED.doc \
+                     WHERE entities.deleted RETURNING id, seq",
                 )
                 .await
                 .map_err(pg)?;
-            let Some(row) = row else {
-                return Err(StoreError::Conflict(id.clone()));
-            };
-            mine.push(row.get::<_, i64>(0));
+            let rows = tx.query(&st, &[&tenant, &new_ids, &new_docs]).await.map_err(pg)?;
+            if let Some(id) = missing(&new_ids, &rows) {
+                return Err(StoreError::Conflict(id));
+            }
+            mine.extend(rows.iter().map(|r| r.get::<_, i64>(1)));
+        }
+        if !upd_ids.is_empty() {
+            let st = tx
+                .prepare_cached(
+                    "UPDATE entities AS e SET version=e.version+1, seq=nextval('entity_seq'), doc=u.doc \
+                     FROM unnest($2::text[], $3::text[], $4::int8[]) AS u(id, doc, v) \
+                     WHERE e.tenant=$1 AND e.id=u.id AND e.version=u.v AND NOT e.deleted RETURNING e.id, e.seq",
+                )
+                .await
+                .map_err(pg)?;
+            let rows = tx
+                .query(&st, &[&tenant, &upd_ids, &upd_docs, &upd_versions])
+                .await
+                .map_err(pg)?;
+            if let Some(id) = missing(&upd_ids, &rows) {
+                return Err(StoreError::Conflict(id));
+            }
+            mine.extend(rows.iter().map(|r| r.get::<_, i64>(1)));
+        }
+        if !w.deletes.is_empty() {
+            let ids: Vec<&str> = w.deletes.iter().map(|(id, _)| id.as_str()).collect();
+            let versions: Vec<i64> = w.deletes.iter().map(|(_, v)| *v as i64).collect();
+            let st = tx
+                .prepare_cached(
+                    "UPDATE entities AS e SET version=e.version+1, seq=nextval('entity_seq'), deleted=true, doc=NULL \
+                     FROM unnest($2::text[], $3::int8[]) AS u(id, v) \
+                     WHERE e.tenant=$1 AND e.id=u.id AND e.version=u.v AND NOT e.deleted RETURNING e.id, e.seq",
+                )
+                .await
+                .map_err(pg)?;
+            let rows = tx.query(&st, &[&tenant, &ids, &versions]).await.map_err(pg)?;
+            if let Some(id) = missing(&ids, &rows) {
+                return Err(StoreError::Conflict(id));
+            }
+            mine.extend(rows.iter().map(|r| r.get::<_, i64>(1)));
         }
         for hd in &w.history_deletes {
             match hd {
@@ -624,61 +661,74 @@ impl Store for PostgresStore {
             }
         }
         if !w.history.is_empty() {
-            let hist = tx
-                .prepare(
+            let h = &w.history;
+            let eids: Vec<&str> = h.iter().map(|(e, _)| e.as_str()).collect();
+            let attrs: Vec<&str> = h.iter().map(|(_, i)| i.attr.as_str()).collect();
+            let iids: Vec<&str> = h.iter().map(|(_, i)| i.instance_id.as_str()).collect();
+            let dsids: Vec<Option<&str>> = h.iter().map(|(_, i)| i.dataset_id.as_deref()).collect();
+            let observed: Vec<i64> = h
+                .iter()
+                .map(|(_, i)| ms(&i.observed_at.unwrap_or(i.modified_at)))
+                .collect();
+            let created: Vec<i64> = h.iter().map(|(_, i)| ms(&i.created_at)).collect();
+            let modified: Vec<i64> = h.iter().map(|(_, i)| ms(&i.modified_at)).collect();
+            let deleted: Vec<Option<i64>> = h.iter().map(|(_, i)| i.deleted_at.as_ref().map(ms)).collect();
+            let hdocs: Vec<&str> = history_docs.iter().map(String::as_str).collect();
+            let st = tx
+                .prepare_cached(
                     "INSERT INTO history(tenant, entity_id, attr, instance_id, dataset_id, observed_at, created_at, modified_at, deleted_at, doc) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::text[]) \
+                     AS u(entity_id, attr, instance_id, dataset_id, observed_at, created_at, modified_at, deleted_at, doc)",
                 )
                 .await
                 .map_err(pg)?;
-            for ((eid, i), doc) in w.history.iter().zip(&history_docs) {
-                tx.execute(
-                    &hist,
-                    &[
-                        &tenant,
-                        eid,
-                        &i.attr,
-                        &i.instance_id,
-                        &i.dataset_id,
-                        &ms(&i.observed_at.unwrap_or(i.modified_at)),
-                        &ms(&i.created_at),
-                        &ms(&i.modified_at),
-                        &i.deleted_at.as_ref().map(ms),
-                        doc,
-                    ],
-                )
-                .await
-                .map_err(pg)?;
-            }
+            tx.execute(
+                &st,
+                &[
+                    &tenant, &eids, &attrs, &iids, &dsids, &observed, &created, &modified, &deleted, &hdocs,
+                ],
+            )
+            .await
+            .map_err(pg)?;
         }
-        let mut seqs = Vec::with_capacity(w.outbox.len());
+        let mut seqs: Vec<i64> = Vec::with_capacity(w.outbox.len());
         if !w.outbox.is_empty() {
-            let out = tx
-                .prepare("INSERT INTO outbox(tenant, subscription_id, payload) VALUES ($1, $2, $3) RETURNING seq")
+            // The numbers first, then the rows with them: the caller gets
+            // them in the order of `w.outbox`, whatever order RETURNING has.
+            let rows = tx
+                .query(
+                    "SELECT nextval('outbox_seq_seq') FROM generate_series(1, $1::int)",
+                    &[&(w.outbox.len() as i32)],
+                )
                 .await
                 .map_err(pg)?;
-            for (sub, payload) in &w.outbox {
-                let row = tx.query_one(&out, &[&tenant, sub, payload]).await.map_err(pg)?;
-                seqs.push(row.get::<_, i64>(0));
-            }
+            seqs = rows.iter().map(|r| r.get::<_, i64>(0)).collect();
+            seqs.sort_unstable();
+            let subs: Vec<&str> = w.outbox.iter().map(|(s, _)| s.as_str()).collect();
+            let payloads: Vec<&str> = w.outbox.iter().map(|(_, p)| p.as_str()).collect();
+            let st = tx
+                .prepare_cached(
+                    "INSERT INTO outbox(seq, tenant, subscription_id, payload) \
+                     SELECT u.seq, $1, u.sub, u.payload FROM unnest($2::int8[], $3::text[], $4::text[]) AS u(seq, sub, payload)",
+                )
+                .await
+                .map_err(pg)?;
+            tx.execute(&st, &[&tenant, &seqs, &subs, &payloads]).await.map_err(pg)?;
         }
         tx.commit().await.map_err(pg)?;
-        // Durable now: into the copy, at the numbers the rows took (no
-        // other writer of this tenant ran in between: the lock).
+        t.registered.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Durable now: into the copy, and the highest number our rows took
+        // (no other writer of this tenant ran in between: the lock).
         let mut copy = t.copy.write().map_err(be)?;
-        let mut numbers = mine.into_iter();
         for put in w.puts {
             let v = put.expected_version.map(|v| v + 1).unwrap_or(1);
             copy.cache.put(Arc::new(put.entity), v);
-            if let Some(n) = numbers.next() {
-                copy.seen = copy.seen.max(n);
-            }
         }
         for (id, _) in &w.deletes {
             copy.cache.remove(id);
-            if let Some(n) = numbers.next() {
-                copy.seen = copy.seen.max(n);
-            }
+        }
+        if let Some(top) = mine.iter().max() {
+            copy.seen = copy.seen.max(*top);
         }
         Ok(seqs)
     }

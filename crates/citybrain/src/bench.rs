@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// The NGSI-LD hub: batch upsert, PATCH, retrieve, query, notifications, vs raw SQLite.
+    /// The NGSI-LD hub: batch upsert, PATCH, retrieve, query, notifications,
+    /// vs raw SQLite (or, with --postgres URL, on PostgreSQL vs raw PostgreSQL).
     Hub(HubBench),
     /// The scenarios' headline figures against their documented bands
     /// (scenarios/bands.json): the signal corridor (every policy, and the
@@ -161,6 +162,11 @@ pub struct HubBench {
     /// Notification phase: changes per second to drive.
     #[arg(long, default_value_t = 1000)]
     notify_rate: u64,
+    /// Run the hub on PostgreSQL instead of a temporary SQLite file
+    /// (postgres://USER@HOST:PORT/DB); it works in a schema of its own,
+    /// dropped at the end, and the peer is raw PostgreSQL.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -225,6 +231,7 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
                 clients: b.clients,
                 seconds: b.seconds,
                 notify_rate: b.notify_rate,
+                postgres: b.postgres,
             })
             .await
         }

@@ -204,7 +204,7 @@ const RULES: &[Rule] = &[
         ],
         banned: &[HTTP_SERVER, SQL, &["reqwest"]],
     },
-    // The benchmark measures the embedded default against raw SQLite.
+    // The benchmark measures the backends against the raw databases.
     Rule {
         krate: "citybrain-bench",
         may_use: &[
@@ -215,6 +215,7 @@ const RULES: &[Rule] = &[
             "citybrain-rules",
             "citybrain-services",
             "citybrain-services-hub",
+            "citybrain-store",
             "citybrain-store-postgres",
             "citybrain-store-sqlite",
             "citybrain-synthcity",
