@@ -176,7 +176,7 @@ fn filter_of(n: &Ngsi) -> ApiResult<Filter> {
     })
 }
 
-fn page_of(n: &Ngsi) -> ApiResult<(usize, usize)> {
+pub(crate) fn page_of(n: &Ngsi) -> ApiResult<(usize, usize)> {
     let offset = n.params.usize("offset")?.unwrap_or(0);
     let limit = n.params.usize("limit")?.unwrap_or(50);
     if !(1..=1000).contains(&limit) {

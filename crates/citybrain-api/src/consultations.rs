@@ -12,7 +12,7 @@ use citybrain_appeals::consultation::{Comment, Consultation, Draft, Section, Sta
 use citybrain_appeals_hub::CommentAction;
 use serde_json::{json, Value};
 
-use crate::appeals::appeals;
+use crate::appeals::{appeals, page_of};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Ngsi};
 use crate::respond::plain;
@@ -51,11 +51,7 @@ pub async fn list(State(s): State<AppState>, n: Ngsi) -> ApiResult<Response> {
         .get("stage")
         .map(|x| Stage::parse(x).ok_or_else(|| bad(format!("stage '{x}': one of upcoming, open, closed, concluded"))))
         .transpose()?;
-    let offset = n.params.usize("offset")?.unwrap_or(0);
-    let limit = n.params.usize("limit")?.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(bad("limit: 1 to 1000"));
-    }
+    let (offset, limit) = page_of(&n)?;
     let (list, total) = svc
         .consultations(stage, n.params.get("department"), offset, limit)
         .await?;
@@ -146,11 +142,7 @@ pub async fn comments(State(s): State<AppState>, n: Ngsi, Path(id): Path<String>
             c.draft.department
         )));
     }
-    let offset = n.params.usize("offset")?.unwrap_or(0);
-    let limit = n.params.usize("limit")?.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(bad("limit: 1 to 1000"));
-    }
+    let (offset, limit) = page_of(&n)?;
     let (list, total) = svc
         .comments(&id, n.params.get("section"), with_hidden, offset, limit)
         .await?;

@@ -85,6 +85,36 @@ impl Appeals {
         }
     }
 
+    /// A page of `q`'s records (ordered by `order`), with the total.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        mut q: citybrain_ngsild::selector::EntityQuery,
+        order: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<T>, usize)> {
+        q.order = Some(citybrain_ngsild::order::OrderBy::parse(order, self.terms())?);
+        let r = self
+            .hub()
+            .query_entities(
+                self.tenant_name(),
+                &q,
+                citybrain_store::Page {
+                    offset,
+                    limit: limit.clamp(1, 1000),
+                    count: true,
+                },
+            )
+            .await?;
+        let total = r.total.unwrap_or(r.entities.len());
+        let list = r
+            .entities
+            .iter()
+            .map(|e| read_json(e, self.terms(), "record"))
+            .collect::<Result<Vec<T>>>()?;
+        Ok((list, total))
+    }
+
     /// Publishes a draft for comment under `id`.
     pub async fn publish(&self, id: &str, draft: Draft, by: &Actor) -> Result<Consultation> {
         let _g = self.lock(id).await;
@@ -151,30 +181,8 @@ impl Appeals {
         if let Some(d) = department {
             clauses.push(format!("department=={}", quote(d)));
         }
-        let mut q = self.query(CONSULTATION, &clauses)?;
-        q.order = Some(citybrain_ngsild::order::OrderBy::parse(
-            "closesSecs;desc",
-            self.terms(),
-        )?);
-        let r = self
-            .hub()
-            .query_entities(
-                self.tenant_name(),
-                &q,
-                citybrain_store::Page {
-                    offset,
-                    limit: limit.clamp(1, 1000),
-                    count: true,
-                },
-            )
-            .await?;
-        let total = r.total.unwrap_or(r.entities.len());
-        let list = r
-            .entities
-            .iter()
-            .map(|e| read_json(e, self.terms(), "record"))
-            .collect::<Result<Vec<Consultation>>>()?;
-        Ok((list, total))
+        self.page(self.query(CONSULTATION, &clauses)?, "closesSecs;desc", offset, limit)
+            .await
     }
 
     /// A page of a consultation's comments in the order they came; the
@@ -194,27 +202,7 @@ impl Appeals {
         if let Some(s) = section {
             clauses.push(format!("section=={}", quote(s)));
         }
-        let mut q = self.query(COMMENT, &clauses)?;
-        q.order = Some(citybrain_ngsild::order::OrderBy::parse("seq", self.terms())?);
-        let r = self
-            .hub()
-            .query_entities(
-                self.tenant_name(),
-                &q,
-                citybrain_store::Page {
-                    offset,
-                    limit: limit.clamp(1, 1000),
-                    count: true,
-                },
-            )
-            .await?;
-        let total = r.total.unwrap_or(r.entities.len());
-        let list = r
-            .entities
-            .iter()
-            .map(|e| read_json(e, self.terms(), "record"))
-            .collect::<Result<Vec<Comment>>>()?;
-        Ok((list, total))
+        self.page(self.query(COMMENT, &clauses)?, "seq", offset, limit).await
     }
 
     async fn all_comments(&self, id: &str) -> Result<Vec<Comment>> {

@@ -32,7 +32,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -468,41 +468,12 @@ impl Store for PostgresStore {
 
     async fn get(&self, tenant: &str, ids: &[String]) -> Result<Vec<Stored>> {
         let ids = ids.to_vec();
-        self.with_copy(tenant, move |c| {
-            Ok(ids
-                .iter()
-                .filter_map(|id| c.entities.get(id))
-                .map(|(v, e)| Stored {
-                    entity: e.as_ref().clone(),
-                    version: *v,
-                })
-                .collect())
-        })
-        .await
+        self.with_copy(tenant, move |c| Ok(c.get(&ids))).await
     }
 
     async fn query(&self, tenant: &str, q: &EntityQuery, page: Page) -> Result<QueryResult> {
         let q = q.clone();
-        self.with_copy(tenant, move |c| {
-            let mut out = Vec::new();
-            let mut matched = 0usize;
-            let mut visit = |e: &Arc<Entity>| -> bool {
-                if !q.matches(e) {
-                    return true;
-                }
-                if matched >= page.offset && out.len() < page.limit {
-                    out.push(e.as_ref().clone());
-                }
-                matched += 1;
-                page.count || out.len() < page.limit
-            };
-            c.scan(&q, &mut visit);
-            Ok(QueryResult {
-                entities: out,
-                total: page.count.then_some(matched),
-            })
-        })
-        .await
+        self.with_copy(tenant, move |c| Ok(c.query(&q, page))).await
     }
 
     async fn commit(&self, tenant: &str, w: WriteSet) -> Result<Vec<i64>> {
@@ -734,28 +705,7 @@ impl Store for PostgresStore {
     }
 
     async fn types(&self, tenant: &str) -> Result<Vec<TypeInfo>> {
-        self.with_copy(tenant, |c| {
-            let mut out = Vec::with_capacity(c.by_type.len());
-            for (type_iri, ids) in &c.by_type {
-                let mut attrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                for e in ids.values() {
-                    for (name, list) in &e.attrs {
-                        let kinds = attrs.entry(name.clone()).or_default();
-                        for a in list {
-                            kinds.insert(citybrain_ngsild::model::kind_of(a).to_string());
-                        }
-                    }
-                }
-                out.push(TypeInfo {
-                    type_iri: type_iri.clone(),
-                    entity_count: ids.len(),
-                    attrs: attrs.into_iter().map(|(a, k)| (a, k.into_iter().collect())).collect(),
-                });
-            }
-            out.sort_by(|a, b| a.type_iri.cmp(&b.type_iri));
-            Ok(out)
-        })
-        .await
+        self.with_copy(tenant, |c| Ok(c.types())).await
     }
 
     async fn history(&self, tenant: &str, q: &HistoryQuery) -> Result<Vec<Instance>> {

@@ -100,6 +100,61 @@ pub struct TenantCache {
 }
 
 impl TenantCache {
+    /// The entities of `ids` it holds, at their versions (`Store::get`).
+    pub fn get(&self, ids: &[String]) -> Vec<crate::Stored> {
+        ids.iter()
+            .filter_map(|id| self.entities.get(id))
+            .map(|(v, e)| crate::Stored {
+                entity: e.as_ref().clone(),
+                version: *v,
+            })
+            .collect()
+    }
+
+    /// A page of the entities matching `q`, with the total when asked (`Store::query`).
+    pub fn query(&self, q: &EntityQuery, page: crate::Page) -> crate::QueryResult {
+        let mut out = Vec::new();
+        let mut matched = 0usize;
+        let mut visit = |e: &Arc<Entity>| -> bool {
+            if !q.matches(e) {
+                return true;
+            }
+            if matched >= page.offset && out.len() < page.limit {
+                out.push(e.as_ref().clone());
+            }
+            matched += 1;
+            page.count || out.len() < page.limit
+        };
+        self.scan(q, &mut visit);
+        crate::QueryResult {
+            entities: out,
+            total: page.count.then_some(matched),
+        }
+    }
+
+    /// Every type with its count and the kinds of each attribute (`Store::types`).
+    pub fn types(&self) -> Vec<crate::TypeInfo> {
+        let mut out = Vec::with_capacity(self.by_type.len());
+        for (type_iri, ids) in &self.by_type {
+            let mut attrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for e in ids.values() {
+                for (name, list) in &e.attrs {
+                    let kinds = attrs.entry(name.clone()).or_default();
+                    for a in list {
+                        kinds.insert(kind_of(a).to_string());
+                    }
+                }
+            }
+            out.push(crate::TypeInfo {
+                type_iri: type_iri.clone(),
+                entity_count: ids.len(),
+                attrs: attrs.into_iter().map(|(a, k)| (a, k.into_iter().collect())).collect(),
+            });
+        }
+        out.sort_by(|a, b| a.type_iri.cmp(&b.type_iri));
+        out
+    }
+
     pub fn put(&mut self, e: Arc<Entity>, version: u64) {
         self.remove(&e.id);
         for t in &e.types {
